@@ -1,0 +1,1 @@
+"""data layer of napari-medgen (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""io layer of napari-medgen (see DESIGN.md)."""

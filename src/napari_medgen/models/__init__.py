@@ -1,0 +1,1 @@
+"""Model families built from MONAI networks, and the on-disk model store."""

@@ -1,0 +1,4 @@
+"""Imports every model family module so that its builder is registered in the store.
+
+Add one import line per family module.
+"""

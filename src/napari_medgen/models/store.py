@@ -1,0 +1,152 @@
+"""A model on disk: ``NAME.safetensors`` (weights) + ``NAME.json`` (its card).
+
+The card is a plain JSON object. Keys every card has:
+
+* ``family``: which builder makes the network (see :func:`register_family`).
+* ``network``: keyword arguments for that builder (plain JSON values only).
+* ``normalization``: how intensities were scaled for training, e.g.
+  ``{"kind": "percentile", "low": 0.5, "high": 99.5}``.
+* ``spacing`` (x, y, z mm) and ``shape`` (z, y, x or y, x) of the training data;
+  ``label_names`` {"0": "background", ...} for label-conditioned families.
+* ``training``: ``command``, ``seed``, ``data``, ``wall_time_s``, ``commit``, ``steps``.
+* ``metrics``: measured quality, e.g. ``{"ssim_heldout": 0.71}``.
+
+Weights load with safetensors only: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from ..atomic import atomic_write_bytes
+from ..errors import ModelError
+
+Builder = Callable[[dict[str, Any]], torch.nn.Module]
+_FAMILIES: dict[str, Builder] = {}
+
+
+def register_family(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder(network_config) -> nn.Module`` under a family name."""
+
+    def deco(fn: Builder) -> Builder:
+        _FAMILIES[name] = fn
+        return fn
+
+    return deco
+
+
+def families() -> list[str]:
+    _import_families()
+    return sorted(_FAMILIES)
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """Return (weights, card) paths for ``NAME``, ``NAME.json`` or ``NAME.safetensors``."""
+    p = Path(path)
+    if p.suffix in (".json", ".safetensors"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_model(path: str | Path, modules: dict[str, torch.nn.Module] | torch.nn.Module, card: dict[str, Any],
+               half: bool = False) -> tuple[Path, Path]:
+    """Write weights and card atomically.
+
+    modules: one module, or several by name (e.g. {"generator": g, "encoder": e}); their
+    parameters are stored as ``name.param``. half: store floating tensors as float16 (they
+    are restored to float32 on load).
+    """
+    weights_path, card_path = model_paths(path)
+    if isinstance(modules, torch.nn.Module):
+        modules = {"model": modules}
+    tensors: dict[str, torch.Tensor] = {}
+    for mname, module in modules.items():
+        for k, v in module.state_dict().items():
+            t = v.detach().cpu().contiguous()
+            if half and t.is_floating_point():
+                t = t.half()
+            tensors[f"{mname}.{k}"] = t
+    card = dict(card)
+    card.setdefault("modules", sorted(modules))
+    card["weights_dtype"] = "float16" if half else "float32"
+    _check_json(card)
+    atomic_write_bytes(weights_path, save(tensors))
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    return weights_path, card_path
+
+
+def load_card(path: str | Path) -> dict[str, Any]:
+    """Read and check a model card (clear ModelError when missing or malformed)."""
+    _, card_path = model_paths(path)
+    if not card_path.is_file():
+        raise ModelError(f"Model card '{card_path}' does not exist.")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"Model card '{card_path}' is not valid JSON: {exc}") from None
+    if not isinstance(card, dict) or not isinstance(card.get("family"), str):
+        raise ModelError(f"Model card '{card_path}' has no 'family' entry: it is not a napari-medgen model card.")
+    if not isinstance(card.get("network", {}), dict):
+        raise ModelError(f"Model card '{card_path}': 'network' must be an object of plain values.")
+    return card
+
+
+def load_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
+    """Load weights as {module_name: state_dict}, floats as float32. Never unpickles."""
+    weights_path, _ = model_paths(path)
+    if not weights_path.is_file():
+        raise ModelError(f"Model weights '{weights_path}' do not exist.")
+    try:
+        flat = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"Model weights '{weights_path}' are not a valid safetensors file: {exc}") from None
+    out: dict[str, dict[str, torch.Tensor]] = {}
+    for key, t in flat.items():
+        mname, _, pname = key.partition(".")
+        out.setdefault(mname, {})[pname] = t.float() if t.is_floating_point() else t
+    return out
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
+    """Build the family's modules from the card and load their weights; eval mode, on ``device``.
+
+    Returns ({module_name: module}, card). The family builder returns either one module or a
+    dict of modules matching the names stored in the weights.
+    """
+    card = load_card(path)
+    _import_families()
+    builder = _FAMILIES.get(card["family"])
+    if builder is None:
+        raise ModelError(f"Model '{path}' is of family '{card['family']}', which this version does not know "
+                         f"(known: {', '.join(sorted(_FAMILIES))}).")
+    built = builder(card.get("network", {}))
+    modules = built if isinstance(built, dict) else {"model": built}
+    state = load_state(path)
+    for mname, module in modules.items():
+        if mname not in state:
+            raise ModelError(f"Model weights for '{path}' lack module '{mname}' (found: {', '.join(sorted(state))}).")
+        try:
+            module.load_state_dict(state[mname])
+        except RuntimeError as exc:
+            raise ModelError(f"Model weights for '{path}' do not fit the network in its card: {str(exc)[:300]}") from None
+        module.to(device).eval()
+    return modules, card
+
+
+def _check_json(obj: Any) -> None:
+    try:
+        json.dumps(obj)
+    except TypeError as exc:
+        raise ModelError(f"Model card must hold plain JSON values only: {exc}") from None
+
+
+def _import_families() -> None:
+    """Import the family modules so that they register their builders."""
+    from . import families as _  # noqa: F401

@@ -1,0 +1,1 @@
+"""tasks layer of napari-medgen (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""training layer of napari-medgen (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""widgets layer of napari-medgen (see DESIGN.md)."""
