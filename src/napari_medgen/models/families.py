@@ -2,3 +2,4 @@
 
 Add one import line per family module.
 """
+from . import features  # noqa: F401
