@@ -1,0 +1,135 @@
+"""Small pieces every dock widget shares: layer <-> Volume and the progress panel.
+
+Geometry goes only through :mod:`..io.layers` (napari world = LPS mm in (z, y, x) order).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Image, Labels, Layer
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ..io.layers import layer_to_volume, volume_to_layer
+from ..io.volume import Volume
+from ..progress import Progress
+
+if TYPE_CHECKING:
+    from .runner import TaskHandle
+
+# layer attributes add_volume may set on an existing layer; other keywords only apply to new layers
+_UPDATABLE = ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "opacity", "blending")
+
+
+def layer_to_volume_of(layer: Layer) -> Volume:
+    """The Volume behind an Image or Labels layer: data (z, y, x) or (t, z, y, x) with its geometry."""
+    if not isinstance(layer, (Image, Labels)):
+        raise TypeError(f"layer '{layer.name}' is a {type(layer).__name__} layer, not an image or labels layer")
+    affine = np.asarray(layer.affine.affine_matrix)
+    return layer_to_volume(
+        np.asarray(layer.data),
+        scale=layer.scale,
+        translate=layer.translate,
+        affine=None if np.allclose(affine, np.eye(len(affine))) else affine,
+        metadata=dict(layer.metadata),
+        is_label=isinstance(layer, Labels),
+    )
+
+
+def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
+    """Show ``vol`` as layer ``name`` (Labels if ``vol.is_label``, else Image) and return the layer.
+
+    An existing layer of that name and kind is updated in place (data, geometry, metadata; e.g. a
+    preview replaced by the next one); one of the other kind is replaced at the same position.
+    kwargs go to ``add_image``/``add_labels`` (``oblique=`` goes to ``volume_to_layer``). The
+    volume's ``metadata["notes"]`` are shown as notifications when they are new for this layer.
+    """
+    data, layer_kw, kind = volume_to_layer(vol, name, oblique=kwargs.pop("oblique", "resample"))
+    layer_kw.update(kwargs)
+    notes = list(layer_kw["metadata"].get("notes", []))
+    cls = Labels if kind == "labels" else Image
+    old = viewer.layers[name] if name in viewer.layers else None
+    if isinstance(old, cls) and old.ndim == data.ndim:
+        shown = list(old.metadata.get("notes", []))
+        for key in _UPDATABLE:
+            if key in layer_kw:
+                setattr(old, key, layer_kw[key])
+        if "affine" not in layer_kw:
+            old.affine = np.eye(data.ndim + 1)
+        old.data = data
+        if cls is Image and "contrast_limits" not in layer_kw:
+            old.reset_contrast_limits()
+        layer = old
+    else:
+        shown = []
+        index = None
+        if old is not None:
+            index = viewer.layers.index(old)
+            viewer.layers.remove(old)
+        add = viewer.add_labels if cls is Labels else viewer.add_image
+        layer = add(data, **layer_kw)
+        if index is not None:
+            viewer.layers.move(viewer.layers.index(layer), index)
+    for note in notes:
+        if note not in shown:
+            show_info(f"{name}: {note}")
+    return layer
+
+
+class ProgressPanel(QWidget):
+    """Progress bar, status line and Cancel button; every dock embeds one and passes it to run_task."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.status = QLabel("idle")
+        self.status.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        self._handle: TaskHandle | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._handle is not None and self._handle.running
+
+    def attach(self, handle: TaskHandle) -> None:
+        """Follow a newly started task (called by run_task)."""
+        self._handle = handle
+        self.bar.setRange(0, 0)  # busy indicator until the first report with a total
+        self.status.setText(f"{handle.name}: starting")
+        self.cancel_button.setEnabled(True)
+
+    def show_progress(self, p: Progress) -> None:
+        if p.total:
+            self.bar.setRange(0, p.total)
+            self.bar.setValue(min(p.step, p.total))
+        name = self._handle.name if self._handle is not None else ""
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
+        self.status.setText(" ".join(s for s in (f"{name}:", p.message, metrics) if s))
+
+    def finish(self, status: str) -> None:
+        """Show the end state ("done", "cancelled", "error") and disable Cancel."""
+        name = self._handle.name if self._handle is not None else ""
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1 if status == "done" else 0)
+        self.status.setText(f"{name}: {status}")
+        self.cancel_button.setEnabled(False)
+
+    def cancel(self) -> None:
+        if self.busy:
+            self._handle.cancel()
+            self.status.setText(f"{self._handle.name}: cancelling...")
+            self.cancel_button.setEnabled(False)

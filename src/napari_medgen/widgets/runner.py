@@ -1,0 +1,171 @@
+"""Run any task generator in the background of napari: the one place widgets start long work.
+
+A task is ``make_task(cancel) -> Generator[Progress, None, result]`` (see :mod:`..progress`).
+:func:`run_task` drives it in a napari ``thread_worker`` so the viewer never blocks: every
+yielded :class:`Progress` moves a bar in napari's activity dock (and an optional
+:class:`~.common.ProgressPanel`), previews and the result are handed to callbacks on the Qt
+thread, and errors become napari notifications instead of tracebacks. ``handle.cancel()`` sets
+the task's :class:`CancelToken`, so the task stops at its next ``cancel.check()`` (within one step).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Generator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from napari.qt.threading import create_worker
+from napari.utils import progress as napari_progress
+from napari.utils.notifications import show_error, show_info
+
+from ..errors import Cancelled, MedgenError
+from ..progress import CancelToken, Progress
+
+if TYPE_CHECKING:
+    from .common import ProgressPanel
+
+log = logging.getLogger(__name__)
+
+# handles of running tasks, kept alive until they finish (Qt connections hold no strong references)
+_RUNNING: set[TaskHandle] = set()
+
+DONE, CANCELLED, FAILED = "done", "cancelled", "error"
+
+
+class TaskHandle:
+    """A running task: ``cancel()`` asks it to stop; ``status`` is None while it runs, then
+    "done", "cancelled" or "error"; ``last`` is the last Progress seen; ``error`` the exception."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.token = CancelToken()
+        self.status: str | None = None
+        self.last: Progress | None = None
+        self.error: BaseException | None = None
+        self.worker: Any = None
+        self._bar: napari_progress | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status is None
+
+    def cancel(self) -> None:
+        """Request cancellation; the task stops at its next ``cancel.check()``."""
+        self.token.cancel()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def run_task(
+    viewer: Any,
+    make_task: Callable[[CancelToken], Generator[Progress, None, Any]],
+    *,
+    name: str,
+    on_result: Callable[[Any], None],
+    on_preview: Callable[[Any], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_finished: Callable[[str], None] | None = None,
+    panel: ProgressPanel | None = None,
+) -> TaskHandle:
+    """Start ``make_task(token)`` in a worker thread and return its :class:`TaskHandle`.
+
+    viewer: the napari viewer the task belongs to (its status bar gets the final status; may be
+    None: progress and notifications are global). name: shown on the progress bar and in messages. on_result(result): called on the Qt
+    thread with the generator's return value (also when the task itself returns after a cancel).
+    on_preview(preview): called with ``Progress.preview`` when it is not None (a preview is
+    skipped when a newer one is already waiting, so slow drawing never lags behind). on_progress(p):
+    every Progress, in order. on_finished(status): once at the end with "done", "cancelled" or "error".
+    panel: a ProgressPanel to drive (its Cancel button cancels this task).
+    """
+    handle = TaskHandle(name)
+
+    def drive() -> Generator[Progress, None, Any]:
+        return (yield from make_task(handle.token))
+
+    def yielded(p: Progress) -> None:
+        handle.last = p
+        bar = handle._bar
+        if bar is not None:
+            if p.total and bar.total != p.total:
+                bar.total = p.total
+            bar.n = p.step
+            bar.update(0)
+            if p.message:
+                bar.set_description(f"{name}: {p.message}")
+        if panel is not None:
+            panel.show_progress(p)
+        if on_progress is not None:
+            on_progress(p)
+
+    def returned(result: Any) -> None:
+        handle.status = CANCELLED if handle.token.cancelled else DONE
+        on_result(result)
+
+    def errored(exc: BaseException) -> None:
+        handle.error = exc
+        if isinstance(exc, Cancelled):
+            handle.status = CANCELLED
+            show_info(f"{name}: cancelled")
+        elif isinstance(exc, MedgenError):
+            handle.status = FAILED
+            show_error(f"{name}: {exc}")
+        else:
+            handle.status = FAILED
+            log.error("%s failed", name, exc_info=(type(exc), exc, exc.__traceback__))
+            show_error(f"{name} failed unexpectedly ({type(exc).__name__}: {exc}); details are in the log.")
+
+    def aborted() -> None:  # napari's own activity-dock cancel calls worker.quit()
+        handle.status = CANCELLED
+
+    def finished() -> None:
+        if handle.status is None:
+            handle.status = CANCELLED if handle.token.cancelled else DONE
+        handle._close_bar()
+        _RUNNING.discard(handle)
+        if panel is not None:
+            panel.finish(handle.status)
+        if viewer is not None:
+            viewer.status = f"{name}: {handle.status}"
+        if on_finished is not None:
+            on_finished(handle.status)
+
+    # Callbacks may let Qt process events (napari does when layers change), which would deliver the
+    # next signal inside the current callback, out of order. So signals are queued and handled one
+    # at a time, in order; a preview already superseded by a newer queued one is skipped.
+    queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+    busy = [False]
+
+    def dispatch(fn: Callable[..., None], *args: Any) -> None:
+        queue.append((fn, args))
+        if busy[0]:
+            return
+        busy[0] = True
+        try:
+            while queue:
+                fn, args = queue.popleft()
+                fn(*args)
+                if fn is yielded and on_preview is not None and args[0].preview is not None:
+                    newer = any(f is yielded and a[0].preview is not None for f, a in queue)
+                    if not newer:
+                        on_preview(args[0].preview)
+        finally:
+            busy[0] = False
+
+    handle._bar = napari_progress(total=0, desc=name)
+    worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
+    worker.yielded.connect(partial(dispatch, yielded))
+    worker.returned.connect(partial(dispatch, returned))
+    worker.errored.connect(partial(dispatch, errored))
+    worker.aborted.connect(partial(dispatch, aborted))
+    worker.finished.connect(partial(dispatch, finished))
+    handle.worker = worker
+    _RUNNING.add(handle)
+    if panel is not None:
+        panel.attach(handle)
+    worker.start()
+    return handle

@@ -1,0 +1,127 @@
+"""run_task: results, previews, cancel within one step, errors as notifications (napari under Xvfb)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_medgen.errors import ReadError
+from napari_medgen.progress import CancelToken, Progress
+from napari_medgen.widgets.common import ProgressPanel
+from napari_medgen.widgets.runner import run_task
+
+pytestmark = pytest.mark.gui
+
+
+def counting_task(n: int, delay: float = 0.0, steps_done: list[int] | None = None):
+    """make_task for a task of n steps, each yielding a (4, 8, 8) preview; returns the sum of steps."""
+
+    def make(cancel: CancelToken):
+        total = 0
+        for i in range(1, n + 1):
+            cancel.check()
+            time.sleep(delay)
+            total += i
+            if steps_done is not None:
+                steps_done.append(i)
+            yield Progress(i, n, f"step {i}", preview=np.full((4, 8, 8), i, np.float32))
+        return total
+
+    return make
+
+
+def test_fifty_steps_with_previews_deliver_result(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    results, previews, steps = [], [], []
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+    handle = run_task(viewer, counting_task(50), name="count", on_result=results.append,
+                      on_preview=previews.append, on_progress=lambda p: steps.append(p.step), panel=panel)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "done"
+    assert results == [sum(range(1, 51))]
+    assert steps == list(range(1, 51))
+    firsts = [float(p[0, 0, 0]) for p in previews]
+    assert firsts == sorted(set(firsts)) and firsts[-1] == 50  # in order, none stale, the last one shown
+    assert panel.bar.value() == panel.bar.maximum() == 1
+    assert "done" in panel.status.text()
+    assert not panel.cancel_button.isEnabled()
+
+
+def test_cancel_stops_within_one_step(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    done: list[int] = []
+    results: list = []
+    finished: list[str] = []
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+    handle = run_task(viewer, counting_task(1000, delay=0.01, steps_done=done), name="slow",
+                      on_result=results.append, on_finished=finished.append, panel=panel)
+    qtbot.waitUntil(lambda: len(done) >= 5, timeout=10000)
+    assert panel.cancel_button.isEnabled()
+    panel.cancel_button.click()
+    at_cancel = len(done)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "cancelled" and finished == ["cancelled"]
+    assert results == []  # the task raised Cancelled, so no result
+    assert len(done) <= at_cancel + 1
+    assert "cancelled" in panel.status.text()
+
+
+def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer, qtbot, monkeypatch):
+    import napari_medgen.widgets.runner as runner
+
+    shown: list[str] = []
+    monkeypatch.setattr(runner, "show_error", shown.append)
+    viewer = make_napari_viewer()
+
+    def failing(cancel: CancelToken):
+        yield Progress(0, 2, "opening")
+        raise ReadError("/data/broken.nii.gz", "the file is truncated")
+
+    handle = run_task(viewer, failing, name="open", on_result=lambda r: None)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "error" and isinstance(handle.error, ReadError)
+    assert len(shown) == 1 and "broken.nii.gz" in shown[0] and "truncated" in shown[0]
+    assert "Traceback" not in shown[0]
+    layer = viewer.add_image(np.zeros((3, 3)))  # the viewer still works
+    assert layer in viewer.layers
+
+
+def test_unexpected_error_is_reported_briefly(make_napari_viewer, qtbot, monkeypatch, caplog):
+    import napari_medgen.widgets.runner as runner
+
+    shown: list[str] = []
+    monkeypatch.setattr(runner, "show_error", shown.append)
+    viewer = make_napari_viewer()
+
+    def buggy(cancel: CancelToken):
+        yield Progress(0, 1)
+        raise ZeroDivisionError("oops")
+
+    handle = run_task(viewer, buggy, name="buggy", on_result=lambda r: None)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "error"
+    assert len(shown) == 1 and "ZeroDivisionError" in shown[0]
+    assert any(r.exc_info for r in caplog.records if "buggy" in r.getMessage())
+
+
+def test_preview_updates_a_layer(make_napari_viewer, qtbot):
+    from napari_medgen.io.volume import Volume
+    from napari_medgen.widgets.common import add_volume
+
+    viewer = make_napari_viewer()
+    seen: list[float] = []
+
+    def show(preview: np.ndarray) -> None:
+        layer = add_volume(viewer, Volume(preview, spacing=(2.0, 2.0, 3.0)), "preview")
+        seen.append(float(layer.data.max()))
+
+    handle = run_task(viewer, counting_task(5), name="preview", on_result=lambda r: None, on_preview=show)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert seen == sorted(set(seen)) and seen[-1] == 5.0  # previews shown in order, never a stale one last
+    assert [layer.name for layer in viewer.layers] == ["preview"]
+    assert float(viewer.layers["preview"].data.max()) == 5.0
+    assert tuple(viewer.layers["preview"].scale) == (3.0, 2.0, 2.0)
