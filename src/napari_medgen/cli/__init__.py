@@ -15,6 +15,7 @@ from ..errors import Cancelled, MedgenError
 
 _COMMAND_MODULES = [
     "demo",
+    "train",
 ]
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the exact command, for model cards
     try:
         return int(args.func(args) or 0)
     except Cancelled:

@@ -1,0 +1,95 @@
+"""Loss history of a training run: ``history.jsonl`` in the work folder, and its loss-curve plot.
+
+One JSON object per line: ``{"step": 12, "loss": 0.31, ...}`` (step = optimisation steps done,
+1-based; the other keys are the losses ``train_step`` returned). Plots use matplotlib's Agg
+canvas only (no GUI backend), so this works headless; the training widget draws with
+:func:`draw_losses` on its own Qt canvas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write_bytes, atomic_write_with
+
+FILE = "history.jsonl"
+
+
+class LossHistory:
+    """Append-only loss log in ``workdir/history.jsonl``, truncated on resume so no step repeats."""
+
+    def __init__(self, workdir: str | Path):
+        self.path = Path(workdir) / FILE
+        self.records: list[dict[str, float]] = self._read()
+
+    def _read(self) -> list[dict[str, float]]:
+        if not self.path.is_file():
+            return []
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+                records.append(rec)
+        return records
+
+    def truncate(self, step: int) -> None:
+        """Keep only records up to ``step`` (inclusive); rewrites the file atomically."""
+        self.records = [r for r in self.records if r["step"] <= step]
+        text = "".join(json.dumps(r) + "\n" for r in self.records)
+        atomic_write_bytes(self.path, text.encode())
+
+    def append(self, step: int, losses: dict[str, float]) -> dict[str, Any]:
+        rec = {"step": int(step), **{k: float(v) for k, v in losses.items()}}
+        self.records.append(rec)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        return rec
+
+
+def loss_series(records: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """{loss name: (steps, values)} from history records, skipping non-finite values."""
+    series: dict[str, tuple[list[int], list[float]]] = {}
+    for rec in records:
+        for key, value in rec.items():
+            if key != "step" and isinstance(value, (int, float)) and math.isfinite(value):
+                steps, values = series.setdefault(key, ([], []))
+                steps.append(rec["step"])
+                values.append(float(value))
+    return series
+
+
+def draw_losses(ax: Any, records: list[dict[str, Any]], title: str = "") -> None:
+    """Draw every loss against step on a matplotlib Axes (log y-axis when all values are positive)."""
+    ax.clear()
+    series = loss_series(records)
+    for name, (steps, values) in sorted(series.items()):
+        ax.plot(steps, values, label=name, linewidth=1)
+    all_values = [v for _, vals in series.values() for v in vals]
+    if all_values and min(all_values) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    if series:
+        ax.legend(loc="upper right", fontsize="small")
+    ax.grid(True, alpha=0.3)
+
+
+def save_loss_plot(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Write the loss curves as a PNG (atomically) and return its path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    draw_losses(fig.add_subplot(1, 1, 1), records, title)
+    fig.tight_layout()
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+    return Path(path)
