@@ -126,6 +126,7 @@ def frechet_distance(f_real: np.ndarray, f_fake: np.ndarray) -> float:
         raise InputError("Fréchet distance needs at least 2 images in each set.")
     with warnings.catch_warnings():  # fewer images than feature dimensions: singular covariances are expected
         warnings.simplefilter("ignore", LinAlgWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # MONAI passes scipy's deprecated ``disp``
         fd = FIDMetric()(torch.as_tensor(f_fake, dtype=torch.float64), torch.as_tensor(f_real, dtype=torch.float64))
     return float(fd)
 
