@@ -45,6 +45,7 @@ class TaskHandle:
         self.last: Progress | None = None
         self.error: BaseException | None = None
         self.worker: Any = None
+        self._outcome: str | None = None  # known before the end-of-task callbacks have run
         self._bar: napari_progress | None = None
 
     @property
@@ -75,11 +76,13 @@ def run_task(
     """Start ``make_task(token)`` in a worker thread and return its :class:`TaskHandle`.
 
     viewer: the napari viewer the task belongs to (its status bar gets the final status; may be
-    None: progress and notifications are global). name: shown on the progress bar and in messages. on_result(result): called on the Qt
-    thread with the generator's return value (also when the task itself returns after a cancel).
+    None: progress and notifications are global). name: shown on the progress bar and in
+    messages. on_result(result): called on the Qt thread with the generator's return value (also
+    when the task itself returns after a cancel).
     on_preview(preview): called with ``Progress.preview`` when it is not None (a preview is
     skipped when a newer one is already waiting, so slow drawing never lags behind). on_progress(p):
-    every Progress, in order. on_finished(status): once at the end with "done", "cancelled" or "error".
+    every Progress, in order. on_finished(status): once at the end, with "done", "cancelled" or
+    "error"; ``handle.status`` is set after it.
     panel: a ProgressPanel to drive (its Cancel button cancels this task).
     """
     handle = TaskHandle(name)
@@ -103,36 +106,36 @@ def run_task(
             on_progress(p)
 
     def returned(result: Any) -> None:
-        handle.status = CANCELLED if handle.token.cancelled else DONE
+        handle._outcome = CANCELLED if handle.token.cancelled else DONE
         on_result(result)
 
     def errored(exc: BaseException) -> None:
         handle.error = exc
         if isinstance(exc, Cancelled):
-            handle.status = CANCELLED
+            handle._outcome = CANCELLED
             show_info(f"{name}: cancelled")
         elif isinstance(exc, MedgenError):
-            handle.status = FAILED
+            handle._outcome = FAILED
             show_error(f"{name}: {exc}")
         else:
-            handle.status = FAILED
+            handle._outcome = FAILED
             log.error("%s failed", name, exc_info=(type(exc), exc, exc.__traceback__))
             show_error(f"{name} failed unexpectedly ({type(exc).__name__}: {exc}); details are in the log.")
 
     def aborted() -> None:  # napari's own activity-dock cancel calls worker.quit()
-        handle.status = CANCELLED
+        handle._outcome = CANCELLED
 
     def finished() -> None:
-        if handle.status is None:
-            handle.status = CANCELLED if handle.token.cancelled else DONE
+        status = handle._outcome or (CANCELLED if handle.token.cancelled else DONE)
         handle._close_bar()
         _RUNNING.discard(handle)
         if panel is not None:
-            panel.finish(handle.status)
+            panel.finish(status)
         if viewer is not None:
-            viewer.status = f"{name}: {handle.status}"
+            viewer.status = f"{name}: {status}"
         if on_finished is not None:
-            on_finished(handle.status)
+            on_finished(status)
+        handle.status = status
 
     # Callbacks may let Qt process events (napari does when layers change), which would deliver the
     # next signal inside the current callback, out of order. So signals are queued and handled one
