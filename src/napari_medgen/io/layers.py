@@ -48,7 +48,6 @@ def volume_to_layer(vol: Volume, name: str | None = None, oblique: str = "resamp
         # rotation about the origin: translate is applied before the affine, so pre-rotate the origin
         translate = tuple(_REV @ vol.direction.T @ np.asarray(vol.origin))
         notes.append("The volume is oblique: it is shown with its rotation (affine); 2D slices are cut obliquely.")
-        kw_translate = tuple(origin_rot)
     elif oblique == "resample":
         from .resample import resample_axis_aligned
 
