@@ -3,3 +3,4 @@
 Add one import line per family module.
 """
 from . import features  # noqa: F401
+from . import label_vae  # noqa: F401
