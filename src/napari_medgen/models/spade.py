@@ -12,8 +12,10 @@ labels) restores sharp label borders.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import SPADENet
@@ -79,3 +81,122 @@ def build_spade(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
     cfg = network_config(**config)
     return {"generator": SpadeGenerator(cfg["spatial_dims"], cfg["n_classes"], cfg["input_shape"], cfg["channels"],
                                         cfg["z_dim"], cfg["spade_hidden"], cfg["head_channels"])}
+
+
+# --- Slice geometry: how a volume is cut into the 2D model's input and put back together. -------------
+
+_PHYSICAL_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}  # LPS physical axis (x, y, z) normal to the plane
+
+
+def slice_axis(spacing: tuple[float, float, float], direction: np.ndarray, orientation: str = "axial",
+               anisotropy: float = 1.25) -> int:
+    """Array axis of a (z, y, x) volume to cut slices along.
+
+    The through-plane axis is the one with the largest spacing when it is at least ``anisotropy``
+    times the others; otherwise the index axis closest to the physical normal of ``orientation``
+    (the plane the model was trained on). spacing: (x, y, z) mm; direction: 3x3, columns = i, j, k.
+    """
+    per_array_axis = np.asarray(spacing, dtype=float)[::-1]
+    largest = int(np.argmax(per_array_axis))
+    if per_array_axis[largest] >= anisotropy * np.delete(per_array_axis, largest).max():
+        return largest
+    index_axis = int(np.argmax(np.abs(np.asarray(direction)[_PHYSICAL_AXIS[orientation], :])))
+    return 2 - index_axis
+
+
+def plane_spacing(spacing: tuple[float, float, float], axis: int) -> tuple[float, float]:
+    """In-plane spacing (rows, cols) in mm of slices cut along array ``axis``; spacing is (x, y, z)."""
+    per_array_axis = [float(s) for s in spacing[::-1]]
+    del per_array_axis[axis]
+    return per_array_axis[0], per_array_axis[1]
+
+
+@dataclass
+class SlicePlan:
+    """How slices of ``plane_shape`` (rows, cols) become the model's ``model_shape`` and back.
+
+    work_shape: in-plane shape after resampling (equal to plane_shape when no resampling is
+    needed); it always fits in model_shape, the rest is padding. notes: plain-words messages
+    for the user when the input was resampled.
+    """
+
+    axis: int
+    plane_shape: tuple[int, int]
+    work_shape: tuple[int, int]
+    model_shape: tuple[int, int]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def resampled(self) -> bool:
+        return self.work_shape != self.plane_shape
+
+
+def plan_slices(shape: tuple[int, int, int], spacing: tuple[float, float, float], axis: int,
+                model_shape: tuple[int, int], model_spacing: tuple[float, float], tolerance: float = 1.5) -> SlicePlan:
+    """Plan for a (z, y, x) volume of ``shape`` and ``spacing`` (x, y, z mm) cut along ``axis``.
+
+    In-plane spacing more than ``tolerance`` times finer or coarser than the model's
+    ``model_spacing`` (rows, cols mm) is resampled to the model's; a plane larger than
+    ``model_shape`` is shrunk to fit. Smaller planes are padded (and cropped back).
+    """
+    plane = tuple(int(s) for i, s in enumerate(shape) if i != axis)
+    sp = np.asarray(plane_spacing(spacing, axis))
+    ratio = sp / np.asarray(model_spacing, dtype=float)
+    far = bool(np.any((ratio > tolerance) | (ratio < 1.0 / tolerance)))
+    work = np.asarray(plane, dtype=float) * (ratio if far else 1.0)
+    shrink = max(1.0, float(np.max(work / np.asarray(model_shape))))
+    work_shape = tuple(int(max(1, min(m, round(w / shrink)))) for w, m in zip(work, model_shape))
+    notes = []
+    if work_shape != plane:
+        reasons = []
+        if far:
+            reasons.append(f"in-plane spacing {sp[0]:.3g} x {sp[1]:.3g} mm is far from the model's "
+                           f"{model_spacing[0]:.3g} x {model_spacing[1]:.3g} mm")
+        if shrink > 1.0:
+            reasons.append(f"the plane does not fit the model's {model_shape[0]} x {model_shape[1]} input")
+        notes.append(f"Slices of {plane[0]} x {plane[1]} voxels were resampled to {work_shape[0]} x {work_shape[1]} "
+                     f"for the model ({'; '.join(reasons)}) and the result resampled back to the input grid.")
+    return SlicePlan(axis, plane, work_shape, tuple(model_shape), notes)  # type: ignore[arg-type]
+
+
+def background_value(image: np.ndarray, labels: np.ndarray) -> float:
+    """Padding value for image slices: the mean intensity of label 0 (the minimum if there is none)."""
+    bg = labels == 0
+    return float(image[bg].mean()) if bg.any() else float(image.min())
+
+
+def cut(volume: np.ndarray, axis: int) -> np.ndarray:
+    """(z, y, x) array -> (n, rows, cols) slices along ``axis`` (a view)."""
+    return np.moveaxis(volume, axis, 0)
+
+
+def _resize(slices: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    t = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
+    mode = "nearest-exact" if nearest else "bilinear"
+    out = torch.nn.functional.interpolate(t, size=size, mode=mode, **({} if nearest else {"align_corners": False}))
+    return out[:, 0].numpy()
+
+
+def _centre_box(inner: tuple[int, int], outer: tuple[int, int]) -> tuple[slice, slice]:
+    r0, c0 = (outer[0] - inner[0]) // 2, (outer[1] - inner[1]) // 2
+    return slice(r0, r0 + inner[0]), slice(c0, c0 + inner[1])
+
+
+def to_model(slices: np.ndarray, plan: SlicePlan, *, nearest: bool, fill: float = 0.0) -> np.ndarray:
+    """(n, rows, cols) -> (n, *model_shape): resample to work_shape if planned, centre-pad with ``fill``.
+
+    nearest: True for labels (values kept), False for images (bilinear).
+    """
+    if plan.resampled:
+        slices = _resize(slices, plan.work_shape, nearest)
+        if nearest:
+            slices = np.rint(slices)
+    out = np.full((slices.shape[0], *plan.model_shape), fill, dtype=slices.dtype)
+    out[(slice(None), *_centre_box(plan.work_shape, plan.model_shape))] = slices
+    return out
+
+
+def from_model(slices: np.ndarray, plan: SlicePlan) -> np.ndarray:
+    """(n, *model_shape) image slices -> (n, rows, cols) on the input grid (crop, bilinear resample back)."""
+    out = slices[(slice(None), *_centre_box(plan.work_shape, plan.model_shape))]
+    return _resize(out, plan.plane_shape, nearest=False) if plan.resampled else out

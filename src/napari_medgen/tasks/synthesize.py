@@ -1,0 +1,239 @@
+"""Label-to-image synthesis with a trained "spade" model, for whole volumes and for live painting.
+
+:class:`Synthesizer` loads a model once and offers the fast path the live-painting widget calls
+(:meth:`Synthesizer.synthesize_slices`) plus style handling (random, encoded from a reference
+image, the model's named styles such as the phantom's vendors, interpolation).
+:func:`synthesize` is the task generator used by the dock widget and ``medgen synthesize``: it
+cuts a label volume into slices along the through-plane axis, synthesises them in batches and
+returns an image Volume with exactly the labels' geometry.
+
+Slice axis: the axis with the largest spacing when the volume is clearly anisotropic, else the
+index axis closest to the model's training orientation (axial for the shipped models). Slices
+whose in-plane spacing is more than 1.5x away from the model's, or that do not fit its input,
+are resampled (labels nearest, image bilinear back to the input grid); the output Volume's
+``metadata["notes"]`` says so. Smaller slices are padded with background and cropped back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.normalize import denormalize, normalize
+from ..device import resolve_device
+from ..errors import InputError, ModelError
+from ..io.volume import Volume
+from ..models import spade
+from ..models.store import load_model
+from ..progress import CancelToken, Progress
+
+Style = str | np.ndarray
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
+
+
+def shipped_models() -> dict[str, Path]:
+    """The spade models shipped with the plugin: {name: path without suffix}, e.g. "spade_brain"."""
+    return {p.stem: p.with_suffix("") for p in sorted(SHIPPED_MODELS.glob("spade_*.json"))}
+
+
+def model_path_of(model: str | Path) -> Path:
+    """A model given as a path (NAME, NAME.json, NAME.safetensors) or a shipped model's name."""
+    p = Path(model)
+    if p.with_suffix(".json").is_file() or p.is_file():
+        return p
+    return shipped_models().get(str(model), p)
+
+
+class Synthesizer:
+    """A loaded spade model. Attributes: card, label_names {int: str}, n_classes, slice_shape (y, x)
+    it was trained on, style_dim, plane_spacing (rows, cols mm), device."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto"):
+        self.device = resolve_device(device)
+        model_path = model_path_of(model_path)
+        modules, card = load_model(model_path, self.device)
+        if card["family"] != "spade" or "generator" not in modules:
+            raise ModelError(f"Model '{model_path}' is of family '{card['family']}', not a 'spade' synthesis model.")
+        if card["network"].get("spatial_dims", 2) != 2:
+            raise ModelError(f"Model '{model_path}' is a 3D spade model; synthesis runs 2D models only.")
+        self.path = str(model_path)
+        self.card = card
+        self.generator = modules["generator"]
+        self.label_names = {int(k): str(v) for k, v in card["label_names"].items()}
+        self.n_classes = int(card["network"]["n_classes"])
+        self.slice_shape: tuple[int, int] = tuple(int(s) for s in card["shape"])  # type: ignore[assignment]
+        self.style_dim = int(card["network"]["z_dim"])
+        self.plane_spacing: tuple[float, float] = tuple(card.get("plane_spacing", (1.0, 1.0)))  # type: ignore[assignment]
+        self.orientation = card.get("slice_orientation", "axial")
+        self._norm = card["normalization"]
+        self._style_mean = np.asarray(card.get("style_mean", np.zeros(self.style_dim)), dtype=np.float32)
+        self._style_std = np.asarray(card.get("style_std", np.ones(self.style_dim)), dtype=np.float32)
+
+    # --- styles -------------------------------------------------------------------------------
+    def random_style(self, seed: int) -> np.ndarray:
+        """A style (style_dim,) drawn from a Gaussian fitted to the encoded training images."""
+        eps = np.random.default_rng(seed).standard_normal(self.style_dim).astype(np.float32)
+        return self._style_mean + self._style_std * eps
+
+    def mean_style(self) -> np.ndarray:
+        """The mean encoded style of the training images (style_dim,)."""
+        return self._style_mean.copy()
+
+    def named_styles(self) -> dict[str, np.ndarray]:
+        """Named styles stored in the card (e.g. the phantom's vendors): mean encoded style of each."""
+        return {k: np.asarray(v, dtype=np.float32) for k, v in self.card.get("styles", {}).items()}
+
+    @staticmethod
+    def interpolate(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+        """Linear blend of two styles: t=0 gives a, t=1 gives b."""
+        return ((1.0 - t) * np.asarray(a, np.float32) + t * np.asarray(b, np.float32)).astype(np.float32)
+
+    def resolve_style(self, style: Style, seed: int = 0) -> np.ndarray:
+        """"random" (with ``seed``), "mean", "vendor:NAME" / a named style, or a vector -> (style_dim,)."""
+        if isinstance(style, np.ndarray) or not isinstance(style, str):
+            vec = np.asarray(style, dtype=np.float32).reshape(-1)
+            if vec.shape != (self.style_dim,):
+                raise InputError(f"A style vector must have {self.style_dim} values for this model, got {vec.size}.")
+            return vec
+        if style == "random":
+            return self.random_style(seed)
+        if style == "mean":
+            return self.mean_style()
+        named = self.named_styles()
+        name = style.split(":", 1)[1] if style.startswith("vendor:") else style
+        if name not in named:
+            known = ", ".join(["random", "mean"] + [f"vendor:{k}" for k in named])
+            raise InputError(f"Unknown style '{style}' for model '{self.path}' (known: {known}).")
+        return named[name]
+
+    def encode_style(self, image: Volume | np.ndarray, labels: Volume | np.ndarray) -> np.ndarray:
+        """Style of a reference image: mean of the encoder's mu over its slices with foreground.
+
+        image/labels: Volumes with the same grid, or arrays (n, y, x) of slices at the model's
+        spacing. Labels choose the slice plan and which slices count (>= 5 % foreground).
+        """
+        img = image.data if isinstance(image, Volume) else np.asarray(image)
+        lab = labels.data if isinstance(labels, Volume) else np.asarray(labels)
+        if img.shape != lab.shape:
+            raise InputError(f"The reference image {img.shape} and its labels {lab.shape} must have the same shape.")
+        plan = self.check_labels(labels)
+        fill = spade.background_value(img.astype(np.float32), lab)
+        img_s = spade.to_model(spade.cut(img.astype(np.float32), plan.axis), plan, nearest=False, fill=fill)
+        fg = (spade.cut(lab, plan.axis) > 0).reshape(img_s.shape[0], -1).mean(1)
+        keep = fg >= 0.05 if np.any(fg >= 0.05) else np.ones_like(fg, dtype=bool)
+        x = torch.from_numpy(normalize(img_s[keep], self._norm).astype(np.float32))[:, None]
+        with torch.inference_mode():
+            mu = torch.cat([self.generator.encode(x[i:i + 32].to(self.device))[0].cpu() for i in range(0, len(x), 32)])
+        return mu.mean(0).numpy().astype(np.float32)
+
+    # --- input checks -------------------------------------------------------------------------
+    def check_labels(self, labels: Volume | np.ndarray) -> spade.SlicePlan:
+        """Check a label map and return how it will be sliced (and resampled, see the plan's notes).
+
+        Raises InputError for non-integer values, negative values, or values >= n_classes.
+        A numpy array (n, y, x) is taken as slices at the model's in-plane spacing.
+        """
+        data = labels.data if isinstance(labels, Volume) else np.asarray(labels)
+        what = f"Label map '{labels.metadata['source']}'" if isinstance(labels, Volume) and \
+            labels.metadata.get("source") else "The label map"
+        if data.ndim != 3:
+            raise InputError(f"{what} must be 3D (z, y, x) or a stack of 2D slices (n, y, x); got shape {data.shape}.")
+        _check_values(data, self.n_classes, self.label_names, what)
+        if isinstance(labels, Volume):
+            axis = spade.slice_axis(labels.spacing, labels.direction, self.orientation)
+            return spade.plan_slices(data.shape, labels.spacing, axis, self.slice_shape, self.plane_spacing)
+        spacing = (self.plane_spacing[1], self.plane_spacing[0], max(self.plane_spacing) * 2)
+        return spade.plan_slices(data.shape, spacing, 0, self.slice_shape, self.plane_spacing)
+
+    # --- fast path ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def synthesize_slices(self, labels2d: np.ndarray, style: np.ndarray) -> np.ndarray:
+        """Integer label slices (n, y, x) -> images (n, y, x) float32 in the training images' intensity units.
+
+        Slices of the model's slice_shape go straight to the network; others are padded or
+        resampled like :func:`synthesize` does. Values are checked (InputError as check_labels).
+        """
+        labels2d = np.asarray(labels2d)
+        if labels2d.ndim == 2:
+            return self.synthesize_slices(labels2d[None], style)[0]
+        plan = None
+        if labels2d.shape[1:] != self.slice_shape:
+            plan = self.check_labels(labels2d)
+            labels2d = spade.to_model(labels2d, plan, nearest=True)
+        else:
+            _check_values(labels2d, self.n_classes, self.label_names, "The label map")
+        out = self._forward(torch.from_numpy(labels2d.astype(np.int64, copy=False)), style)
+        return spade.from_model(out, plan) if plan is not None else out
+
+    def _forward(self, labels: torch.Tensor, style: np.ndarray) -> np.ndarray:
+        """Checked int64 labels (n, *slice_shape) -> denormalised images (n, *slice_shape) float32."""
+        onehot = F.one_hot(labels.to(self.device), self.n_classes).movedim(-1, 1).float()
+        z = torch.as_tensor(np.asarray(style, dtype=np.float32), device=self.device).reshape(1, -1)
+        out = self.generator.decode(onehot, z.expand(len(labels), -1))
+        return denormalize(out[:, 0].cpu().numpy(), self._norm).astype(np.float32, copy=False)
+
+
+def _check_values(data: np.ndarray, n_classes: int, names: dict[int, str], what: str) -> None:
+    """InputError for float maps with non-integer values, negative values or values >= n_classes."""
+    if data.dtype.kind == "f":
+        frac = data[np.isfinite(data)] % 1 != 0
+        if not np.all(np.isfinite(data)) or frac.any():
+            example = data[~np.isfinite(data)][:1] if not np.all(np.isfinite(data)) else data[np.isfinite(data)][frac][:1]
+            raise InputError(f"{what} holds non-integer values (e.g. {float(example[0]):.4g}): it looks like an "
+                             f"intensity image, not a label map. Pick a labels layer or an integer label file.")
+    elif data.dtype.kind not in "iub":
+        raise InputError(f"{what} has data type {data.dtype}; a label map must hold integers.")
+    lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+    if lo < 0 or hi >= n_classes:
+        values = np.unique(data)
+        bad = values[(values < 0) | (values >= n_classes)]
+        shown = ", ".join(str(int(v)) for v in bad[:10]) + (" ..." if bad.size > 10 else "")
+        known = ", ".join(f"{k} {v}" for k, v in sorted(names.items()))
+        raise InputError(f"{what} has label values {shown} that this model does not know: it has {n_classes} "
+                         f"classes ({known}). Relabel them or pick a model trained with these labels.")
+
+
+def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style = "random", seed: int = 0,
+               slices: Sequence[int] | None = None, batch: int = 16, device: str = "auto",
+               cancel: CancelToken | None = None) -> Generator[Progress, None, Volume]:
+    """Synthesise an image for a 3D label Volume; yields Progress (preview = the partial (z, y, x) image).
+
+    style: "random" (drawn with ``seed``), "mean", "vendor:NAME", or a style vector. slices:
+    indices along the chosen slice axis to synthesise (None = all); the others stay 0.
+    Returns a float32 image Volume with the labels' exact geometry; ``metadata["notes"]`` lists
+    resampling notes, ``metadata["synthesis"]`` the model, style and slice axis.
+    """
+    synth = model if isinstance(model, Synthesizer) else Synthesizer(model, device)
+    if labels.is_time_series:
+        raise InputError("Synthesis needs a 3D label map; this one is a 4D time series: pick one time point.")
+    plan = synth.check_labels(labels)
+    z = synth.resolve_style(style, seed)
+    lab = spade.cut(labels.data, plan.axis)
+    n = lab.shape[0]
+    todo = list(range(n)) if slices is None else sorted({int(i) for i in slices})
+    if any(i < 0 or i >= n for i in todo):
+        raise InputError(f"Slice indices must be in 0..{n - 1} along axis {plan.axis}; got {todo}.")
+    out = np.zeros(labels.data.shape, dtype=np.float32)
+    out_slices = spade.cut(out, plan.axis)  # a view: writing it fills ``out``
+    batch = max(1, int(batch))
+    total = len(todo)
+    yield Progress(0, total, f"synthesising {total} slices")
+    for start in range(0, total, batch):
+        if cancel is not None:
+            cancel.check()
+        idx = todo[start:start + batch]
+        model_in = spade.to_model(lab[idx].astype(np.int64), plan, nearest=True)
+        with torch.inference_mode():
+            images = synth._forward(torch.from_numpy(model_in), z)
+        out_slices[idx] = spade.from_model(images, plan)
+        done = min(start + batch, total)
+        yield Progress(done, total, f"slice {done}/{total}", preview=out)
+    meta: dict[str, Any] = {"notes": list(plan.notes), "synthesis": {
+        "model": synth.path, "style": style if isinstance(style, str) else "vector",
+        "style_vector": z.tolist(), "seed": seed, "slice_axis": plan.axis}}
+    return Volume(out, labels.spacing, labels.origin, labels.direction.copy(), False, meta)

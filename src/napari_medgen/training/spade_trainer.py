@@ -1,0 +1,282 @@
+"""Trainer of the "spade" family: MONAI SPADENet generator against a multi-scale patch discriminator.
+
+Generator loss = hinge adversarial (MONAI ``PatchAdversarialLoss``) + feature matching (L1 between the
+discriminator's intermediate features of real and synthetic images) + L1 reconstruction + KL of the
+style encoder; no perceptual loss (it would need downloaded weights). The discriminator sees
+(image, one-hot labels) and is trained with the hinge loss.
+
+Data: 2D slices (n, y, x) of the training volumes cut along the training orientation (axial by
+default), centre-padded to the model's input shape, intensities normalised to [-1, 1] with
+``data.normalize``. ``--sample brain`` holds back every 5th axial slice; ``--sample phantom``
+renders subjects with seeds 0..N-1 in rotating MR contrast styles ("vendors") and holds back
+seeds from 1000 on. Settings (``--set key=value``): network entries (channels, z_dim,
+spade_hidden, head_channels), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
+augmentation), subjects (phantom count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import PatchAdversarialLoss
+from monai.networks.nets import MultiScalePatchDiscriminator
+
+from ..data import normalize as norm
+from ..device import resolve_device
+from ..errors import InputError
+from ..io.volume import Volume
+from ..models import spade
+from ..models.store import save_model
+from .registry import TrainConfig, register_trainer
+
+BRAIN_HOLDOUT_EVERY = 5
+PHANTOM_HOLDOUT_SEEDS = (1000, 1001, 1002, 1003)
+LOSS_WEIGHTS = {"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}
+
+
+@dataclass
+class SliceSet:
+    """Training slices. images: (n, y, x) float32 normalised; labels: (n, y, x) int64; styles: the
+    contrast-style name of each slice ("" when unknown); spacing: (rows, cols) mm of the slices."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    styles: list[str]
+    spacing: tuple[float, float]
+    label_names: dict[int, str]
+    normalization: dict[str, Any]
+    description: str
+    held_out: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def volumes_to_slices(pairs: list[tuple[Volume, Volume, str]], model_shape: tuple[int, int],
+                      orientation: str = "axial", keep: Any = None) -> tuple[np.ndarray, np.ndarray, list[str], tuple[float, float]]:
+    """(image, labels, style) volume triples -> raw image slices, label slices (n, *model_shape), styles, spacing.
+
+    Slices are cut along the orientation's axis at the first volume's in-plane spacing (others
+    are resampled to it) and padded with each image's background (mean intensity of label 0).
+    keep(index) -> bool selects slice indices (e.g. the held-back ones are dropped).
+    """
+    images, labels, styles = [], [], []
+    ref_spacing = None
+    for image, lab, style in pairs:
+        if image.data.shape != lab.data.shape:
+            raise InputError(f"Image and labels '{lab.metadata.get('source', '')}' differ in shape: "
+                             f"{image.data.shape} vs {lab.data.shape}.")
+        axis = spade.slice_axis(lab.spacing, lab.direction, orientation)
+        ref_spacing = ref_spacing or spade.plane_spacing(lab.spacing, axis)
+        plan = spade.plan_slices(lab.data.shape, lab.spacing, axis, model_shape, ref_spacing)
+        idx = [i for i in range(lab.data.shape[axis]) if keep is None or keep(i)]
+        img = np.asarray(image.data, dtype=np.float32)
+        images.append(spade.to_model(spade.cut(img, axis)[idx], plan, nearest=False,
+                                     fill=spade.background_value(img, lab.data)))
+        labels.append(spade.to_model(spade.cut(lab.data, axis)[idx].astype(np.int64), plan, nearest=True))
+        styles += [style] * len(idx)
+    return np.concatenate(images), np.concatenate(labels), styles, ref_spacing
+
+
+def brain_slices(model_shape: tuple[int, int]) -> SliceSet:
+    """Axial slices of the shipped brain sample, every 5th held back for evaluation."""
+    from ..data.samples import brain_sample
+
+    image, labels = brain_sample()
+    keep = lambda i: i % BRAIN_HOLDOUT_EVERY != BRAIN_HOLDOUT_EVERY // 2  # noqa: E731
+    raw, lab, styles, sp = volumes_to_slices([(image, labels, "")], model_shape, keep=keep)
+    spec = norm.percentile_spec(image.data)
+    names = {int(k): str(v) for k, v in labels.metadata.get("label_names", {}).items()} or \
+        {0: "background", 1: "CSF", 2: "grey matter", 3: "white matter"}
+    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec,
+                    "shipped brain sample (MNI152 2009 T1, 2 mm), axial slices",
+                    f"axial slices z with z % {BRAIN_HOLDOUT_EVERY} == {BRAIN_HOLDOUT_EVERY // 2}")
+
+
+def mr_styles() -> list[str]:
+    """The phantom's MR contrast styles ("vendors"); "ct" (Hounsfield units) is left out: one model has
+    one intensity scale."""
+    from ..data import phantom
+
+    return [s for s in phantom.STYLES if s.startswith("mr")]
+
+
+def phantom_slices(model_shape: tuple[int, int], subjects: int) -> SliceSet:
+    """Axial slices of phantom subjects (seeds 0..subjects-1), style = mr_styles()[seed % 3]."""
+    from ..data import phantom
+
+    vendors = mr_styles()
+    pairs = []
+    for seed in range(subjects):
+        style = vendors[seed % len(vendors)]
+        image, labels = phantom.make_phantom(seed=seed, style=style)
+        pairs.append((image, labels, style))
+    raw, lab, styles, sp = volumes_to_slices(pairs, model_shape)
+    spec = norm.percentile_spec(np.stack([p[0].data for p in pairs]))
+    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, dict(phantom.LABELS), spec,
+                    f"phantom subjects seeds 0..{subjects - 1}, axial slices, styles {', '.join(vendors)} "
+                    f"by seed % {len(vendors)}",
+                    f"phantom seeds {', '.join(map(str, PHANTOM_HOLDOUT_SEEDS))} (never trained on)")
+
+
+def folder_slices(config: TrainConfig, model_shape: tuple[int, int]) -> SliceSet:
+    """Axial slices of the user's image/label folders (``data.datasets.load_pairs``)."""
+    from ..data.datasets import load_pairs
+
+    pairs = load_pairs(config.images, config.labels)
+    raw, lab, styles, sp = volumes_to_slices([(i, l, "") for i, l in pairs], model_shape)
+    spec = norm.percentile_spec(np.concatenate([i.data.ravel() for i, _ in pairs]))
+    n_classes = int(max(l.data.max() for _, l in pairs)) + 1
+    names = {**{k: f"label {k}" for k in range(n_classes)},
+             **{int(k): str(v) for k, v in pairs[0][1].metadata.get("label_names", {}).items()}}
+    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec, config.data_description())
+
+
+class SpadeTrainer:
+    """One step = one discriminator update and one generator update on a batch of slices."""
+
+    def __init__(self, data: SliceSet, network: dict[str, Any], *, seed: int, batch_size: int, lr: float,
+                 device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True):
+        self.data = data
+        self.network = network
+        self.weights = weights
+        self.flip = flip
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
+        self.n_classes = int(network["n_classes"])
+        self.generator = spade.build_spade(network)["generator"].to(self.device)
+        self.discriminator = MultiScalePatchDiscriminator(
+            num_d=2, num_layers_d=2, spatial_dims=network["spatial_dims"], channels=16,
+            in_channels=1 + self.n_classes, norm="INSTANCE", minimum_size_im=min(network["input_shape"])).to(self.device)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d or lr, betas=(0.5, 0.999))
+        self.adversarial = PatchAdversarialLoss(criterion="hinge")
+        self.rng = torch.Generator().manual_seed(seed)
+        self.images = torch.from_numpy(data.images[:, None].astype(np.float32))
+        self.labels = torch.from_numpy(data.labels)
+        fg = (data.labels > 0).reshape(len(data.labels), -1).mean(1)
+        self._preview_index = int(np.argmax(fg))
+
+    def _onehot(self, labels: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(labels, self.n_classes).movedim(-1, 1).float()
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.images), (self.batch_size,), generator=self.rng)
+        image, labels = self.images[idx], self.labels[idx]
+        if self.flip:
+            flip = torch.rand(self.batch_size, generator=self.rng) < 0.5
+            image[flip], labels[flip] = image[flip].flip(-1), labels[flip].flip(-1)
+        return image.to(self.device), self._onehot(labels).to(self.device)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        real, onehot = self._batch()
+        self.generator.train()
+        fake, mu, logvar = self.generator(onehot, real)
+
+        self.opt_d.zero_grad(set_to_none=True)
+        d_fake, _ = self.discriminator(torch.cat([fake.detach(), onehot], 1))
+        d_real, _ = self.discriminator(torch.cat([real, onehot], 1))
+        loss_d = 0.5 * (self.adversarial(d_fake, target_is_real=False, for_discriminator=True)
+                        + self.adversarial(d_real, target_is_real=True, for_discriminator=True))
+        loss_d.backward()
+        self.opt_d.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        d_fake, feats_fake = self.discriminator(torch.cat([fake, onehot], 1))
+        with torch.no_grad():
+            _, feats_real = self.discriminator(torch.cat([real, onehot], 1))
+        adv = self.adversarial(d_fake, target_is_real=True, for_discriminator=False)
+        fm = torch.stack([F.l1_loss(f, r) for fs, rs in zip(feats_fake, feats_real) for f, r in zip(fs, rs)]).sum()
+        fm = fm / len(feats_fake)
+        l1 = F.l1_loss(fake, real)
+        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+        w = self.weights
+        loss_g = w["w_adv"] * adv + w["w_fm"] * fm + w["w_l1"] * l1 + w["w_kl"] * kl
+        loss_g.backward()
+        self.opt_g.step()
+        return {"g": loss_g.item(), "d": loss_d.item(), "adv": adv.item(), "fm": fm.item(), "l1": l1.item(),
+                "kl": kl.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+
+    @torch.inference_mode()
+    def encode_mu(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
+        """Normalised image slices (n, y, x) -> encoder means (n, z_dim)."""
+        self.generator.eval()
+        out = [self.generator.encode(torch.from_numpy(images[i:i + batch, None]).to(self.device))[0].cpu()
+               for i in range(0, len(images), batch)]
+        return torch.cat(out).numpy()
+
+    @torch.inference_mode()
+    def preview(self) -> np.ndarray | None:
+        """The synthetic version of the training slice with the most foreground, its own style (y, x)."""
+        i = self._preview_index
+        self.generator.eval()
+        image = self.images[i:i + 1].to(self.device)
+        mu, _ = self.generator.encode(image)
+        out = self.generator.decode(self._onehot(self.labels[i:i + 1]).to(self.device), mu)
+        return out[0, 0].cpu().numpy()
+
+    def style_card(self) -> dict[str, Any]:
+        """Style statistics for the card: mean/std of the encoder means, and the mean per named style."""
+        mu = self.encode_mu(self.data.images).astype(np.float64)
+        styles = np.asarray(self.data.styles)
+        named = {s: mu[styles == s].mean(0).round(5).tolist() for s in sorted(set(self.data.styles)) if s}
+        return {"style_mean": mu.mean(0).round(5).tolist(), "style_std": mu.std(0).round(5).tolist(),
+                "styles": named}
+
+    def export(self, path: str | Path, card: dict[str, Any]) -> None:
+        card = {**card, "family": "spade", "network": self.network, "normalization": self.data.normalization,
+                "label_names": {str(k): v for k, v in self.data.label_names.items()},
+                "shape": list(self.network["input_shape"]), "plane_spacing": list(self.data.spacing),
+                "slice_orientation": "axial", **self.style_card()}
+        training = dict(card.get("training", {}))
+        training.setdefault("data", self.data.description)
+        training["held_out"] = self.data.held_out
+        training["notes"] = self.data.notes
+        card["training"] = training
+        save_model(path, {"generator": self.generator}, card, half=True)
+
+
+def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
+    """Build the trainer from ``config`` (see the module docstring for ``--set`` settings)."""
+    extra = dict(config.extra)
+    net_keys = set(spade.DEFAULTS) - {"n_classes"}
+    network = spade.network_config(**{k: extra.pop(k) for k in list(extra) if k in net_keys})
+    if network["spatial_dims"] != 2:
+        raise InputError("The spade trainer trains 2D models (spatial_dims=2); 3D models are built with "
+                         "models.spade.build_spade directly.")
+    weights = {k: float(extra.pop(k, v)) for k, v in LOSS_WEIGHTS.items()}
+    lr_d = extra.pop("lr_d", None)
+    flip = bool(extra.pop("flip", True))
+    subjects = int(extra.pop("subjects", 24))
+    if extra:
+        raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: "
+                         f"{', '.join(sorted(net_keys | set(LOSS_WEIGHTS) | {'lr_d', 'flip', 'subjects'}))}.")
+    shape = tuple(network["input_shape"])
+    if config.sample == "brain":
+        data = brain_slices(shape)
+    elif config.sample == "phantom":
+        data = phantom_slices(shape, subjects)
+    elif config.sample is None:
+        data = folder_slices(config, shape)
+    else:
+        raise InputError(f"Unknown sample '{config.sample}' for spade training: use 'brain' or 'phantom'.")
+    network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
+    return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
+                        device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip)
+
+
+register_trainer("spade", make_spade_trainer, "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)")
