@@ -1,0 +1,170 @@
+"""``medgen demo``: the shipped samples, and what each capability makes of them, in napari or on disk.
+
+With a display it opens napari with every demo volume as a layer and the plugin's widgets docked.
+With ``--out DIR`` (no display, napari is not imported) it writes every volume as NIfTI
+(``DIR/<name>.nii.gz``) and a PNG montage of their middle axial slices (``DIR/montage.png``).
+
+The volumes come from :data:`DEMO_STEPS`: each step receives every volume made so far (by layer
+name) and returns new named volumes. A capability shows its result in the demo by appending one
+function to that list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..io.volume import Volume
+
+PLUGIN = "napari-medgen"
+DemoStep = Callable[..., dict[str, Volume]]  # step(volumes: dict[str, Volume], *, device: str) -> new volumes
+
+
+def sample_volumes(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:
+    """The shipped samples: the MNI152 brain and the thorax phantom (seed 0), each with its labels."""
+    from ..data.samples import brain_sample, phantom_sample
+
+    brain, brain_labels = brain_sample()
+    phantom, phantom_labels = phantom_sample(seed=0)
+    return {"brain": brain, "brain labels": brain_labels, "phantom": phantom, "phantom labels": phantom_labels}
+
+
+# The demo, in order. Add a capability's result with one line, e.g. synthesis: a step that returns
+# {"brain synthetic": ...} made from volumes["brain labels"].
+DEMO_STEPS: list[DemoStep] = [
+    sample_volumes,
+]
+
+
+def demo_volumes(device: str = "auto", steps: list[DemoStep] | None = None) -> dict[str, Volume]:
+    """Run the demo steps in order; return every volume by layer name (insertion order = layer order)."""
+    volumes: dict[str, Volume] = {}
+    for step in DEMO_STEPS if steps is None else steps:
+        volumes.update(step(dict(volumes), device=device))
+    return volumes
+
+
+def file_stem(name: str) -> str:
+    """Layer name -> safe file stem, e.g. "brain labels" -> "brain_labels"."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "volume"
+
+
+def middle_slice(vol: Volume) -> np.ndarray:
+    """Middle axial (y, x) slice of the first frame, as napari shows it (anterior up, patient left right)."""
+    frame = vol.data[0] if vol.is_time_series else vol.data
+    return frame[frame.shape[0] // 2]
+
+
+def write_montage(volumes: dict[str, Volume], path: Path) -> None:
+    """PNG grid of every volume's middle axial slice, titled with its name, with correct aspect ratio."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import atomic_path
+
+    n = len(volumes)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, vol) in zip(axes.flat, volumes.items()):
+        sl = middle_slice(vol)
+        aspect = vol.spacing[1] / vol.spacing[0]
+        if vol.is_label:
+            ax.imshow(sl, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", aspect=aspect)
+        else:
+            ax.imshow(sl, cmap="gray", aspect=aspect)
+        ax.set_title(name)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def write_demo(volumes: dict[str, Volume], out: Path) -> list[Path]:
+    """Write each volume as ``out/<name>.nii.gz`` and the montage as ``out/montage.png``; return the paths."""
+    from ..io.writers import write_volume
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, vol in volumes.items():
+        path = out / f"{file_stem(name)}.nii.gz"
+        write_volume(vol, path)
+        paths.append(path)
+    montage = out / "montage.png"
+    write_montage(volumes, montage)
+    return paths + [montage]
+
+
+def importable_widgets() -> tuple[list[str], list[str]]:
+    """Display names of the manifest's widgets whose classes import, and messages for those that do not."""
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution(PLUGIN)
+    commands = {c.id: c.python_name for c in manifest.contributions.commands or []}
+    ok, problems = [], []
+    for w in manifest.contributions.widgets or []:
+        module, _, attr = (commands.get(w.command) or ":").partition(":")
+        try:
+            getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            problems.append(f"widget '{w.display_name}' is not available: {exc}")
+        else:
+            ok.append(w.display_name)
+    return ok, problems
+
+
+def populate_viewer(viewer: Any, volumes: dict[str, Volume]) -> list[str]:
+    """Add the volumes as layers and dock every importable widget (tabbed); return warnings."""
+    from ..widgets.common import add_volume
+
+    for name, vol in volumes.items():
+        add_volume(viewer, vol, name)
+    names, problems = importable_widgets()
+    for display_name in names:
+        viewer.window.add_plugin_dock_widget(PLUGIN, display_name, tabify=True)
+    return problems
+
+
+def has_display() -> bool:
+    """False on Linux/BSD without an X11 or Wayland display; True elsewhere."""
+    if not sys.platform.startswith(("linux", "freebsd")):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out is None and not has_display():
+        raise InputError("no display found (DISPLAY is not set): use `medgen demo --out DIR` to write the "
+                         "demo to files instead, or run under xvfb-run")
+    volumes = demo_volumes(args.device)
+    if args.out is not None:
+        for path in write_demo(volumes, Path(args.out)):
+            print(path)
+        return 0
+    import napari
+
+    viewer = napari.Viewer(title="napari-medgen demo")
+    for problem in populate_viewer(viewer, volumes):
+        print(f"medgen demo: {problem}", file=sys.stderr)
+    napari.run()
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="open the sample data in napari with the plugin's widgets, or write it to files",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--out", metavar="DIR", help="write the demo volumes (NIfTI) and a PNG montage to DIR instead of opening napari")
+    p.set_defaults(func=run)
