@@ -25,8 +25,9 @@ class RawImage:
     """A freshly read image before dimension clean-up and label detection.
 
     data: numpy order, i.e. (..., z, y, x) for any number of dimensions >= 2. spacing/origin:
-    (x, y, z) mm LPS; direction: 3x3 (columns = index axes i, j, k). label_hint: the header or
-    the file name says "label map". notes: messages for the user.
+    (x, y, z) mm LPS; direction: 3x3 (columns = index axes i, j, k). label_hint: the header says
+    "label map" (still checked against the values). is_label: a decision recorded in the header
+    by this project's writer (None: guess). notes: messages for the user.
     """
 
     data: np.ndarray
@@ -35,6 +36,7 @@ class RawImage:
     direction: np.ndarray
     time_spacing: float | None = None
     label_hint: bool = False
+    is_label: bool | None = None
     notes: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from ._common import RawImage, check_header_shape, is_dicom_file
 from .volume import Volume
 
 _FORMATS = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
+LABEL_KEY = "medgen_label_map"  # "true"/"false" in NRRD/MHA headers written by this project
 _DICOM_TAGS = {"modality": "0008|0060", "series_description": "0008|103e", "series_uid": "0020|000e"}
 
 
@@ -58,6 +59,8 @@ def read_itk_file(path: Path) -> RawImage:
         raise ReadError(path, f"the {fmt} voxel data could not be read ({itk_reason(exc)})") from None
     raw = image_to_raw(img)
     raw.metadata["format"] = fmt
+    if reader.HasMetaDataKey(LABEL_KEY):
+        raw.is_label = reader.GetMetaData(LABEL_KEY).strip().lower() == "true"
     if fmt == "DICOM":
         raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(key) if reader.HasMetaDataKey(key) else None))
     return raw
@@ -167,7 +170,10 @@ def image_to_raw(img: sitk.Image) -> RawImage:
 
 
 def write_itk(vol: Volume, path: Path) -> None:
-    """Write ``vol`` with SimpleITK (format from the suffix: .nrrd, .mha), compressed; 4D as 4D."""
+    """Write ``vol`` with SimpleITK (format from the suffix: .nrrd, .mha), compressed; 4D as 4D.
+
+    The header key ``medgen_label_map`` (true/false) records the label decision for reopening.
+    """
     img = sitk.GetImageFromArray(np.asarray(vol.data), isVector=False)
     if vol.is_time_series:
         direction = np.eye(4)
@@ -179,4 +185,5 @@ def write_itk(vol: Volume, path: Path) -> None:
         img.SetSpacing(vol.spacing)
         img.SetOrigin(vol.origin)
         img.SetDirection(vol.direction.ravel().tolist())
+    img.SetMetaData(LABEL_KEY, "true" if vol.is_label else "false")
     sitk.WriteImage(img, str(path), useCompression=True)

@@ -73,7 +73,9 @@ def _to_volume(path: Path, raw: RawImage, as_label: bool | None) -> Volume:
         if n_bad:
             data = np.where(bad, 0, data).astype(data.dtype)
             notes.append(f"{n_bad} NaN/Inf voxels replaced by 0.")
-    is_label = as_label if as_label is not None else guess_is_label(data, raw.label_hint or name_hints_label(path))
+    is_label = next((d for d in (as_label, raw.is_label) if d is not None), None)
+    if is_label is None:
+        is_label = guess_is_label(data, raw.label_hint or name_hints_label(path))
     if is_label:
         data, note = to_label_array(data)
         if note:
