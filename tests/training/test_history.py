@@ -1,0 +1,43 @@
+"""Loss history file: append, truncate on resume, damaged lines, and the loss-curve PNG."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.image
+
+from napari_medgen.training.history import LossHistory, loss_series, save_loss_plot
+
+
+def test_append_truncate_and_reload(tmp_path):
+    h = LossHistory(tmp_path)
+    for step in range(1, 6):
+        h.append(step, {"loss": 1.0 / step, "l1": 0.5})
+    assert [r["step"] for r in LossHistory(tmp_path).records] == [1, 2, 3, 4, 5]
+    h.truncate(3)
+    again = LossHistory(tmp_path)
+    assert [r["step"] for r in again.records] == [1, 2, 3] and again.records[1] == {"step": 2, "loss": 0.5, "l1": 0.5}
+
+
+def test_a_line_cut_short_by_a_crash_is_skipped(tmp_path):
+    h = LossHistory(tmp_path)
+    h.append(1, {"loss": 2.0})
+    with open(h.path, "a") as f:
+        f.write('{"step": 2, "lo')
+    assert LossHistory(tmp_path).records == [{"step": 1, "loss": 2.0}]
+
+
+def test_loss_series_skips_non_finite_values():
+    series = loss_series([{"step": 1, "loss": 1.0}, {"step": 2, "loss": math.nan, "kl": 0.1}])
+    assert series == {"loss": ([1], [1.0]), "kl": ([2], [0.1])}
+
+
+def test_loss_plot_is_a_png_with_curves(tmp_path):
+    records = [{"step": s, "loss": 1.0 / s, "adv": -0.1 * s} for s in range(1, 50)]
+    path = save_loss_plot(records, tmp_path / "m.loss.png", title="test")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = matplotlib.image.imread(path)
+    blank = save_loss_plot([], tmp_path / "blank.png")
+    assert img.shape == matplotlib.image.imread(blank).shape
+    assert (img != matplotlib.image.imread(blank)).any()  # the curves were drawn
+    assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
