@@ -3,4 +3,5 @@
 Add one import line per family module.
 """
 from . import features  # noqa: F401
+from . import diffusion  # noqa: F401
 from . import label_vae  # noqa: F401
