@@ -15,6 +15,7 @@ from ..errors import Cancelled, MedgenError
 
 _COMMAND_MODULES = [
     "demo",
+    "sample",
     "train",
 ]
 
