@@ -1,20 +1,16 @@
 """``medgen train FAMILY ...``: train a registered model family and export it with its card.
 
-Runs :func:`napari_medgen.training.loop.train` with a text progress bar (Ctrl-C once stops after
-the current step and saves a checkpoint; running the same command again resumes), then writes
-``OUT.safetensors`` + ``OUT.json`` through the family's ``export`` and the loss curve as
-``OUT.loss.png``. The card's ``training`` entry records the exact command, seed, data, wall time,
-steps, git commit, torch/monai versions and date.
+Drives :func:`napari_medgen.tasks.train.train_model` with a text progress bar: Ctrl-C once stops
+after the current step and saves a checkpoint; running the same command again resumes. Writes
+``OUT.safetensors`` + ``OUT.json`` (its card records this exact command) and ``OUT.loss.png``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import shlex
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -24,9 +20,8 @@ from typing import Any
 from ..errors import InputError, TrainingError
 from ..models.store import model_paths
 from ..progress import CancelToken, run_with_bar
-from ..training.history import save_loss_plot
-from ..training.loop import TrainResult, train
-from ..training.registry import TrainConfig, make_trainer, parse_settings, trainers
+from ..tasks.train import TrainJob, train_model
+from ..training.registry import TrainConfig, parse_settings, trainers
 
 
 def register(subparsers: Any) -> None:
@@ -63,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(images=args.images, labels=args.labels, seed=args.seed, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, device=args.device, sample=args.sample,
                          extra=parse_settings(args.settings))
-    trainer = make_trainer(args.family, config)
-    name = model_paths(args.out)[0].with_suffix("")
-    workdir = args.workdir or Path("medgen-runs") / name.name
+    argv = getattr(args, "argv", None)
+    job = TrainJob(args.family, config, workdir=args.workdir or Path("medgen-runs") / Path(args.out).name,
+                   out=args.out, checkpoint_every=args.checkpoint_every, keep=args.keep, resume=not args.no_resume,
+                   command="medgen " + shlex.join(argv) if argv is not None else shlex.join(sys.argv))
     with _ctrl_c_cancels() as cancel:
-        task = train(trainer, args.steps, workdir, checkpoint_every=args.checkpoint_every,
-                     resume=not args.no_resume, keep=args.keep, seed=args.seed, cancel=cancel)
-        result: TrainResult = run_with_bar(task, desc=f"train {args.family}", disable=args.quiet)
+        outcome = run_with_bar(train_model(job, cancel), desc=f"train {args.family}", disable=args.quiet)
+    result = outcome.result
     for note in result.notes:
         print(f"medgen: {note}", file=sys.stderr)
     if result.status == "diverged":
@@ -77,12 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if result.status == "cancelled":
         print(f"medgen: {result.message}", file=sys.stderr)
         return 130
-    png = name.with_name(name.name + ".loss.png")
-    card = {"training": _training_record(args, config, result), "loss_curve": png.name}
-    trainer.export(name, card)
-    save_loss_plot(result.history, png, title=f"{args.family}: {name.name}")
-    weights, card_path = model_paths(name)
-    print(f"wrote {weights}, {card_path}, {png}")
+    weights, card = model_paths(outcome.model)
+    print(f"wrote {weights}, {card}, {outcome.loss_plot}")
     return 0
 
 
@@ -113,37 +104,3 @@ def _ctrl_c_cancels() -> Iterator[CancelToken]:
         yield token
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-def _training_record(args: argparse.Namespace, config: TrainConfig, result: TrainResult) -> dict[str, Any]:
-    import monai
-    import torch
-
-    argv = getattr(args, "argv", None)
-    command = "medgen " + shlex.join(argv) if argv is not None else shlex.join(sys.argv)
-    return {
-        "command": command,
-        "family": args.family,
-        "seed": config.seed,
-        "data": config.data_description(),
-        "steps": result.step,
-        "batch_size": config.batch_size,
-        "lr": config.lr,
-        "settings": config.extra,
-        "final_losses": {k: v for k, v in (result.history[-1] if result.history else {}).items() if k != "step"},
-        "wall_time_s": round(result.elapsed_s, 2),
-        "commit": _git_commit(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _git_commit() -> str:
-    """``git rev-parse HEAD`` of the code's checkout, or "unknown" (e.g. an installed wheel)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"

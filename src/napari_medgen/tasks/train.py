@@ -1,0 +1,101 @@
+"""Train a registered model family and export it: the task behind ``medgen train`` and the Training dock.
+
+:func:`train_model` builds the trainer (``training.registry.make_trainer``), runs the generic loop
+(``training.loop.train``: checkpoints, resume, cancel, NaN stop) and, when the run finished,
+writes ``OUT.safetensors`` + ``OUT.json`` through the trainer's ``export`` and the loss curve as
+``OUT.loss.png``. The card's ``training`` entry records the command, seed, data, wall time,
+steps, git commit, torch/monai versions and date.
+"""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models.store import model_paths
+from ..progress import CancelToken, Progress
+from ..training.history import save_loss_plot
+from ..training.loop import TrainResult, train
+from ..training.registry import TrainConfig, make_trainer
+
+
+@dataclass
+class TrainJob:
+    """What to train and where. out: model path without extension (None: train only, no export).
+    workdir: checkpoints and ``history.jsonl``. resume: continue from the newest good checkpoint
+    (False deletes the old ones). command: how the run was started, recorded in the card."""
+
+    family: str
+    config: TrainConfig
+    workdir: Path
+    out: Path | None = None
+    checkpoint_every: int = 100
+    preview_every: int = 0
+    keep: int = 3
+    resume: bool = True
+    command: str = ""
+
+
+@dataclass
+class TrainOutcome:
+    """The loop's result plus the exported files (None when not exported: cancelled, diverged, no out)."""
+
+    result: TrainResult
+    model: Path | None = None
+    loss_plot: Path | None = None
+
+
+def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainOutcome]:
+    """Build, train and (if the run is done and ``job.out`` is set) export; yields the loop's Progress."""
+    yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
+    trainer = make_trainer(job.family, job.config)
+    result = yield from train(trainer, job.config.steps, job.workdir, checkpoint_every=job.checkpoint_every,
+                              preview_every=job.preview_every, cancel=cancel, resume=job.resume, keep=job.keep,
+                              seed=job.config.seed)
+    if result.status != "done" or job.out is None:
+        return TrainOutcome(result)
+    name = model_paths(job.out)[0].with_suffix("")
+    png = name.with_name(name.name + ".loss.png")
+    yield Progress(result.step, job.config.steps, f"exporting {name.name}")
+    trainer.export(name, {"training": training_record(job, result), "loss_curve": png.name})
+    save_loss_plot(result.history, png, title=f"{job.family}: {name.name}")
+    return TrainOutcome(result, name, png)
+
+
+def training_record(job: TrainJob, result: TrainResult) -> dict[str, Any]:
+    """The card's ``training`` entry."""
+    import monai
+    import torch
+
+    config = job.config
+    last = result.history[-1] if result.history else {}
+    return {
+        "command": job.command,
+        "family": job.family,
+        "seed": config.seed,
+        "data": config.data_description(),
+        "steps": result.step,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "settings": config.extra,
+        "final_losses": {k: v for k, v in last.items() if k != "step"},
+        "wall_time_s": round(result.elapsed_s, 2),
+        "commit": git_commit(),
+        "torch": torch.__version__,
+        "monai": monai.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the code's checkout, or "unknown" (e.g. an installed wheel)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
