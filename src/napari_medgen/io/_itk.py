@@ -23,14 +23,19 @@ LABEL_KEY = "medgen_label_map"  # "true"/"false" in NRRD/MHA headers written by 
 _DICOM_TAGS = {"modality": "0008|0060", "series_description": "0008|103e", "series_uid": "0020|000e"}
 
 
+_GENERIC = re.compile(r"^(trouble|(\w+: )?Error reading|finished reading header)", re.IGNORECASE)
+
+
 def itk_reason(exc: Exception) -> str:
     """The human part of an ITK exception message, without file:line and object addresses."""
     keep = []
     for line in str(exc).splitlines():
         line = re.sub(r"^\s*\[nrrd\]\s*\w*:\s*", "", line).strip()
-        if not line or "Exception thrown in SimpleITK" in line or re.search(r"\.(cxx|h|hxx):\d+", line):
+        if (not line or "Exception thrown in SimpleITK" in line or re.search(r"\.(cxx|h|hxx):\d+", line)
+                or _GENERIC.match(line)):
             continue
-        line = re.sub(r"^(itk::)?(ITK )?ERROR:\s*\w+\(0x[0-9a-f]+\):\s*", "", line, flags=re.IGNORECASE)
+        line = re.sub(r"^(itk::|sitk::)?(ITK )?ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?", "", line, flags=re.IGNORECASE)
+        line = re.sub(r"^Unable to determine ImageIO reader.*", "the content is not recognised as an image", line)
         if line and line not in keep:
             keep.append(line)
     text = "; ".join(keep) or type(exc).__name__
@@ -56,7 +61,9 @@ def read_itk_file(path: Path) -> RawImage:
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise ReadError(path, f"the {fmt} voxel data could not be read ({itk_reason(exc)})") from None
+        # MetaIO reports damaged compressed data as a missing file: its reason would mislead
+        reason = "" if fmt == "MetaImage" else f" ({itk_reason(exc)})"
+        raise ReadError(path, f"the {fmt} voxel data are damaged or incomplete{reason}") from None
     raw = image_to_raw(img)
     raw.metadata["format"] = fmt
     if reader.HasMetaDataKey(LABEL_KEY):
@@ -71,7 +78,12 @@ def read_dicom_series(folder: Path) -> RawImage:
     files = [p for p in folder.iterdir() if p.is_file()]
     if not files:
         raise ReadError(folder, "the folder is empty")
-    ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    warnings_on = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" goes into our message
+    try:
+        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_on)
     if not ids:
         n_dicom = sum(is_dicom_file(p) for p in files[:200])
         what = "none of them is DICOM" if n_dicom == 0 else "no complete DICOM image series was found among them"

@@ -65,12 +65,12 @@ def read_nifti(path: Path) -> RawImage:
 def _load_header(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     try:
         img = nib.load(str(path))
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise ReadError(path, f"the compressed file is damaged or truncated ({exc})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile):
+        raise ReadError(path, "the compressed file is damaged or truncated (its header cannot be decompressed)") from None
     except Exception as exc:  # nibabel raises many types for non-NIfTI content
         what = describe_content(path)
-        reason = f"it looks like {what}" if what else f"nibabel says: {str(exc).splitlines()[0][:200]}"
-        raise ReadError(path, f"this is not a valid NIfTI file ({reason})") from None
+        reason = f"it looks like {what}" if what else "no valid NIfTI header was found; the file is damaged or of another type"
+        raise ReadError(path, f"this is not a NIfTI file ({reason})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise ReadError(path, f"this is not a NIfTI file (it reads as {type(img).__name__})")
     return img
@@ -86,8 +86,11 @@ def _decompress(path: Path, expected: int) -> bytes:
                 total += len(chunk)
                 if total > expected + 64 * _CHUNK:
                     raise ReadError(path, "the compressed data are much larger than the header says; the file is damaged")
-    except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
-        raise ReadError(path, f"the compressed file is damaged or truncated ({exc}); it was not opened") from None
+    except EOFError:
+        raise ReadError(path, "the compressed file is truncated (it ends before its data do); it was not opened") from None
+    except (zlib.error, gzip.BadGzipFile, OSError) as exc:
+        what = "its checksum does not match" if "CRC" in str(exc) else "it cannot be decompressed"
+        raise ReadError(path, f"the compressed data are damaged ({what}); it was not opened") from None
     if total < expected:
         raise ReadError(path, f"the file is truncated: its header needs {expected} bytes of data but it holds only {total}")
     return b"".join(parts)
