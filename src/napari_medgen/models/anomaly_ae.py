@@ -49,16 +49,14 @@ def reconstruct(net: VarAutoEncoder, images: np.ndarray, batch_size: int = 16) -
 
 
 def anomaly_scores(net: VarAutoEncoder, slices: np.ndarray, smoothing_px: float = 1.0) -> np.ndarray:
-    """Axial slices (n, y, x) of one image (any units, any size) -> anomaly scores (n, y, x) float32.
+    """Axial slices (n, y, x) in [0, 1] (see :func:`scale_unit`), any size -> anomaly scores (n, y, x) float32.
 
-    The whole stack is scaled to [0, 1] by its 1st/99th percentiles, each slice resized to the
-    network's in_shape, reconstructed, and |input - reconstruction| resized back and smoothed
-    in-plane with a Gaussian of ``smoothing_px`` pixels (sigma).
+    Each slice is resized to the network's in_shape, reconstructed, and |input - reconstruction|
+    is resized back and smoothed in-plane with a Gaussian of ``smoothing_px`` pixels (sigma).
     """
     n, h, w = slices.shape
     in_shape = tuple(int(s) for s in net.in_shape)
-    x = scale_unit(np.asarray(slices, dtype=np.float32)[None])[0]
-    t = torch.from_numpy(x)[:, None]
+    t = torch.from_numpy(np.ascontiguousarray(slices, dtype=np.float32))[:, None]
     small = F.interpolate(t, size=in_shape, mode="bilinear", align_corners=False) if (h, w) != in_shape else t
     rec = torch.from_numpy(reconstruct(net, small[:, 0].numpy()))[:, None]
     if (h, w) != in_shape:
@@ -86,7 +84,7 @@ def phantom_tumour_auc(net: VarAutoEncoder, seeds: list[int], styles: list[str],
         aucs = []
         for s in seeds:
             img, lab = make_phantom(seed=s, shape=(1, *net.in_shape), tumour_radius_mm=tumour_radius_mm, style=style)
-            aucs.append(roc_auc(anomaly_scores(net, img.data, smoothing_px), lab.data == 7))
+            aucs.append(roc_auc(anomaly_scores(net, scale_unit(img.data[None])[0], smoothing_px), lab.data == 7))
         out[f"auc_{style}"] = round(float(np.mean(aucs)), 4)
     out["auc_mean"] = round(float(np.mean(list(out.values()))), 4)
     return out

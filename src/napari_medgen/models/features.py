@@ -70,15 +70,20 @@ class FeatureExtractor:
         if x.ndim != self.spatial_dims + 1:
             raise ModelError(f"Feature extractor '{self.name}' is {self.spatial_dims}D: it needs "
                              f"{self.spatial_dims + 1}D input (n, ...), got shape {x.shape}.")
-        x = scale_unit(x)
         out = []
         self.net.eval()
         for i in range(0, len(x), batch_size):
-            t = torch.from_numpy(x[i:i + batch_size]).unsqueeze(1).to(self.device)
-            t = F.interpolate(t, size=self.size, mode="bilinear" if self.spatial_dims == 2 else "trilinear",
-                              align_corners=False)
+            t = prepare(x[i:i + batch_size], self.size).to(self.device)
             out.append(self.net(t.expand(-1, self.in_channels, *self.size)).flatten(1).double().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def prepare(images: np.ndarray, size: tuple[int, ...]) -> torch.Tensor:
+    """Images (n, y, x) or (n, z, y, x), any units -> (n, 1, *size) float32 in [0, 1] (scale_unit + resize)."""
+    t = torch.from_numpy(scale_unit(images)).unsqueeze(1)
+    if tuple(t.shape[2:]) == tuple(size):
+        return t
+    return F.interpolate(t, size=tuple(size), mode="bilinear" if len(size) == 2 else "trilinear", align_corners=False)
 
 
 def load_extractor(spec: str | Path = "default", device: torch.device | str = "cpu") -> FeatureExtractor:
