@@ -18,7 +18,9 @@ def test_dirty_slices_merge_and_clear():
     d.add([3])
     d.add([])
     assert d.requests == 2
+    assert not d.empty
     assert d.take(0) == [1, 3]
+    assert d.empty
     assert d.take(0.01) is None
     d.close()
     assert d.take(None) is None  # a closed set never blocks

@@ -7,6 +7,9 @@ values of every touched slice), so the worker never falls behind the brush and n
 is forgotten. :meth:`LiveSynthesis.loop` is the worker's generator: it waits for dirty slices,
 copies their current labels, renders them and yields a :class:`LiveUpdate` (or the
 ``MedgenError`` a bad edit caused); the GUI writes the update into its image layer.
+
+:class:`StyleSource` and :func:`style_vector` turn the Synthesize dock's style choices (random
+with a seed, like a reference image, a named vendor style, a blend of two) into one style vector.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MedgenError
+from ..io.volume import Volume
 
 
 class DirtySlices:
@@ -59,6 +63,12 @@ class DirtySlices:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def empty(self) -> bool:
+        """True when no slice waits (without taking anything)."""
+        with self._cond:
+            return not self._pending
 
 
 def paint_event_slices(atoms: Iterable[Any], axis: int = 0) -> set[int]:
@@ -134,3 +144,46 @@ class LiveSynthesis:
                 yield self.compute(indices)
             except MedgenError as exc:
                 yield exc
+
+
+@dataclass
+class StyleSource:
+    """One style choice. kind: "random" (with ``seed``), "mean", "vendor" (``name``) or "like"
+    (encode ``image``, with ``labels`` of the same grid choosing the slices; None = all slices)."""
+
+    kind: str = "random"
+    seed: int = 0
+    name: str = ""
+    image: Volume | None = None
+    labels: Volume | None = None
+
+
+def style_vector(synth: Any, a: StyleSource, b: StyleSource | None = None, t: float = 0.0) -> np.ndarray:
+    """Style vector (style_dim,) of ``a``, blended towards ``b`` by ``t`` in [0, 1] (b unused at t = 0).
+
+    synth: a tasks.synthesize.Synthesizer. Encoding a reference image runs its style encoder, so
+    call this from a worker thread.
+    """
+    if not 0.0 <= t <= 1.0:
+        raise InputError(f"The style blend must be between 0 and 1, got {t}.")
+    va = _source_vector(synth, a)
+    if b is None or t == 0.0:
+        return va
+    return synth.interpolate(va, _source_vector(synth, b), t)
+
+
+def _source_vector(synth: Any, src: StyleSource) -> np.ndarray:
+    if src.kind == "random":
+        return synth.random_style(src.seed)
+    if src.kind == "mean":
+        return synth.mean_style()
+    if src.kind == "vendor":
+        return synth.resolve_style(f"vendor:{src.name}")
+    if src.kind == "like":
+        if src.image is None:
+            raise InputError("Style 'like this image' needs a reference image layer.")
+        labels = src.labels
+        if labels is None or labels.data.shape != src.image.data.shape:
+            labels = src.image.with_data(np.ones(src.image.data.shape, np.uint8), is_label=True)
+        return synth.encode_style(src.image, labels)
+    raise InputError(f"Unknown style kind {src.kind!r} (random, mean, vendor, like).")

@@ -1,0 +1,308 @@
+"""The "Synthesize" dock: labels layer + spade model + style -> an aligned image layer, optionally
+regenerated live while the user paints (tasks.synthesize and tasks.live_synthesis do the work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Image, Labels
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QPushButton, QSlider, QSpinBox,
+                            QVBoxLayout, QWidget)
+
+from ..errors import MedgenError
+from ..io.volume import Volume
+from ..models import spade
+from ..models.store import load_card
+from ..tasks.live_synthesis import LiveSynthesis, LiveUpdate, StyleSource, paint_event_slices, style_vector
+from ..tasks.synthesize import Synthesizer, synthesize
+from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .runner import run_task
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
+BROWSE = "Browse..."
+
+
+def shipped_models(family: str) -> dict[str, Path]:
+    """{name: path without suffix} of the shipped models of ``family``."""
+    out = {}
+    for card in sorted(MODELS_DIR.glob("*.json")):
+        try:
+            if load_card(card).get("family") == family:
+                out[card.stem] = card.with_suffix("")
+        except MedgenError:
+            continue
+    return out
+
+
+class LayerCombo(QComboBox):
+    """Names of the viewer's layers of one kind, kept up to date."""
+
+    def __init__(self, viewer: Any, kind: type, optional: bool = False):
+        super().__init__()
+        self.viewer, self.kind, self.optional = viewer, kind, optional
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText()
+        self.clear()
+        self.addItems((["(none)"] if self.optional else []) +
+                      [layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)])
+        if current:
+            self.setCurrentText(current)
+
+    def layer(self) -> Any:
+        name = self.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+
+class ModelCombo(QComboBox):
+    """Shipped models of a family plus "Browse..." to add a model file."""
+
+    def __init__(self, family: str):
+        super().__init__()
+        self.paths = shipped_models(family)
+        self.addItems([*self.paths, BROWSE])
+        self.activated.connect(self._maybe_browse)
+
+    def _maybe_browse(self, *_: Any) -> None:
+        if self.currentText() == BROWSE:
+            path, _ = QFileDialog.getOpenFileName(self, "Model card or weights", "", "Models (*.json *.safetensors)")
+            if path:
+                self.add_path(Path(path))
+
+    def add_path(self, path: Path) -> None:
+        path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+        self.paths[path.name] = path
+        if self.findText(path.name) < 0:
+            self.insertItem(self.count() - 1, path.name)
+        self.setCurrentText(path.name)
+
+    def path(self) -> Path | None:
+        return self.paths.get(self.currentText())
+
+
+class SynthesizeWidget(QWidget):
+    """Dock widget: Synthesize (current slice / whole volume) and Live regeneration while painting."""
+
+    STYLE_KINDS = ("random", "mean", "like image")
+
+    def __init__(self, viewer: Any):
+        super().__init__()
+        self.viewer = viewer
+        self._synths: dict[str, Synthesizer] = {}
+        self.live: LiveSynthesis | None = None
+        self._live_ctx: dict[str, Any] = {}
+        self.live_updates = 0  # regenerations written into the image layer (benchmarks and tests read it)
+        self.labels_combo = LayerCombo(viewer, Labels)
+        self.model_combo = ModelCombo("spade")
+        self.scope = QComboBox()
+        self.scope.addItems(["whole volume", "current slice"])
+        self.style_a, self.style_b = QComboBox(), QComboBox()
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.reference = LayerCombo(viewer, Image, optional=True)
+        self.blend = QSlider(Qt.Orientation.Horizontal)
+        self.blend.setRange(0, 100)
+        self.run_button = QPushButton("Synthesize")
+        self.live_box = QCheckBox("Live (regenerate while painting)")
+        self.panel = ProgressPanel()
+        form = QFormLayout()
+        for label, w in (("labels", self.labels_combo), ("model", self.model_combo), ("scope", self.scope),
+                         ("style", self.style_a), ("blend with", self.style_b), ("blend", self.blend),
+                         ("seed", self.seed), ("reference image", self.reference)):
+            form.addRow(label, w)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for w in (self.run_button, self.live_box, self.panel):
+            layout.addWidget(w)
+        layout.addStretch(1)
+        self.model_combo.currentTextChanged.connect(self._fill_styles)
+        self.run_button.clicked.connect(self.synthesize)
+        self.live_box.toggled.connect(self.set_live)
+        self._fill_styles()
+
+    # --- parameters ---------------------------------------------------------------------------
+    def synthesizer(self) -> Synthesizer:
+        path = self.model_combo.path()
+        if path is None:
+            raise MedgenError("Pick a synthesis model first (or Browse... for a model file).")
+        if str(path) not in self._synths:
+            self._synths[str(path)] = Synthesizer(path, device="auto")
+        return self._synths[str(path)]
+
+    def _fill_styles(self, *_: Any) -> None:
+        try:
+            vendors = [f"vendor:{k}" for k in self.synthesizer().named_styles()]
+        except MedgenError:
+            vendors = []
+        for combo in (self.style_a, self.style_b):
+            current = combo.currentText()
+            combo.clear()
+            combo.addItems([*self.STYLE_KINDS, *vendors])
+            combo.setCurrentText(current)
+
+    def _source(self, text: str, seed: int) -> StyleSource:
+        if text.startswith("vendor:"):
+            return StyleSource("vendor", name=text.split(":", 1)[1])
+        if text == "like image":
+            ref = self.reference.layer()
+            lab = self.labels_combo.layer()
+            return StyleSource("like", image=layer_to_volume_of(ref) if ref is not None else None,
+                               labels=layer_to_volume_of(lab) if lab is not None else None)
+        return StyleSource(text, seed=seed)
+
+    def style_args(self) -> tuple[StyleSource, StyleSource, float]:
+        """The style choice as (source A, source B, blend t); B's random seed is A's + 1."""
+        seed = self.seed.value()
+        return (self._source(self.style_a.currentText(), seed), self._source(self.style_b.currentText(), seed + 1),
+                self.blend.value() / 100.0)
+
+    def labels_layer(self) -> Labels:
+        layer = self.labels_combo.layer()
+        if layer is None:
+            raise MedgenError("Pick a labels layer first.")
+        return layer
+
+    def output_name(self, layer: Labels) -> str:
+        return f"{layer.name} synthetic"
+
+    def current_index(self, layer: Labels, axis: int) -> int:
+        """Index along data ``axis`` of the slice the viewer shows (0 for a 2D layer)."""
+        if layer.ndim == 2:
+            return 0
+        return int(np.round(layer.world_to_data(self.viewer.dims.point)[axis]))
+
+    # --- Synthesize button --------------------------------------------------------------------
+    def synthesize(self) -> Any:
+        """Start synthesis of the chosen scope; returns the task handle (None on bad input)."""
+        try:
+            layer, synth = self.labels_layer(), self.synthesizer()
+            vol, styles = layer_to_volume_of(layer), self.style_args()
+            slices = None
+            if self.scope.currentText() == "current slice":
+                slices = [self.current_index(layer, synth.check_labels(vol).axis)]
+        except MedgenError as exc:
+            show_error(f"Synthesize: {exc}")
+            return None
+
+        def task(cancel):
+            style = style_vector(synth, *styles)
+            return (yield from synthesize(vol, synth, style=style, slices=slices, cancel=cancel))
+
+        return run_task(self.viewer, task, name="Synthesize", panel=self.panel,
+                        on_result=lambda out: self._show(layer, out, slices))
+
+    def _show(self, layer: Labels, out: Volume, slices: list[int] | None) -> None:
+        name = self.output_name(layer)
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        if slices is not None and isinstance(old, Image) and old.data.shape == out.data.shape:
+            axis = out.metadata["synthesis"]["slice_axis"]
+            spade.cut(old.data, axis)[slices] = spade.cut(out.data, axis)[slices]
+            old.refresh()
+        else:
+            add_volume(self.viewer, out, name)
+
+    # --- Live ---------------------------------------------------------------------------------
+    def set_live(self, on: bool) -> None:
+        """Start or stop live regeneration of edited slices (errors are shown, Live is unticked)."""
+        self.stop_live()
+        if not on:
+            return
+        try:
+            self._start_live()
+        except MedgenError as exc:
+            show_error(f"Live synthesis: {exc}")
+            self.stop_live()
+            self.live_box.setChecked(False)
+
+    def _start_live(self) -> None:
+        layer, synth = self.labels_layer(), self.synthesizer()
+        vol = layer_to_volume_of(layer)
+        plan = synth.check_labels(vol)
+        if layer.ndim == 2:  # one slice: always cut along z, whatever the spacing says
+            plan = spade.plan_slices(vol.data.shape, vol.spacing, 0, synth.slice_shape, synth.plane_spacing)
+        ctx: dict[str, Any] = {"layer": layer, "plan": plan, "style": None, "styles": self.style_args()}
+
+        def render(lab: np.ndarray) -> np.ndarray:
+            if ctx["style"] is None:
+                ctx["style"] = style_vector(synth, *ctx["styles"])
+            model_in = spade.to_model(lab, plan, nearest=True)
+            return spade.from_model(synth.synthesize_slices(model_in, ctx["style"]), plan)
+
+        self.live = LiveSynthesis(self._slices(layer.data, plan.axis), render)
+        self._live_ctx = ctx
+        ctx["image"], ctx["fresh"] = self._live_image(layer, vol)
+        layer.events.paint.connect(self._on_paint)
+        layer.events.labels_update.connect(self._on_stroke)
+        layer.events.data.connect(self._on_data)
+        ctx["worker"] = create_worker(self.live.loop, _start_thread=False)
+        ctx["worker"].yielded.connect(self._apply)
+        ctx["worker"].start()
+        self.live.request([self.current_index(layer, plan.axis)])
+
+    @staticmethod
+    def _slices(data: np.ndarray, axis: int) -> np.ndarray:
+        """(n, rows, cols) view of a 3D array cut along ``axis``, or (1, y, x) of a 2D one."""
+        return data[None] if data.ndim == 2 else spade.cut(data, axis)
+
+    def _live_image(self, layer: Labels, vol: Volume) -> tuple[Image, bool]:
+        """The image layer live updates go to (reused when its shape fits), and whether it is new."""
+        name = self.output_name(layer)
+        old = self.viewer.layers[name] if name in self.viewer.layers else None
+        if isinstance(old, Image) and old.data.shape == layer.data.shape:
+            return old, False
+        blank = vol.with_data(np.zeros(vol.data.shape, np.float32), is_label=False)
+        return add_volume(self.viewer, blank, name), True
+
+    def stop_live(self) -> None:
+        ctx, self._live_ctx = self._live_ctx, {}
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if ctx:
+            ctx["layer"].events.paint.disconnect(self._on_paint)
+            ctx["layer"].events.labels_update.disconnect(self._on_stroke)
+            ctx["layer"].events.data.disconnect(self._on_data)
+            ctx["worker"].quit()
+
+    def _on_paint(self, event: Any) -> None:
+        # napari emits paint before writing the array: request once the current edit is done
+        if self.live is not None:
+            ctx = self._live_ctx
+            indices = {0} if ctx["layer"].ndim == 2 else paint_event_slices(event.value, ctx["plan"].axis)
+            QTimer.singleShot(0, lambda: self.live is not None and self.live.request(indices))
+
+    def _on_stroke(self, event: Any = None) -> None:
+        if self.live is not None:
+            ctx = self._live_ctx
+            self.live.request([self.current_index(ctx["layer"], ctx["plan"].axis)])
+
+    def _on_data(self, event: Any = None) -> None:
+        """The labels layer got a new array: restart live mode on it."""
+        self.set_live(self.live_box.isChecked())
+
+    def _apply(self, update: LiveUpdate | MedgenError | None) -> None:
+        """Qt thread: write regenerated slices into the image layer in place and refresh it."""
+        if update is None or not self._live_ctx:
+            return
+        if isinstance(update, MedgenError):
+            show_error(f"Live synthesis: {update}")
+            return
+        image: Image = self._live_ctx["image"]
+        self._slices(image.data, self._live_ctx["plan"].axis)[update.indices] = update.images
+        if self._live_ctx["fresh"]:  # a blank layer: take its contrast from the first slices
+            self._live_ctx["fresh"] = False
+            image.contrast_limits = (float(update.images.min()), float(update.images.max()) + 1e-6)
+        self.live_updates += 1
+        image.refresh()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802  (Qt name)
+        self.stop_live()
+        super().closeEvent(event)

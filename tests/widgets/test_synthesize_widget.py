@@ -1,0 +1,154 @@
+"""Synthesize dock: aligned output, live regeneration of painted slices only, coalescing, bad labels."""
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_medgen.data.normalize import fixed_spec
+from napari_medgen.models import spade
+from napari_medgen.models.store import save_model
+from napari_medgen.tasks.synthesize import Synthesizer
+from napari_medgen.widgets import synthesize as widget_mod
+from napari_medgen.widgets.synthesize import SynthesizeWidget
+
+N_CLASSES, SHAPE = 8, (32, 32)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained tiny spade model (8 phantom classes, 32x32 slices, 3 mm in-plane, two named styles)."""
+    import torch
+
+    torch.manual_seed(0)
+    net = spade.network_config(n_classes=N_CLASSES, input_shape=list(SHAPE), channels=[8, 16], z_dim=4,
+                               spade_hidden=8, head_channels=4)
+    modules = spade.build_spade(net)
+    card = {"family": "spade", "network": net, "normalization": fixed_spec((0.0, 100.0)),
+            "label_names": {str(i): f"class{i}" for i in range(N_CLASSES)}, "shape": list(SHAPE),
+            "plane_spacing": [3.0, 3.0], "slice_orientation": "axial",
+            "styles": {"vendor_a": [1.0, 0, 0, 0], "vendor_b": [0, -1.0, 0, 0]},
+            "style_mean": [0.0] * 4, "style_std": [1.0] * 4}
+    path = tmp_path_factory.mktemp("models") / "tiny_spade"
+    save_model(path, modules, card)
+    return path
+
+
+def _labels(n=4):
+    data = np.zeros((n, *SHAPE), np.uint8)
+    data[:, 4:28, 4:28] = 1
+    data[:, 10:20, 8:16] = 2
+    return data
+
+
+@pytest.fixture
+def setup(make_napari_viewer, tiny_model, monkeypatch):
+    errors = []
+    monkeypatch.setattr(widget_mod, "show_error", errors.append)
+    monkeypatch.setattr("napari_medgen.widgets.runner.show_error", errors.append)
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(_labels(), name="lab", scale=(5.0, 3.0, 3.0), translate=(-10.0, 4.0, 6.0))
+    w = SynthesizeWidget(viewer)
+    w.model_combo.add_path(tiny_model)
+    w.labels_combo.setCurrentText("lab")
+    yield viewer, layer, w, errors
+    w.stop_live()
+
+
+def test_style_choices_include_vendors_and_synthesize_gives_aligned_image(setup, qtbot):
+    viewer, layer, w, errors = setup
+    items = [w.style_a.itemText(i) for i in range(w.style_a.count())]
+    assert "vendor:vendor_a" in items and "random" in items
+    w.style_a.setCurrentText("vendor:vendor_a")
+    handle = w.synthesize()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
+    assert handle.status == "done", errors
+    out = viewer.layers["lab synthetic"]
+    assert out.data.shape == layer.data.shape
+    np.testing.assert_allclose(out.scale, layer.scale)
+    np.testing.assert_allclose(out.translate, layer.translate)
+    synth = w.synthesizer()
+    expected = synth.synthesize_slices(layer.data[:1], synth.resolve_style("vendor:vendor_a"))
+    np.testing.assert_allclose(out.data[0], expected[0], atol=1e-4)
+
+
+def test_current_slice_scope_fills_only_that_slice(setup, qtbot):
+    viewer, layer, w, errors = setup
+    w.scope.setCurrentText("current slice")
+    viewer.dims.set_point(0, layer.data_to_world((2, 0, 0))[0])
+    handle = w.synthesize()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
+    out = viewer.layers["lab synthetic"].data
+    assert np.ptp(out[2]) > 0 and not out[[0, 1, 3]].any()
+
+
+def _start_live(viewer, layer, w, qtbot, z=2):
+    viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
+    w.live_box.setChecked(True)
+    qtbot.waitUntil(lambda: w.live_updates >= 1, timeout=30000)
+    return viewer.layers["lab synthetic"]
+
+
+def _expected(w, labels_slice):
+    return w.synthesizer().synthesize_slices(labels_slice[None], w._live_ctx["style"])[0]
+
+
+def test_live_regenerates_the_painted_slice_only(setup, qtbot):
+    viewer, layer, w, errors = setup
+    image = _start_live(viewer, layer, w, qtbot)
+    assert not image.data[[0, 1, 3]].any() and np.ptp(image.data[2]) > 0
+    before = image.data[2].copy()
+    n = w.live_updates
+    layer.paint((2, 16, 16), 5)
+    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    qtbot.wait(100)  # any extra (wrong) regeneration would land now
+    assert not image.data[[0, 1, 3]].any()
+    assert not np.allclose(image.data[2], before)
+    np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
+    assert not errors
+
+
+def test_burst_of_paint_events_coalesces_and_ends_on_final_labels(setup, qtbot, monkeypatch):
+    viewer, layer, w, errors = setup
+    image = _start_live(viewer, layer, w, qtbot)
+    synth = w.synthesizer()
+    fast = synth.synthesize_slices
+
+    def slow(*args, **kwargs):  # a model ~20 ms per call: the brush is faster than the network
+        time.sleep(0.02)
+        return fast(*args, **kwargs)
+
+    monkeypatch.setattr(synth, "synthesize_slices", slow)
+    start = w.live.computations
+    for k in range(20):
+        layer.paint((2, 6 + k, 6 + k), 3 + k % 4)
+    qtbot.waitUntil(lambda: w.live.dirty.empty and w.live.computations > start, timeout=30000)
+    qtbot.wait(200)
+    done = w.live.computations - start
+    assert 1 <= done <= 8, done
+    np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
+    assert not errors
+
+
+def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running(setup, qtbot):
+    viewer, layer, w, errors = setup
+    image = _start_live(viewer, layer, w, qtbot)
+    n = w.live_updates
+    layer.paint((2, 16, 16), 12)  # class 12 does not exist in an 8-class model
+    qtbot.waitUntil(lambda: len(errors) >= 1, timeout=30000)
+    assert "12" in errors[0] and "does not know" in errors[0]
+    assert w.live_updates == n  # the image was not touched
+    layer.paint((2, 16, 16), 3)  # fixing the labels brings live synthesis back
+    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
+    # a whole bad label map: Live refuses with a message and unticks itself; the button reports too
+    w.live_box.setChecked(False)
+    bad = viewer.add_labels(np.full((2, *SHAPE), 9, np.uint8), name="bad")
+    w.labels_combo.setCurrentText("bad")
+    w.live_box.setChecked(True)
+    assert not w.live_box.isChecked() and "9" in errors[-1]
+    handle = w.synthesize()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
+    assert handle.status == "error" and "9" in errors[-1]
+    viewer.add_image(np.ones((4, 4)), name="still alive")
+    assert "still alive" in viewer.layers and bad in viewer.layers
