@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_medgen.data.datasets import load_pairs
 from napari_medgen.models.store import save_model
 from napari_medgen.training.registry import TrainConfig
 
@@ -61,5 +62,8 @@ class MLPTrainer:
 
 
 def make_mlp_trainer(config: TrainConfig) -> MLPTrainer:
+    """Checks data folders as a real family would (the MLP itself needs no data)."""
+    if config.sample is None:
+        load_pairs(config.images, config.labels)
     return MLPTrainer(seed=config.seed, lr=config.lr, batch_size=config.batch_size,
                       nan_at=config.extra.get("nan_at"))
