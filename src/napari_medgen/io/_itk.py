@@ -69,6 +69,7 @@ def read_itk_file(path: Path) -> RawImage:
     if reader.HasMetaDataKey(LABEL_KEY):
         raw.is_label = reader.GetMetaData(LABEL_KEY).strip().lower() == "true"
     if fmt == "DICOM":
+        raw.is_label = False  # DICOM images are images; as_label=True overrides
         raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(key) if reader.HasMetaDataKey(key) else None))
     return raw
 
@@ -113,6 +114,7 @@ def read_dicom_series(folder: Path) -> RawImage:
     except RuntimeError as exc:
         raise ReadError(folder, f"the DICOM series could not be read ({itk_reason(exc)})") from None
     raw = image_to_raw(img)
+    raw.is_label = False  # DICOM image series are images; as_label=True overrides
     raw.notes.extend(notes)
     raw.metadata.update({"format": "DICOM series", "n_files": len(names)})
     raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(0, key) if reader.HasMetaDataKey(0, key) else None))

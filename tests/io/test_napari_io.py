@@ -1,0 +1,159 @@
+"""npe2 reader and writers: which paths are claimed, LayerData built by io.layers, saving, errors, manifest."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from pydicom.data import get_testdata_file
+
+from napari_medgen.errors import ReadError
+from napari_medgen.io.readers import read_volume
+from napari_medgen.io.volume import Volume
+from napari_medgen.io.writers import write_volume
+from napari_medgen.napari_io import get_reader, read_layers, write_image, write_labels
+
+from .helpers import CASES, lps_affine, write_dicom_series
+
+
+def _labels_volume() -> Volume:
+    direction, spacing = CASES["permuted"]
+    data = np.zeros((5, 6, 7), np.uint16)
+    data[1:3, 2:5, 3:6] = 300
+    return Volume(data, spacing, (10.0, -20.0, 30.0), direction, is_label=True)
+
+
+def test_reader_claims_supported_files(tmp_path):
+    for name in ["a.nii", "a.nii.gz", "a.nrrd", "a.nhdr", "a.mha", "a.mhd", "a.dcm"]:
+        assert get_reader(str(tmp_path / name)) is read_layers, name
+    assert get_reader(get_testdata_file("CT_small.dcm")) is read_layers
+    assert get_reader([str(tmp_path / "a.nii"), str(tmp_path / "b.nrrd")]) is read_layers
+
+
+def test_reader_declines_other_paths(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "a.txt").write_text("x")
+    assert get_reader(str(tmp_path / "photo.png")) is None
+    assert get_reader(str(tmp_path / "plain")) is None
+    assert get_reader([str(tmp_path / "a.nii"), str(tmp_path / "photo.png")]) is None
+
+
+def test_reader_claims_dicom_folder(tmp_path):
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5) % 7  # few integer values: still an image (DICOM)
+    folder = write_dicom_series(tmp_path / "s", data, lps_affine(np.eye(3), (1, 1, 2)))
+    assert get_reader(str(folder)) is read_layers
+    (data, kwargs, kind), = read_layers(str(folder))
+    assert kind == "image" and data.shape == (3, 4, 5) and kwargs["name"] == "s"
+
+
+def test_read_layers_uses_volume_geometry(tmp_path):
+    path = write_volume(_labels_volume(), tmp_path / "heart_seg.nii.gz")
+    (data, kwargs, kind), = read_layers(str(path))
+    assert kind == "labels" and data.dtype == np.uint16
+    assert kwargs["name"] == "heart_seg"
+    canonical = read_volume(path)
+    # permuted direction: napari gets an identity-direction array, the reorientation is remembered
+    assert "medgen_reorient" in kwargs["metadata"]
+    assert sorted(kwargs["scale"]) == sorted(canonical.spacing)
+    assert kwargs["metadata"]["source"] == str(path)
+
+
+def test_reader_error_is_read_error(tmp_path):
+    (tmp_path / "empty.nii").write_bytes(b"")
+    reader = get_reader(str(tmp_path / "empty.nii"))
+    with pytest.raises(ReadError, match="empty.nii"):
+        reader(str(tmp_path / "empty.nii"))
+
+
+def test_reader_shows_notes(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_info", shown.append)
+    direction, spacing = CASES["oblique"]
+    path = write_volume(Volume(np.random.default_rng(0).random((4, 5, 6)), spacing, (0, 0, 0), direction),
+                        tmp_path / "tilted.nrrd")
+    read_layers(str(path))
+    assert any("resampled" in s for s in shown)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd", ".mha", ".nii"])
+def test_writers_round_trip_through_layer_state(tmp_path, suffix):
+    from napari.layers import Image, Labels
+
+    vol = _labels_volume()
+    (data, kwargs, kind), = read_layers(str(write_volume(vol, tmp_path / f"in_seg{suffix}")))
+    layer = Labels(data, **kwargs)
+    ldata, state, _ = layer.as_layer_data_tuple()
+    out = write_labels(str(tmp_path / f"out{suffix}"), ldata, state)
+    back = read_volume(out[0])
+    assert back.is_label and back.data.dtype == np.uint16
+    np.testing.assert_array_equal(back.data, vol.data)  # original orientation restored on save
+    np.testing.assert_allclose(back.affine(), vol.affine(), atol=1e-5)
+
+    image = Image(data.astype(np.float32), **kwargs)
+    idata, istate, _ = image.as_layer_data_tuple()
+    back = read_volume(write_image(str(tmp_path / f"img{suffix}"), idata, istate)[0])
+    assert not back.is_label and back.data.dtype == np.float32
+    np.testing.assert_allclose(back.affine(), vol.affine(), atol=1e-5)
+
+
+def test_writer_oblique_affine_layer(tmp_path):
+    from napari.layers import Image
+
+    from napari_medgen.io.layers import volume_to_layer
+
+    direction, spacing = CASES["oblique"]
+    vol = Volume(np.random.default_rng(1).random((4, 5, 6)).astype(np.float32), spacing, (5, 6, 7), direction)
+    data, kwargs, _ = volume_to_layer(vol, oblique="affine")
+    idata, state, _ = Image(data, **kwargs).as_layer_data_tuple()
+    back = read_volume(write_image(str(tmp_path / "o.nii.gz"), idata, state)[0])
+    np.testing.assert_array_equal(back.data, vol.data)
+    np.testing.assert_allclose(back.affine(), vol.affine(), atol=1e-5)
+
+
+def test_npe2_validate():
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-medgen"], capture_output=True,
+                            encoding="utf-8", errors="replace", timeout=120, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifest_points_at_these_functions():
+    from npe2 import PluginManager
+
+    pm = PluginManager.instance()
+    pm.discover()
+    manifest = pm.get_manifest("napari-medgen")
+    names = {c.id: c.python_name for c in manifest.contributions.commands}
+    assert names["napari-medgen.get_reader"] == "napari_medgen.napari_io:get_reader"
+    assert names["napari-medgen.write_labels"] == "napari_medgen.napari_io:write_labels"
+    assert names["napari-medgen.write_image"] == "napari_medgen.napari_io:write_image"
+
+
+@pytest.mark.gui
+def test_viewer_open_and_save(make_napari_viewer, tmp_path):
+    import napari
+
+    viewer = make_napari_viewer()
+    vol = _labels_volume()
+    path = write_volume(vol, tmp_path / "liver_mask.nrrd")
+    layer, = viewer.open(str(path), plugin="napari-medgen")
+    assert layer.__class__.__name__ == "Labels"
+    idx = np.argwhere(layer.data == 300)[0]
+    ijk = np.argwhere(vol.data == 300)  # (z, y, x) rows of the original array
+    world_lps = np.asarray(layer.data_to_world(idx))[::-1]
+    phys = vol.index_to_physical(ijk[:, ::-1].astype(float))
+    assert np.min(np.linalg.norm(phys - world_lps, axis=1)) < 1e-6
+
+    out = tmp_path / "saved.nii.gz"
+    napari.save_layers(str(out), [layer], plugin="napari-medgen")
+    back = read_volume(out)
+    np.testing.assert_array_equal(back.data, vol.data)
+    assert back.data.dtype == np.uint16 and back.is_label
+
+    (tmp_path / "zero.nii.gz").write_bytes(b"")
+    with pytest.raises(ReadError, match="zero.nii.gz': the file is empty"):
+        viewer.open(str(tmp_path / "zero.nii.gz"), plugin="napari-medgen")
+    assert len(viewer.layers) == 1
