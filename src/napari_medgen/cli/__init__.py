@@ -14,8 +14,11 @@ import sys
 from ..errors import Cancelled, MedgenError
 
 _COMMAND_MODULES = [
+    "deform",
     "demo",
+    "directions",
     "sample",
+    "synthesize",
     "train",
 ]
 

@@ -21,6 +21,7 @@ from ..errors import InputError, ModelError
 from .store import load_model, register_family
 
 FAMILY = "label_vae"
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
 DEFAULT_NETWORK: dict[str, Any] = {"n_classes": 8, "slice_shape": [128, 128], "latent_size": 32,
                                    "channels": [16, 32, 64, 64], "strides": [2, 2, 2, 2], "num_res_units": 0}
 
@@ -49,11 +50,20 @@ def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=tuple(shape), mode="nearest-exact")[:, 0].numpy().astype(labels.dtype)
 
 
+def shipped_models() -> dict[str, Path]:
+    """The label VAEs shipped with the plugin: {name: path without suffix}, e.g. "label_vae_phantom"."""
+    return {p.stem: p.with_suffix("") for p in sorted(SHIPPED_MODELS.glob("label_vae_*.json"))}
+
+
 class LabelVAE:
     """A loaded label VAE: encode (n, y, x) label slices to (n, d) latents and decode them back."""
 
     def __init__(self, model_path: str | Path, device: str = "auto"):
+        """model_path: NAME, NAME.json, NAME.safetensors or a shipped model's name."""
         self.device = resolve_device(device)
+        p = Path(model_path)
+        if not (p.with_suffix(".json").is_file() or p.is_file()):
+            model_path = shipped_models().get(str(model_path), p)
         modules, self.card = load_model(model_path, self.device)
         if self.card.get("family") != FAMILY:
             raise ModelError(f"'{model_path}' is a '{self.card.get('family')}' model, not a label VAE.")

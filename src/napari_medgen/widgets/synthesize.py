@@ -17,26 +17,12 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QPus
 from ..errors import MedgenError
 from ..io.volume import Volume
 from ..models import spade
-from ..models.store import load_card
 from ..tasks.live_synthesis import LiveSynthesis, LiveUpdate, StyleSource, paint_event_slices, style_vector
-from ..tasks.synthesize import Synthesizer, synthesize
+from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
 BROWSE = "Browse..."
-
-
-def shipped_models(family: str) -> dict[str, Path]:
-    """{name: path without suffix} of the shipped models of ``family``."""
-    out = {}
-    for card in sorted(MODELS_DIR.glob("*.json")):
-        try:
-            if load_card(card).get("family") == family:
-                out[card.stem] = card.with_suffix("")
-        except MedgenError:
-            continue
-    return out
 
 
 class LayerCombo(QComboBox):
@@ -63,11 +49,11 @@ class LayerCombo(QComboBox):
 
 
 class ModelCombo(QComboBox):
-    """Shipped models of a family plus "Browse..." to add a model file."""
+    """Shipped models ({name: path}) plus "Browse..." to add a model file."""
 
-    def __init__(self, family: str):
+    def __init__(self, shipped: dict[str, Path]):
         super().__init__()
-        self.paths = shipped_models(family)
+        self.paths = dict(shipped)
         self.addItems([*self.paths, BROWSE])
         self.activated.connect(self._maybe_browse)
 
@@ -101,7 +87,7 @@ class SynthesizeWidget(QWidget):
         self._live_ctx: dict[str, Any] = {}
         self.live_updates = 0  # regenerations written into the image layer (benchmarks and tests read it)
         self.labels_combo = LayerCombo(viewer, Labels)
-        self.model_combo = ModelCombo("spade")
+        self.model_combo = ModelCombo(shipped_models())
         self.scope = QComboBox()
         self.scope.addItems(["whole volume", "current slice"])
         self.style_a, self.style_b = QComboBox(), QComboBox()
