@@ -26,6 +26,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a saved file gets the usual mode
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -48,6 +49,15 @@ def atomic_write_with(target: str | Path, write: Callable[[Path], None], suffix:
     """Call ``write(tmp_path)`` and move the result onto ``target`` atomically."""
     with atomic_path(target, suffix) as tmp:
         write(tmp)
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
 
 
 def _fsync_dir(folder: Path) -> None:
