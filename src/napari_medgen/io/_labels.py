@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .volume import Volume
+
 #: Most distinct values an integer volume may have to be guessed a label map without a hint.
 MAX_GUESSED_LABELS = 32
 #: Most distinct values a hinted (name or header) volume may have to be taken as labels.
@@ -81,3 +83,16 @@ def to_label_array(data: np.ndarray) -> tuple[np.ndarray, str | None]:
         return rounded.astype(np.uint8), note
     dtype = smallest_label_dtype(float(rounded.min()), float(rounded.max()))
     return rounded.astype(dtype), note
+
+
+def with_label_kind(vol: Volume, is_label: bool) -> Volume:
+    """The user's override of the label guess: same geometry and metadata, label map or image.
+
+    To a label map: values become integers (see :func:`to_label_array`; a note says if values
+    were rounded). To an image: the array is kept as it is.
+    """
+    if not is_label:
+        return vol.with_data(vol.data, is_label=False)
+    data, note = to_label_array(vol.data)
+    notes = [note] if note else []
+    return vol.with_data(data, is_label=True, notes=notes)
