@@ -40,14 +40,15 @@ def fit_slices(vol: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _phantom_slices(subjects: range, shape: tuple[int, int]) -> tuple[np.ndarray, dict[int, str], tuple]:
-    from ..data.phantom import LABELS, make_phantom
+    """Axial (n, y, x) label slices of 64-slice phantom subjects with random anatomy factors."""
+    from ..data.phantom import BODY_SCALE_RANGE, LABELS, make_labels
 
     out, spacing = [], (3.0, 3.0, 5.0)
     for s in subjects:
         r = np.random.default_rng(10_000 + s)
-        _, lab = make_phantom(seed=s, shape=(32, *shape), tumour_radius_mm=float(r.uniform(5, 20)),
-                              breathing_phase=float(r.uniform()), cardiac_phase=float(r.uniform()),
-                              body_scale=float(r.uniform(0.85, 1.15)), rotation_deg=float(r.uniform(-10, 10)))
+        lab = make_labels(s, shape=(64, *shape), tumour_radius_mm=float(r.uniform(5, 20)),
+                          breathing_phase=float(r.uniform()), cardiac_phase=float(r.uniform()),
+                          body_scale=float(r.uniform(*BODY_SCALE_RANGE)), rotation_deg=float(r.uniform(-10, 10)))
         out.append(np.asarray(lab.data, dtype=np.uint8))
         spacing = lab.spacing
     return np.concatenate(out), dict(LABELS), spacing

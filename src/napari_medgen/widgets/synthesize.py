@@ -38,8 +38,8 @@ class LayerCombo(QComboBox):
     def refresh(self, *_: Any) -> None:
         current = self.currentText()
         self.clear()
-        self.addItems((["(none)"] if self.optional else []) +
-                      [layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)])
+        self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
+                      (["(none)"] if self.optional else []))
         if current:
             self.setCurrentText(current)
 
