@@ -107,7 +107,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     checkpoints and DistributedDataParallel's ``module.`` prefixes. Pickled code -> ModelError."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError, OSError) as exc:
         raise ModelError(f"Bundle weights '{path}' hold more than plain tensors (pickled objects or code), or are "
                          f"damaged; they were not loaded and nothing in them was run. ({str(exc).splitlines()[0][:160]})") from None
     for key in ("state_dict", "model", "network", "diffusion"):
