@@ -47,6 +47,24 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
+
+
+def shipped_models(families: tuple[str, ...] | None = None) -> list[Path]:
+    """Card paths of the models shipped with the package (optionally only these families), sorted."""
+    out = []
+    for card_path in sorted(SHIPPED_DIR.glob("*.json")):
+        if card_path.name.endswith(".directions.json"):
+            continue
+        try:
+            family = load_card(card_path)["family"]
+        except ModelError:
+            continue
+        if families is None or family in families:
+            out.append(card_path)
+    return out
+
+
 def model_paths(path: str | Path) -> tuple[Path, Path]:
     """Return (weights, card) paths for ``NAME``, ``NAME.json`` or ``NAME.safetensors``."""
     p = Path(path)

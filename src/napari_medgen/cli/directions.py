@@ -1,0 +1,136 @@
+"""``medgen directions discover|measure|apply``: latent-direction discovery and editing."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..progress import run_with_bar
+from ..tasks.directions import METHODS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("directions", help="discover latent directions of a VAE/GAN and edit images along them")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    d = dsub.add_parser("discover", help="find directions without labels")
+    d.add_argument("--model", required=True, help="a 'vae' or 'gan' model (NAME.safetensors + NAME.json)")
+    d.add_argument("--method", default="sefa", choices=METHODS)
+    d.add_argument("--k", type=int, default=10, help="number of directions")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--steps", type=int, default=300, help="training steps (voynov)")
+    d.add_argument("--out", help="directions JSON (default: saved with the model as NAME.directions.json)")
+    d.set_defaults(func=_discover)
+
+    m = dsub.add_parser("measure", help="correlate each direction with the phantom's factors (phantom models)")
+    m.add_argument("--model", required=True)
+    m.add_argument("--directions", help="directions JSON (default: the model's own)")
+    m.add_argument("--bases", type=int, default=12, help="random latents walked per direction")
+    m.add_argument("--csv", help="write the table as CSV")
+    m.set_defaults(func=_measure)
+
+    a = dsub.add_parser("apply", help="edit a random sample or a real image slice and write the result")
+    a.add_argument("--model", required=True)
+    a.add_argument("--directions", help="directions JSON (default: the model's own)")
+    a.add_argument("--move", action="append", default=[], metavar="K=ALPHA",
+                   help="move along direction K by ALPHA standard deviations (repeatable)")
+    a.add_argument("--seed", type=int, default=0, help="random base latent (when no --image)")
+    a.add_argument("--image", help="a volume whose slice is inverted into the latent space")
+    a.add_argument("--slice", type=int, help="slice index along the through-plane axis (default: middle)")
+    a.add_argument("--walk", type=int, metavar="K", help="instead: write the walk along direction K (-3..3 std) as a stack")
+    a.add_argument("--out", required=True, help="output image (.nii.gz, .nrrd, .mha)")
+    a.set_defaults(func=_apply)
+
+
+def _editor(args: argparse.Namespace):
+    from ..tasks.directions import Directions, LatentEditor
+
+    editor = LatentEditor(args.model, device=args.device if args.device != "auto" else "cpu")
+    if getattr(args, "directions", None):
+        editor.directions = Directions.load(args.directions)
+    return editor
+
+
+def _discover(args: argparse.Namespace) -> int:
+    from ..tasks.directions import discover
+
+    editor = _editor(args)
+    images = editor.pca_images(seed=args.seed + 1000) if args.method == "pca" else None
+    editor.directions = run_with_bar(discover(editor.model, args.method, args.k, seed=args.seed, images=images,
+                                              steps=args.steps), f"discover ({args.method})", disable=args.quiet)
+    out = Path(args.out) if args.out else editor.save_directions()
+    if args.out:
+        editor.directions.save(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from ..tasks.directions import disentanglement, dominated
+
+    editor = _editor(args)
+    if editor.directions is None:
+        raise InputError(f"Model '{args.model}' has no saved directions: run 'medgen directions discover' first.")
+    table, names = run_with_bar(disentanglement(editor.model, editor.directions, editor.pixel_mm, n_bases=args.bases),
+                                "measure", disable=args.quiet)
+    print(format_table(table, names, editor.directions.names))
+    hits = dominated(table)
+    print(f"directions dominated by one factor (|r| >= 0.7, others <= 0.3): {len(hits)}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["direction", *names])
+            for name, row in zip(editor.directions.names, table, strict=True):
+                w.writerow([name, *(f"{v:.3f}" for v in row)])
+    return 0
+
+
+def format_table(table: np.ndarray, factors: list[str], rows: list[str]) -> str:
+    head = f"{'direction':<14}" + "".join(f"{f:>13}" for f in factors)
+    lines = [head] + [f"{r:<14}" + "".join(f"{v:>13.2f}" for v in row) for r, row in zip(rows, table, strict=True)]
+    return "\n".join(lines)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from ..io.readers import read_volume
+    from ..io.volume import Volume
+    from ..io.writers import write_volume
+
+    editor = _editor(args)
+    if editor.directions is None:
+        raise InputError(f"Model '{args.model}' has no saved directions: run 'medgen directions discover' first.")
+    alphas = np.zeros(len(editor.directions.vectors), dtype=np.float32)
+    for item in args.move:
+        k, sep, value = item.partition("=")
+        try:
+            alphas[int(k)] = float(value)
+        except (ValueError, IndexError):
+            raise InputError(f"--move {item!r}: expected K=ALPHA with K < {len(alphas)}.") from None
+    spacing, origin = (editor.pixel_mm, editor.pixel_mm, 1.0), (0.0, 0.0, 0.0)
+    if args.image:
+        vol = read_volume(args.image)
+        if vol.is_time_series:
+            raise InputError(f"'{args.image}' is a time series; give one 3D volume.")
+        index = vol.data.shape[0] // 2 if args.slice is None else args.slice
+        if not 0 <= index < vol.data.shape[0]:
+            raise InputError(f"--slice {index} is outside '{args.image}' ({vol.data.shape[0]} slices).")
+        run_with_bar(editor.invert_image(vol.data[index]), "invert", disable=args.quiet)
+        spacing, origin = vol.spacing, tuple(vol.index_to_physical(np.array([0.0, 0.0, index])))
+    else:
+        editor.random_base(args.seed)
+    if args.walk is not None:
+        stack = []
+        for a in np.linspace(-3, 3, 7):
+            moved = alphas.copy()
+            moved[args.walk] += a
+            stack.append(editor.render(moved)[0])
+        data = np.stack(stack)
+    else:
+        data = editor.render(alphas)[0][None]
+    write_volume(Volume(data, spacing=spacing, origin=origin), args.out)
+    print(f"wrote {args.out}")
+    return 0

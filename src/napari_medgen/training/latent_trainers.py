@@ -1,0 +1,199 @@
+"""Trainers for the unconditional 2D families "vae" and "gan" (see :mod:`..models.latent`).
+
+Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels, images scaled to
+[0, 1] with one global intensity window (so contrast "styles" stay distinguishable):
+
+* ``--sample phantom``: ``n_subjects`` 2D phantoms with every factor drawn at random (seeded):
+  tumour radius, breathing and cardiac phase, body size, rotation, MR style.
+* ``--sample brain`` or folders: axial slices of the volumes, resized to ``size``.
+
+Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import phantom
+from ..data.datasets import load_pairs, slices2d
+from ..data.normalize import normalize, percentile_spec
+from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
+from ..models.store import save_model
+from .registry import TrainConfig, register_trainer
+
+PHANTOM_FACTOR_RANGES = {
+    "tumour_radius_mm": phantom.TUMOUR_RADIUS_RANGE_MM,
+    "breathing_phase": (0.0, 1.0),
+    "cardiac_phase": (0.0, 1.0),
+    "body_scale": phantom.BODY_SCALE_RANGE,
+    "rotation_deg": (-30.0, 30.0),
+}
+PHANTOM_FOV_MM = phantom.FOV_MM[0]
+SLICE_SIZE = 128  # folders and the brain sample: slices are padded/cropped to this before resizing
+MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
+
+
+def phantom_bank(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """n random 2D phantoms: images (n, size, size) float32 (raw units), labels (n, size, size) uint8, factors."""
+    rng = np.random.default_rng(seed)
+    spacing = PHANTOM_FOV_MM / size
+    images, labels, factors = [], [], []
+    for i in range(n):
+        f = {k: float(rng.uniform(*r)) for k, r in PHANTOM_FACTOR_RANGES.items()}
+        f["style"] = MR_STYLES[int(rng.integers(len(MR_STYLES)))]
+        img, lab = phantom.make_phantom(int(rng.integers(1 << 30)), shape=(1, size, size),
+                                        spacing=(spacing, spacing, 5.0), **f)
+        images.append(img.data[0])
+        labels.append(lab.data[0])
+        factors.append(f)
+    return np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8), factors
+
+
+def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, str], str, float]:
+    """(images, labels, label names, data description, pixel size in mm) of the training slices."""
+    if config.sample == "phantom":
+        n = int(config.extra.get("n_subjects", 2000))
+        images, labels, _ = phantom_bank(n, size, config.seed)
+        return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
+                f"{n} random 2D phantoms (seed {config.seed})", PHANTOM_FOV_MM / size)
+    if config.sample == "brain":
+        from ..data.samples import brain_sample
+
+        pairs, names, desc = [brain_sample()], {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}, \
+            "shipped brain sample (MNI152 2009, 2 mm), axial slices"
+    else:
+        pairs = load_pairs(config.images, config.labels)
+        n_classes = int(max(int(lab.data.max()) for _, lab in pairs)) + 1
+        names, desc = {str(i): f"label {i}" for i in range(n_classes)}, f"axial slices of {config.data_description()}"
+    images, labels = slices2d(pairs, size=(SLICE_SIZE, SLICE_SIZE), min_foreground=0.05)
+    images = F.interpolate(torch.as_tensor(images)[:, None], size=(size, size), mode="area")[:, 0].numpy()
+    labels = F.interpolate(torch.as_tensor(labels)[:, None].float(), size=(size, size), mode="nearest")[:, 0]
+    pixel_mm = float(min(pairs[0][0].spacing[:2])) * SLICE_SIZE / size
+    return images, labels.numpy().astype(np.uint8), names, desc, pixel_mm
+
+
+class _LatentTrainer:
+    """Shared data handling, preview and export for the vae and gan trainers."""
+
+    family = ""
+
+    def __init__(self, config: TrainConfig):
+        self.size = int(config.extra.get("size", 64))
+        raw, labels, self.label_names, self.data_desc, self.pixel_mm = _bank(config, self.size)
+        self.norm = percentile_spec(raw, out_range=(0.0, 1.0))
+        self.images = torch.as_tensor(normalize(raw, self.norm))[:, None]
+        self.n_classes = len(self.label_names)
+        self.labels = torch.as_tensor(labels.astype(np.int64))
+        self.batch = config.batch_size
+        self.gen = torch.Generator().manual_seed(config.seed + 1)
+        self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
+
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
+        return self.images[idx], self.labels[idx]
+
+    def _target(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        onehot = F.one_hot(labels, self.n_classes).permute(0, 3, 1, 2).float()
+        return torch.cat([images, onehot], 1)
+
+    @torch.no_grad()
+    def preview(self) -> np.ndarray:
+        self.model.eval()
+        out = self.model.decode(self.fixed_z)[0, 0].numpy()
+        self.model.train()
+        return out
+
+    def export(self, path: str | Path, card: dict[str, Any]) -> None:
+        card = {**card, "family": self.family, "network": self.network, "normalization": self.norm,
+                "label_names": self.label_names, "shape": [self.size, self.size], "pixel_mm": self.pixel_mm,
+                "data": card.get("data", self.data_desc)}
+        save_model(path, self.export_modules(), card)
+
+
+class VAETrainer(_LatentTrainer):
+    family = "vae"
+
+    def __init__(self, config: TrainConfig):
+        self.latent_dim = int(config.extra.get("latent_dim", 16))
+        super().__init__(config)
+        self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim)
+        self.network = self.model.config
+        self.beta = float(config.extra.get("beta", 1e-3))
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        images, labels = self._draw()
+        mu, logvar = self.model.encode(images)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        out = self.model.decode_raw(z)
+        rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
+        seg = F.cross_entropy(out[:, 1:], labels)
+        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
+        loss = rec + 0.1 * seg + self.beta * kl
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item(), "rec": rec.item(), "seg": seg.item(), "kl": kl.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+
+    def export_modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+
+class GANTrainer(_LatentTrainer):
+    family = "gan"
+
+    def __init__(self, config: TrainConfig):
+        self.latent_dim = int(config.extra.get("latent_dim", 32))
+        super().__init__(config)
+        self.model = ImageLabelGAN(self.n_classes, self.size, self.latent_dim)
+        self.network = self.model.config
+        self.disc = make_discriminator(self.n_classes, self.size)
+        lr = float(config.extra.get("lr_gan", 2e-4))
+        self.opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
+
+    def train_step(self, step: int) -> dict[str, float]:
+        images, labels = self._draw()
+        real = self._target(images, labels)
+        z = torch.randn(self.batch, self.latent_dim, generator=self.gen)
+        fake = self.model.decode(z)
+        d_loss = F.softplus(-self.disc(real)).mean() + F.softplus(self.disc(fake.detach())).mean()
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
+        g_loss = F.softplus(-self.disc(fake)).mean()
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
+        return {"g": g_loss.item(), "d": d_loss.item()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"g": self.model.state_dict(), "d": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["g"])
+        self.disc.load_state_dict(state["d"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.gen.set_state(state["gen"])
+
+    def export_modules(self) -> dict[str, torch.nn.Module]:
+        return {"generator": self.model}
+
+
+register_trainer("vae", VAETrainer, "unconditional 2D VAE (image + labels), for latent directions")
+register_trainer("gan", GANTrainer, "unconditional 2D GAN (image + labels), for latent directions")

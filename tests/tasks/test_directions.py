@@ -1,0 +1,150 @@
+"""Latent-direction discovery, walks, inversion and the editor (tiny untrained models + the shipped one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medgen.cli import main
+from napari_medgen.errors import InputError, ModelError
+from napari_medgen.models.latent import ImageLabelGAN, ImageLabelVAE
+from napari_medgen.models.store import SHIPPED_DIR, save_model
+from napari_medgen.progress import run_to_completion
+from napari_medgen.tasks import directions as D
+
+NORM = {"kind": "percentile", "low": 0.5, "high": 99.5, "lo_value": 0.0, "hi_value": 2.0, "range": [0.0, 1.0]}
+
+
+def _save(tmp_path, family: str, model: torch.nn.Module, data: str = "100 random 2D phantoms") -> str:
+    path = tmp_path / family
+    modules = {"model": model} if family == "vae" else {"generator": model}
+    card = {"family": family, "network": model.config,
+            "normalization": NORM, "data": data}
+    save_model(path, modules, card)
+    return str(path)
+
+
+@pytest.fixture
+def tiny_vae(tmp_path) -> str:
+    torch.manual_seed(0)
+    return _save(tmp_path, "vae", ImageLabelVAE(8, size=16, latent_dim=6, channels=(8, 8)))
+
+
+def test_sefa_recovers_the_most_amplified_direction():
+    torch.manual_seed(0)
+    gan = ImageLabelGAN(8, size=16, latent_dim=8, channels=(8, 8))
+    w = gan.first_layer_weight()
+    q_out, _ = torch.linalg.qr(torch.randn(w.shape[0], 8))
+    q_in, _ = torch.linalg.qr(torch.randn(8, 8))
+    gains = torch.tensor([10.0, 5.0, 1, 1, 1, 1, 1, 1])
+    with torch.no_grad():
+        w.copy_(q_out @ torch.diag(gains) @ q_in.T)
+    # SeFa normalises the weight's columns first; a latent axis amplified most must come first
+    dirs = run_to_completion(D.discover(gan, "sefa", k=2))
+    w_n = w / w.norm(dim=0, keepdim=True)
+    amplification = [float((w_n.detach() @ torch.as_tensor(v)).norm()) for v in dirs.vectors]
+    random_dirs = torch.nn.functional.normalize(torch.randn(200, 8), dim=1)
+    assert amplification[0] >= float((w_n.detach() @ random_dirs.T).norm(dim=0).max()) - 1e-4
+    assert np.allclose(np.linalg.norm(dirs.vectors, axis=1), 1, atol=1e-5)
+    assert abs(float(dirs.vectors[0] @ dirs.vectors[1])) < 1e-4
+
+
+@pytest.mark.parametrize("method", ["ganspace", "voynov"])
+def test_other_methods_give_unit_directions(method):
+    torch.manual_seed(0)
+    gan = ImageLabelGAN(8, size=16, latent_dim=8, channels=(8, 8))
+    dirs = run_to_completion(D.discover(gan, method, k=3, steps=5, n_samples=200))
+    assert dirs.vectors.shape == (3, 8) and dirs.method == method
+    assert np.allclose(np.linalg.norm(dirs.vectors, axis=1), 1, atol=1e-5)
+
+
+def test_pca_of_vae_latents_scales_are_data_spread(tiny_vae):
+    editor = D.LatentEditor(tiny_vae)
+    images = np.random.default_rng(0).random((40, 16, 16)).astype(np.float32)
+    dirs = run_to_completion(D.discover(editor.model, "pca", k=2, images=images))
+    mu = run_to_completion(D._encode_all(editor.model, images, D.CancelToken()))
+    assert np.allclose(dirs.scales, (mu @ dirs.vectors.T).std(0), rtol=1e-3)
+    assert dirs.scales[0] >= dirs.scales[1]  # first principal axis has the largest spread
+
+
+def test_bad_requests_are_clear(tiny_vae, tmp_path):
+    model = D.LatentEditor(tiny_vae).model
+    with pytest.raises(InputError, match="between 1 and the latent dimension"):
+        run_to_completion(D.discover(model, "sefa", k=99))
+    with pytest.raises(InputError, match="Unknown discovery method"):
+        run_to_completion(D.discover(model, "magic", k=2))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ModelError, match="bad.json"):
+        D.Directions.load(bad)
+    spade_like = _save(tmp_path, "vae", ImageLabelVAE(8, size=16, latent_dim=6, channels=(8, 8)))
+    card = tmp_path / "vae.json"
+    card.write_text(card.read_text().replace('"family": "vae"', '"family": "spade"'))
+    with pytest.raises(ModelError):
+        D.LatentEditor(spade_like)
+
+
+def test_directions_round_trip(tmp_path):
+    dirs = D.Directions(np.eye(3, 5), np.array([1.0, 2.0, 0.5]), "sefa", ["a", "b", "c"])
+    dirs.save(tmp_path / "d.json")
+    back = D.Directions.load(tmp_path / "d.json")
+    assert np.array_equal(back.vectors, dirs.vectors) and back.names == ["a", "b", "c"]
+    assert np.allclose(back.offset(np.array([1.0, 0, 2])), [1, 0, 1, 0, 0])
+
+
+def test_walk_moves_the_image_and_zero_is_the_base(tiny_vae):
+    editor = D.LatentEditor(tiny_vae)
+    editor.directions = run_to_completion(D.discover(editor.model, "sefa", k=2))
+    editor.random_base(3)
+    base, _ = editor.render(np.zeros(2))
+    same, _ = editor.render(None)
+    moved, labels = editor.render(np.array([3.0, 0.0]))
+    assert np.array_equal(base, same)
+    assert np.abs(moved - base).mean() > 1e-4
+    assert labels.dtype == np.uint8 and labels.shape == (16, 16)
+    strip = editor.walk_strip(0, np.linspace(-3, 3, 5))
+    assert strip.shape == (5, 16, 16) and np.abs(strip[0] - strip[-1]).mean() > 1e-4
+
+
+def test_inversion_finds_a_latent_that_reproduces_the_image(tiny_vae):
+    editor = D.LatentEditor(tiny_vae)
+    target_z = D.sample_latents(editor.model, 1, 7)
+    target = D.decode(editor.model, target_z)[0, 0]
+    raw = target * 2.0  # the card's normalisation maps [0, 2] -> [0, 1]
+    z = run_to_completion(editor.invert_image(np.kron(raw, np.ones((2, 2))), steps=150))
+    image, _ = editor.render()
+    assert image.shape == (32, 32)  # rendered back at the inverted image's size
+    err = np.abs(D.decode(editor.model, z[None])[0, 0] - target).mean()
+    start_err = np.abs(D.decode(editor.model, np.zeros((1, z.size)))[0, 0] - target).mean()
+    assert err < 0.5 * start_err
+
+
+def test_cli_discover_measure_apply(tiny_vae, tmp_path, capsys):
+    out = tmp_path / "d.json"
+    assert main(["--quiet", "directions", "discover", "--model", tiny_vae, "--method", "sefa", "--k", "3",
+                 "--out", str(out)]) == 0
+    assert main(["--quiet", "directions", "measure", "--model", tiny_vae, "--directions", str(out),
+                 "--bases", "2", "--csv", str(tmp_path / "t.csv")]) == 0
+    assert "tumour size" in capsys.readouterr().out
+    assert (tmp_path / "t.csv").read_text().count("\n") == 4
+    assert main(["--quiet", "directions", "apply", "--model", tiny_vae, "--directions", str(out), "--move", "0=2",
+                 "--walk", "0", "--out", str(tmp_path / "walk.nii.gz")]) == 0
+    from napari_medgen.io.readers import read_volume
+
+    assert read_volume(tmp_path / "walk.nii.gz").data.shape == (7, 16, 16)
+    assert main(["directions", "apply", "--model", tiny_vae, "--out", str(tmp_path / "x.nii.gz")]) == 2
+
+
+SHIPPED_VAE = SHIPPED_DIR / "vae_phantom.json"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHIPPED_VAE.exists(), reason="shipped VAE not trained yet")
+def test_shipped_vae_has_three_single_factor_directions():
+    """Bar: at least three discovered directions each dominated by one phantom factor."""
+    editor = D.LatentEditor(SHIPPED_VAE)
+    assert editor.directions is not None, "the shipped model must come with discovered directions"
+    table, names = run_to_completion(D.disentanglement(editor.model, editor.directions, editor.pixel_mm, n_bases=8))
+    hits = D.dominated(table)
+    assert len({names[j] for _, j in hits}) >= 3, f"dominated: {hits}\n{np.round(table, 2)}"
