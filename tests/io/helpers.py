@@ -103,3 +103,12 @@ def layer_world_points(data: np.ndarray, kwargs: dict, layer_type: str, index: n
 
     layer = (Labels if layer_type == "labels" else Image)(data, **{k: v for k, v in kwargs.items() if k != "metadata"})
     return np.array([np.asarray(layer.data_to_world(idx)) for idx in index])
+
+
+def pydicom_file(name: str) -> Path:
+    """A test file bundled in the pydicom wheel (never downloaded; fails if it is not bundled)."""
+    import pydicom.data
+
+    path = Path(pydicom.data.__file__).parent / "test_files" / name
+    assert path.is_file(), f"{name} is not bundled with this pydicom"
+    return path

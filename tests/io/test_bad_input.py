@@ -249,3 +249,9 @@ def test_vector_image_refused(tmp_path):
     img = sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True)
     sitk.WriteImage(img, str(tmp_path / "rgb.mha"))
     _fails(tmp_path / "rgb.mha", "3 values per voxel")
+
+
+def test_truncated_dicom_file():
+    from .helpers import pydicom_file
+
+    _fails(pydicom_file("MR_truncated.dcm"), "DICOM")

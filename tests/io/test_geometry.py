@@ -140,3 +140,43 @@ def test_time_series_world_axis():
     world = layer_world_points(data, kwargs, kind, idx)[0]
     assert world[0] == pytest.approx(15.0)
     np.testing.assert_allclose(world[1:][::-1], vol.index_to_physical([3, 2, 1]), atol=1e-9)
+
+
+def test_detached_nhdr_and_mhd(tmp_path):
+    import nrrd
+
+    direction, spacing = CASES["permuted"]
+    affine = lps_affine(direction, spacing)
+    data = linear_field(SHAPE, affine).astype(np.float32)
+    nrrd.write(str(tmp_path / "v.nhdr"), data.T, {"space": "left-posterior-superior", "space directions": affine[:3, :3].T,
+                                                  "space origin": affine[:3, 3]}, detached_header=True, index_order="F")
+    from .helpers import sitk_image
+
+    sitk.WriteImage(sitk_image(data, affine), str(tmp_path / "v.mhd"))
+    for name in ("v.nhdr", "v.mhd"):
+        vol = read_volume(tmp_path / name)
+        np.testing.assert_allclose(vol.affine(), affine, atol=1e-6)
+        np.testing.assert_array_equal(vol.data, data)
+
+
+def test_nifti_units_in_metres_become_mm(tmp_path):
+    affine = lps_affine(np.eye(3), (0.002, 0.003, 0.004), origin=(0.01, -0.02, 0.03))
+    path = write_nifti(tmp_path / "m.nii", np.zeros(SHAPE, np.float32), affine, xyzt_units=1)  # 1 = metre
+    vol = read_volume(path)
+    np.testing.assert_allclose(vol.spacing, (2.0, 3.0, 4.0), atol=1e-4)
+    np.testing.assert_allclose(vol.origin, (10.0, -20.0, 30.0), atol=1e-4)
+
+
+def test_4d_oblique_resampled_per_frame(tmp_path):
+    direction, spacing = CASES["oblique"]
+    affine = lps_affine(direction, spacing)
+    frames = np.stack([linear_field(SHAPE, affine) * (t + 1) for t in range(3)]).astype(np.float32)
+    vol = Volume(frames, spacing, affine[:3, 3], direction, metadata={"time_spacing": 4.0})
+    data, kwargs, kind = volume_to_layer(vol)
+    assert data.ndim == 4 and data.shape[0] == 3 and kwargs["scale"][0] == 4.0
+    idx = _sample(data.shape, 80, seed=5)
+    world = layer_world_points(data, kwargs, kind, idx)
+    keep = _inside(world[:, 1:][:, ::-1], affine, SHAPE)
+    t = world[keep, 0] / 4.0
+    expected = (world[keep, 1:][:, ::-1] @ COEF + 7.0) * (t + 1)
+    np.testing.assert_allclose(data[tuple(idx[keep].T)], expected, rtol=1e-5, atol=1e-3)

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 
 from napari_medgen.errors import ReadError
 from napari_medgen.io.readers import read_volume
@@ -16,7 +15,7 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.io.writers import write_volume
 from napari_medgen.napari_io import get_reader, read_layers, write_image, write_labels
 
-from .helpers import CASES, lps_affine, write_dicom_series
+from .helpers import CASES, lps_affine, pydicom_file, write_dicom_series
 
 
 def _labels_volume() -> Volume:
@@ -29,7 +28,7 @@ def _labels_volume() -> Volume:
 def test_reader_claims_supported_files(tmp_path):
     for name in ["a.nii", "a.nii.gz", "a.nrrd", "a.nhdr", "a.mha", "a.mhd", "a.dcm"]:
         assert get_reader(str(tmp_path / name)) is read_layers, name
-    assert get_reader(get_testdata_file("CT_small.dcm")) is read_layers
+    assert get_reader(pydicom_file("CT_small.dcm")) is read_layers
     assert get_reader([str(tmp_path / "a.nii"), str(tmp_path / "b.nrrd")]) is read_layers
 
 

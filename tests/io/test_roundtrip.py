@@ -8,14 +8,13 @@ import numpy as np
 import pydicom
 import pytest
 from nibabel.testing import data_path as nibabel_data
-from pydicom.data import get_testdata_file
 
 from napari_medgen.errors import WriteError
 from napari_medgen.io.readers import read_volume
 from napari_medgen.io.volume import Volume
 from napari_medgen.io.writers import write_volume
 
-from .helpers import CASES, lps_affine, write_dicom_series
+from .helpers import CASES, lps_affine, pydicom_file, write_dicom_series
 
 FORMATS = [".nii.gz", ".nii", ".nrrd", ".mha"]
 ORIGIN = (-123.456, 78.9012, -45.6789)
@@ -77,7 +76,7 @@ def test_nibabel_files_round_trip(tmp_path, name, suffix):
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_dicom_file_round_trip(tmp_path, name, suffix):
-    path = get_testdata_file(name)
+    path = pydicom_file(name)
     vol = read_volume(path)
     ds = pydicom.dcmread(path)
     expected = ds.pixel_array * float(getattr(ds, "RescaleSlope", 1)) + float(getattr(ds, "RescaleIntercept", 0))
