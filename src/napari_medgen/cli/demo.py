@@ -127,14 +127,18 @@ def importable_widgets() -> tuple[list[str], list[str]]:
 
 
 def populate_viewer(viewer: Any, volumes: dict[str, Volume]) -> list[str]:
-    """Add the volumes as layers and dock every importable widget (tabbed); return warnings."""
+    """Add the volumes as layers and dock every importable widget (tabbed) as napari's Plugins menu
+    does; return a message for each widget that could not be imported or docked."""
     from ..widgets.common import add_volume
 
     for name, vol in volumes.items():
         add_volume(viewer, vol, name)
     names, problems = importable_widgets()
     for display_name in names:
-        viewer.window.add_plugin_dock_widget(PLUGIN, display_name, tabify=True)
+        try:
+            viewer.window.add_plugin_dock_widget(PLUGIN, display_name, tabify=True)
+        except Exception as exc:  # a broken widget must not keep the demo from opening; it is reported
+            problems.append(f"widget '{display_name}' could not be docked: {type(exc).__name__}: {exc}")
     return problems
 
 
