@@ -180,3 +180,16 @@ def test_4d_oblique_resampled_per_frame(tmp_path):
     t = world[keep, 0] / 4.0
     expected = (world[keep, 1:][:, ::-1] @ COEF + 7.0) * (t + 1)
     np.testing.assert_allclose(data[tuple(idx[keep].T)], expected, rtol=1e-5, atol=1e-3)
+
+
+def test_nifti_sform_preferred_over_qform(tmp_path):
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.zeros((2, 3, 4), np.float32), np.eye(4))
+    img.set_sform(np.diag([2.0, 3.0, 4.0, 1.0]), code="scanner")
+    img.set_qform(np.diag([5.0, 6.0, 7.0, 1.0]), code="scanner")
+    nib.save(img, str(tmp_path / "both.nii"))
+    assert read_volume(tmp_path / "both.nii").spacing == pytest.approx((2.0, 3.0, 4.0))
+    img.set_sform(None, code=0)
+    nib.save(img, str(tmp_path / "qonly.nii"))
+    assert read_volume(tmp_path / "qonly.nii").spacing == pytest.approx((5.0, 6.0, 7.0))

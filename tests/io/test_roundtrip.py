@@ -150,3 +150,15 @@ def test_bool_and_float16_are_stored(tmp_path, rng):
     np.testing.assert_array_equal(back.data, vol.data > 0)
     back = read_volume(write_volume(vol.with_data(vol.data.astype(np.float16)), tmp_path / "h.mha"))
     np.testing.assert_array_equal(back.data, vol.data.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_temporary_file_keeps_the_extension(tmp_path, rng, monkeypatch, suffix):
+    import napari_medgen.io.writers as writers
+
+    seen = []
+    for name in ("write_nifti", "write_itk"):
+        real = getattr(writers, name)
+        monkeypatch.setattr(writers, name, lambda vol, path, real=real: (seen.append(path.name), real(vol, path)))
+    write_volume(_volume("identity", np.float32, False, rng), tmp_path / f"out{suffix}")
+    assert len(seen) == 1 and seen[0].endswith(suffix) and seen[0] != f"out{suffix}"
