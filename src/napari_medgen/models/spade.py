@@ -47,7 +47,8 @@ class SpadeGenerator(torch.nn.Module):
         self.net = SPADENet(spatial_dims=spatial_dims, in_channels=1, out_channels=head_channels,
                             label_nc=n_classes, input_shape=list(input_shape), channels=list(channels),
                             z_dim=z_dim, is_vae=True, spade_intermediate_channels=spade_hidden,
-                            norm="INSTANCE", act=act, last_act=act, upsampling_mode="bilinear")
+                            norm="INSTANCE", act=act, last_act=act,
+                            upsampling_mode="bilinear" if spatial_dims == 2 else "trilinear")
         self.head = Convolution(spatial_dims, head_channels + n_classes, 1, kernel_size=3,
                                 act=None, norm=None, conv_only=True)
 
@@ -188,9 +189,8 @@ def to_model(slices: np.ndarray, plan: SlicePlan, *, nearest: bool, fill: float 
     nearest: True for labels (values kept), False for images (bilinear).
     """
     if plan.resampled:
-        slices = _resize(slices, plan.work_shape, nearest)
-        if nearest:
-            slices = np.rint(slices)
+        resized = _resize(slices, plan.work_shape, nearest)
+        slices = np.rint(resized).astype(slices.dtype) if nearest else resized
     out = np.full((slices.shape[0], *plan.model_shape), fill, dtype=slices.dtype)
     out[(slice(None), *_centre_box(plan.work_shape, plan.model_shape))] = slices
     return out

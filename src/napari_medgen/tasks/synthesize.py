@@ -237,3 +237,58 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
         "model": synth.path, "style": style if isinstance(style, str) else "vector",
         "style_vector": z.tolist(), "seed": seed, "slice_axis": plan.axis}}
     return Volume(out, labels.spacing, labels.origin, labels.direction.copy(), False, meta)
+
+
+# --- Quality measures (tests, benchmarks/synthesis.py and the model cards use these) ---------------
+
+def label_means(image: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean image intensity per label value 0..n_classes-1 (NaN where a label is absent), shape (n_classes,)."""
+    counts = np.bincount(labels.ravel().astype(np.int64), minlength=n_classes)[:n_classes]
+    sums = np.bincount(labels.ravel().astype(np.int64), weights=image.ravel(), minlength=n_classes)[:n_classes]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def heldout_slice_quality(synth: Synthesizer, image: Volume, labels: Volume, indices: Sequence[int],
+                          min_foreground: float = 0.10) -> dict[str, Any]:
+    """SSIM and per-label means of synthetic vs real slices ``indices`` (along the planned slice axis).
+
+    Each slice is synthesised with the style the encoder finds in the real slice itself; slices
+    with less than ``min_foreground`` labelled area are skipped. SSIM: skimage
+    ``structural_similarity`` with data_range = the real slice's max - min.
+    """
+    from skimage.metrics import structural_similarity
+
+    plan = synth.check_labels(labels)
+    real = spade.cut(np.asarray(image.data, np.float32), plan.axis)
+    lab = spade.cut(labels.data, plan.axis)
+    used, ssim, fakes = [], [], []
+    for i in indices:
+        if (lab[i] > 0).mean() < min_foreground:
+            continue
+        style = synth.encode_style(real[i:i + 1], lab[i:i + 1])
+        fake = synth.synthesize_slices(lab[i:i + 1], style)[0]
+        rng = float(real[i].max() - real[i].min()) or 1.0
+        ssim.append(float(structural_similarity(real[i], fake, data_range=rng)))
+        used.append(int(i))
+        fakes.append(fake)
+    if not used:
+        raise InputError("None of the held-out slices has enough labelled area to measure.")
+    real_means = label_means(real[used], lab[used], synth.n_classes)
+    fake_means = label_means(np.stack(fakes), lab[used], synth.n_classes)
+    return {"slices": used, "ssim": ssim, "ssim_mean": float(np.mean(ssim)), "ssim_median": float(np.median(ssim)),
+            "real_label_means": real_means.tolist(), "synthetic_label_means": fake_means.tolist()}
+
+
+def style_transfer_correlation(synth: Synthesizer, reference: tuple[Volume, Volume], target_labels: Volume) -> float:
+    """Pearson r across labels between the reference image's per-label means and those of an image
+    synthesised for ``target_labels`` with the style encoded from the reference (labels present in both)."""
+    ref_image, ref_labels = reference
+    style = synth.encode_style(ref_image, ref_labels)
+    from ..progress import run_to_completion
+
+    fake = run_to_completion(synthesize(target_labels, synth, style=style))
+    a = label_means(np.asarray(ref_image.data, np.float64), ref_labels.data, synth.n_classes)
+    b = label_means(fake.data.astype(np.float64), target_labels.data, synth.n_classes)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])

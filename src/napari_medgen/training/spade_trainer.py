@@ -148,9 +148,12 @@ class SpadeTrainer:
         self.device = resolve_device(device)
         self.n_classes = int(network["n_classes"])
         self.generator = spade.build_spade(network)["generator"].to(self.device)
+        size = min(network["input_shape"])
+        # the coarser of the two discriminators has 2 * layers stride-2 convolutions: keep its output >= 8 pixels
+        layers = int(np.clip(np.log2(size / 8) // 2, 1, 2))
         self.discriminator = MultiScalePatchDiscriminator(
-            num_d=2, num_layers_d=2, spatial_dims=network["spatial_dims"], channels=16,
-            in_channels=1 + self.n_classes, norm="INSTANCE", minimum_size_im=min(network["input_shape"])).to(self.device)
+            num_d=2, num_layers_d=layers, spatial_dims=network["spatial_dims"], channels=16,
+            in_channels=1 + self.n_classes, norm="INSTANCE", minimum_size_im=size).to(self.device)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d or lr, betas=(0.5, 0.999))
         self.adversarial = PatchAdversarialLoss(criterion="hinge")
