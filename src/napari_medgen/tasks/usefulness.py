@@ -1,0 +1,254 @@
+"""Is synthetic data useful? Train a small MONAI UNet on real / real + synthetic / less real + synthetic.
+
+Arms (2D slices, images scaled to [0, 1] per image, labels 0..n_classes-1):
+
+* ``real``: all real training slices;
+* ``real+synthetic``: the same plus every synthetic slice (augmentation);
+* ``{f}% real``: a fraction ``f`` of the real slices only (the reference for the next arm);
+* ``{f}% real+synthetic``: that fraction plus every synthetic slice (real-data reduction).
+
+Every arm trains the same UNet (same seed, same number of steps and batch size) and is scored
+by MONAI's Dice per foreground class on held-back real slices. Data builders for the phantom and
+the brain sample: real images come from the phantom renderer / the brain MRI; synthetic images
+from a spade model (``tasks.synthesize``) on new, elastically deformed label maps, or, for tests
+only, from the phantom renderer with other seeds (``source="renderer"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from monai.metrics import compute_dice
+from monai.networks.nets import UNet
+
+from ..atomic import atomic_write_bytes
+from ..errors import InputError
+from ..io.volume import Volume
+from ..models.features import scale_unit
+from ..progress import CancelToken, Progress, Task
+
+
+@dataclass
+class SegData:
+    """images (n, y, x) float32 in [0, 1], labels (n, y, x) int64; names {label: name}."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    names: dict[int, str] = field(default_factory=dict)
+
+    def subset(self, idx: np.ndarray) -> "SegData":
+        return SegData(self.images[idx], self.labels[idx], self.names)
+
+    def __add__(self, other: "SegData") -> "SegData":
+        return SegData(np.concatenate([self.images, other.images]), np.concatenate([self.labels, other.labels]),
+                       self.names)
+
+
+@dataclass
+class UsefulnessResult:
+    """rows: one dict per arm (arm, n_real, n_synthetic, dice_mean, dice_<class>...); notes."""
+
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def build_unet(n_classes: int) -> UNet:
+    """A tiny 2D MONAI UNet: (b, 1, y, x) -> (b, n_classes, y, x) logits; y, x divisible by 8."""
+    return UNet(spatial_dims=2, in_channels=1, out_channels=n_classes, channels=(8, 16, 32, 64),
+                strides=(2, 2, 2), num_res_units=1)
+
+
+def train_unet(data: SegData, n_classes: int, steps: int, *, batch_size: int = 8, lr: float = 3e-3, seed: int = 0,
+               cancel: CancelToken | None = None, label: str = "") -> Task[UNet]:
+    """Generator: train :func:`build_unet` for ``steps`` Adam steps (Dice + cross-entropy); returns the UNet."""
+    cancel = cancel or CancelToken()
+    torch.manual_seed(seed)
+    net = build_unet(n_classes)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    loss_fn = DiceCELoss(softmax=True, to_onehot_y=True)
+    gen = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(data.images.astype(np.float32))[:, None]
+    y_all = torch.from_numpy(data.labels.astype(np.int64))[:, None]
+    net.train()
+    for step in range(steps):
+        cancel.check()
+        idx = torch.randint(len(x_all), (batch_size,), generator=gen)
+        x, y = x_all[idx], y_all[idx]
+        flip = torch.rand(batch_size, generator=gen) < 0.5  # left-right flips
+        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+        loss = loss_fn(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 10 == 0 or step == steps - 1:
+            yield Progress(step + 1, steps, f"{label} step {step + 1}/{steps}", metrics={"loss": loss.item()})
+    return net.eval()
+
+
+@torch.no_grad()
+def segment(net: UNet, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Images (n, y, x) in [0, 1] -> label maps (n, y, x) int64 (argmax)."""
+    net.eval()
+    out = [net(torch.from_numpy(images[i:i + batch_size].astype(np.float32))[:, None]).argmax(1).numpy()
+           for i in range(0, len(images), batch_size)]
+    return np.concatenate(out)
+
+
+def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
+    """Mean Dice over slices for each foreground class (n_classes - 1,), NaN where a class never occurs."""
+    oh = lambda a: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n_classes).movedim(-1, 1)  # noqa: E731
+    d = compute_dice(oh(pred), oh(truth), include_background=False, ignore_empty=True)
+    return torch.nanmean(d, dim=0).numpy()
+
+
+def usefulness(real: SegData, synthetic: SegData, heldout: SegData, *, reduced_fraction: float = 0.25,
+               steps: int = 300, batch_size: int = 8, seed: int = 0, csv_path: str | Path | None = None,
+               plot_path: str | Path | None = None, cancel: CancelToken | None = None) -> Task[UsefulnessResult]:
+    """Generator: train one UNet per arm (module doc) and score Dice on ``heldout``; returns the table."""
+    cancel = cancel or CancelToken()
+    if not 0 < reduced_fraction < 1:
+        raise InputError(f"reduced_fraction must be between 0 and 1, got {reduced_fraction}.")
+    if real.images.shape[1:] != synthetic.images.shape[1:] or real.images.shape[1:] != heldout.images.shape[1:]:
+        raise InputError(f"Real {real.images.shape[1:]}, synthetic {synthetic.images.shape[1:]} and held-out "
+                         f"{heldout.images.shape[1:]} slices must have the same size.")
+    n_classes = int(max(real.labels.max(), synthetic.labels.max(), heldout.labels.max())) + 1
+    n_red = max(1, int(round(reduced_fraction * len(real.images))))
+    reduced = real.subset(np.random.default_rng(seed).permutation(len(real.images))[:n_red])
+    pct = f"{round(100 * reduced_fraction)}%"
+    arms = [("real", real, 0), ("real+synthetic", real + synthetic, len(synthetic.images)),
+            (f"{pct} real", reduced, 0), (f"{pct} real+synthetic", reduced + synthetic, len(synthetic.images))]
+    rows = []
+    for k, (name, data, n_syn) in enumerate(arms):
+        task = train_unet(data, n_classes, steps, batch_size=batch_size, seed=seed, cancel=cancel, label=name)
+        while True:
+            try:
+                p = next(task)
+            except StopIteration as stop:
+                net = stop.value
+                break
+            yield Progress(k * steps + p.step, len(arms) * steps, f"arm '{name}': {p.message}", metrics=p.metrics)
+        d = dice_per_class(segment(net, heldout.images), heldout.labels, n_classes)
+        row: dict[str, Any] = {"arm": name, "n_real": len(data.images) - n_syn, "n_synthetic": n_syn,
+                               "dice_mean": float(np.nanmean(d))}
+        row.update({f"dice_{heldout.names.get(c + 1, c + 1)}": float(v) for c, v in enumerate(d)})
+        rows.append(row)
+    result = UsefulnessResult(rows, [f"{steps} steps x batch {batch_size} per arm, seed {seed}; "
+                                     f"{len(heldout.images)} held-out real slices"])
+    if csv_path is not None:
+        write_csv(result, csv_path)
+    if plot_path is not None:
+        write_plot(result, plot_path)
+    return result
+
+
+# --- data builders -----------------------------------------------------------------------------
+
+def _phantom_slices(seeds: range, style: str, size: int) -> SegData:
+    from ..data.phantom import LABELS, make_phantom
+
+    imgs, labs = [], []
+    for s in seeds:
+        r = np.random.default_rng([s, 5])
+        img, lab = make_phantom(seed=s, shape=(1, size, size), tumour_radius_mm=float(r.uniform(0, 20)),
+                                breathing_phase=float(r.uniform()), cardiac_phase=float(r.uniform()),
+                                rotation_deg=float(r.uniform(-10, 10)), style=style)
+        imgs.append(scale_unit(img.data)[0])
+        labs.append(lab.data[0].astype(np.int64))
+    return SegData(np.stack(imgs), np.stack(labs), dict(LABELS))
+
+
+def phantom_data(n_real: int = 24, n_synthetic: int = 48, n_heldout: int = 24, *, source: str = "spade_phantom",
+                 style: str = "mr_vendor_a", seed: int = 0, size: int = 128) -> tuple[SegData, SegData, SegData]:
+    """(real, synthetic, held-out) 2D phantom slices (size x size over the phantom's field of view).
+
+    Real: phantom seeds from 10,000 x seed; held-out: seeds 900,000+. Synthetic: new label maps
+    (seeds 500,000+) deformed elastically, imaged by the spade model ``source`` (a shipped name or
+    a path), or by the phantom renderer when ``source == "renderer"`` (tests only).
+    """
+    from ..data.phantom import FOV_MM, render
+    from .label_deform import elastic
+
+    spacing = (FOV_MM[0] / size, FOV_MM[1] / size, 5.0)
+
+    real = _phantom_slices(range(10_000 * seed, 10_000 * seed + n_real), style, size)
+    held = _phantom_slices(range(900_000, 900_000 + n_heldout), style, size)
+    base = _phantom_slices(range(500_000, 500_000 + n_synthetic), style, size)
+    labs = [elastic(Volume(lab[None].astype(np.uint8), spacing, is_label=True), seed=i).data[0]
+            for i, lab in enumerate(base.labels)]
+    labels = np.stack(labs).astype(np.int64)
+    if source == "renderer":
+        images = np.stack([scale_unit(render(Volume(lab[None].astype(np.uint8), spacing, is_label=True),
+                                             style, seed=700_000 + i).data)[0] for i, lab in enumerate(labels)])
+    else:
+        images = _spade_images(source, labels, seed)
+    return real, SegData(images, labels, real.names), held
+
+
+def brain_data(source: str = "spade_brain", n_synthetic: int = 40, seed: int = 0,
+               size: tuple[int, int] = (96, 112)) -> tuple[SegData, SegData, SegData]:
+    """(real, synthetic, held-out) axial brain slices: every 5th non-empty slice held out, the others real;
+    synthetic: spade ``source`` on elastically deformed copies of the real label slices."""
+    from ..data.samples import brain_sample
+    from ..training.label_vae_trainer import fit_slices
+    from .label_deform import elastic
+
+    img, lab = brain_sample()
+    images = fit_slices(scale_unit(np.asarray(img.data, np.float32)[None])[0], size)
+    labels = fit_slices(np.asarray(lab.data, np.int64), size)
+    keep = labels.reshape(len(labels), -1).max(1) > 0
+    images, labels = images[keep], labels[keep]
+    held = np.arange(len(images)) % 5 == 4
+    names = {int(k): str(v) for k, v in (lab.metadata.get("label_names") or {}).items()}
+    real, heldout = SegData(images[~held], labels[~held], names), SegData(images[held], labels[held], names)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(real.labels), n_synthetic)
+    syn_labels = np.stack([elastic(Volume(real.labels[p][None].astype(np.uint8), lab.spacing, is_label=True),
+                                   seed=i).data[0] for i, p in enumerate(picks)]).astype(np.int64)
+    return real, SegData(_spade_images(source, syn_labels, seed), syn_labels, names), heldout
+
+
+def _spade_images(model: str, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Spade images for label slices (n, y, x), one random style each, scaled to [0, 1] per image."""
+    from .synthesize import Synthesizer
+
+    synth = Synthesizer(model, "cpu")
+    return np.stack([scale_unit(synth.synthesize_slices(lab[None], synth.random_style(seed * 1000 + i)))[0]
+                     for i, lab in enumerate(labels)])
+
+
+def write_csv(result: UsefulnessResult, path: str | Path) -> None:
+    buf = io.StringIO()
+    keys = list(dict.fromkeys(k for r in result.rows for k in r))
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(result.rows)
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def figure(result: UsefulnessResult, title: str = "") -> Any:
+    """Bar plot of held-out mean foreground Dice per arm."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.subplots()
+    vals = [r["dice_mean"] for r in result.rows]
+    ax.bar(range(len(vals)), vals, color=["tab:blue", "tab:green", "tab:gray", "tab:olive"][:len(vals)])
+    for i, v in enumerate(vals):
+        ax.text(i, v + 0.01, f"{v:.3f}", ha="center", fontsize=8)
+    ax.set_xticks(range(len(vals)), [r["arm"] for r in result.rows], fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="held-out Dice (mean foreground)", title=title or "Usefulness of synthetic data")
+    fig.tight_layout()
+    return fig
+
+
+def write_plot(result: UsefulnessResult, path: str | Path, title: str = "") -> None:
+    buf = io.BytesIO()
+    figure(result, title).savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
