@@ -162,3 +162,13 @@ def test_temporary_file_keeps_the_extension(tmp_path, rng, monkeypatch, suffix):
         monkeypatch.setattr(writers, name, lambda vol, path, real=real: (seen.append(path.name), real(vol, path)))
     write_volume(_volume("identity", np.float32, False, rng), tmp_path / f"out{suffix}")
     assert len(seen) == 1 and seen[0].endswith(suffix) and seen[0] != f"out{suffix}"
+
+
+def test_dicom_series_missing_slice_is_reported(tmp_path, rng):
+    folder = write_dicom_series(tmp_path / "gap", rng.integers(0, 99, (6, 4, 5)).astype(np.int16),
+                                lps_affine(np.eye(3), (1.0, 1.0, 2.0)))
+    assert "notes" not in read_volume(folder).metadata
+    (folder / "slice003.dcm").unlink()
+    vol = read_volume(folder)
+    assert vol.data.shape == (5, 4, 5)
+    assert any("not evenly spaced" in n and "2 to 4 mm" in n for n in vol.metadata["notes"])

@@ -115,10 +115,27 @@ def read_dicom_series(folder: Path) -> RawImage:
         raise ReadError(folder, f"the DICOM series could not be read ({itk_reason(exc)})") from None
     raw = image_to_raw(img)
     raw.is_label = False  # DICOM image series are images; as_label=True overrides
-    raw.notes.extend(notes)
+    note = _uneven_slices_note(reader, len(names), raw.direction[:, 2], raw.spacing[2])
+    raw.notes.extend(notes + ([note] if note else []))
     raw.metadata.update({"format": "DICOM series", "n_files": len(names)})
     raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(0, key) if reader.HasMetaDataKey(0, key) else None))
     return raw
+
+
+def _uneven_slices_note(reader: sitk.ImageSeriesReader, n: int, normal: np.ndarray, shown: float) -> str | None:
+    """A note when the slices' ImagePositionPatient are not evenly spaced along ``normal``."""
+    key = "0020|0032"
+    if n < 3 or not all(reader.HasMetaDataKey(i, key) for i in range(n)):
+        return None
+    try:
+        pos = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
+    except ValueError:
+        return None
+    gaps = np.abs(np.diff(pos @ normal))
+    if gaps.max() - gaps.min() <= 0.01 * gaps.mean():
+        return None
+    return (f"The DICOM slices are not evenly spaced (gaps from {gaps.min():.3g} to {gaps.max():.3g} mm; missing "
+            f"slices?). They are shown {shown:.3g} mm apart, so positions along the slice axis are approximate.")
 
 
 def _dicom_tags(get) -> dict[str, str]:
