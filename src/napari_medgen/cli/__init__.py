@@ -17,6 +17,7 @@ _COMMAND_MODULES = [
     "deform",
     "demo",
     "directions",
+    "evaluate",
     "info",
     "sample",
     "synthesize",

@@ -1,0 +1,121 @@
+"""``medgen evaluate`` / ``experiment usefulness`` / ``quantize`` / ``anomaly``: evaluation of synthetic data.
+
+Each drives the same task generator as the Evaluate dock (tasks/evaluate, usefulness, quantize,
+anomaly) with a text progress bar and prints its table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..progress import run_with_bar
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("evaluate", help="quality of synthetic images: SSIM/PSNR, MS-SSIM, FD, MMD, memorisation")
+    p.add_argument("--real", type=Path, required=True, help="folder (or file) of real images/volumes")
+    p.add_argument("--synthetic", type=Path, required=True, help="folder (or file) of synthetic images/volumes")
+    p.add_argument("--training", type=Path, help="the generator's training images for the memorisation check "
+                                                 "(default: --real)")
+    p.add_argument("--extractor", default="default", help="'default' (shipped encoder), a medgen feature_encoder "
+                   "model, or a local ResNet/MedicalNet state dict (.pt/.pth/.safetensors)")
+    p.add_argument("--threshold", type=float, default=0.03, help="near-copy threshold: RMS distance of [0, 1]-scaled images")
+    p.add_argument("--csv", type=Path, help="write the table as CSV")
+    p.add_argument("--plot", type=Path, help="write the plots as PNG")
+    p.set_defaults(func=run_evaluate)
+
+    e = subparsers.add_parser("experiment", help="experiments on synthetic data")
+    esub = e.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    u = esub.add_parser("usefulness", help="UNet Dice on held-out real data: real vs real+synthetic vs reduced real")
+    u.add_argument("--dataset", choices=["phantom", "brain"], default="phantom")
+    u.add_argument("--model", help="spade model making the synthetic images (default spade_phantom / spade_brain)")
+    u.add_argument("--steps", type=int, default=400, help="UNet training steps per arm")
+    u.add_argument("--fraction", type=float, default=0.25, help="real-data fraction of the reduction arms")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--quick", action="store_true", help="tiny run (64 px, few slices, 30 steps) to check the set-up")
+    u.add_argument("--csv", type=Path)
+    u.add_argument("--plot", type=Path)
+    u.set_defaults(func=run_usefulness)
+
+    q = subparsers.add_parser("quantize", help="fp32 vs bf16 vs int8: weight size, memory, time, quality lost")
+    q.add_argument("--model", default="spade_phantom", help="a spade or anomaly_ae model (name of a shipped one or path)")
+    q.add_argument("--samples", type=int, default=8)
+    q.add_argument("--repeats", type=int, default=3)
+    q.add_argument("--csv", type=Path)
+    q.add_argument("--plot", type=Path)
+    q.set_defaults(func=run_quantize)
+
+    a = subparsers.add_parser("anomaly", help="per-voxel anomaly map from a model of normal anatomy")
+    a.add_argument("--image", type=Path, required=True)
+    a.add_argument("--model", type=Path, help="anomaly_ae model (default: the shipped one)")
+    a.add_argument("--out", type=Path, required=True, help="heat map volume (.nii.gz, .nrrd, .mha)")
+    a.add_argument("--smoothing-mm", type=float, default=3.0)
+    a.add_argument("--labels", type=Path, help="label map: also print the voxel-wise ROC AUC of --label")
+    a.add_argument("--label", type=int, default=7, help="label value scored by --labels (phantom tumour: 7)")
+    a.set_defaults(func=run_anomaly)
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    for r in rows:
+        print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from ..tasks.evaluate import evaluate, table_rows
+
+    result = run_with_bar(evaluate(args.real, args.synthetic, training=args.training, extractor=args.extractor,
+                                   threshold=args.threshold, csv_path=args.csv, plot_path=args.plot,
+                                   device="cpu" if args.device == "auto" else args.device),
+                          desc="evaluate", disable=args.quiet)
+    for name, value in table_rows(result):
+        print(f"{name:32s} {value}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def run_usefulness(args: argparse.Namespace) -> int:
+    from ..tasks.synthesize import model_path_of
+    from ..tasks.usefulness import brain_data, phantom_data, usefulness
+
+    model = args.model or f"spade_{args.dataset}"
+    source = str(model_path_of(model)) if model != "renderer" else model
+    if args.dataset == "phantom":
+        n = (8, 16, 8) if args.quick else (24, 48, 24)
+        real, syn, held = phantom_data(*n, source=source, seed=args.seed, size=64 if args.quick else 128)
+    else:
+        real, syn, held = brain_data(source, n_synthetic=8 if args.quick else 40, seed=args.seed)
+    result = run_with_bar(usefulness(real, syn, held, reduced_fraction=args.fraction,
+                                     steps=30 if args.quick else args.steps, seed=args.seed, csv_path=args.csv,
+                                     plot_path=args.plot), desc="usefulness", disable=args.quiet)
+    _print_rows(result.rows)
+    print("\n".join(result.notes))
+    return 0
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from ..tasks.quantize import format_table, quantize
+    from ..tasks.synthesize import model_path_of
+
+    result = run_with_bar(quantize(model_path_of(args.model), n_samples=args.samples, repeats=args.repeats,
+                                   csv_path=args.csv, plot_path=args.plot), desc="quantize", disable=args.quiet)
+    print(format_table(result))
+    return 0
+
+
+def run_anomaly(args: argparse.Namespace) -> int:
+    from ..io.readers import read_volume
+    from ..io.writers import write_volume
+    from ..tasks.anomaly import DEFAULT_MODEL, anomaly_map, tumour_auc
+
+    image = read_volume(args.image, as_label=False)
+    heat = run_with_bar(anomaly_map(image, args.model or DEFAULT_MODEL, smoothing_mm=args.smoothing_mm,
+                                    device="cpu" if args.device == "auto" else args.device),
+                        desc="anomaly", disable=args.quiet)
+    write_volume(heat, args.out)
+    print(f"wrote {args.out}")
+    if args.labels is not None:
+        print(f"ROC AUC (label {args.label}): {tumour_auc(heat, read_volume(args.labels, as_label=True), args.label):.4f}")
+    return 0
