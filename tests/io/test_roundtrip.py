@@ -172,3 +172,11 @@ def test_dicom_series_missing_slice_is_reported(tmp_path, rng):
     vol = read_volume(folder)
     assert vol.data.shape == (5, 4, 5)
     assert any("not evenly spaced" in n and "2 to 4 mm" in n for n in vol.metadata["notes"])
+
+
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_label_names_round_trip(tmp_path, rng, suffix):
+    names = {0: "background", 1: "CSF", 2: "grey matter", 3: "white matter"}
+    vol = _volume("flipped", np.uint8, True, rng)
+    vol.metadata["label_names"] = names
+    assert read_volume(write_volume(vol, tmp_path / f"named{suffix}")).metadata["label_names"] == names

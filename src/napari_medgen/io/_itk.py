@@ -7,6 +7,8 @@ messages are reduced to their plain reason.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import re
 from pathlib import Path
@@ -16,6 +18,7 @@ import SimpleITK as sitk
 
 from ..errors import ReadError
 from ._common import RawImage, check_header_shape, is_dicom_file
+from ._labels import LABEL_NAMES_KEY, label_names_from_json, label_names_to_json
 from .volume import Volume
 
 _FORMATS = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
@@ -68,6 +71,10 @@ def read_itk_file(path: Path) -> RawImage:
     raw.metadata["format"] = fmt
     if reader.HasMetaDataKey(LABEL_KEY):
         raw.is_label = reader.GetMetaData(LABEL_KEY).strip().lower() == "true"
+    if reader.HasMetaDataKey(LABEL_NAMES_KEY):
+        with contextlib.suppress(ValueError):
+            if names := label_names_from_json(json.loads(reader.GetMetaData(LABEL_NAMES_KEY))):
+                raw.metadata["label_names"] = names
     if fmt == "DICOM":
         raw.is_label = False  # DICOM images are images; as_label=True overrides
         raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(key) if reader.HasMetaDataKey(key) else None))
@@ -203,7 +210,8 @@ def image_to_raw(img: sitk.Image) -> RawImage:
 def write_itk(vol: Volume, path: Path) -> None:
     """Write ``vol`` with SimpleITK (format from the suffix: .nrrd, .mha), compressed; 4D as 4D.
 
-    The header key ``medgen_label_map`` (true/false) records the label decision for reopening.
+    The header key ``medgen_label_map`` (true/false) records the label decision for reopening,
+    ``medgen_label_names`` the ``metadata["label_names"]`` as JSON.
     """
     img = sitk.GetImageFromArray(np.asarray(vol.data), isVector=False)
     if vol.is_time_series:
@@ -217,4 +225,6 @@ def write_itk(vol: Volume, path: Path) -> None:
         img.SetOrigin(vol.origin)
         img.SetDirection(vol.direction.ravel().tolist())
     img.SetMetaData(LABEL_KEY, "true" if vol.is_label else "false")
+    if vol.metadata.get("label_names"):
+        img.SetMetaData(LABEL_NAMES_KEY, json.dumps(label_names_to_json(vol.metadata["label_names"])))
     sitk.WriteImage(img, str(path), useCompression=True)

@@ -96,3 +96,21 @@ def with_label_kind(vol: Volume, is_label: bool) -> Volume:
     data, note = to_label_array(vol.data)
     notes = [note] if note else []
     return vol.with_data(data, is_label=True, notes=notes)
+
+
+LABEL_NAMES_KEY = "medgen_label_names"  # header key (NRRD/MHA) / JSON key (NIfTI comment extension)
+
+
+def label_names_to_json(names: dict) -> dict[str, str]:
+    """``{value: name}`` as a JSON-ready object (string keys)."""
+    return {str(int(k)): str(v) for k, v in names.items()}
+
+
+def label_names_from_json(obj: object) -> dict[int, str] | None:
+    """Inverse of :func:`label_names_to_json` (a parsed JSON object); None when it is not one."""
+    if not isinstance(obj, dict):
+        return None
+    try:
+        return {int(k): str(v) for k, v in obj.items()}
+    except (TypeError, ValueError):
+        return None

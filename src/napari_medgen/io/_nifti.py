@@ -9,6 +9,7 @@ gzip's length and CRC checks) before nibabel parses it; nothing is ever padded w
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import os
 import zlib
@@ -19,12 +20,14 @@ import numpy as np
 
 from ..errors import ReadError
 from ._common import RawImage, check_header_shape, describe_content
+from ._labels import LABEL_NAMES_KEY, label_names_from_json, label_names_to_json
 from .volume import Volume
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}
 _LABEL_INTENTS = ("label", "neuroname")
 _CHUNK = 16 * 1024 * 1024
+_COMMENT_CODE = 6  # NIfTI extension code "comment"
 
 
 def read_nifti(path: Path) -> RawImage:
@@ -57,9 +60,25 @@ def read_nifti(path: Path) -> RawImage:
     time_unit = img.header.get_xyzt_units()[1]
     time_spacing = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
     intent = img.header.get_intent()[0]
+    meta: dict = {"format": "NIfTI", **({"time_unit": time_unit} if time_spacing else {})}
+    if names := _label_names(img):
+        meta["label_names"] = names
     return RawImage(np.ascontiguousarray(data.T), spacing, origin, direction, time_spacing=time_spacing,
-                    label_hint=intent in _LABEL_INTENTS, notes=notes,
-                    metadata={"format": "NIfTI", **({"time_unit": time_unit} if time_spacing else {})})
+                    label_hint=intent in _LABEL_INTENTS or bool(names), notes=notes, metadata=meta)
+
+
+def _label_names(img: nib.Nifti1Image) -> dict[int, str] | None:
+    """label_names from a comment extension holding ``{"medgen_label_names": {...}}`` (see write_nifti)."""
+    for ext in img.header.extensions:
+        if ext.get_code() != _COMMENT_CODE:
+            continue
+        try:
+            obj = json.loads(ext.get_content())
+        except (ValueError, TypeError):
+            continue
+        if isinstance(obj, dict) and (names := label_names_from_json(obj.get(LABEL_NAMES_KEY))):
+            return names
+    return None
 
 
 def _load_header(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
@@ -146,4 +165,7 @@ def write_nifti(vol: Volume, path: Path) -> None:
         img.header.set_zooms(tuple(vol.spacing) + (float(vol.metadata.get("time_spacing", 1.0)),))
     if vol.is_label:
         img.header.set_intent("label")
+    if vol.metadata.get("label_names"):
+        text = json.dumps({LABEL_NAMES_KEY: label_names_to_json(vol.metadata["label_names"])})
+        img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", text.encode()))
     nib.save(img, str(path))
