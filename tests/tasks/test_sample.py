@@ -40,12 +40,12 @@ def collect(task):
 @pytest.mark.parametrize("sampler, sched", [("ddim", DDPM), ("ddpm", DDPM), ("rflow", RFLOW)])
 def test_previews_and_result(sampler, sched):
     progress, vol = collect(sample(tiny(sched=sched), sampler=sampler, steps=6, n=3, preview_every=2, device="cpu"))
-    assert [p.step for p in progress] == [1, 2, 4, 6]
-    assert all(p.preview.shape == (3, 1, 16, 16) for p in progress)
+    assert [p.step for p in progress] == [0, 1, 2, 4, 6]
+    assert all(p.preview.data.shape == (3, 1, 16, 16) and p.preview.spacing == vol.spacing for p in progress)
     assert vol.data.shape == (3, 1, 16, 16) and vol.spacing == (2.0, 2.0, 4.0)
     assert np.isfinite(vol.data).all()
     # the last x0 estimate is close to the final sample (the chain ends at the clean image)
-    assert np.abs(progress[-1].preview - vol.data).mean() < np.abs(progress[0].preview - vol.data).mean() + 1e-6
+    assert np.abs(progress[-1].preview.data - vol.data).mean() < np.abs(progress[1].preview.data - vol.data).mean() + 1e-6
 
 
 def test_seed_determines_samples():
@@ -61,11 +61,11 @@ def test_seed_determines_samples():
 def test_cancel_within_one_step():
     token = CancelToken()
     task = sample(tiny(), steps=20, n=1, preview_every=1, cancel=token, device="cpu")
-    first = next(task)
+    assert next(task).step == 0
+    assert next(task).step == 1
     token.cancel()
     with pytest.raises(Cancelled):
         next(task)
-    assert first.step == 1
 
 
 @pytest.mark.parametrize("fast", [False, True])

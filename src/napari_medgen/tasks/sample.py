@@ -36,6 +36,12 @@ def open_model(model: str | Path | DiffusionModel, device: torch.device | str = 
     return load_diffusion(path, device)
 
 
+def shipped_models() -> dict[str, Path]:
+    """The diffusion models shipped in sample_data/models: {name: card path}."""
+    folder = Path(__file__).resolve().parent.parent / "sample_data" / "models"
+    return {p.stem: p for p in sorted(folder.glob("diffusion_*.json"))}
+
+
 def default_sampler(model: DiffusionModel) -> str:
     """DDIM for noise-prediction (DDPM-trained) models, rectified flow for velocity models."""
     return "rflow" if model.objective == "rflow" else "ddim"
@@ -83,8 +89,9 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            seed: int = 0, mask: Volume | None = None, preview_every: int = 5, device: str | torch.device = "auto",
            cancel: CancelToken | None = None, fast: bool = True,
            shape: tuple[int, ...] | None = None) -> Generator[Progress, None, Volume]:
-    """Draw ``n`` samples; yields Progress with ``preview`` = x0 estimate (n, z, y, x) every
-    ``preview_every`` network steps (and after the first), returns the samples as a 4D Volume.
+    """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
+    starting noise (step 0), then the x0 estimate (n, z, y, x) after the first network step and every
+    ``preview_every`` steps; returns the samples as a 4D Volume.
 
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
     models). mask: label map for mask-conditioned models (its geometry is used for the output;
@@ -118,6 +125,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     nexts = timesteps[1:] + [torch.zeros_like(timesteps[0])]
     autocast = torch.autocast(dev.type, dtype=torch.float16) if dev.type == "cuda" else nullcontext()
     total = len(timesteps)
+    info = {"sampler": sampler, "steps": steps, "seed": int(seed)}
+    yield Progress(0, total, "starting from noise", preview=_as_volume(_to_image(m, x), m, mask, **info))
     with torch.inference_mode():
         for i, (t, nt) in enumerate(zip(timesteps, nexts)):
             cancel.check()
@@ -130,9 +139,10 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             else:
                 x, x0 = sched.step(out, t, x)
             if i == 0 or (i + 1) % max(1, preview_every) == 0 or i + 1 == total:
-                yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=_to_image(m, x0))
+                preview = _as_volume(_to_image(m, x0), m, mask, **info)
+                yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
         result = _to_image(m, x)
-    return _as_volume(result, m, mask, sampler=sampler, steps=steps, seed=int(seed))
+    return _as_volume(result, m, mask, **info)
 
 
 def _as_volume(arr: np.ndarray, m: DiffusionModel, mask: Volume | None, **info: object) -> Volume:
