@@ -256,7 +256,7 @@ def invert(model: nn.Module, image: np.ndarray, *, steps: int = 200, seed: int =
         loss.backward()
         opt.step()
         if step % 10 == 0 or step == steps - 1:
-            yield Progress(step + 1, steps, "inverting the image", metrics={"mse": float(err.min())})
+            yield Progress(step + 1, steps, "inverting the image", metrics={"mse": err.min().item()})
     for p in model.parameters():
         p.requires_grad_(True)
     with torch.no_grad():

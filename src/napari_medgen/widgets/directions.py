@@ -33,6 +33,7 @@ class DirectionsWidget(QWidget):
         self.viewer = viewer
         self.editor: LatentEditor | None = None
         self._geometry: Volume | None = None  # where the edited slice lives (a 1-slice volume)
+        self._shown_geometry: Volume | None | bool = False  # geometry of the output layers as last placed
         self.model = QComboBox()
         for path in shipped_models(("vae", "gan")):
             self.model.addItem(path.stem, str(path))
@@ -207,9 +208,15 @@ class DirectionsWidget(QWidget):
         if self.editor is None:
             return
         image, labels = self.editor.render(self.alphas())
+        layers = [self.viewer.layers[n] for n in (OUTPUT, f"{OUTPUT} labels") if n in self.viewer.layers]
+        if self._shown_geometry is self._geometry and len(layers) == 2 and layers[0].data.shape[-2:] == image.shape:
+            layers[0].data = image[None]  # slider fast path: same place, only the pixels change
+            layers[1].data = labels[None]
+            return
         geom = self._geometry or Volume(np.zeros((1,) + image.shape), (self.editor.pixel_mm,) * 2 + (1.0,))
         add_volume(self.viewer, geom.with_data(image[None], is_label=False), OUTPUT)
         add_volume(self.viewer, geom.with_data(labels[None], is_label=True), f"{OUTPUT} labels")
+        self._shown_geometry = self._geometry
 
     def export_walk(self) -> None:
         if self.editor is None or self.editor.directions is None:
