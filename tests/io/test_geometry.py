@@ -167,12 +167,13 @@ def test_nifti_units_in_metres_become_mm(tmp_path):
     np.testing.assert_allclose(vol.origin, (10.0, -20.0, 30.0), atol=1e-4)
 
 
-def test_4d_oblique_resampled_per_frame(tmp_path):
+@pytest.mark.parametrize("oblique", ["resample", "affine"])
+def test_4d_oblique(oblique):
     direction, spacing = CASES["oblique"]
     affine = lps_affine(direction, spacing)
     frames = np.stack([linear_field(SHAPE, affine) * (t + 1) for t in range(3)]).astype(np.float32)
     vol = Volume(frames, spacing, affine[:3, 3], direction, metadata={"time_spacing": 4.0})
-    data, kwargs, kind = volume_to_layer(vol)
+    data, kwargs, kind = volume_to_layer(vol, oblique=oblique)
     assert data.ndim == 4 and data.shape[0] == 3 and kwargs["scale"][0] == 4.0
     idx = _sample(data.shape, 80, seed=5)
     world = layer_world_points(data, kwargs, kind, idx)
