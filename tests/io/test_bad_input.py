@@ -11,6 +11,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from napari_medgen.errors import ReadError
 from napari_medgen.io import _common
@@ -255,3 +257,41 @@ def test_truncated_dicom_file():
     from .helpers import pydicom_file
 
     _fails(pydicom_file("MR_truncated.dcm"), "DICOM")
+
+
+def _corrupt_and_read(path, base: bytes, edits) -> None:
+    """Overwrite bytes of ``base`` at (position, value) edits; reading must open or raise ReadError."""
+    data = bytearray(base)
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    path.write_bytes(gzip.compress(bytes(data)) if path.name.endswith(".gz") else bytes(data))
+    try:
+        vol = read_volume(path)
+    except ReadError as exc:
+        assert path.name in str(exc) and not JARGON.search(str(exc)), str(exc)
+    else:
+        assert vol.data.ndim in (3, 4) and vol.data.size > 0
+
+
+_EDITS = st.lists(st.tuples(st.integers(0, 351), st.integers(0, 255)), min_size=1, max_size=4)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=_EDITS, compressed=st.booleans())
+def test_fuzzed_nifti_header_opens_or_read_error(tmp_path, edits, compressed):
+    base = tmp_path / "base.nii"
+    if not base.exists():
+        nib.save(nib.Nifti1Image(_image((6, 5, 4)), np.diag([2.0, 3.0, 4.0, 1.0])), str(base))
+    _corrupt_and_read(tmp_path / ("fz.nii.gz" if compressed else "fz.nii"), base.read_bytes()[:352 + 480], edits)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 300), st.integers(32, 126)), min_size=1, max_size=4),
+       suffix=st.sampled_from([".nrrd", ".mha"]))
+def test_fuzzed_itk_header_opens_or_read_error(tmp_path, edits, suffix):
+    base = tmp_path / f"base{suffix}"
+    if not base.exists():
+        sitk.WriteImage(sitk.GetImageFromArray(_image((4, 5, 6))), str(base))
+    raw = base.read_bytes()
+    header_len = raw.index(b"\n\n") + 2 if suffix == ".nrrd" else raw.index(b"LOCAL\n") + 6
+    _corrupt_and_read(tmp_path / f"fz{suffix}", raw, [(p % header_len, v) for p, v in edits])

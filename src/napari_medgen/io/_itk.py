@@ -34,13 +34,12 @@ def itk_reason(exc: Exception) -> str:
     keep = []
     for line in str(exc).splitlines():
         line = re.sub(r"^\s*\[nrrd\]\s*\w*:\s*", "", line).strip()
-        if (not line or "Exception thrown in SimpleITK" in line or re.search(r"\.(cxx|h|hxx):\d+", line)
-                or _GENERIC.match(line)):
-            continue
         line = re.sub(r"^(itk::|sitk::)?(ITK )?ERROR:\s*(\w+\(0x[0-9a-f]+\):\s*)?", "", line, flags=re.IGNORECASE)
         line = re.sub(r"^Unable to determine ImageIO reader.*", "the content is not recognised as an image", line)
-        if line and line not in keep:
-            keep.append(line)
+        if (not line or "Exception thrown in SimpleITK" in line or re.search(r"\.(cxx|h|hxx):\d+", line)
+                or _GENERIC.match(line) or line in keep):
+            continue
+        keep.append(line)
     text = "; ".join(keep) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

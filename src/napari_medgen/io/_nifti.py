@@ -57,9 +57,9 @@ def read_nifti(path: Path) -> RawImage:
         raise ReadError(path, f"the voxel data could not be read ({exc})") from None
     spacing, origin, direction, notes = _geometry(img)
     zooms = img.header.get_zooms()
-    time_unit = img.header.get_xyzt_units()[1]
+    time_unit = _units(img.header)[1]
     time_spacing = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
-    intent = img.header.get_intent()[0]
+    intent = _header_value(img.header.get_intent, ("none",))[0]
     meta: dict = {"format": "NIfTI", **({"time_unit": time_unit} if time_spacing else {})}
     if names := _label_names(img):
         meta["label_names"] = names
@@ -87,7 +87,7 @@ def _load_header(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     except (EOFError, zlib.error, gzip.BadGzipFile):
         raise ReadError(path, "the compressed file is damaged or truncated (its header cannot be decompressed)") from None
     except Exception as exc:  # nibabel raises many types for non-NIfTI content
-        what = describe_content(path)
+        what = describe_content(path) if not path.name.lower().endswith(".gz") else None
         reason = f"it looks like {what}" if what else "no valid NIfTI header was found; the file is damaged or of another type"
         raise ReadError(path, f"this is not a NIfTI file ({reason})") from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -137,7 +137,7 @@ def _geometry(img: nib.Nifti1Image) -> tuple[tuple, tuple, np.ndarray, list[str]
         if candidates[0][0] != "pixdim":
             notes.append(f"No usable orientation: spacing {tuple(zooms)} mm was taken from the header's pixdim, "
                          "with identity (RAS) orientation and origin 0.")
-    unit = _UNIT_TO_MM.get(hdr.get_xyzt_units()[0], 1.0)
+    unit = _UNIT_TO_MM.get(_units(hdr)[0], 1.0)
     lps = RAS_TO_LPS @ np.asarray(affine, dtype=np.float64)
     lin = lps[:3, :3] * unit
     spacing = np.linalg.norm(lin, axis=0)
@@ -147,6 +147,19 @@ def _geometry(img: nib.Nifti1Image) -> tuple[tuple, tuple, np.ndarray, list[str]
         direction = u @ vt
         notes.append("The NIfTI affine is sheared; the nearest rotation was used (shear is not supported).")
     return tuple(spacing), tuple(lps[:3, 3] * unit), direction, notes
+
+
+def _header_value(get, default):
+    """``get()``, or ``default`` when the header holds a code nibabel does not know."""
+    try:
+        return get()
+    except (KeyError, ValueError, nib.spatialimages.HeaderDataError):
+        return default
+
+
+def _units(hdr) -> tuple[str, str]:
+    """(space unit, time unit) names; "unknown" for codes outside the standard."""
+    return _header_value(hdr.get_xyzt_units, ("unknown", "unknown"))
 
 
 def _usable(lin: np.ndarray) -> bool:
