@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import WriteError
 from .io._common import is_dicom_file
 from .io.layers import layer_to_volume, volume_to_layer
 from .io.readers import read_volume, supported_file
+from .io.volume import Volume
 from .io.writers import write_volume
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -67,15 +69,29 @@ def _notify(notes: list[str]) -> None:
 
 
 def write_image(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """npe2 writer for Image layers: geometry from the layer's scale/translate/affine."""
+    """npe2 writer for Image layers: geometry from the layer's scale/translate/rotate/shear/affine."""
+    if meta.get("rgb") or meta.get("multiscale"):
+        raise WriteError(path, "RGB and multiscale layers cannot be saved as medical volumes")
     return [str(write_volume(_layer_volume(data, meta, is_label=False), path))]
 
 
 def write_labels(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
     """npe2 writer for Labels layers: the integer dtype is kept."""
+    if meta.get("multiscale"):
+        raise WriteError(path, "multiscale layers cannot be saved as medical volumes")
     return [str(write_volume(_layer_volume(data, meta, is_label=True), path))]
 
 
-def _layer_volume(data: Any, meta: dict[str, Any], is_label: bool):
-    return layer_to_volume(np.asarray(data), meta.get("scale"), meta.get("translate"), meta.get("affine"),
-                           meta.get("metadata"), is_label=is_label)
+def _layer_volume(data: Any, meta: dict[str, Any], is_label: bool) -> Volume:
+    """The layer as a Volume; a rotate/shear set in napari is folded into the affine first."""
+    data = np.asarray(data)
+    scale, translate, affine = meta.get("scale"), meta.get("translate"), meta.get("affine")
+    eye = np.eye(data.ndim)
+    rotate, shear = meta.get("rotate"), meta.get("shear")
+    if (rotate is not None and not np.allclose(rotate, eye)) or (shear is not None and np.any(np.asarray(shear))):
+        from napari.utils.transforms import Affine
+
+        physical = Affine(scale=scale, translate=translate, rotate=rotate, shear=shear, ndim=data.ndim)
+        outer = np.eye(data.ndim + 1) if affine is None else np.asarray(affine)
+        scale, translate, affine = None, None, outer @ physical.affine_matrix
+    return layer_to_volume(data, scale, translate, affine, meta.get("metadata"), is_label=is_label)

@@ -156,3 +156,27 @@ def test_viewer_open_and_save(make_napari_viewer, tmp_path):
     with pytest.raises(ReadError, match="zero.nii.gz': the file is empty"):
         viewer.open(str(tmp_path / "zero.nii.gz"), plugin="napari-medgen")
     assert len(viewer.layers) == 1
+
+
+def test_writer_folds_napari_rotate_into_geometry(tmp_path):
+    from napari.layers import Image
+
+    layer = Image(np.random.default_rng(2).random((4, 5, 6)).astype(np.float32), scale=(3.0, 2.0, 1.0),
+                  translate=(10.0, 20.0, 30.0), rotate=30)
+    data, state, _ = layer.as_layer_data_tuple()
+    back = read_volume(write_image(str(tmp_path / "rot.nrrd"), data, state)[0])
+    idx = np.array([3.0, 2.0, 1.0])  # data index (z, y, x)
+    expected_world = np.asarray(layer.data_to_world(idx))
+    np.testing.assert_allclose(back.index_to_physical(idx[::-1])[::-1], expected_world, atol=1e-6)
+    assert back.spacing == pytest.approx((1.0, 2.0, 3.0))
+
+
+def test_writer_refuses_rgb(tmp_path):
+    from napari.layers import Image
+
+    from napari_medgen.errors import WriteError
+
+    data, state, _ = Image(np.zeros((5, 6, 3), np.uint8), rgb=True).as_layer_data_tuple()
+    with pytest.raises(WriteError, match="RGB"):
+        write_image(str(tmp_path / "rgb.nii.gz"), data, state)
+    assert not (tmp_path / "rgb.nii.gz").exists()
