@@ -93,3 +93,11 @@ def test_oblique_affine_layer_keeps_affine(make_napari_viewer):
     image = LayerTypeWidget(viewer).convert()
     np.testing.assert_allclose(image.data_to_world((1, 2, 3)), before, atol=1e-9)
 
+
+
+def test_docks_from_the_plugin_menu(make_napari_viewer):
+    from napari_medgen.widgets.layer_type import LayerTypeWidget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medgen", "Image or labels")
+    assert isinstance(widget, LayerTypeWidget)

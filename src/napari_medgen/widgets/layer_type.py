@@ -7,7 +7,7 @@ conversion itself is :func:`napari_medgen.io._labels.with_label_kind`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -16,11 +16,15 @@ from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 from ..io._labels import with_label_kind
 from .common import add_volume, layer_to_volume_of
 
+if TYPE_CHECKING:
+    import napari
+
 
 class LayerTypeWidget(QWidget):
     """Shows the selected layer's kind and a button converting it to the other kind."""
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        # the annotation (a string here) is how napari knows to pass the viewer when docking
         super().__init__(parent)
         self.viewer = viewer
         self.status = QLabel()
