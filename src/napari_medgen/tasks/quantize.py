@@ -12,7 +12,7 @@ fixed batch of inputs drawn from the phantom/brain samples, and a post-processin
   int8 weights and activations, calibrated on the input batch). MONAI networks do not always
   trace or run quantised; the failure is then reported in the table as the measured reason.
 
-Measured per precision: weight size (serialised state dict, MB), peak resident memory added
+Measured per precision: weight size (bytes of the state dict's tensors, MB), peak resident memory added
 while running the batch once (Linux ``VmHWM`` after a reset and ``malloc_trim``; it includes
 allocator and oneDNN scratch memory; NaN elsewhere), median time per sample
 (ms), and quality lost against the fp32 output: SSIM, Fréchet distance of the feature
@@ -126,8 +126,16 @@ def workload(model: str | Path, n_samples: int = 8) -> Workload:
 
 
 def convert(core: torch.nn.Module, precision: str, inputs: tuple[torch.Tensor, ...]) -> torch.nn.Module:
-    """A copy of ``core`` in ``precision`` (see module doc); the fp32 module is left untouched."""
+    """A copy of ``core`` in ``precision`` (see module doc); the fp32 module is left untouched.
+
+    The copy is FX-traced where possible, so every precision keeps exactly the submodules the
+    computation uses (e.g. spade's style encoder is not part of decoding) and sizes compare alike.
+    """
     m = copy.deepcopy(core).eval()
+    try:
+        m = torch.fx.symbolic_trace(m)
+    except Exception:  # untraceable networks are measured whole  # noqa: BLE001
+        pass
     if precision == "fp32":
         return m
     if precision == "bf16":
@@ -159,10 +167,15 @@ class _Cast(torch.nn.Module):
 
 
 def weights_mb(module: torch.nn.Module) -> float:
-    """Size of the serialised state dict in MB (quantised packed weights included)."""
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    return len(buf.getvalue()) / 1e6
+    """Bytes of every tensor in the state dict (quantised and packed weights included), in MB."""
+    def nbytes(obj: Any) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, (tuple, list)):
+            return sum(nbytes(o) for o in obj)
+        return 0
+
+    return sum(nbytes(v) for v in module.state_dict().values()) / 1e6
 
 
 def _proc_kb(key: str) -> float:
