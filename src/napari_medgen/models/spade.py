@@ -5,9 +5,11 @@ in normalised intensity units; a style is a vector ``(B, z_dim)``. ``input_shape
 for the default 2D model (``spatial_dims=2``) or ``(z, y, x)`` for the 3D option; every entry
 must be divisible by ``2 ** len(channels)``.
 
-MONAI's decoder runs its last SPADE block at half the input resolution. A small head at full
-resolution (a 3x3 convolution over the decoder's features concatenated with the one-hot
-labels) restores sharp label borders.
+MONAI's decoder runs its last SPADE block at half the input resolution, and its instance
+normalisation removes much of the global intensity information the style vector carries. A
+small head at full resolution fixes both: a 1x1 convolution over the decoder's features, the
+one-hot labels and the style broadcast to every pixel, a LeakyReLU, and a 3x3 convolution to the
+image. It restores sharp label borders and lets the style set each label's intensity.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 class SpadeGenerator(torch.nn.Module):
-    """SPADENet (style encoder + SPADE decoder) followed by a full-resolution, label-aware head."""
+    """SPADENet (style encoder + SPADE decoder) followed by a full-resolution head that sees labels and style."""
 
     def __init__(self, spatial_dims: int, n_classes: int, input_shape: list[int], channels: list[int],
                  z_dim: int, spade_hidden: int, head_channels: int):
@@ -49,8 +51,10 @@ class SpadeGenerator(torch.nn.Module):
                             z_dim=z_dim, is_vae=True, spade_intermediate_channels=spade_hidden,
                             norm="INSTANCE", act=act, last_act=act,
                             upsampling_mode="bilinear" if spatial_dims == 2 else "trilinear")
-        self.head = Convolution(spatial_dims, head_channels + n_classes, 1, kernel_size=3,
-                                act=None, norm=None, conv_only=True)
+        self.head = torch.nn.Sequential(
+            Convolution(spatial_dims, head_channels + n_classes + z_dim, 2 * head_channels, kernel_size=1,
+                        act=act, norm=None),
+            Convolution(spatial_dims, 2 * head_channels, 1, kernel_size=3, act=None, norm=None, conv_only=True))
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B, 1, *input_shape) -> (mu, logvar), each (B, z_dim)."""
@@ -59,7 +63,8 @@ class SpadeGenerator(torch.nn.Module):
     def decode(self, onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """One-hot labels (B, C, *input_shape) and style z (B, z_dim) -> image (B, 1, *input_shape)."""
         features = self.net.decode(onehot, z)
-        return self.head(torch.cat([features, onehot], dim=1))
+        style = z.reshape(*z.shape, *([1] * (onehot.ndim - 2))).expand(-1, -1, *onehot.shape[2:])
+        return self.head(torch.cat([features, onehot, style], dim=1))
 
     def forward(self, onehot: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """VAE pass for training: (reconstruction, mu, logvar), z drawn by reparameterisation."""

@@ -152,21 +152,26 @@ class Synthesizer:
 
     # --- fast path ----------------------------------------------------------------------------
     @torch.inference_mode()
-    def synthesize_slices(self, labels2d: np.ndarray, style: np.ndarray) -> np.ndarray:
-        """Integer label slices (n, y, x) -> images (n, y, x) float32 in the training images' intensity units.
+    def synthesize_slices(self, labels2d: np.ndarray, style: np.ndarray,
+                          plan: spade.SlicePlan | None = None) -> np.ndarray:
+        """Integer label slices (n, y, x) (or one (y, x)) -> images of the same shape, float32, in the
+        training images' intensity units.
 
         Slices of the model's slice_shape go straight to the network; others are padded or
-        resampled like :func:`synthesize` does. Values are checked (InputError as check_labels).
+        resampled. plan: the volume's plan from :meth:`check_labels` (so that live slices match
+        :func:`synthesize`); default: slices taken to be at the model's spacing. Values are
+        checked (InputError as check_labels).
         """
         labels2d = np.asarray(labels2d)
         if labels2d.ndim == 2:
-            return self.synthesize_slices(labels2d[None], style)[0]
-        plan = None
-        if labels2d.shape[1:] != self.slice_shape:
+            return self.synthesize_slices(labels2d[None], style, plan)[0]
+        _check_values(labels2d, self.n_classes, self.label_names, "The label map")
+        if plan is None and labels2d.shape[1:] != self.slice_shape:
             plan = self.check_labels(labels2d)
+        if plan is not None:
+            if labels2d.shape[1:] != plan.plane_shape:
+                raise InputError(f"Label slices of shape {labels2d.shape[1:]} do not match the plan's {plan.plane_shape}.")
             labels2d = spade.to_model(labels2d, plan, nearest=True)
-        else:
-            _check_values(labels2d, self.n_classes, self.label_names, "The label map")
         out = self._forward(torch.from_numpy(labels2d.astype(np.int64, copy=False)), style)
         return spade.from_model(out, plan) if plan is not None else out
 
@@ -280,15 +285,19 @@ def heldout_slice_quality(synth: Synthesizer, image: Volume, labels: Volume, ind
             "real_label_means": real_means.tolist(), "synthetic_label_means": fake_means.tolist()}
 
 
-def style_transfer_correlation(synth: Synthesizer, reference: tuple[Volume, Volume], target_labels: Volume) -> float:
+def style_transfer_correlation(synth: Synthesizer, reference: tuple[Volume, Volume], target_labels: Volume,
+                               compare: tuple[Volume, Volume] | None = None) -> float:
     """Pearson r across labels between the reference image's per-label means and those of an image
-    synthesised for ``target_labels`` with the style encoded from the reference (labels present in both)."""
-    ref_image, ref_labels = reference
-    style = synth.encode_style(ref_image, ref_labels)
+    synthesised for ``target_labels`` with the style encoded from the reference (labels present in both).
+
+    compare: correlate with this (image, labels) pair's means instead of the reference's (a control).
+    """
     from ..progress import run_to_completion
 
+    style = synth.encode_style(*reference)
     fake = run_to_completion(synthesize(target_labels, synth, style=style))
-    a = label_means(np.asarray(ref_image.data, np.float64), ref_labels.data, synth.n_classes)
+    cmp_image, cmp_labels = compare or reference
+    a = label_means(np.asarray(cmp_image.data, np.float64), cmp_labels.data, synth.n_classes)
     b = label_means(fake.data.astype(np.float64), target_labels.data, synth.n_classes)
     ok = np.isfinite(a) & np.isfinite(b)
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
