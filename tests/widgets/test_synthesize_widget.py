@@ -111,14 +111,13 @@ def test_live_regenerates_the_painted_slice_only(setup, qtbot):
 def test_burst_of_paint_events_coalesces_and_ends_on_final_labels(setup, qtbot, monkeypatch):
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)
-    synth = w.synthesizer()
-    fast = synth.synthesize_slices
+    fast = w.live.render
 
-    def slow(*args, **kwargs):  # a model ~20 ms per call: the brush is faster than the network
+    def slow(lab):  # a model ~20 ms per call: the brush is faster than the network
         time.sleep(0.02)
-        return fast(*args, **kwargs)
+        return fast(lab)
 
-    monkeypatch.setattr(synth, "synthesize_slices", slow)
+    monkeypatch.setattr(w.live, "render", slow)
     start = w.live.computations
     for k in range(20):
         layer.paint((2, 6 + k, 6 + k), 3 + k % 4)

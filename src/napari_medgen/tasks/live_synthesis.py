@@ -10,6 +10,8 @@ copies their current labels, renders them and yields a :class:`LiveUpdate` (or t
 
 :class:`StyleSource` and :func:`style_vector` turn the Synthesize dock's style choices (random
 with a seed, like a reference image, a named vendor style, a blend of two) into one style vector.
+:class:`SliceRenderer` is the live path's renderer: the generator traced with TorchScript, whose
+compiled graph runs without holding Python's GIL, so a busy GUI thread does not slow it down.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from ..data.normalize import denormalize
 from ..errors import InputError, MedgenError
 from ..io.volume import Volume
+from ..models import spade
 
 
 class DirtySlices:
@@ -187,3 +193,37 @@ def _source_vector(synth: Any, src: StyleSource) -> np.ndarray:
             labels = src.image.with_data(np.ones(src.image.data.shape, np.uint8), is_label=True)
         return synth.encode_style(src.image, labels)
     raise InputError(f"Unknown style kind {src.kind!r} (random, mean, vendor, like).")
+
+
+class _Decode(torch.nn.Module):
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, onehot: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.generator.decode(onehot, z)
+
+
+class SliceRenderer:
+    """Label slices (n, rows, cols) -> images (n, rows, cols) float32 with a Synthesizer and a style.
+
+    plan: the spade.SlicePlan of the label volume (resampling/padding to the model's input).
+    The generator's decode is traced once (TorchScript, frozen) for one slice at a time; values
+    are checked like Synthesizer.synthesize_slices (InputError for unknown classes).
+    """
+
+    def __init__(self, synth: Any, plan: Any, style: np.ndarray):
+        self.synth, self.plan = synth, plan
+        self.style = torch.as_tensor(np.asarray(style, dtype=np.float32), device=synth.device).reshape(1, -1)
+        example = torch.zeros(1, synth.n_classes, *synth.slice_shape, device=synth.device)
+        with torch.no_grad():
+            self.net = torch.jit.freeze(torch.jit.trace(_Decode(synth.generator).eval(), (example, self.style)))
+
+    @torch.inference_mode()
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        self.synth.check_labels(labels)
+        model_in = torch.from_numpy(spade.to_model(labels, self.plan, nearest=True).astype(np.int64))
+        onehot = F.one_hot(model_in.to(self.synth.device), self.synth.n_classes).movedim(-1, 1).float()
+        out = torch.cat([self.net(onehot[i:i + 1], self.style) for i in range(len(onehot))])
+        images = denormalize(out[:, 0].cpu().numpy(), self.synth.card["normalization"]).astype(np.float32)
+        return spade.from_model(images, self.plan)

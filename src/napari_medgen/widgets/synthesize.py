@@ -17,7 +17,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QPus
 from ..errors import MedgenError
 from ..io.volume import Volume
 from ..models import spade
-from ..tasks.live_synthesis import LiveSynthesis, LiveUpdate, StyleSource, paint_event_slices, style_vector
+from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource, paint_event_slices,
+                                    style_vector)
 from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
@@ -214,13 +215,13 @@ class SynthesizeWidget(QWidget):
         plan = synth.check_labels(vol)
         if layer.ndim == 2:  # one slice: always cut along z, whatever the spacing says
             plan = spade.plan_slices(vol.data.shape, vol.spacing, 0, synth.slice_shape, synth.plane_spacing)
-        ctx: dict[str, Any] = {"layer": layer, "plan": plan, "style": None, "styles": self.style_args()}
+        ctx: dict[str, Any] = {"layer": layer, "plan": plan, "renderer": None, "styles": self.style_args()}
 
-        def render(lab: np.ndarray) -> np.ndarray:
-            if ctx["style"] is None:
+        def render(lab: np.ndarray) -> np.ndarray:  # worker thread: style and tracing happen there
+            if ctx["renderer"] is None:
                 ctx["style"] = style_vector(synth, *ctx["styles"])
-            model_in = spade.to_model(lab, plan, nearest=True)
-            return spade.from_model(synth.synthesize_slices(model_in, ctx["style"]), plan)
+                ctx["renderer"] = SliceRenderer(synth, plan, ctx["style"])
+            return ctx["renderer"](lab)
 
         self.live = LiveSynthesis(self._slices(layer.data, plan.axis), render)
         self._live_ctx = ctx
@@ -259,13 +260,18 @@ class SynthesizeWidget(QWidget):
             ctx["worker"].quit()
 
     def _on_paint(self, event: Any) -> None:
-        # napari emits paint before writing the array: request once the current edit is done
-        if self.live is not None:
-            ctx = self._live_ctx
-            indices = {0} if ctx["layer"].ndim == 2 else paint_event_slices(event.value, ctx["plan"].axis)
+        """Edits off the shown slice (3D brush, scripted edits); the shown one is handled by _on_stroke.
+        napari emits paint before it writes the array, so the request waits for the event loop."""
+        ctx = self._live_ctx
+        if self.live is None or ctx["layer"].ndim == 2:
+            return
+        indices = paint_event_slices(event.value, ctx["plan"].axis)
+        indices.discard(self.current_index(ctx["layer"], ctx["plan"].axis))
+        if indices:
             QTimer.singleShot(0, lambda: self.live is not None and self.live.request(indices))
 
     def _on_stroke(self, event: Any = None) -> None:
+        """Paint, fill or erase on the shown slice (napari's partial labels refresh, after the write)."""
         if self.live is not None:
             ctx = self._live_ctx
             self.live.request([self.current_index(ctx["layer"], ctx["plan"].axis)])

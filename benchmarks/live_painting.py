@@ -1,0 +1,207 @@
+"""Live painting latency: label edit -> regenerated slice written into the image layer + refresh.
+
+Run under a display (or Xvfb):
+    xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/live_painting.py [--model M] [--threads 2]
+
+A real napari viewer holds a 64 x 128 x 128 phantom label map; the Synthesize dock's Live mode is
+on. Each edit is a brush stroke made through the labels layer's paint API (the same call napari's
+mouse binding makes); latency = from just before the paint call to just after the dock wrote the
+regenerated slice into the image layer and refreshed it (Qt thread), one edit at a time. The bare
+network forward (generator.decode on a prepared one-hot 128 x 128 slice; eager, and traced as the live
+path runs it) is measured in the same run, interleaved with the edits (one forward after each edit, so both see the same machine load),
+as is Synthesizer.synthesize_slices. A burst of 20 back-to-back edits shows coalescing.
+Prints a table; one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch  # before Qt
+
+
+def _model(arg: str | None, tmp: Path) -> tuple[Path, str]:
+    """The model to use and how it was obtained (shipped phantom model, or an untrained one of the default size)."""
+    from napari_medgen.tasks.synthesize import shipped_models
+
+    if arg:
+        return Path(arg), "given"
+    shipped = shipped_models()
+    if "spade_phantom" in shipped:
+        return shipped["spade_phantom"], "shipped spade_phantom"
+    from napari_medgen.data.normalize import fixed_spec
+    from napari_medgen.data.phantom import LABELS
+    from napari_medgen.models import spade
+    from napari_medgen.models.store import save_model
+
+    net = spade.network_config(n_classes=len(LABELS), input_shape=[128, 128])
+    card = {"family": "spade", "network": net, "normalization": fixed_spec((0.0, 1.0)),
+            "label_names": {str(k): v for k, v in LABELS.items()}, "shape": [128, 128], "plane_spacing": [3.0, 3.0]}
+    save_model(tmp / "untrained", spade.build_spade(net), card)
+    return tmp / "untrained", "untrained spade, default network config (no shipped spade_phantom yet)"
+
+
+def _stats(xs: list[float]) -> tuple[float, float, float]:
+    xs = sorted(xs)
+    return statistics.median(xs) * 1e3, xs[int(0.9 * (len(xs) - 1))] * 1e3, xs[-1] * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="spade model (default: shipped spade_phantom, else an untrained default-size one)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--edits", type=int, default=30)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    import napari
+    import numpy as np
+    from qtpy.QtCore import QEventLoop, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_medgen.data.phantom import make_labels
+    from napari_medgen.widgets.common import add_volume
+    from napari_medgen.widgets.synthesize import SynthesizeWidget
+
+    tmp = Path(tempfile.mkdtemp())
+    model, origin = _model(args.model, tmp)
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    labels = add_volume(viewer, make_labels(0, shape=(64, 128, 128)), "phantom")
+    w = SynthesizeWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.model_combo.add_path(model)
+    w.labels_combo.setCurrentText("phantom")
+    synth = w.synthesizer()
+    z_mid = 32
+    viewer.dims.set_point(0, labels.data_to_world((z_mid, 0, 0))[0])
+
+    def wait_for(cond, timeout=30.0) -> None:
+        """Run the Qt event loop (sleeping while idle, as napari's does) until cond() holds."""
+        end = time.perf_counter() + timeout
+        while not cond():
+            if time.perf_counter() > end:
+                raise TimeoutError("live update did not arrive")
+            app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents)
+
+    def idle(ms: int) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    # bare forward and synthesize_slices on the same slice
+    style = synth.random_style(0)
+    lab = np.asarray(labels.data[z_mid:z_mid + 1])
+    onehot = torch.nn.functional.one_hot(torch.from_numpy(lab.astype(np.int64)), synth.n_classes).movedim(-1, 1).float()
+    zt = torch.from_numpy(style)[None]
+    bare, traced, sl = [], [], []
+    from napari_medgen.tasks.live_synthesis import SliceRenderer
+
+    plan = synth.check_labels(lab)
+    traced_net = SliceRenderer(synth, plan, style).net  # the network exactly as the live path runs it
+
+    def time_forward() -> None:
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            synth.generator.decode(onehot, zt)
+            bare.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            traced_net(onehot, zt)
+            traced.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        synth.synthesize_slices(lab, style)
+        sl.append(time.perf_counter() - t0)
+
+    for _ in range(3):
+        time_forward()
+    bare.clear()
+    traced.clear()
+    sl.clear()
+
+    # live: one edit at a time; compute (worker) and apply (Qt thread: write + refresh) timed separately
+    compute, apply = [], []
+    orig_apply = w._apply
+
+    def timed_apply(update):
+        t0 = time.perf_counter()
+        orig_apply(update)
+        if getattr(update, "seconds", None) is not None:
+            compute.append(update.seconds)
+            apply.append(time.perf_counter() - t0)
+
+    w._apply = timed_apply
+    w.live_box.setChecked(True)
+    wait_for(lambda: w.live_updates >= 1)
+    def new_label(coord, k: int) -> int:
+        """A label (2..7) that differs from the one at ``coord``, so the edit changes something."""
+        old = int(labels.data[coord])
+        return [v for v in range(2, 8) if v != old][k % 5]
+
+    for k in range(3):  # warm-up edits
+        n = w.live_updates
+        labels.paint((z_mid, 60, 60), new_label((z_mid, 60, 60), k))
+        wait_for(lambda: w.live_updates > n)
+    latency, paint_call = [], []
+    compute.clear()
+    apply.clear()
+    rng = np.random.default_rng(0)
+    for i in range(args.edits):
+        n = w.live_updates
+        coord = (z_mid, int(rng.integers(30, 98)), int(rng.integers(30, 98)))
+        t0 = time.perf_counter()
+        labels.paint(coord, new_label(coord, i))
+        t1 = time.perf_counter()
+        wait_for(lambda: w.live_updates > n)
+        latency.append(time.perf_counter() - t0)
+        paint_call.append(t1 - t0)
+        time_forward()  # interleaved with the edits, so both see the same machine load
+        idle(50)  # a gap between edits
+
+    # burst: 20 edits back to back on the Qt thread, then wait for the last one
+    before = w.live.computations
+    t0 = time.perf_counter()
+    for k in range(20):
+        labels.paint((z_mid, 40 + 2 * k, 50 + k), new_label((z_mid, 40 + 2 * k, 50 + k), k))
+    burst_paint = time.perf_counter() - t0
+    wait_for(lambda: w.live.dirty.empty and w.live.computations > before)
+    target = np.array(labels.data[z_mid])
+    image = viewer.layers["phantom synthetic"]
+    wait_for(lambda: np.allclose(image.data[z_mid], synth.synthesize_slices(target[None], w._live_ctx["style"])[0],
+                                 atol=1e-3))
+    burst_total = time.perf_counter() - t0
+    burst_n = w.live.computations - before
+    w.stop_live()
+
+    n_single = len(latency)
+    fb, ft, fs, lv, pc = _stats(bare), _stats(traced), _stats(sl), _stats(latency), _stats(paint_call)
+    wc, qa = _stats(compute[:n_single]), _stats(apply[:n_single])
+    print(f"live painting benchmark: model = {origin}; torch threads = {torch.get_num_threads()}; "
+          f"slice 128 x 128; {args.edits} single edits; device {synth.device}")
+    print(f"{'measure':<48}{'median ms':>10}{'p90 ms':>9}{'max ms':>9}")
+    for name, s in (("bare network forward, eager (generator.decode)", fb),
+                    ("bare network forward, traced (as live runs it)", ft),
+                    ("Synthesizer.synthesize_slices (1 slice)", fs),
+                    ("edit -> image layer updated + refreshed", lv),
+                    ("  of which: worker render (copy + synthesize)", wc),
+                    ("  of which: Qt write slice + layer.refresh()", qa),
+                    ("paint call on the Qt thread (live on)", pc)):
+        print(f"{name:<48}{s[0]:>10.1f}{s[1]:>9.1f}{s[2]:>9.1f}")
+    ratio = lv[0] / min(fb[0], ft[0])
+    print(f"{'ratio latency / eager forward (median)':<48}{lv[0] / fb[0]:>10.2f}")
+    print(f"{'ratio latency / traced forward (median)':<48}{lv[0] / ft[0]:>10.2f}")
+    print(f"{'burst of 20 edits: computations':<48}{burst_n:>10d}")
+    print(f"{'burst: Qt time in 20 paint calls (ms)':<48}{burst_paint * 1e3:>10.1f}")
+    print(f"{'burst: first edit -> final slice shown (ms)':<48}{burst_total * 1e3:>10.1f}")
+    ok = lv[0] <= 100 and ratio <= 1.5
+    print(f"bar (median <= 100 ms and <= 1.5 x the faster bare forward): {'PASS' if ok else 'FAIL'}")
+    viewer.close()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
