@@ -95,24 +95,28 @@ def _load_header(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     return img
 
 
-def _decompress(path: Path, expected: int) -> bytes:
-    """The whole decompressed stream, checked by gzip's CRC; at least ``expected`` bytes."""
-    parts, total = [], 0
+def _decompress(path: Path, expected: int) -> bytearray:
+    """The first ``expected`` decompressed bytes (header + data). The stream is read to its end so
+    that gzip checks its length and CRC; a short, damaged or oversized stream is refused."""
+    buf = bytearray(expected)
+    view = memoryview(buf)
+    got = extra = 0
     try:
         with gzip.open(path, "rb") as f:
+            while got < expected and (n := f.readinto(view[got:got + _CHUNK])):
+                got += n
             while chunk := f.read(_CHUNK):
-                parts.append(chunk)
-                total += len(chunk)
-                if total > expected + 64 * _CHUNK:
+                extra += len(chunk)
+                if extra > 64 * _CHUNK:
                     raise ReadError(path, "the compressed data are much larger than the header says; the file is damaged")
     except EOFError:
         raise ReadError(path, "the compressed file is truncated (it ends before its data do); it was not opened") from None
     except (zlib.error, gzip.BadGzipFile, OSError) as exc:
         what = "its checksum does not match" if "CRC" in str(exc) else "it cannot be decompressed"
         raise ReadError(path, f"the compressed data are damaged ({what}); it was not opened") from None
-    if total < expected:
-        raise ReadError(path, f"the file is truncated: its header needs {expected} bytes of data but it holds only {total}")
-    return b"".join(parts)
+    if got < expected:
+        raise ReadError(path, f"the file is truncated: its header needs {expected} bytes of data but it holds only {got}")
+    return buf
 
 
 def _geometry(img: nib.Nifti1Image) -> tuple[tuple, tuple, np.ndarray, list[str]]:
