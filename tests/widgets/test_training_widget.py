@@ -53,7 +53,12 @@ def test_training_exports_and_shows_loss_and_preview(widget, qtbot, tmp_path):
     assert "m" in widget.result_line.text() and "done" in widget.panel.status.text()
 
 
-def test_cancel_saves_and_resume_continues_the_history(widget, qtbot, tmp_path):
+def test_cancel_saves_and_resume_continues_the_history(widget, qtbot, tmp_path, monkeypatch):
+    def slow(config):
+        config.extra["step_delay_s"] = 0.01
+        return make_mlp_trainer(config)
+
+    monkeypatch.setitem(registry._TRAINERS, "mlp-test", registry.TrainerSpec("mlp-test", slow, "slow MLP"))
     widget.steps.setValue(1_000_000)
     widget.checkpoint_every.setValue(1_000_000)
     handle = widget.start(resume=False)

@@ -61,13 +61,15 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     name = model_paths(job.out)[0].with_suffix("")
     png = name.with_name(name.name + ".loss.png")
     yield Progress(result.step, job.config.steps, f"exporting {name.name}")
-    trainer.export(name, {"training": training_record(job, result), "loss_curve": png.name})
+    data = getattr(trainer, "data_description", None) or job.config.data_description()
+    trainer.export(name, {"training": training_record(job, result, data), "loss_curve": png.name})
     save_loss_plot(result.history, png, title=f"{job.family}: {name.name}")
     return TrainOutcome(result, name, png)
 
 
-def training_record(job: TrainJob, result: TrainResult) -> dict[str, Any]:
-    """The card's ``training`` entry."""
+def training_record(job: TrainJob, result: TrainResult, data: str) -> dict[str, Any]:
+    """The card's ``training`` entry. data: plain-words description of the training data (a trainer's
+    optional ``data_description`` attribute, else the config's)."""
     import monai
     import torch
 
@@ -77,7 +79,7 @@ def training_record(job: TrainJob, result: TrainResult) -> dict[str, Any]:
         "command": job.command,
         "family": job.family,
         "seed": config.seed,
-        "data": config.data_description(),
+        "data": data,
         "steps": result.step,
         "batch_size": config.batch_size,
         "lr": config.lr,

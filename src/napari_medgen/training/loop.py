@@ -26,7 +26,8 @@ from .history import LossHistory
 
 
 class Trainer(Protocol):
-    """What a model family's trainer implements."""
+    """What a model family's trainer implements (optionally also a ``data_description`` str attribute,
+    which ``tasks.train`` records in the model card)."""
 
     def train_step(self, step: int) -> dict[str, float]:
         """One optimisation step (``step`` counts from 0) on a batch the trainer draws itself from its
