@@ -6,4 +6,3 @@ medgen train gan --sample phantom --steps 2000 --batch-size 32 --seed 0 --set n_
 medgen --device cpu train anomaly_ae --sample phantom --steps 600 --batch-size 8 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/anomaly_ae --workdir /tmp/evalruns/anomaly_ae
 OMP_NUM_THREADS=1 medgen --device cpu train spade --sample phantom --steps 700 --batch-size 8 --lr 5e-4 --seed 0 --checkpoint-every 50 --no-resume --set subjects=24 --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom
 medgen --device cpu train feature_encoder --sample phantom --steps 400 --batch-size 16 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/feature_encoder --workdir /tmp/evalruns/feature_encoder
-medgen --device cpu train feature_encoder --sample phantom --steps 400 --batch-size 16 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/feature_encoder --workdir /tmp/evalruns/feature_encoder
