@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     esub = e.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     u = esub.add_parser("usefulness", help="UNet Dice on held-out real data: real vs real+synthetic vs reduced real")
     u.add_argument("--dataset", choices=["phantom", "brain"], default="phantom")
-    u.add_argument("--model", help="spade model making the synthetic images (default spade_phantom / spade_brain)")
+    u.add_argument("--model", help="spade model making the synthetic images (default spade_phantom / spade_brain; "
+                                   "'renderer' = the phantom renderer, for checks only)")
     u.add_argument("--steps", type=int, default=400, help="UNet training steps per arm")
     u.add_argument("--fraction", type=float, default=0.25, help="real-data fraction of the reduction arms")
     u.add_argument("--seed", type=int, default=0)
@@ -77,19 +78,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_usefulness(args: argparse.Namespace) -> int:
-    from ..tasks.synthesize import model_path_of
-    from ..tasks.usefulness import brain_data, phantom_data, usefulness
+    from ..tasks.usefulness import experiment
 
-    model = args.model or f"spade_{args.dataset}"
-    source = str(model_path_of(model)) if model != "renderer" else model
-    if args.dataset == "phantom":
-        n = (8, 16, 8) if args.quick else (24, 48, 24)
-        real, syn, held = phantom_data(*n, source=source, seed=args.seed, size=64 if args.quick else 128)
-    else:
-        real, syn, held = brain_data(source, n_synthetic=8 if args.quick else 40, seed=args.seed)
-    result = run_with_bar(usefulness(real, syn, held, reduced_fraction=args.fraction,
-                                     steps=30 if args.quick else args.steps, seed=args.seed, csv_path=args.csv,
-                                     plot_path=args.plot), desc="usefulness", disable=args.quiet)
+    result = run_with_bar(experiment(args.dataset, args.model, steps=args.steps, fraction=args.fraction,
+                                     quick=args.quick, seed=args.seed, csv_path=args.csv, plot_path=args.plot),
+                          desc="usefulness", disable=args.quiet)
     _print_rows(result.rows)
     print("\n".join(result.notes))
     return 0

@@ -148,6 +148,32 @@ def usefulness(real: SegData, synthetic: SegData, heldout: SegData, *, reduced_f
     return result
 
 
+def experiment(dataset: str = "phantom", source: str | None = None, *, steps: int = 400, fraction: float = 0.25,
+               quick: bool = False, seed: int = 0, csv_path: str | Path | None = None,
+               plot_path: str | Path | None = None, cancel: CancelToken | None = None) -> Task[UsefulnessResult]:
+    """Generator: build the ``dataset`` ("phantom" | "brain") arms' data, then run :func:`usefulness`.
+
+    source: spade model for the synthetic images (default the shipped ``spade_<dataset>``; "renderer"
+    = the phantom renderer, tests only). quick: 64 px phantoms, few slices, 30 steps per arm.
+    """
+    from .synthesize import model_path_of
+
+    if dataset not in ("phantom", "brain"):
+        raise InputError(f"Unknown dataset '{dataset}': use 'phantom' or 'brain'.")
+    source = source or f"spade_{dataset}"
+    source = source if source == "renderer" else str(model_path_of(source))
+    yield Progress(0, 0, f"building {dataset} data (synthetic images from {Path(source).name})")
+    if dataset == "phantom":
+        n = (8, 16, 8) if quick else (24, 48, 24)
+        real, syn, held = phantom_data(*n, source=source, seed=seed, size=64 if quick else 128)
+    else:
+        real, syn, held = brain_data(source, n_synthetic=8 if quick else 40, seed=seed)
+    result = yield from usefulness(real, syn, held, reduced_fraction=fraction, steps=30 if quick else steps,
+                                   seed=seed, csv_path=csv_path, plot_path=plot_path, cancel=cancel)
+    result.notes.append(f"dataset {dataset}, synthetic images from {Path(source).name}")
+    return result
+
+
 # --- data builders -----------------------------------------------------------------------------
 
 def _phantom_slices(seeds: range, style: str, size: int) -> SegData:
@@ -176,7 +202,6 @@ def phantom_data(n_real: int = 24, n_synthetic: int = 48, n_heldout: int = 24, *
     from .label_deform import elastic
 
     spacing = (FOV_MM[0] / size, FOV_MM[1] / size, 5.0)
-
     real = _phantom_slices(range(10_000 * seed, 10_000 * seed + n_real), style, size)
     held = _phantom_slices(range(900_000, 900_000 + n_heldout), style, size)
     base = _phantom_slices(range(500_000, 500_000 + n_synthetic), style, size)
