@@ -4,7 +4,7 @@ Objectives (``--set objective=...``): "ddpm" (predict the noise added by MONAI's
 samples with DDPM/DDIM) or "rflow" (predict the velocity ``x0 - noise`` of MONAI's
 RFlowScheduler, samples with rectified flow). ``--set conditioned=1`` trains a SPADE model
 conditioned on one-hot label maps. Other settings (``--set k=v``): ``dims`` 2|3, ``size`` (edge
-of the square/cubic training grid, pixels), ``channels`` "32,64,64", ``attention`` "0,0,0" (attention needs einops),
+of the square/cubic training grid, pixels), ``channels`` "32,64,64", ``attention`` "0,0,1" (default: none),
 ``res_blocks``, ``spade_channels``, ``ema`` (decay of the exported weight average).
 
 Data: ``--sample brain`` (axial slices of the shipped brain; every 5th slice is held back),
@@ -151,7 +151,7 @@ class DiffusionTrainer:
             self.seg = lab
             self.label_names = self._label_names(config.sample)
         ch = _ints(extra.get("channels", "32,64,64"))
-        att = [bool(v) for v in _ints(extra.get("attention", "0,0,0"))]
+        att = [bool(v) for v in _ints(extra.get("attention", ",".join("0" * len(ch))))]
         self.network: dict[str, Any] = {
             "spatial_dims": self.dims, "in_channels": 1, "out_channels": 1, "channels": ch,
             "attention_levels": att, "num_res_blocks": int(extra.get("res_blocks", 1)),

@@ -1,0 +1,89 @@
+"""Family "diffusion": builder, schedulers, card round trip, speed-ups, trainer contract, shipped models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medgen.errors import ModelError
+from napari_medgen.models.diffusion import build_unet, load_diffusion, make_scheduler, speed_up
+from napari_medgen.tasks.sample import shipped_models
+from napari_medgen.training.diffusion_trainer import DiffusionTrainer, resize
+from napari_medgen.training.registry import TrainConfig
+
+TINY = {"channels": "8,8", "groups": "8", "size": "16", "n_subjects": "3"}
+
+
+@pytest.mark.parametrize("dims, label_nc", [(2, None), (3, None), (2, 4)])
+def test_builder_shapes(dims, label_nc):
+    net = {"spatial_dims": dims, "in_channels": 1, "out_channels": 1, "channels": [8, 8],
+           "attention_levels": [False, False], "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
+    if label_nc:
+        net.update(label_nc=label_nc, spade_intermediate_channels=8)
+    unet = build_unet(net)["unet"].eval()
+    x = torch.randn(2, 1, *(8,) * dims)
+    kw = {"seg": torch.zeros(2, label_nc, *(8,) * dims)} if label_nc else {}
+    assert unet(x, timesteps=torch.tensor([1.0, 500.0]), **kw).shape == x.shape
+
+
+def test_bad_network_config():
+    with pytest.raises(ModelError, match="not valid for MONAI"):
+        build_unet({"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8], "bogus": 1})
+
+
+def test_scheduler_choice():
+    spec = {"objective": "ddpm", "num_train_timesteps": 1000, "set_alpha_to_one": True}
+    assert len(make_scheduler(spec, "ddim", 50).timesteps) == 50
+    assert len(make_scheduler(spec, "ddpm", 1000).timesteps) == 1000  # DDIM-only key dropped for DDPM
+    with pytest.raises(ModelError, match="rectified flow|samples with rflow"):
+        make_scheduler({"objective": "rflow"}, "ddim", 10)
+    with pytest.raises(ModelError, match="unknown diffusion objective"):
+        make_scheduler({"objective": "score"}, "ddim", 10)
+
+
+def test_speed_up_keeps_outputs():
+    net = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8],
+           "attention_levels": [False, True], "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
+    torch.manual_seed(0)
+    unet = build_unet(net)["unet"].eval()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([10.0, 900.0])
+    with torch.inference_mode():
+        ref = unet(x, timesteps=t)
+        speed_up(unet, torch.channels_last)
+        fast = unet(x.contiguous(memory_format=torch.channels_last), timesteps=t)
+    assert any(getattr(m, "use_flash_attention", False) for m in unet.modules())
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_resize_keeps_aspect_and_labels():
+    img = np.zeros((20, 10), np.float32)
+    img[:, 5:] = 1.0
+    lab = (img * 3).astype(np.int64)
+    out, lout = resize(img, 8), resize(lab, 8, label=True)
+    assert out.shape == lout.shape == (8, 8)
+    assert set(np.unique(lout)) <= {0, 3} and lout.dtype == np.int64
+    assert out[:, :2].max() == 0  # padding left and right of the narrow axis
+
+
+@pytest.mark.parametrize("extra", [{"objective": "ddpm"}, {"objective": "rflow", "conditioned": "1"}])
+def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu", extra={**TINY, **extra})
+    a = DiffusionTrainer(cfg)
+    a.train_step(0)
+    torch.save(a.state_dict(), tmp_path / "s.pt")  # the loop saves like this and loads with weights_only=True
+    loss_a = a.train_step(1)["loss"]
+    b = DiffusionTrainer(cfg)
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert b.train_step(1)["loss"] == pytest.approx(loss_a, abs=1e-6)
+    assert b.preview().shape == (16, 16)
+    b.export(tmp_path / "m", {"training": {"seed": 3}})
+    model = load_diffusion(tmp_path / "m")
+    assert model.shape == (16, 16) and model.objective == extra["objective"]
+    assert (model.label_nc is not None) == ("conditioned" in extra)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_shipped_models_load(name):
+    model = load_diffusion(shipped_models()[name])
+    assert model.normalization and model.shape and model.extra["card"]["training"]["command"].startswith("medgen")
