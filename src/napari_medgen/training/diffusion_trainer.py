@@ -138,6 +138,7 @@ class DiffusionTrainer:
         if not images:
             raise InputError("No training images were found.")
         self.spacing = spacing
+        self.sample = config.sample
         stack = np.stack(images).astype(np.float32)
         self.normalization = percentile_spec(stack)
         self.images = torch.from_numpy(normalize(stack, self.normalization).astype(np.float32))[:, None]
@@ -246,7 +247,7 @@ class DiffusionTrainer:
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
         card = {**card, "family": "diffusion", "network": self.network, "scheduler": self.scheduler_spec,
                 "normalization": self.normalization, "shape": [self.size] * self.dims,
-                "spacing": list(self.spacing), "training_data": self.data_description}
+                "spacing": list(self.spacing), "training_data": self.data_description, "sample": self.sample}
         if self.label_names:
             card["label_names"] = self.label_names
         save_model(path, {"unet": self.ema}, card, half=True)
