@@ -81,3 +81,12 @@ def test_with_label_kind_keeps_geometry():
     np.testing.assert_array_equal(lab.affine(), vol.affine())
     back = with_label_kind(lab, False)
     assert not back.is_label and back.data.dtype == np.uint8
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32])
+def test_rare_values_outside_the_subsample_count(dtype):
+    data = np.zeros((30, 100, 100), dtype)  # 300k voxels: the quick subsample takes every 3rd
+    data.flat[2:3 * 40:3] = np.arange(1, 41)  # 40 distinct values the subsample never sees
+    assert guess_is_label(data, hinted=False) is False
+    data.flat[2:3 * 40:3] = np.arange(1, 41) % 20
+    assert guess_is_label(data, hinted=False) is True

@@ -24,8 +24,6 @@ from .volume import Volume
 _FORMATS = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}
 LABEL_KEY = "medgen_label_map"  # "true"/"false" in NRRD/MHA headers written by this project
 _DICOM_TAGS = {"modality": "0008|0060", "series_description": "0008|103e", "series_uid": "0020|000e"}
-
-
 _GENERIC = re.compile(r"^(trouble|(\w+: )?Error reading|finished reading header)", re.IGNORECASE)
 
 

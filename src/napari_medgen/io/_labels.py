@@ -14,6 +14,8 @@ MAX_GUESSED_LABELS = 32
 #: Most distinct values a hinted (name or header) volume may have to be taken as labels.
 MAX_HINTED_LABELS = 65536
 
+_CHUNK = 1 << 22  # voxels per step when tabulating values
+
 _NAME_HINT = re.compile(r"(_seg|_label|_labels|_mask|seg\.|aseg|labels)", re.IGNORECASE)
 
 
@@ -31,11 +33,17 @@ def _integral(data: np.ndarray) -> bool:
 
 
 def _few_values(data: np.ndarray, limit: int) -> bool:
-    """True when data hold at most ``limit`` distinct values (cheap subsample test first)."""
+    """True when data (>= 0) hold at most ``limit`` distinct values (cheap subsample test first)."""
     flat = data.reshape(-1)
     step = max(1, flat.size // 100_000)
     if np.unique(flat[::step]).size > limit:
         return False
+    if flat.dtype.kind in "iu" and flat.dtype.itemsize <= 2:  # table of seen values, no sort
+        flat = flat.view(f"u{flat.dtype.itemsize}")
+        seen = np.zeros(1 << (8 * flat.dtype.itemsize), bool)
+        for start in range(0, flat.size, _CHUNK):
+            seen[flat[start:start + _CHUNK]] = True
+        return int(seen.sum()) <= limit
     return np.unique(flat).size <= limit
 
 
