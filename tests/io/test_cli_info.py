@@ -65,3 +65,14 @@ def test_errors_are_one_plain_line(tmp_path, capsys):
     src = write_volume(Volume(np.zeros((2, 2, 2), np.float32)), tmp_path / "ok.nii")
     assert main(["convert", str(src), str(tmp_path / "out.png")]) == 2
     assert "unsupported" in capsys.readouterr().err
+
+
+def test_info_on_a_dicom_series(tmp_path, capsys):
+    from .helpers import lps_affine, write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "series", np.arange(60, dtype=np.int16).reshape(3, 4, 5),
+                                lps_affine(np.eye(3), (0.5, 0.5, 2.0)), series_uid="1.2.3.9")
+    assert main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "(DICOM series)" in out and "spacing:   (0.5, 0.5, 2) mm" in out
+    assert "dicom:     modality MR, n files 3, series uid 1.2.3.9" in out

@@ -58,6 +58,10 @@ def describe(vol: Volume, decided: bool) -> list[str]:
     ]
     if vol.is_time_series:
         lines.append(f"time:      {d.shape[0]} frames, spacing {vol.metadata.get('time_spacing', 1.0)}")
+    dicom = [f"{k.replace('_', ' ')} {vol.metadata[k]}" for k in ("modality", "series_description", "n_files",
+                                                                   "series_uid") if k in vol.metadata]
+    if dicom:
+        lines.append("dicom:     " + ", ".join(dicom))
     if vol.is_label:
         values, counts = np.unique(d, return_counts=True)
         listed = ", ".join(f"{v}: {c}" for v, c in list(zip(values, counts))[:_MAX_LISTED_LABELS])
