@@ -1,0 +1,246 @@
+"""Evaluate dock: quality metrics, usefulness experiment, resource trade-off and anomaly maps.
+
+Four tabs, each gathering parameters and starting one task through :func:`.runner.run_task`
+(tasks/evaluate, usefulness, quantize, anomaly); results land in one shared table and plot
+(exportable as CSV / PNG), anomaly maps as an image layer with the input's geometry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from napari.layers import Image
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
+                            QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+
+from ..atomic import atomic_write_with
+from ..tasks import anomaly, evaluate, quantize, usefulness
+from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .runner import TaskHandle, run_task
+
+FOLDER = "Folder..."
+
+
+class EvaluateWidget(QWidget):
+    """Quality / Usefulness / Resources / Anomaly tabs over one progress panel, table and plot."""
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.handle: TaskHandle | None = None
+        self.result: Any = None
+        self._write_csv: Any = None  # write_csv of the task module whose result is shown
+        tabs = QTabWidget()
+        tabs.addTab(self._quality_tab(), "Quality")
+        tabs.addTab(self._usefulness_tab(), "Usefulness")
+        tabs.addTab(self._resources_tab(), "Resources")
+        tabs.addTab(self._anomaly_tab(), "Anomaly")
+        self.panel = ProgressPanel()
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.canvas = FigureCanvasQTAgg()
+        self.canvas.setMinimumHeight(220)
+        self.csv_button, self.png_button = QPushButton("Export CSV..."), QPushButton("Export PNG...")
+        self.csv_button.clicked.connect(lambda: self._ask_export("csv"))
+        self.png_button.clicked.connect(lambda: self._ask_export("png"))
+        exports = QHBoxLayout()
+        exports.addWidget(self.csv_button)
+        exports.addWidget(self.png_button)
+        layout = QVBoxLayout(self)
+        for w in (tabs, self.panel, self.table, self.canvas):
+            layout.addWidget(w)
+        layout.addLayout(exports)
+        self._set_export_enabled(False)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # --- tabs -----------------------------------------------------------------------------------
+    def _quality_tab(self) -> QWidget:
+        self.real_source, self.synthetic_source = QComboBox(), QComboBox()
+        self.real_folder, self.synthetic_folder = QLineEdit(), QLineEdit()
+        self.extractor = QLineEdit("default")
+        self.extractor.setToolTip("'default' (shipped encoder) or a local ResNet/MedicalNet weights file")
+        self.threshold = _spin(QDoubleSpinBox(), 0.0, 1.0, 0.03, step=0.005, decimals=3)
+        run = QPushButton("Evaluate")
+        run.clicked.connect(self.run_quality)
+        form = QFormLayout()
+        form.addRow("Real", self._source_row(self.real_source, self.real_folder))
+        form.addRow("Synthetic", self._source_row(self.synthetic_source, self.synthetic_folder))
+        form.addRow("Feature extractor", self.extractor)
+        form.addRow("Near-copy threshold", self.threshold)
+        form.addRow(run)
+        return _page(form)
+
+    def _usefulness_tab(self) -> QWidget:
+        self.dataset = QComboBox()
+        self.dataset.addItems(["phantom", "brain"])
+        self.synth_model = QLineEdit()
+        self.synth_model.setPlaceholderText("spade_<dataset> (shipped)")
+        self.steps = _spin(QSpinBox(), 1, 100_000, 400)
+        self.fraction = _spin(QDoubleSpinBox(), 0.05, 0.95, 0.25, step=0.05, decimals=2)
+        self.quick = QCheckBox("quick check (tiny data, 30 steps)")
+        run = QPushButton("Run experiment")
+        run.clicked.connect(self.run_usefulness)
+        form = QFormLayout()
+        for label, w in (("Dataset", self.dataset), ("Synthesis model", self.synth_model), ("UNet steps", self.steps),
+                         ("Reduced real fraction", self.fraction), ("", self.quick)):
+            form.addRow(label, w)
+        form.addRow(run)
+        return _page(form)
+
+    def _resources_tab(self) -> QWidget:
+        self.quant_model = QLineEdit("spade_phantom")
+        self.quant_samples = _spin(QSpinBox(), 1, 256, 8)
+        run = QPushButton("Measure fp32 / bf16 / int8")
+        run.clicked.connect(self.run_resources)
+        form = QFormLayout()
+        form.addRow("Model", self.quant_model)
+        form.addRow("Samples", self.quant_samples)
+        form.addRow(run)
+        return _page(form)
+
+    def _anomaly_tab(self) -> QWidget:
+        self.anomaly_layer = QComboBox()
+        self.anomaly_model = QLineEdit(str(anomaly.DEFAULT_MODEL))
+        self.smoothing = _spin(QDoubleSpinBox(), 0.0, 50.0, 3.0, step=0.5, decimals=1)
+        run = QPushButton("Anomaly map")
+        run.clicked.connect(self.run_anomaly)
+        form = QFormLayout()
+        form.addRow("Image layer", self.anomaly_layer)
+        form.addRow("Normal-anatomy model", self.anomaly_model)
+        form.addRow("Smoothing (mm)", self.smoothing)
+        form.addRow(run)
+        return _page(form)
+
+    def _source_row(self, combo: QComboBox, folder: QLineEdit) -> QWidget:
+        browse = QPushButton("...")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(lambda: folder.setText(QFileDialog.getExistingDirectory(self, "Folder") or folder.text()))
+        combo.currentTextChanged.connect(lambda t: folder.setEnabled(t == FOLDER))
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        for w in (combo, folder, browse):
+            row.addWidget(w)
+        return _page(row)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        for combo, extra in ((self.real_source, [FOLDER]), (self.synthetic_source, [FOLDER]), (self.anomaly_layer, [])):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names + extra)
+            if current in names + extra:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+            combo.currentTextChanged.emit(combo.currentText())
+
+    # --- actions ----------------------------------------------------------------------------------
+    def _source(self, combo: QComboBox, folder: QLineEdit) -> Any:
+        """A folder path, or the chosen layer's data as images (n, y, x)."""
+        if combo.currentText() == FOLDER:
+            return Path(folder.text())
+        vol = layer_to_volume_of(self.viewer.layers[combo.currentText()])
+        return np.asarray(vol.data if vol.data.ndim == 3 else vol.data.reshape(-1, *vol.data.shape[-2:]))
+
+    def run_quality(self) -> TaskHandle:
+        real = self._source(self.real_source, self.real_folder)
+        syn = self._source(self.synthetic_source, self.synthetic_folder)
+        ext, thr = self.extractor.text().strip() or "default", self.threshold.value()
+        return self._start("quality", lambda c: evaluate.evaluate(real, syn, extractor=ext, threshold=thr, cancel=c),
+                           self._show_quality)
+
+    def run_usefulness(self) -> TaskHandle:
+        kw = dict(steps=self.steps.value(), fraction=self.fraction.value(), quick=self.quick.isChecked())
+        dataset, model = self.dataset.currentText(), self.synth_model.text().strip() or None
+        return self._start("usefulness", lambda c: usefulness.experiment(dataset, model, cancel=c, **kw),
+                           lambda r: self._show_rows(r, r.rows, usefulness, usefulness.figure(r, f"Usefulness: {dataset}")))
+
+    def run_resources(self) -> TaskHandle:
+        from ..tasks.synthesize import model_path_of
+
+        model, n = model_path_of(self.quant_model.text().strip()), self.quant_samples.value()
+        return self._start("resources", lambda c: quantize.quantize(model, n_samples=n, cancel=c),
+                           lambda r: self._show_rows(r, r.rows, quantize, quantize.figure(r)))
+
+    def run_anomaly(self) -> TaskHandle:
+        layer = self.viewer.layers[self.anomaly_layer.currentText()]
+        vol, model, mm = layer_to_volume_of(layer), self.anomaly_model.text().strip(), self.smoothing.value()
+        name = f"{layer.name} anomaly"
+        return self._start("anomaly map", lambda c: anomaly.anomaly_map(vol, model, smoothing_mm=mm, cancel=c),
+                           lambda heat: add_volume(self.viewer, heat, name, colormap="inferno", opacity=0.6,
+                                                   blending="additive"))
+
+    def _start(self, name: str, make_task: Any, on_result: Any) -> TaskHandle:
+        if self.handle is not None and self.handle.running:
+            self.handle.cancel()
+        self.handle = run_task(self.viewer, make_task, name=name, on_result=on_result, panel=self.panel)
+        return self.handle
+
+    # --- results ----------------------------------------------------------------------------------
+    def _show_quality(self, result: evaluate.EvaluationResult) -> None:
+        self._fill(evaluate.table_rows(result))
+        self._show(result, evaluate, evaluate.figure(result, self.threshold.value()))
+
+    def _show_rows(self, result: Any, rows: list[dict[str, Any]], module: Any, fig: Any) -> None:
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        self.table.setColumnCount(len(keys))
+        self.table.setHorizontalHeaderLabels(keys)
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            for j, k in enumerate(keys):
+                v = r.get(k, "")
+                self.table.setItem(i, j, QTableWidgetItem(f"{v:.4g}" if isinstance(v, float) else str(v)))
+        self._show(result, module, fig)
+
+    def _fill(self, rows: list[tuple[str, str]]) -> None:
+        self.table.setColumnCount(2)
+        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.table.setRowCount(len(rows))
+        for i, (k, v) in enumerate(rows):
+            self.table.setItem(i, 0, QTableWidgetItem(k))
+            self.table.setItem(i, 1, QTableWidgetItem(v))
+
+    def _show(self, result: Any, module: Any, fig: Any) -> None:
+        self.result, self._write_csv = result, module.write_csv
+        self.canvas.figure = fig
+        fig.set_canvas(self.canvas)
+        self.canvas.draw_idle()
+        self._set_export_enabled(True)
+
+    def _set_export_enabled(self, on: bool) -> None:
+        self.csv_button.setEnabled(on)
+        self.png_button.setEnabled(on)
+
+    def export_csv(self, path: str | Path) -> None:
+        self._write_csv(self.result, path)
+
+    def export_png(self, path: str | Path) -> None:
+        fig = self.canvas.figure
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png"), suffix=".png")
+
+    def _ask_export(self, kind: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"evaluation.{kind}", f"*.{kind}")
+        if path:
+            (self.export_csv if kind == "csv" else self.export_png)(path)
+
+
+def _spin(w: Any, lo: float, hi: float, value: float, step: float = 1, decimals: int | None = None) -> Any:
+    w.setRange(lo, hi)
+    if decimals is not None:
+        w.setDecimals(decimals)
+    w.setSingleStep(step)
+    w.setValue(value)
+    return w
+
+
+def _page(layout: Any) -> QWidget:
+    page = QWidget()
+    page.setLayout(layout)
+    if isinstance(layout, QHBoxLayout):
+        layout.setContentsMargins(0, 0, 0, 0)
+    return page

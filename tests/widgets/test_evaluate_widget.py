@@ -1,0 +1,71 @@
+"""Evaluate dock under Xvfb: quality from two layers (table, plot, CSV/PNG), anomaly heat map, usefulness cancel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medgen.data.phantom import make_phantom
+from napari_medgen.io.layers import volume_to_layer
+from napari_medgen.widgets.evaluate import FOLDER, EvaluateWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = EvaluateWidget(viewer)
+    qtbot.addWidget(w)
+    return w
+
+
+def add_phantom(viewer, name, seed, shape=(6, 64, 64), **kw):
+    image, _ = make_phantom(seed=seed, shape=shape, **kw)
+    data, layer_kw, _ = volume_to_layer(image, name)
+    return viewer.add_image(data, **layer_kw)
+
+
+def wait_done(qtbot, w):
+    qtbot.waitUntil(lambda: w.handle.status is not None, timeout=120_000)
+    return w.handle.status
+
+
+def test_quality_from_two_layers_fills_table_plot_and_exports(widget, qtbot, tmp_path):
+    add_phantom(widget.viewer, "real", 0)
+    add_phantom(widget.viewer, "synthetic", 0, noise=0.08)
+    assert widget.real_source.findText(FOLDER) >= 0
+    widget.real_source.setCurrentText("real")
+    widget.synthetic_source.setCurrentText("synthetic")
+    assert not widget.real_folder.isEnabled()
+    widget.run_quality()
+    assert wait_done(qtbot, widget) == "done"
+    cells = {widget.table.item(i, 0).text(): widget.table.item(i, 1).text() for i in range(widget.table.rowCount())}
+    assert int(cells["n_pairs"]) == 6 and 0 < float(cells["ssim_mean"]) < 1 and float(cells["frechet_distance"]) > 0
+    assert widget.csv_button.isEnabled()
+    widget.export_csv(tmp_path / "q.csv")
+    widget.export_png(tmp_path / "q.png")
+    assert "frechet_distance" in (tmp_path / "q.csv").read_text()
+    assert (tmp_path / "q.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_anomaly_map_layer_has_the_image_geometry(widget, qtbot):
+    layer = add_phantom(widget.viewer, "scan", 2_000_000, shape=(1, 128, 128))
+    widget.anomaly_layer.setCurrentText("scan")
+    widget.run_anomaly()
+    assert wait_done(qtbot, widget) == "done"
+    heat = widget.viewer.layers["scan anomaly"]
+    assert heat.data.shape == layer.data.shape
+    np.testing.assert_allclose(heat.scale, layer.scale)
+    np.testing.assert_allclose(heat.translate, layer.translate)
+
+
+def test_usefulness_runs_in_background_and_cancels(widget, qtbot):
+    widget.dataset.setCurrentText("phantom")
+    widget.synth_model.setText("renderer")
+    widget.quick.setChecked(True)
+    widget.steps.setValue(10_000)
+    handle = widget.run_usefulness()
+    qtbot.waitUntil(lambda: handle.last is not None and handle.last.step >= 1, timeout=120_000)
+    widget.panel.cancel()
+    assert wait_done(qtbot, widget) == "cancelled"
