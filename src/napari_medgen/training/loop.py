@@ -103,12 +103,16 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
     yield Progress(start, steps, notes[-1] if notes else "starting")
 
     step, t0 = start, time.perf_counter()
+
+    def spent() -> float:
+        return elapsed + time.perf_counter() - t0
+
     while step < steps:
         if cancel is not None and cancel.cancelled:
-            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), elapsed + time.perf_counter() - t0, keep)
+            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), spent(), keep)
             return TrainResult("cancelled", step, history.records, last,
                                f"Cancelled at step {step}; saved '{last}'. Resume to continue.",
-                               elapsed + time.perf_counter() - t0, notes)
+                               spent(), notes)
         losses = {k: float(v) for k, v in trainer.train_step(step).items()}
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         if bad:
@@ -116,14 +120,14 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
             return TrainResult("diverged", step, history.records, last,
                                f"Training diverged at step {step + 1}: loss {', '.join(bad)} is not finite "
                                f"({', '.join(f'{k}={losses[k]}' for k in bad)}). Nothing was saved for this step; "
-                               f"{kept}. Try a lower learning rate.", elapsed + time.perf_counter() - t0, notes)
+                               f"{kept}. Try a lower learning rate.", spent(), notes)
         step += 1
         history.append(step, losses)
         if step % checkpoint_every == 0 or step == steps:
-            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), elapsed + time.perf_counter() - t0, keep)
+            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), spent(), keep)
         preview = trainer.preview() if preview_every and (step % preview_every == 0 or step == steps) else None
         main = next(iter(losses.items()), None)
         message = f"step {step}/{steps}" + (f" {main[0]}={main[1]:.4g}" if main else "")
         yield Progress(step, steps, message, preview=preview, metrics=losses)
     return TrainResult("done", step, history.records, last, f"Trained {step} steps; last checkpoint '{last}'.",
-                       elapsed + time.perf_counter() - t0, notes)
+                       spent(), notes)
