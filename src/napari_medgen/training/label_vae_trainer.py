@@ -112,7 +112,9 @@ class LabelVAETrainer:
         self.net.train()
         idx = torch.randint(len(self.train_x), (self.batch_size,), generator=self.gen)
         y = self.train_x[idx].to(self.device)
-        logits, mu, logvar, _ = self.net(one_hot(y, self.network["n_classes"]))
+        mu, logvar = self.net.encode_forward(one_hot(y, self.network["n_classes"]))
+        eps = torch.randn(mu.shape, generator=self.gen).to(self.device)  # the trainer's own RNG: exact resume
+        logits = self.net.decode_forward(mu + eps * torch.exp(0.5 * logvar), use_sigmoid=False)
         rec = self.loss(logits, y[:, None])
         kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / y[0].numel()
         loss = rec + self.kl_weight * kl
