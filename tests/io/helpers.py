@@ -75,8 +75,14 @@ def sitk_image(data_zyx: np.ndarray, affine_lps: np.ndarray) -> sitk.Image:
     return img
 
 
-def write_dicom_series(folder: Path, data_zyx: np.ndarray, affine_lps: np.ndarray, series_uid: str = "1.2.826.0.1.3680043.2.1125.1") -> Path:
-    """One DICOM file per z slice with ImagePositionPatient/ImageOrientationPatient (int16 data)."""
+def write_dicom_series(folder: Path, data_zyx: np.ndarray, affine_lps: np.ndarray,
+                       series_uid: str = "1.2.826.0.1.3680043.2.1125.1", trigger_ms: float | None = None,
+                       first_instance: int = 1) -> Path:
+    """One DICOM file per z slice with ImagePositionPatient/ImageOrientationPatient (int16 data).
+
+    trigger_ms: TriggerTime of every slice (one time point of a multi-phase series); files are
+    named by instance number, starting at ``first_instance``.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     vol = sitk_image(data_zyx.astype(np.int16), affine_lps)
     direction = np.asarray(vol.GetDirection()).reshape(3, 3)
@@ -88,11 +94,13 @@ def write_dicom_series(folder: Path, data_zyx: np.ndarray, affine_lps: np.ndarra
         ipp = vol.TransformIndexToPhysicalPoint((0, 0, z))
         tags = {"0008|0060": "MR", "0020|000e": series_uid, "0020|000d": series_uid + ".0",
                 "0020|0032": "\\".join(f"{v:.10f}" for v in ipp), "0020|0037": iop,
-                "0020|0013": str(z + 1), "0008|0018": f"{series_uid}.{z + 1}",
+                "0020|0013": str(z + first_instance), "0008|0018": f"{series_uid}.{z + first_instance}",
                 "0018|0050": f"{vol.GetSpacing()[2]:.6f}", "0028|0030": "\\".join(f"{v:.6f}" for v in vol.GetSpacing()[1::-1])}
+        if trigger_ms is not None:
+            tags["0018|1060"] = f"{trigger_ms:g}"
         for key, value in tags.items():
             sl.SetMetaData(key, value)
-        writer.SetFileName(str(folder / f"slice{z:03d}.dcm"))
+        writer.SetFileName(str(folder / f"slice{z + first_instance - 1:03d}.dcm"))
         writer.Execute(sl)
     return folder
 

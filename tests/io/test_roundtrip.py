@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from nibabel.testing import data_path as nibabel_data
 
-from napari_medgen.errors import WriteError
+from napari_medgen.errors import ReadError, WriteError
 from napari_medgen.io.readers import read_volume
 from napari_medgen.io.volume import Volume
 from napari_medgen.io.writers import write_volume
@@ -180,3 +180,28 @@ def test_label_names_round_trip(tmp_path, rng, suffix):
     vol = _volume("flipped", np.uint8, True, rng)
     vol.metadata["label_names"] = names
     assert read_volume(write_volume(vol, tmp_path / f"named{suffix}")).metadata["label_names"] == names
+
+
+@pytest.mark.parametrize("with_trigger", [True, False])
+def test_multiphase_dicom_series_opens_as_4d(tmp_path, rng, with_trigger):
+    direction, spacing = CASES["oblique"]
+    phases = rng.integers(0, 900, (3, 4, 5, 6)).astype(np.int16)
+    folder = tmp_path / "cine"
+    for t in (2, 0, 1):  # written out of order: the reader orders by TriggerTime / instance number
+        write_dicom_series(folder, phases[t], lps_affine(direction, spacing), series_uid="1.2.3.44",
+                           trigger_ms=40.0 * t if with_trigger else None, first_instance=1 + 4 * t)
+    vol = read_volume(folder)
+    np.testing.assert_array_equal(vol.data, phases)
+    np.testing.assert_allclose(vol.affine(), lps_affine(direction, spacing), atol=1e-4)
+    assert vol.metadata["time_spacing"] == (40.0 if with_trigger else 1.0)
+    assert any("4D" in n for n in vol.metadata["notes"])
+    back = read_volume(write_volume(vol, tmp_path / "cine.nrrd"))
+    np.testing.assert_array_equal(back.data, phases)
+
+
+def test_dicom_series_with_unequal_time_points_is_refused(tmp_path, rng):
+    aff = lps_affine(np.eye(3), (1.0, 1.0, 2.0))
+    folder = write_dicom_series(tmp_path / "odd", rng.integers(0, 9, (4, 4, 5)).astype(np.int16), aff, series_uid="1.5")
+    write_dicom_series(folder, rng.integers(0, 9, (2, 4, 5)).astype(np.int16), aff, series_uid="1.5", first_instance=5)
+    with pytest.raises(ReadError, match="odd.*unequally often"):
+        read_volume(folder)

@@ -1,4 +1,4 @@
-"""NRRD, MetaImage, single DICOM files and DICOM series through SimpleITK (LPS, like us).
+"""NRRD, MetaImage and single DICOM files through SimpleITK (LPS, like us); series: _dicom.py.
 
 ITK converts NRRD files in RAS space to LPS itself and applies DICOM rescale slope/intercept
 (GDCM). Sizes are checked from ``ReadImageInformation`` before any voxel is read; ITK's C++
@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import ReadError
-from ._common import RawImage, check_header_shape, is_dicom_file
+from ._common import RawImage, check_header_shape
 from ._labels import LABEL_NAMES_KEY, label_names_from_json, label_names_to_json
 from .volume import Volume
 
@@ -55,7 +55,7 @@ def read_itk_file(path: Path) -> RawImage:
         reader.ReadImageInformation()
     except RuntimeError as exc:
         raise ReadError(path, f"this is not a readable {fmt} file ({itk_reason(exc)})") from None
-    _check_info(path, reader.GetSize(), reader.GetPixelID(), reader.GetNumberOfComponents())
+    check_info(path, reader.GetSize(), reader.GetPixelID(), reader.GetNumberOfComponents())
     if fmt == "MetaImage":
         _check_metaimage_length(path)
     try:
@@ -74,79 +74,17 @@ def read_itk_file(path: Path) -> RawImage:
                 raw.metadata["label_names"] = names
     if fmt == "DICOM":
         raw.is_label = False  # DICOM images are images; as_label=True overrides
-        raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(key) if reader.HasMetaDataKey(key) else None))
+        raw.metadata.update(dicom_tags(lambda key: reader.GetMetaData(key) if reader.HasMetaDataKey(key) else None))
     return raw
 
 
-def read_dicom_series(folder: Path) -> RawImage:
-    """Read the largest DICOM series in ``folder`` (GDCM sorts the slices by position)."""
-    files = [p for p in folder.iterdir() if p.is_file()]
-    if not files:
-        raise ReadError(folder, "the folder is empty")
-    warnings_on = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)  # "No Series were found" goes into our message
-    try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(warnings_on)
-    if not ids:
-        n_dicom = sum(is_dicom_file(p) for p in files[:200])
-        what = "none of them is DICOM" if n_dicom == 0 else "no complete DICOM image series was found among them"
-        raise ReadError(folder, f"the folder holds {len(files)} file(s) but {what}")
-    series = {sid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), sid) for sid in ids}
-    sid = max(series, key=lambda s: len(series[s]))
-    names = series[sid]
-    notes = []
-    if len(series) > 1:
-        others = ", ".join(f"{s} ({len(series[s])} files)" for s in series if s != sid)
-        notes.append(f"The folder holds {len(series)} DICOM series; the largest ({len(names)} files) was opened. "
-                     f"Others: {others}.")
-    info = sitk.ImageFileReader()
-    info.SetFileName(names[0])
-    try:
-        info.ReadImageInformation()
-    except RuntimeError as exc:
-        raise ReadError(names[0], f"this DICOM file could not be read ({itk_reason(exc)})") from None
-    size = list(info.GetSize())
-    _check_info(folder, tuple(size[:2]) + (len(names) * (size[2] if len(size) > 2 else 1),),
-                info.GetPixelID(), info.GetNumberOfComponents())
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(names)
-    reader.MetaDataDictionaryArrayUpdateOn()
-    try:
-        img = reader.Execute()
-    except RuntimeError as exc:
-        raise ReadError(folder, f"the DICOM series could not be read ({itk_reason(exc)})") from None
-    raw = image_to_raw(img)
-    raw.is_label = False  # DICOM image series are images; as_label=True overrides
-    note = _uneven_slices_note(reader, len(names), raw.direction[:, 2], raw.spacing[2])
-    raw.notes.extend(notes + ([note] if note else []))
-    raw.metadata.update({"format": "DICOM series", "n_files": len(names)})
-    raw.metadata.update(_dicom_tags(lambda key: reader.GetMetaData(0, key) if reader.HasMetaDataKey(0, key) else None))
-    return raw
-
-
-def _uneven_slices_note(reader: sitk.ImageSeriesReader, n: int, normal: np.ndarray, shown: float) -> str | None:
-    """A note when the slices' ImagePositionPatient are not evenly spaced along ``normal``."""
-    key = "0020|0032"
-    if n < 3 or not all(reader.HasMetaDataKey(i, key) for i in range(n)):
-        return None
-    try:
-        pos = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
-    except ValueError:
-        return None
-    gaps = np.abs(np.diff(pos @ normal))
-    if gaps.max() - gaps.min() <= 0.01 * gaps.mean():
-        return None
-    return (f"The DICOM slices are not evenly spaced (gaps from {gaps.min():.3g} to {gaps.max():.3g} mm; missing "
-            f"slices?). They are shown {shown:.3g} mm apart, so positions along the slice axis are approximate.")
-
-
-def _dicom_tags(get) -> dict[str, str]:
+def dicom_tags(get) -> dict[str, str]:
+    """Modality, series description and UID through ``get(tag) -> str | None``."""
     return {name: str(v).strip() for name, tag in _DICOM_TAGS.items() if (v := get(tag))}
 
 
-def _check_info(path: Path, size: tuple[int, ...], pixel_id: int, components: int) -> None:
+def check_info(path: Path, size: tuple[int, ...], pixel_id: int, components: int) -> None:
+    """Refuse vector voxels, zero-sized or too large images, from ITK's header information."""
     if components > 1:
         raise ReadError(path, f"the image has {components} values per voxel (colour or vector data); "
                               "only scalar volumes are supported")

@@ -14,7 +14,8 @@ import numpy as np
 
 from ..errors import ReadError
 from ._common import RawImage, describe_content, is_dicom_file
-from ._itk import read_dicom_series, read_itk_file
+from ._dicom import read_dicom_series
+from ._itk import read_itk_file
 from ._labels import guess_is_label, name_hints_label, to_label_array
 from ._nifti import read_nifti
 from .volume import Volume
