@@ -20,6 +20,7 @@ CASES = {
     "identity": (np.eye(3), (1.0, 1.0, 1.0)),
     "flipped": (np.diag([-1.0, 1.0, -1.0]), (0.8, 1.1, 2.5)),
     "permuted": (np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]), (0.7, 1.3, 3.0)),
+    "improper": (np.diag([1.0, -1.0, 1.0]), (1.2, 0.9, 3.0)),  # det -1, e.g. NIfTI "LAS"
     "anisotropic": (np.eye(3), (0.4, 0.9, 5.0)),
     "oblique": (Rotation.from_euler("xyz", [20, -35, 50], degrees=True).as_matrix(), (0.9, 1.2, 2.0)),
 }
