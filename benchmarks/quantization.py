@@ -35,14 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     from napari_medgen.progress import run_to_completion
     from napari_medgen.tasks.quantize import format_table, quantize
     from napari_medgen.tasks.synthesize import model_path_of
-    from napari_medgen.tasks.usefulness import phantom_data, segment, train_unet
+    from napari_medgen.tasks.usefulness import phantom_slices, segment, train_unet
 
     model = model_path_of(args.model)
     card = load_card(model)
     segmenter = None
     if args.dice_steps and card["family"] == "spade" and int(card["network"]["n_classes"]) == 8:
         size = int(card["shape"][-1])
-        real, _, _ = phantom_data(48, 0, 0, source="renderer", size=size)
+        real = phantom_slices(range(48), "mr_vendor_a", size)
         net = run_to_completion(train_unet(real, 8, args.dice_steps, seed=0))
         segmenter = lambda images: segment(net, scale_unit(images))  # noqa: E731
     result = run_to_completion(quantize(model, n_samples=args.samples, repeats=args.repeats, segmenter=segmenter,

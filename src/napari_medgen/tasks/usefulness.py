@@ -176,7 +176,8 @@ def experiment(dataset: str = "phantom", source: str | None = None, *, steps: in
 
 # --- data builders -----------------------------------------------------------------------------
 
-def _phantom_slices(seeds: range, style: str, size: int) -> SegData:
+def phantom_slices(seeds: range, style: str, size: int) -> SegData:
+    """2D phantoms (one per seed, random tumour radius and phases) as SegData of size x size slices."""
     from ..data.phantom import LABELS, make_phantom
 
     imgs, labs = [], []
@@ -202,9 +203,9 @@ def phantom_data(n_real: int = 24, n_synthetic: int = 48, n_heldout: int = 24, *
     from .label_deform import elastic
 
     spacing = (FOV_MM[0] / size, FOV_MM[1] / size, 5.0)
-    real = _phantom_slices(range(10_000 * seed, 10_000 * seed + n_real), style, size)
-    held = _phantom_slices(range(900_000, 900_000 + n_heldout), style, size)
-    base = _phantom_slices(range(500_000, 500_000 + n_synthetic), style, size)
+    real = phantom_slices(range(10_000 * seed, 10_000 * seed + n_real), style, size)
+    held = phantom_slices(range(900_000, 900_000 + n_heldout), style, size)
+    base = phantom_slices(range(500_000, 500_000 + n_synthetic), style, size)
     labs = [elastic(Volume(lab[None].astype(np.uint8), spacing, is_label=True), seed=i).data[0]
             for i, lab in enumerate(base.labels)]
     labels = np.stack(labs).astype(np.int64)
