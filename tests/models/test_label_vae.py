@@ -64,6 +64,7 @@ def test_trainer_learns_resumes_exports_and_loads(toy_trainer, tmp_path):
     vae = LabelVAE(tmp_path / "lvae", device="cpu")
     assert vae.n_classes == 3 and vae.slice_shape == (32, 32) and vae.label_names[1] == "disc"
     assert 0 <= vae.card["metrics"]["dice_mean_foreground"] <= 1
+    assert len(vae.card["latent_prior"]["mean"]) == 4 and np.array(vae.card["latent_prior"]["chol"]).shape == (4, 4)
     z = vae.encode(_discs(2, 3))
     assert z.shape == (2, 4)
     assert vae.decode(z).shape == (2, 32, 32) and vae.decode(z, (20, 40)).shape == (2, 20, 40)

@@ -105,6 +105,12 @@ def test_live_regenerates_the_painted_slice_only(setup, qtbot):
     assert not image.data[[0, 1, 3]].any()
     assert not np.allclose(image.data[2], before)
     np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
+    # scrolling to a slice live mode has not made yet synthesises it (once)
+    n = w.live_updates
+    viewer.dims.set_point(0, layer.data_to_world((0, 0, 0))[0])
+    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    np.testing.assert_allclose(image.data[0], _expected(w, layer.data[0]), atol=1e-4)
+    assert not image.data[[1, 3]].any()
     assert not errors
 
 

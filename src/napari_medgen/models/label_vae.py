@@ -100,5 +100,10 @@ class LabelVAE:
         return resize_nearest(labels, out_shape) if out_shape else labels
 
     def random_latents(self, n: int, seed: int) -> np.ndarray:
-        """(n, latent_size) standard-normal latents from a seeded generator."""
-        return np.random.default_rng(seed).standard_normal((n, self.latent_size)).astype(np.float32)
+        """(n, latent_size) latents drawn (seeded) from the card's fitted Gaussian "latent_prior"
+        (mean, Cholesky factor of the covariance of the training latents), else from N(0, I)."""
+        eps = np.random.default_rng(seed).standard_normal((n, self.latent_size))
+        prior = self.card.get("latent_prior")
+        if prior:
+            eps = np.asarray(prior["mean"]) + eps @ np.asarray(prior["chol"]).T
+        return eps.astype(np.float32)

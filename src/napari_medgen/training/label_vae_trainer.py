@@ -6,8 +6,8 @@ sample; every 5th slice held out), or ``--labels DIR`` (every label volume in th
 5th slice held out). Slices are centre-padded/cropped to ``slice_shape``.
 Loss: cross-entropy + soft Dice (MONAI DiceCELoss) + kl_weight * KL / pixels (the ELBO per
 pixel). ``--set`` keys: latent_size, channels, slice_shape, kl_weight, subjects, heldout_subjects.
-At export the held-out mean foreground Dice of reconstructions (latent mean) is measured and
-written into the card.
+At export the held-out Dice of reconstructions (latent mean) per class is measured and written
+into the card, with a Gaussian fitted to the training latents ("latent_prior") for sampling.
 """
 
 from __future__ import annotations
@@ -151,6 +151,19 @@ class LabelVAETrainer:
         out["dice_mean_foreground"] = round(float(np.nanmean(per_class)), 4)
         return out
 
+    def latent_prior(self) -> dict[str, Any]:
+        """Gaussian fitted to the training slices' latent means: {"mean": (d,), "chol": (d, d)} lists.
+
+        Sampling from it (rather than N(0, I)) keeps new anatomies inside what the encoder has seen.
+        """
+        x = self.data["train"]
+        self.net.eval()
+        with torch.inference_mode():
+            mu = torch.cat([self.net.encode_forward(one_hot(torch.from_numpy(x[i:i + 64].astype(np.int64)).to(
+                self.device), self.network["n_classes"]))[0].cpu() for i in range(0, len(x), 64)]).double().numpy()
+        cov = np.cov(mu.T) + 1e-6 * np.eye(mu.shape[1])
+        return {"mean": mu.mean(0).round(6).tolist(), "chol": np.linalg.cholesky(cov).round(6).tolist()}
+
     def preview(self) -> np.ndarray | None:
         """Reconstruction of the first held-out slice, (y, x) float label values."""
         return self.reconstruct(self.data["heldout"][:1])[0].astype(np.float32)
@@ -160,7 +173,7 @@ class LabelVAETrainer:
         card = {**card, "family": FAMILY, "network": self.network, "normalization": {"kind": "one-hot labels"},
                 "label_names": {str(k): v for k, v in self.data["names"].items()},
                 "spacing": list(self.data["spacing"]), "shape": self.network["slice_shape"],
-                "heldout": self.data["heldout_desc"], "metrics": metrics}
+                "heldout": self.data["heldout_desc"], "metrics": metrics, "latent_prior": self.latent_prior()}
         save_model(path, {"model": self.net}, card, half=True)
 
 

@@ -215,7 +215,8 @@ class SynthesizeWidget(QWidget):
         plan = synth.check_labels(vol)
         if layer.ndim == 2:  # one slice: always cut along z, whatever the spacing says
             plan = spade.plan_slices(vol.data.shape, vol.spacing, 0, synth.slice_shape, synth.plane_spacing)
-        ctx: dict[str, Any] = {"layer": layer, "plan": plan, "renderer": None, "styles": self.style_args()}
+        ctx: dict[str, Any] = {"layer": layer, "plan": plan, "renderer": None, "styles": self.style_args(),
+                               "done": set()}
 
         def render(lab: np.ndarray) -> np.ndarray:  # worker thread: style and tracing happen there
             if ctx["renderer"] is None:
@@ -229,6 +230,7 @@ class SynthesizeWidget(QWidget):
         layer.events.paint.connect(self._on_paint)
         layer.events.labels_update.connect(self._on_stroke)
         layer.events.data.connect(self._on_data)
+        self.viewer.dims.events.current_step.connect(self._on_dims)
         ctx["worker"] = create_worker(self.live.loop, _start_thread=False)
         ctx["worker"].yielded.connect(self._apply)
         ctx["worker"].start()
@@ -257,6 +259,7 @@ class SynthesizeWidget(QWidget):
             ctx["layer"].events.paint.disconnect(self._on_paint)
             ctx["layer"].events.labels_update.disconnect(self._on_stroke)
             ctx["layer"].events.data.disconnect(self._on_data)
+            self.viewer.dims.events.current_step.disconnect(self._on_dims)
             ctx["worker"].quit()
 
     def _on_paint(self, event: Any) -> None:
@@ -276,6 +279,14 @@ class SynthesizeWidget(QWidget):
             ctx = self._live_ctx
             self.live.request([self.current_index(ctx["layer"], ctx["plan"].axis)])
 
+    def _on_dims(self, event: Any = None) -> None:
+        """Scrolled to another slice: synthesise it if live mode has not yet."""
+        ctx = self._live_ctx
+        if self.live is not None and ctx["layer"].ndim > 2:
+            index = self.current_index(ctx["layer"], ctx["plan"].axis)
+            if index not in ctx["done"]:
+                self.live.request([index])
+
     def _on_data(self, event: Any = None) -> None:
         """The labels layer got a new array: restart live mode on it."""
         self.set_live(self.live_box.isChecked())
@@ -289,6 +300,7 @@ class SynthesizeWidget(QWidget):
             return
         image: Image = self._live_ctx["image"]
         self._slices(image.data, self._live_ctx["plan"].axis)[update.indices] = update.images
+        self._live_ctx["done"].update(update.indices)
         if self._live_ctx["fresh"]:  # a blank layer: take its contrast from the first slices
             self._live_ctx["fresh"] = False
             image.contrast_limits = (float(update.images.min()), float(update.images.max()) + 1e-6)
