@@ -123,3 +123,24 @@ def test_slerp_endpoints_and_norm():
     np.testing.assert_allclose(ld.slerp(a, b, 1.0), b, atol=1e-9)
     mid = ld.slerp(a, a * 2, 0.5)  # parallel: linear fallback
     np.testing.assert_allclose(mid, a * 1.5, atol=1e-9)
+
+
+def test_cli_deform_writes_a_geometry_correct_label_file(tmp_path):
+    from napari_medgen.cli import main
+    from napari_medgen.io.readers import read_volume
+    from napari_medgen.io.writers import write_volume
+
+    lab = _ball_labels(spacing=(1.5, 1.5, 3.0))
+    write_volume(lab, tmp_path / "in.nii.gz")
+    rc = main(["--quiet", "deform", "--labels", str(tmp_path / "in.nii.gz"), "--method", "erode", "--label", "1",
+               "--radius", "3", "--unit", "mm", "--out", str(tmp_path / "out.nii.gz")])
+    assert rc == 0
+    src, out = read_volume(tmp_path / "in.nii.gz"), read_volume(tmp_path / "out.nii.gz")
+    assert out.is_label and out.data.shape == src.data.shape
+    np.testing.assert_allclose(out.spacing, src.spacing, atol=1e-5)
+    np.testing.assert_allclose(out.origin, src.origin, atol=1e-5)
+    np.testing.assert_allclose(out.direction, src.direction, atol=1e-6)
+    assert 0 < np.sum(out.data == 1) < np.sum(src.data == 1)
+    assert main(["deform", "--labels", str(tmp_path / "in.nii.gz"), "--method", "dilate",
+                 "--out", str(tmp_path / "x.nii.gz")]) == 2  # --label missing: a plain error, no file
+    assert not (tmp_path / "x.nii.gz").exists()
