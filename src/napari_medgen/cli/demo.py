@@ -73,6 +73,7 @@ def write_montage(volumes: dict[str, Volume], path: Path) -> None:
 
     from ..atomic import atomic_path
 
+    label_cmap = matplotlib.colors.ListedColormap(["black", *plt.get_cmap("tab10").colors])  # 0 = background
     n = len(volumes)
     cols = min(n, 4)
     rows = -(-n // cols)
@@ -83,7 +84,7 @@ def write_montage(volumes: dict[str, Volume], path: Path) -> None:
         sl = middle_slice(vol)
         aspect = vol.spacing[1] / vol.spacing[0]
         if vol.is_label:
-            ax.imshow(sl, cmap="tab10", vmin=0, vmax=9, interpolation="nearest", aspect=aspect)
+            ax.imshow(sl, cmap=label_cmap, vmin=0, vmax=label_cmap.N - 1, interpolation="nearest", aspect=aspect)
         else:
             ax.imshow(sl, cmap="gray", aspect=aspect)
         ax.set_title(name)
