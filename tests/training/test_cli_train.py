@@ -6,9 +6,12 @@ import json
 import shlex
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from napari_medgen import cli
+from napari_medgen.io.volume import Volume
+from napari_medgen.io.writers import write_volume
 from napari_medgen.models.store import load_state
 from napari_medgen.training import registry
 
@@ -51,6 +54,19 @@ def test_train_exports_model_card_and_loss_curve(tmp_path, capsys):
     png = matplotlib.image.imread(tmp_path / "m.loss.png")
     assert png.shape[:2] == (400, 600) and png[..., :3].std() > 0.01
     assert "m.safetensors" in capsys.readouterr().out
+
+
+def test_train_on_image_and_label_folders(tmp_path, rng):
+    for folder, name, arr in (("img", "a.nii.gz", rng.normal(size=(3, 8, 8)).astype(np.float32)),
+                              ("lab", "a_seg.nii.gz", (rng.uniform(size=(3, 8, 8)) > 0.5).astype(np.uint8))):
+        write_volume(Volume(arr, is_label=arr.dtype == np.uint8), tmp_path / folder / name)
+    assert medgen("train", "mlp-test", "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                  "--steps", "3", "--out", str(tmp_path / "m"), "--workdir", str(tmp_path / "run")) == 0
+    data = json.loads((tmp_path / "m.json").read_text())["training"]["data"]
+    assert str(tmp_path / "img") in data and str(tmp_path / "lab") in data
+    (tmp_path / "lab" / "a_seg.nii.gz").rename(tmp_path / "lab" / "b_seg.nii.gz")
+    assert medgen("train", "mlp-test", "--images", str(tmp_path / "img"), "--labels", str(tmp_path / "lab"),
+                  "--steps", "3", "--out", str(tmp_path / "m2"), "--workdir", str(tmp_path / "run2")) == 2
 
 
 def test_running_again_with_more_steps_resumes(tmp_path, capsys):
