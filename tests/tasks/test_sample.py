@@ -94,6 +94,17 @@ def test_mask_conditioning_and_geometry():
     assert vol.spacing == mask.spacing and vol.origin == mask.origin
 
 
+def test_one_sample_per_mask_of_a_series():
+    m = tiny(label_nc=3)
+    masks = np.zeros((3, 1, 16, 16), np.uint8)
+    masks[1, 0, :8] = 1
+    masks[2, 0, 8:] = 2
+    vol = run_to_completion(sample(m, steps=2, mask=Volume(masks, is_label=True), device="cpu"))
+    assert vol.data.shape == (3, 1, 16, 16)
+    with pytest.raises(InputError, match="3 masks were given for 2 samples"):
+        run_to_completion(sample(m, steps=2, n=2, mask=Volume(masks, is_label=True), device="cpu"))
+
+
 def test_mask_errors():
     m = tiny(label_nc=3)
     lab = Volume(np.zeros((1, 16, 16), np.uint8), is_label=True, metadata={"source": "L.nii.gz"})

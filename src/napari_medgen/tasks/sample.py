@@ -48,16 +48,17 @@ def default_sampler(model: DiffusionModel) -> str:
 
 
 def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
-    """Label map (z, y, x) -> one-hot (1, label_nc, *model.shape); InputError when it does not fit."""
+    """Label map (z, y, x), or a series of them (t, z, y, x), -> one-hot (1 or t, label_nc, *model.shape).
+
+    InputError when the model is not conditioned, or the shape or classes do not fit."""
     where = mask.metadata.get("source", "the mask")
     if not model.label_nc:
         raise InputError(f"Model '{model.source}' is not mask-conditioned: sample it without a mask.")
-    if mask.is_time_series:
-        raise InputError(f"{where}: a conditioning mask must be one 3D label map, not a series {mask.data.shape}.")
-    data = mask.data[0] if model.spatial_dims == 2 and mask.data.shape[0] == 1 else mask.data
-    if tuple(data.shape) != tuple(model.shape):
+    frames = mask.data if mask.is_time_series else mask.data[None]
+    data = frames[:, 0] if model.spatial_dims == 2 and frames.shape[1] == 1 else frames
+    if tuple(data.shape[1:]) != tuple(model.shape):
         want = "1 x " + " x ".join(map(str, model.shape)) if model.spatial_dims == 2 else " x ".join(map(str, model.shape))
-        raise InputError(f"{where}: mask shape {' x '.join(map(str, mask.data.shape))} (z, y, x) does not fit "
+        raise InputError(f"{where}: mask shape {' x '.join(map(str, mask.spatial_shape))} (z, y, x) does not fit "
                          f"the model, which samples {want}.")
     if not np.issubdtype(data.dtype, np.integer) and not np.array_equal(data, np.round(data)):
         raise InputError(f"{where}: the mask holds non-integer values; it must be a label map.")
@@ -68,7 +69,7 @@ def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
         raise InputError(f"{where}: label value(s) {bad} are not classes of the model "
                          f"(it knows 0..{model.label_nc - 1}{': ' + names if names else ''}).")
     lab = torch.from_numpy(np.ascontiguousarray(data).astype(np.int64))
-    return F.one_hot(lab, model.label_nc).movedim(-1, 0)[None].float()
+    return F.one_hot(lab, model.label_nc).movedim(-1, 1).float()
 
 
 def _to_image(model: DiffusionModel, x: torch.Tensor) -> np.ndarray:
@@ -94,8 +95,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     ``preview_every`` steps; returns the samples as a 4D Volume.
 
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
-    models). mask: label map for mask-conditioned models (its geometry is used for the output;
-    otherwise the card's spacing, origin 0). fast: fused attention and channels-last memory
+    models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
+    each); its geometry is used for the output (otherwise the card's spacing, origin 0). fast: fused attention and channels-last memory
     (2D) for the network calls. shape: spatial shape for models (bundles) that do not fix it.
     """
     cancel = cancel or CancelToken()
@@ -110,7 +111,13 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
-    seg = mask_to_seg(m, mask).to(dev).expand(n, -1, *[-1] * m.spatial_dims) if mask is not None else None
+    seg = mask_to_seg(m, mask).to(dev) if mask is not None else None
+    if seg is not None and len(seg) > 1:
+        if n not in (1, len(seg)):
+            raise InputError(f"{len(seg)} masks were given for {n} samples: give one mask, or one per sample.")
+        n = len(seg)
+    elif seg is not None:
+        seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
     gen = torch.Generator().manual_seed(int(seed))
