@@ -38,7 +38,10 @@ def toy_trainer(monkeypatch):
         torch.manual_seed(seed)
         return lvt.LabelVAETrainer(TrainConfig(sample="toy", seed=seed, batch_size=8, lr=3e-3, extra=dict(TOY)))
 
-    return make
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a toy network: a second thread only adds synchronisation (18x slower under load)
+    yield make
+    torch.set_num_threads(threads)
 
 
 def test_builder_maps_one_hot_to_logits_and_latent():
