@@ -10,6 +10,17 @@ from napari_medgen.progress import CancelToken, run_to_completion
 from napari_medgen.tasks.usefulness import SegData, dice_per_class, phantom_data, segment, train_unet, usefulness
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """UNet training steps are tiny: on a shared 2-core machine two torch threads only wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def tiny():
     # the phantom's own renderer stands in for the synthesis model here (tests only)
