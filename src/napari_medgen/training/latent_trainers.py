@@ -7,7 +7,8 @@ Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels
   tumour radius, breathing and cardiac phase, body size, rotation, MR style.
 * ``--sample brain`` or folders: axial slices of the volumes, resized to ``size``.
 
-Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae).
+Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae),
+anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
 from __future__ import annotations
@@ -38,19 +39,27 @@ SLICE_SIZE = 128  # folders and the brain sample: slices are padded/cropped to t
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 
 
-def phantom_bank(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """n random 2D phantoms: images (n, size, size) float32 (raw units), labels (n, size, size) uint8, factors."""
+def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, bias: float = 0.2
+                 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """n random 2D phantoms: images (n, size, size) float32 (raw units), labels (n, size, size) uint8, factors.
+
+    Every factor of :data:`PHANTOM_FACTOR_RANGES` and the MR style are drawn at random (seeded).
+    anatomy_seed: one subject's anatomy for all (only the factors vary), else a new subject each.
+    bias: bias-field amplitude of the renderer.
+    """
     rng = np.random.default_rng(seed)
     spacing = PHANTOM_FOV_MM / size
     images, labels, factors = [], [], []
-    for i in range(n):
+    for _ in range(n):
         f = {k: float(rng.uniform(*r)) for k, r in PHANTOM_FACTOR_RANGES.items()}
-        f["style"] = MR_STYLES[int(rng.integers(len(MR_STYLES)))]
-        img, lab = phantom.make_phantom(int(rng.integers(1 << 30)), shape=(1, size, size),
-                                        spacing=(spacing, spacing, 5.0), **f)
+        style = MR_STYLES[int(rng.integers(len(MR_STYLES)))]
+        subject, noise_seed = int(rng.integers(1 << 30)), int(rng.integers(1 << 30))
+        lab = phantom.make_labels(subject if anatomy_seed is None else anatomy_seed, shape=(1, size, size),
+                                  spacing=(spacing, spacing, 5.0), **f)
+        img = phantom.render(lab, style, noise_seed, bias=bias)
         images.append(img.data[0])
         labels.append(lab.data[0])
-        factors.append(f)
+        factors.append({**f, "style": style})
     return np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8), factors
 
 
@@ -58,9 +67,14 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
     """(images, labels, label names, data description, pixel size in mm) of the training slices."""
     if config.sample == "phantom":
         n = int(config.extra.get("n_subjects", 2000))
-        images, labels, _ = phantom_bank(n, size, config.seed)
+        anatomy = config.extra.get("anatomy_seed")
+        bias = float(config.extra.get("bias", 0.2))
+        images, labels, _ = phantom_bank(n, size, config.seed, anatomy, bias)
+        config.extra["phantom_bank"] = {"anatomy_seed": anatomy, "bias": bias}
+        who = "new anatomy each" if anatomy is None else f"one anatomy (seed {anatomy})"
         return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
-                f"{n} random 2D phantoms (seed {config.seed})", PHANTOM_FOV_MM / size)
+                f"{n} random 2D phantoms ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
+                PHANTOM_FOV_MM / size)
     if config.sample == "brain":
         from ..data.samples import brain_sample
 
@@ -91,6 +105,7 @@ class _LatentTrainer:
         self.labels = torch.as_tensor(labels.astype(np.int64))
         self.batch = config.batch_size
         self.gen = torch.Generator().manual_seed(config.seed + 1)
+        self.phantom_bank = config.extra.get("phantom_bank")
         self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,6 +127,8 @@ class _LatentTrainer:
         card = {**card, "family": self.family, "network": self.network, "normalization": self.norm,
                 "label_names": self.label_names, "shape": [self.size, self.size], "pixel_mm": self.pixel_mm,
                 "data": card.get("data", self.data_desc)}
+        if self.phantom_bank is not None:
+            card["phantom_bank"] = self.phantom_bank
         save_model(path, self.export_modules(), card)
 
 

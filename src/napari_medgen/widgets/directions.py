@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image
@@ -20,6 +20,9 @@ from ..models.store import shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
+if TYPE_CHECKING:
+    import napari
+
 SLIDER_STEPS = 30  # slider integer units per standard deviation / 10 -> range -3..3 std in 0.1 steps
 WALK_ALPHAS = np.linspace(-3, 3, 5)
 OUTPUT = "latent edit"
@@ -28,7 +31,7 @@ OUTPUT = "latent edit"
 class DirectionsWidget(QWidget):
     """Pick a model and a method, Discover, then move sliders; the "latent edit" layer follows."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.editor: LatentEditor | None = None
