@@ -83,3 +83,15 @@ def test_vae_interpolation_between_two_layers(setup, qtbot, tmp_path):
     assert out.data.shape == layer.data.shape and out.data.dtype == layer.data.dtype
     np.testing.assert_allclose(out.scale, SCALE)
     assert set(np.unique(out.data)) <= {0, 1, 2}
+
+
+def test_docked_from_the_plugin_menu(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_labels(_labels(), name="lab", scale=SCALE)
+    _, w = viewer.window.add_plugin_dock_widget("napari-medgen", "Label deformation")
+    assert isinstance(w, LabelDeformWidget)
+    w.method.setCurrentText("affine")
+    w.rotation.setValue(90)
+    handle = w.run()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
+    assert handle.status == "done" and "lab affine" in viewer.layers

@@ -157,3 +157,20 @@ def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running
     assert handle.status == "error" and "9" in errors[-1]
     viewer.add_image(np.ones((4, 4)), name="still alive")
     assert "still alive" in viewer.layers and bad in viewer.layers
+
+
+def test_docked_from_the_plugin_menu_live_works_through_napari_s_proxy(make_napari_viewer, tiny_model, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(_labels(), name="lab", scale=(5.0, 3.0, 3.0))
+    _, w = viewer.window.add_plugin_dock_widget("napari-medgen", "Synthesize")
+    assert isinstance(w, SynthesizeWidget)
+    w.model_combo.add_path(tiny_model)
+    w.labels_combo.setCurrentText("lab")
+    try:
+        _start_live(viewer, layer, w, qtbot)
+        n = w.live_updates
+        layer.paint((2, 16, 16), 4)
+        qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+        np.testing.assert_allclose(viewer.layers["lab synthetic"].data[2], _expected(w, layer.data[2]), atol=1e-4)
+    finally:
+        w.stop_live()

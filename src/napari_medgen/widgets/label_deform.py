@@ -3,7 +3,7 @@ the same geometry, ready to synthesise (tasks.label_deform does the work)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari.layers import Labels
 from napari.utils.notifications import show_error
@@ -18,6 +18,9 @@ from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 from .synthesize import LayerCombo, ModelCombo
 
+if TYPE_CHECKING:
+    import napari
+
 
 def _spin(lo: float, hi: float, value: float, step: float = 1.0, decimals: int = 1) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
@@ -31,7 +34,7 @@ def _spin(lo: float, hi: float, value: float, step: float = 1.0, decimals: int =
 class LabelDeformWidget(QWidget):
     """Dock widget: elastic, dilate/erode, affine, label-VAE sample and interpolate."""
 
-    def __init__(self, viewer: Any):
+    def __init__(self, viewer: napari.viewer.Viewer):  # this annotation makes napari pass its viewer
         super().__init__()
         self.viewer = viewer
         self.labels_combo = LayerCombo(viewer, Labels, optional=True)

@@ -4,7 +4,7 @@ regenerated live while the user paints (tasks.synthesize and tasks.live_synthesi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image, Labels
@@ -24,6 +24,9 @@ from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
 BROWSE = "Browse..."
+
+if TYPE_CHECKING:
+    import napari
 
 
 class LayerCombo(QComboBox):
@@ -80,7 +83,7 @@ class SynthesizeWidget(QWidget):
 
     STYLE_KINDS = ("random", "mean", "like image")
 
-    def __init__(self, viewer: Any):
+    def __init__(self, viewer: napari.viewer.Viewer):  # this annotation makes napari pass its viewer
         super().__init__()
         self.viewer = viewer
         self._synths: dict[str, Synthesizer] = {}
