@@ -9,7 +9,9 @@ MONAI's decoder runs its last SPADE block at half the input resolution, and its 
 normalisation removes much of the global intensity information the style vector carries. A
 small head at full resolution fixes both: a 1x1 convolution over the decoder's features, the
 one-hot labels and the style broadcast to every pixel, a LeakyReLU, and a 3x3 convolution to the
-image. It restores sharp label borders and lets the style set each label's intensity.
+image, plus a per-label intensity offset that is a linear function of the style (a Linear
+z_dim -> n_classes read out through the one-hot map). It restores sharp label borders and lets
+the style set each label's intensity (the scanner "contrast").
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class SpadeGenerator(torch.nn.Module):
             Convolution(spatial_dims, head_channels + n_classes + z_dim, 2 * head_channels, kernel_size=1,
                         act=act, norm=None),
             Convolution(spatial_dims, 2 * head_channels, 1, kernel_size=3, act=None, norm=None, conv_only=True))
+        self.label_style = torch.nn.Linear(z_dim, n_classes)
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B, 1, *input_shape) -> (mu, logvar), each (B, z_dim)."""
@@ -64,7 +67,8 @@ class SpadeGenerator(torch.nn.Module):
         """One-hot labels (B, C, *input_shape) and style z (B, z_dim) -> image (B, 1, *input_shape)."""
         features = self.net.decode(onehot, z)
         style = z.reshape(*z.shape, *([1] * (onehot.ndim - 2))).expand(-1, -1, *onehot.shape[2:])
-        return self.head(torch.cat([features, onehot, style], dim=1))
+        offsets = self.label_style(z).reshape(*z.shape[:1], -1, *([1] * (onehot.ndim - 2)))
+        return self.head(torch.cat([features, onehot, style], dim=1)) + (onehot * offsets).sum(1, keepdim=True)
 
     def forward(self, onehot: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """VAE pass for training: (reconstruction, mu, logvar), z drawn by reparameterisation."""
