@@ -239,7 +239,7 @@ def factor_series(seed: int, factor: str, values: list[float] | np.ndarray, *, s
 
     same_noise: render every frame with the same noise/bias seed (only the factor changes);
     otherwise frame t uses seed + t. kwargs go to :func:`make_phantom`. metadata[factor] holds
-    the values.
+    the values, metadata["series_factor"] the factor's name, metadata["factors"] frame 0's anatomy.
     """
     frames = [make_phantom(seed, **{**kwargs, factor: float(v)}) for v in values]
     if not same_noise:
