@@ -21,6 +21,7 @@ from ..errors import InputError, TrainingError
 from ..models.store import model_paths
 from ..progress import CancelToken, run_with_bar
 from ..tasks.train import TrainJob, train_model
+from ..training.distributed import process_group
 from ..training.registry import TrainConfig, parse_settings, trainers
 
 
@@ -62,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
     job = TrainJob(args.family, config, workdir=args.workdir or Path("medgen-runs") / Path(args.out).name,
                    out=args.out, checkpoint_every=args.checkpoint_every, keep=args.keep, resume=not args.no_resume,
                    command="medgen " + shlex.join(argv) if argv is not None else shlex.join(sys.argv))
-    with _ctrl_c_cancels() as cancel:
-        outcome = run_with_bar(train_model(job, cancel), desc=f"train {args.family}", disable=args.quiet)
+    with _ctrl_c_cancels() as cancel, process_group(args.device) as dist_env:  # a rank of a torchrun job, or alone
+        outcome = run_with_bar(train_model(job, cancel), desc=f"train {args.family}",
+                               disable=args.quiet or not dist_env.primary)
     result = outcome.result
     for note in result.notes:
         print(f"medgen: {note}", file=sys.stderr)
@@ -72,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if result.status == "cancelled":
         print(f"medgen: {result.message}", file=sys.stderr)
         return 130
+    if not dist_env.primary:  # rank 0 exported the model
+        return 0
     weights, card = model_paths(outcome.model)
     print(f"wrote {weights}, {card}, {outcome.loss_plot}")
     return 0

@@ -20,7 +20,8 @@ from ..models.store import model_paths
 from ..progress import CancelToken, Progress
 from ..training.history import save_loss_plot
 from ..training.loop import TrainResult, train
-from ..training.registry import TrainConfig, make_trainer
+from ..training import distributed
+from ..training.registry import TrainConfig
 
 
 @dataclass
@@ -52,11 +53,12 @@ class TrainOutcome:
 def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainOutcome]:
     """Build, train and (if the run is done and ``job.out`` is set) export; yields the loop's Progress."""
     yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
-    trainer = make_trainer(job.family, job.config)
+    trainer = distributed.make_trainer(job.family, job.config)  # data-parallel under torchrun
+    cancel = distributed.agreed_cancel(cancel, job.config.device)
     result = yield from train(trainer, job.config.steps, job.workdir, checkpoint_every=job.checkpoint_every,
                               preview_every=job.preview_every, cancel=cancel, resume=job.resume, keep=job.keep,
                               seed=job.config.seed)
-    if result.status != "done" or job.out is None:
+    if result.status != "done" or job.out is None or not distributed.is_primary():
         return TrainOutcome(result)
     name = model_paths(job.out)[0].with_suffix("")
     png = name.with_name(name.name + ".loss.png")

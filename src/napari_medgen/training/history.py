@@ -19,10 +19,12 @@ FILE = "history.jsonl"
 
 
 class LossHistory:
-    """Append-only loss log in ``workdir/history.jsonl``, truncated on resume so no step repeats."""
+    """Append-only loss log in ``workdir/history.jsonl``, truncated on resume so no step repeats.
+    write=False: keep the records in memory only (ranks other than 0 of a distributed run)."""
 
-    def __init__(self, workdir: str | Path):
+    def __init__(self, workdir: str | Path, write: bool = True):
         self.path = Path(workdir) / FILE
+        self.write = write
         self.records: list[dict[str, float]] = self._read()
 
     def _read(self) -> list[dict[str, float]]:
@@ -41,12 +43,16 @@ class LossHistory:
     def truncate(self, step: int) -> None:
         """Keep only records up to ``step`` (inclusive); rewrites the file atomically."""
         self.records = [r for r in self.records if r["step"] <= step]
+        if not self.write:
+            return
         text = "".join(json.dumps(r) + "\n" for r in self.records)
         atomic_write_bytes(self.path, text.encode())
 
     def append(self, step: int, losses: dict[str, float]) -> dict[str, Any]:
         rec = {"step": int(step), **{k: float(v) for k, v in losses.items()}}
         self.records.append(rec)
+        if not self.write:
+            return rec
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(rec) + "\n")
         return rec

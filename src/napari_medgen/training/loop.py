@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import InputError, TrainingError
 from ..progress import CancelToken, Progress
 from . import checkpoint as ckpt
+from .distributed import is_primary
 from .history import LossHistory
 
 
@@ -80,7 +81,8 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
                          f"(got {steps}, {checkpoint_every}, {keep}, {preview_every}).")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    notes = [f"Removed unfinished temporary file '{p}'." for p in ckpt.remove_leftovers(workdir)]
+    primary = is_primary()  # under torchrun only rank 0 writes files (see .distributed)
+    notes = [f"Removed unfinished temporary file '{p}'." for p in (ckpt.remove_leftovers(workdir) if primary else [])]
     start, elapsed, last = 0, 0.0, None
     if resume:
         last, payload, skipped = ckpt.latest_good_checkpoint(workdir)
@@ -94,11 +96,11 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
             ckpt.set_rng_state(payload["rng"])
             start, elapsed = payload["step"], payload["elapsed_s"]
             notes.append(f"Resumed from '{last}' at step {start}.")
-    else:
+    elif primary:
         ckpt.clear_checkpoints(workdir)
     if start == 0:
         ckpt.seed_everything(seed)
-    history = LossHistory(workdir)
+    history = LossHistory(workdir, write=primary)
     history.truncate(start)
     yield Progress(start, steps, notes[-1] if notes else "starting")
 
@@ -107,9 +109,14 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
     def spent() -> float:
         return elapsed + time.perf_counter() - t0
 
+    def save() -> Path:
+        if not primary:
+            return ckpt.checkpoint_path(workdir, step)
+        return ckpt.save_checkpoint(workdir, step, trainer.state_dict(), spent(), keep)
+
     while step < steps:
         if cancel is not None and cancel.cancelled:
-            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), spent(), keep)
+            last = save()
             return TrainResult("cancelled", step, history.records, last,
                                f"Cancelled at step {step}; saved '{last}'. Resume to continue.",
                                spent(), notes)
@@ -124,7 +131,7 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
         step += 1
         history.append(step, losses)
         if step % checkpoint_every == 0 or step == steps:
-            last = ckpt.save_checkpoint(workdir, step, trainer.state_dict(), spent(), keep)
+            last = save()
         preview = trainer.preview() if preview_every and (step % preview_every == 0 or step == steps) else None
         main = next(iter(losses.items()), None)
         message = f"step {step}/{steps}" + (f" {main[0]}={main[1]:.4g}" if main else "")
