@@ -133,3 +133,27 @@ def test_shipped_encoder_separates_noisy_images():
     fds = [ev.frechet_distance(f, ext(noisy(real, s))) for s in NOISE]
     assert np.all(np.diff(fds) > 0), fds
     assert abs(ev.frechet_distance(f, f)) < 1e-3 * fds[0]
+
+
+def test_cli_evaluate_and_anomaly_on_files(tmp_path, capsys):
+    from napari_medgen.cli import main
+    from napari_medgen.data.phantom import make_phantom
+    from napari_medgen.io.readers import read_volume
+    from napari_medgen.io.writers import write_volume
+
+    for folder, noise in (("real", 0.02), ("synthetic", 0.1)):
+        for seed in range(3):
+            write_volume(make_phantom(seed=seed, shape=(2, 64, 64), noise=noise)[0], tmp_path / folder / f"s{seed}.nii.gz")
+    assert main(["--quiet", "evaluate", "--real", str(tmp_path / "real"), "--synthetic", str(tmp_path / "synthetic"),
+                 "--csv", str(tmp_path / "q.csv")]) == 0
+    rows = dict(csv.reader((tmp_path / "q.csv").open()))
+    assert int(rows["n_pairs"]) == 6 and float(rows["ssim_mean"]) < 0.99  # paired by file name and slice
+    image, labels = make_phantom(seed=2_000_003, shape=(1, 128, 128))
+    write_volume(image, tmp_path / "img.nii.gz")
+    write_volume(labels, tmp_path / "lab.nii.gz")
+    assert main(["--quiet", "anomaly", "--image", str(tmp_path / "img.nii.gz"), "--labels", str(tmp_path / "lab.nii.gz"),
+                 "--out", str(tmp_path / "heat.nrrd")]) == 0
+    assert float(capsys.readouterr().out.split("ROC AUC (label 7):")[1]) >= 0.9
+    heat = read_volume(tmp_path / "heat.nrrd")
+    assert heat.data.shape == image.data.shape and np.allclose(heat.spacing, image.spacing)
+    assert main(["--quiet", "evaluate", "--real", str(tmp_path / "nowhere"), "--synthetic", str(tmp_path)]) == 2

@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     u.add_argument("--dataset", choices=["phantom", "brain"], default="phantom")
     u.add_argument("--model", help="spade model making the synthetic images (default spade_phantom / spade_brain; "
                                    "'renderer' = the phantom renderer, for checks only)")
-    u.add_argument("--steps", type=int, default=400, help="UNet training steps per arm")
+    u.add_argument("--steps", type=int, default=300, help="UNet training steps per arm")
     u.add_argument("--fraction", type=float, default=0.25, help="real-data fraction of the reduction arms")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--quick", action="store_true", help="tiny run (64 px, few slices, 30 steps) to check the set-up")

@@ -148,7 +148,7 @@ def usefulness(real: SegData, synthetic: SegData, heldout: SegData, *, reduced_f
     return result
 
 
-def experiment(dataset: str = "phantom", source: str | None = None, *, steps: int = 400, fraction: float = 0.25,
+def experiment(dataset: str = "phantom", source: str | None = None, *, steps: int = 300, fraction: float = 0.25,
                quick: bool = False, seed: int = 0, csv_path: str | Path | None = None,
                plot_path: str | Path | None = None, cancel: CancelToken | None = None) -> Task[UsefulnessResult]:
     """Generator: build the ``dataset`` ("phantom" | "brain") arms' data, then run :func:`usefulness`.

@@ -80,7 +80,7 @@ class EvaluateWidget(QWidget):
         self.dataset.addItems(["phantom", "brain"])
         self.synth_model = QLineEdit()
         self.synth_model.setPlaceholderText("spade_<dataset> (shipped)")
-        self.steps = _spin(QSpinBox(), 1, 100_000, 400)
+        self.steps = _spin(QSpinBox(), 1, 100_000, 300)
         self.fraction = _spin(QDoubleSpinBox(), 0.05, 0.95, 0.25, step=0.05, decimals=2)
         self.quick = QCheckBox("quick check (tiny data, 30 steps)")
         run = QPushButton("Run experiment")
