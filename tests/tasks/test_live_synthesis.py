@@ -7,8 +7,29 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from napari_medgen.data.normalize import fixed_spec
 from napari_medgen.errors import InputError
-from napari_medgen.tasks.live_synthesis import DirtySlices, LiveSynthesis, LiveUpdate, paint_event_slices
+from napari_medgen.models import spade
+from napari_medgen.models.store import save_model
+from napari_medgen.tasks.live_synthesis import (DirtySlices, LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource,
+                                                paint_event_slices, style_vector)
+from napari_medgen.tasks.synthesize import Synthesizer
+
+
+def tiny_spade(path, n_classes=8, shape=(32, 32)):
+    """Save an untrained tiny spade model (3 mm in-plane, style_dim 4, two named styles) at ``path``."""
+    import torch
+
+    torch.manual_seed(0)
+    net = spade.network_config(n_classes=n_classes, input_shape=list(shape), channels=[8, 16], z_dim=4,
+                               spade_hidden=8, head_channels=4)
+    card = {"family": "spade", "network": net, "normalization": fixed_spec((0.0, 100.0)),
+            "label_names": {str(i): f"class{i}" for i in range(n_classes)}, "shape": list(shape),
+            "plane_spacing": [3.0, 3.0], "slice_orientation": "axial",
+            "styles": {"vendor_a": [1.0, 0, 0, 0], "vendor_b": [0, -1.0, 0, 0]},
+            "style_mean": [0.0] * 4, "style_std": [1.0] * 4}
+    save_model(path, spade.build_spade(net), card)
+    return path
 
 
 def test_dirty_slices_merge_and_clear():
@@ -97,3 +118,23 @@ def test_2d_label_array_is_one_slice_and_4d_is_refused():
     assert upd.images.shape == (1, 4, 4) and upd.images.max() == 2.0
     with pytest.raises(InputError, match="2D or 3D"):
         LiveSynthesis(np.zeros((2, 2, 4, 4)), lambda lab: lab)
+
+
+def test_style_vector_blends_sources_and_slice_renderer_matches_synthesize_slices(tmp_path):
+    synth = Synthesizer(tiny_spade(tmp_path / "m"), device="cpu")
+    a, b = StyleSource("vendor", name="vendor_a"), StyleSource("random", seed=3)
+    np.testing.assert_allclose(style_vector(synth, a), [1, 0, 0, 0])
+    np.testing.assert_allclose(style_vector(synth, a, b, 1.0), synth.random_style(3))
+    np.testing.assert_allclose(style_vector(synth, a, b, 0.25), 0.75 * np.array([1, 0, 0, 0]) + 0.25 * synth.random_style(3),
+                               rtol=1e-6)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        style_vector(synth, a, b, 1.5)
+    labels = np.zeros((3, 40, 24), np.uint8)  # not the model's 32 x 32: padded/cropped by the plan
+    labels[:, 5:30, 4:20] = 2
+    plan = synth.check_labels(labels)
+    render = SliceRenderer(synth, plan, style_vector(synth, a))
+    out = render(labels)
+    assert out.shape == (3, 40, 24) and out.dtype == np.float32
+    np.testing.assert_allclose(out, synth.synthesize_slices(labels, style_vector(synth, a)), atol=1e-4)
+    with pytest.raises(InputError, match="9"):
+        render(np.full((1, 40, 24), 9, np.uint8))

@@ -5,33 +5,16 @@ import time
 import numpy as np
 import pytest
 
-from napari_medgen.data.normalize import fixed_spec
-from napari_medgen.models import spade
-from napari_medgen.models.store import save_model
-from napari_medgen.tasks.synthesize import Synthesizer
 from napari_medgen.widgets import synthesize as widget_mod
 from napari_medgen.widgets.synthesize import SynthesizeWidget
+from tests.tasks.test_live_synthesis import tiny_spade
 
 N_CLASSES, SHAPE = 8, (32, 32)
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """An untrained tiny spade model (8 phantom classes, 32x32 slices, 3 mm in-plane, two named styles)."""
-    import torch
-
-    torch.manual_seed(0)
-    net = spade.network_config(n_classes=N_CLASSES, input_shape=list(SHAPE), channels=[8, 16], z_dim=4,
-                               spade_hidden=8, head_channels=4)
-    modules = spade.build_spade(net)
-    card = {"family": "spade", "network": net, "normalization": fixed_spec((0.0, 100.0)),
-            "label_names": {str(i): f"class{i}" for i in range(N_CLASSES)}, "shape": list(SHAPE),
-            "plane_spacing": [3.0, 3.0], "slice_orientation": "axial",
-            "styles": {"vendor_a": [1.0, 0, 0, 0], "vendor_b": [0, -1.0, 0, 0]},
-            "style_mean": [0.0] * 4, "style_std": [1.0] * 4}
-    path = tmp_path_factory.mktemp("models") / "tiny_spade"
-    save_model(path, modules, card)
-    return path
+    return tiny_spade(tmp_path_factory.mktemp("models") / "tiny_spade", N_CLASSES, SHAPE)
 
 
 def _labels(n=4):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -216,13 +217,23 @@ class SliceRenderer:
         self.synth, self.plan = synth, plan
         self.style = torch.as_tensor(np.asarray(style, dtype=np.float32), device=synth.device).reshape(1, -1)
         example = torch.zeros(1, synth.n_classes, *synth.slice_shape, device=synth.device)
-        with torch.no_grad():
-            self.net = torch.jit.freeze(torch.jit.trace(_Decode(synth.generator).eval(), (example, self.style)))
+        self.net: Any = None  # None: eager Synthesizer.synthesize_slices (where TorchScript is unavailable)
+        with torch.no_grad(), warnings.catch_warnings():
+            # fixed (1, C, y, x) input: the tracer's shape constants are right; TorchScript is deprecated
+            # but it is the way to run a graph without the GIL (torch.compile needs a compiler at run time)
+            warnings.simplefilter("ignore", (DeprecationWarning, torch.jit.TracerWarning))
+            try:
+                self.net = torch.jit.freeze(torch.jit.trace(_Decode(synth.generator).eval(), (example, self.style)))
+            except (AttributeError, RuntimeError):
+                self.net = None
 
     @torch.inference_mode()
     def __call__(self, labels: np.ndarray) -> np.ndarray:
+        padded = spade.to_model(labels, self.plan, nearest=True)
+        if self.net is None:
+            return spade.from_model(self.synth.synthesize_slices(padded, self.style[0].cpu().numpy()), self.plan)
         self.synth.check_labels(labels)
-        model_in = torch.from_numpy(spade.to_model(labels, self.plan, nearest=True).astype(np.int64))
+        model_in = torch.from_numpy(padded.astype(np.int64))
         onehot = F.one_hot(model_in.to(self.synth.device), self.synth.n_classes).movedim(-1, 1).float()
         out = torch.cat([self.net(onehot[i:i + 1], self.style) for i in range(len(onehot))])
         images = denormalize(out[:, 0].cpu().numpy(), self.synth.card["normalization"]).astype(np.float32)
