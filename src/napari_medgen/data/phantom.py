@@ -178,7 +178,8 @@ def render(labels: Volume, style: str = "mr_vendor_a", seed: int = 0, *, noise: 
            blur_mm: float = 1.0) -> Volume:
     """Render a 3D phantom label map to a float32 image with the same geometry.
 
-    Per label a mean plus smooth texture (style table), Gaussian blur of ``blur_mm`` (sigma, mm),
+    Per label a mean plus Gaussian texture (style table: mean, std), then Gaussian blur of
+    ``blur_mm`` (sigma, mm; it also correlates the texture),
     for MR styles a smooth multiplicative bias field with amplitude ``bias`` (field in
     [1 - bias, 1 + bias]) and Rician noise of sigma ``noise`` (relative to 1); for "ct" Gaussian
     noise of sigma ``noise`` x 1000 HU and no bias field.
@@ -189,7 +190,9 @@ def render(labels: Volume, style: str = "mr_vendor_a", seed: int = 0, *, noise: 
     if lab.ndim != 3 or lab.size == 0:
         raise InputError(f"render needs a 3D (z, y, x) label map, got shape {lab.shape}")
     table = STYLE_TABLES[style]
-    unknown = sorted(set(np.unique(lab).tolist()) - set(table))
+    if not np.issubdtype(lab.dtype, np.integer) or lab.min() < 0:
+        raise InputError(f"render needs a non-negative integer label map, got dtype {lab.dtype}")
+    unknown = sorted(set(np.flatnonzero(np.bincount(lab.ravel())).tolist()) - set(table))
     if unknown:
         raise InputError(f"Label map has values {unknown} that the phantom styles do not know (0..7)")
     rng = np.random.default_rng([int(seed), 1])
@@ -198,17 +201,20 @@ def render(labels: Volume, style: str = "mr_vendor_a", seed: int = 0, *, noise: 
     for value, (mean, std) in table.items():
         lut_mean[value], lut_std[value] = mean, std
     sp_zyx = np.asarray(labels.spacing[::-1])
-    texture = ndimage.gaussian_filter(rng.standard_normal(lab.shape, dtype=np.float32), 1.0, mode="nearest")
-    texture /= max(float(texture.std()), 1e-6)
-    img = lut_mean[lab] + lut_std[lab] * texture
+    img = rng.standard_normal(lab.shape, dtype=np.float32)  # tissue texture, smoothed by the blur below
+    img *= lut_std[lab]
+    img += lut_mean[lab]
     if blur_mm > 0:
-        img = ndimage.gaussian_filter(img, blur_mm / sp_zyx, mode="nearest")
+        img = ndimage.gaussian_filter(img, blur_mm / sp_zyx, mode="nearest", truncate=3.0)
     if style == "ct":
-        img += rng.standard_normal(lab.shape, dtype=np.float32) * (noise * CT_NOISE_SCALE_HU)
+        img += rng.standard_normal(lab.shape, dtype=np.float32) * np.float32(noise * CT_NOISE_SCALE_HU)
     else:
         img *= _bias_field(lab.shape, bias, rng)
-        n1, n2 = rng.standard_normal((2,) + lab.shape, dtype=np.float32) * noise
-        img = np.sqrt((img + n1) ** 2 + n2 ** 2)
+        n = rng.standard_normal((2,) + lab.shape, dtype=np.float32)  # Rician: |img + n1 + i n2|
+        n *= np.float32(noise)
+        n[0] += img
+        np.square(n, out=n)
+        img = np.sqrt(n[0] + n[1])
     meta = {"style": style, "render_seed": int(seed), "noise": noise, "bias": bias, "blur_mm": blur_mm,
             "units": "HU" if style == "ct" else "a.u."}
     return Volume(img.astype(np.float32), labels.spacing, labels.origin, labels.direction, False, meta)
@@ -356,10 +362,13 @@ def _bias_field(shape: tuple[int, ...], amplitude: float, rng: np.random.Generat
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32) for n in shape]
     z, y, x = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
     c = rng.uniform(-1.0, 1.0, size=9).astype(np.float32)
-    f = c[0] * x + c[1] * y + c[2] * z + c[3] * x * y + c[4] * y * z + c[5] * x * z + c[6] * x ** 2 + c[7] * y ** 2 + c[8] * z ** 2
-    f = f - f.mean()
-    f /= max(float(np.abs(f).max()), 1e-6)
-    return 1.0 + amplitude * f
+    f = c[0] * x + c[1] * y + c[3] * x * y + c[6] * x ** 2 + c[7] * y ** 2  # (1, y, x): sum 2D terms first
+    f = f + (c[4] * y * z + (c[2] * z + c[8] * z ** 2))  # (z, y, 1) -> (z, y, x)
+    f += c[5] * x * z
+    f -= f.mean()
+    f *= np.float32(amplitude / max(float(np.abs(f).max()), 1e-6))
+    f += np.float32(1.0)
+    return f
 
 
 def _grid(shape: tuple[int, ...], spacing: tuple[float, float, float] | None) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
