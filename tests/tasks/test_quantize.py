@@ -15,6 +15,7 @@ from napari_medgen.models.store import save_model
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.anomaly import DEFAULT_MODEL as ANOMALY_MODEL
 from napari_medgen.tasks.quantize import COLUMNS, format_table, quantize, weights_mb
+from napari_medgen.tasks.synthesize import SHIPPED_MODELS
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +70,15 @@ def test_unsupported_family_is_refused(tmp_path):
     save_model(tmp_path / "enc", build_feature_encoder({}), {"family": "feature_encoder", "network": {}})
     with pytest.raises(InputError, match="spade or anomaly_ae"):
         run_to_completion(quantize(tmp_path / "enc"))
+
+
+SPADE_PHANTOM = SHIPPED_MODELS / "spade_phantom"
+
+
+@pytest.mark.skipif(not SPADE_PHANTOM.with_suffix(".json").is_file(), reason="spade_phantom is not shipped yet")
+def test_shipped_synthesis_model_bf16_bar():
+    """Issue bar: bf16 halves the weights of the shipped synthesis model and keeps SSIM >= 0.98 against fp32."""
+    result = run_to_completion(quantize(SPADE_PHANTOM, precisions=("fp32", "bf16"), n_samples=4, repeats=1,
+                                        extractor=None))
+    fp32, bf16 = result.rows
+    assert bf16["size_ratio"] >= 1.95 and bf16["ssim_vs_fp32"] >= 0.98
