@@ -295,6 +295,8 @@ def estimate_factors(labels: Volume) -> dict[str, Any]:
     if labels.data.ndim == 4:
         per_frame = [estimate_factors(labels.frame(t)) for t in range(labels.data.shape[0])]
         return {k: [f[k] for f in per_frame] for k in per_frame[0]}
+    if not labels.is_axis_aligned():
+        raise InputError("estimate_factors needs an axis-aligned label map (resample oblique volumes first)")
     vol, _ = to_canonical(labels)
     lab = np.asarray(vol.data)
     sx, sy, sz = vol.spacing
