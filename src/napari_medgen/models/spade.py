@@ -58,6 +58,8 @@ class SpadeGenerator(torch.nn.Module):
                         act=act, norm=None),
             Convolution(spatial_dims, 2 * head_channels, 1, kernel_size=3, act=None, norm=None, conv_only=True))
         self.label_style = torch.nn.Linear(z_dim, n_classes)
+        torch.nn.init.zeros_(self.label_style.weight)  # starts as a no-op: random offsets made early training unstable
+        torch.nn.init.zeros_(self.label_style.bias)
 
     def encode(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image (B, 1, *input_shape) -> (mu, logvar), each (B, z_dim)."""
