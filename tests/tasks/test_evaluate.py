@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_medgen.errors import Cancelled, ModelError
+from napari_medgen.errors import Cancelled, InputError, ModelError
 from napari_medgen.models.features import (DEFAULT_MODEL, FeatureExtractor, build_feature_encoder, load_extractor,
                                            load_resnet_extractor)
 from napari_medgen.progress import CancelToken, run_to_completion
@@ -157,3 +157,22 @@ def test_cli_evaluate_and_anomaly_on_files(tmp_path, capsys):
     heat = read_volume(tmp_path / "heat.nrrd")
     assert heat.data.shape == image.data.shape and np.allclose(heat.spacing, image.spacing)
     assert main(["--quiet", "evaluate", "--real", str(tmp_path / "nowhere"), "--synthetic", str(tmp_path)]) == 2
+
+
+def test_medicalnet_style_3d_resnet_gives_one_feature_per_volume(tmp_path):
+    from monai.networks.nets import ResNet
+
+    torch.manual_seed(0)
+    net = ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=3, n_input_channels=1, conv1_t_size=7,
+                 conv1_t_stride=2, shortcut_type="A", bias_downsample=False)
+    path = tmp_path / "resnet_10.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items() if not k.startswith("fc.")}}, path)
+    ext = load_resnet_extractor(path, size=24)
+    assert ext.spatial_dims == 3
+    real = [blobs(8, s, size=32) for s in range(4)]  # four volumes of 8 slices
+    fake = [noisy(v, 0.3) for v in real]
+    result = run_to_completion(ev.evaluate(real, fake, extractor=ext))
+    assert result.table["n_real"] == 32 and result.table["frechet_distance"] > 0
+    assert ev.set_features(ev.load_image_set(real), ext).shape == (4, 64)
+    with pytest.raises(InputError, match="3D"):
+        ev.set_features(ev.load_image_set(blobs(4, 0)), ext)

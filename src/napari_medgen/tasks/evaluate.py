@@ -39,10 +39,16 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 @dataclass
 class ImageSet:
-    """Images (n, y, x) float32 and one name per image (file name, ``[z=k]`` for volume slices)."""
+    """Images (n, y, x) float32, one name per image (file name, ``[z=k]`` for volume slices) and
+    groups (n,): the index of the file/array each image came from (the slices of one volume share it)."""
 
     images: np.ndarray
     names: list[str]
+    groups: np.ndarray
+
+    def volumes(self) -> list[np.ndarray]:
+        """The images regrouped as one (z, y, x) stack per source volume."""
+        return [self.images[self.groups == g] for g in np.unique(self.groups)]
 
 
 @dataclass
@@ -68,20 +74,23 @@ def load_image_set(source: ImageSource, shape: tuple[int, int] | None = None) ->
         arrays, names = [np.asarray(a) for a in source], [f"#{i}" for i in range(len(source))]
     images: list[np.ndarray] = []
     out_names: list[str] = []
-    for a, name in zip(arrays, names):
+    groups: list[int] = []
+    for g, (a, name) in enumerate(zip(arrays, names)):
         a = np.squeeze(np.asarray(a, dtype=np.float32))
         if a.ndim == 2:
             images.append(a)
             out_names.append(name)
+            groups.append(g)
         elif a.ndim == 3:
             images.extend(a)
             out_names.extend(f"{name}[z={k}]" for k in range(len(a)))
+            groups.extend([g] * len(a))
         else:
             raise InputError(f"Image '{name}' has shape {a.shape}: expected a 2D image or a 3D volume.")
     if not images:
         raise InputError(f"No images found in {source if isinstance(source, (str, Path)) else 'the given set'}.")
     shape = shape or images[0].shape
-    return ImageSet(np.stack([_resize(im, shape) for im in images]).astype(np.float32), out_names)
+    return ImageSet(np.stack([_resize(im, shape) for im in images]).astype(np.float32), out_names, np.asarray(groups))
 
 
 def _read_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
@@ -118,6 +127,16 @@ def extract_features(images: np.ndarray, extractor: str | Path | FeatureExtracto
         n, z = x.shape[:2]
         return ext(x.reshape(n * z, *x.shape[2:])).reshape(n, z, -1).mean(axis=1)
     return ext(x)
+
+
+def set_features(images: ImageSet, extractor: FeatureExtractor) -> np.ndarray:
+    """Features (n, d): one per image for a 2D extractor, one per source volume for a 3D one (e.g. MedicalNet)."""
+    if extractor.spatial_dims == 2:
+        return extractor(images.images)
+    vols = images.volumes()
+    if max(len(v) for v in vols) < 2:
+        raise InputError(f"Feature extractor '{extractor.name}' is 3D: it needs volumes, but the set holds 2D images.")
+    return np.concatenate([extractor(v[None]) for v in vols])
 
 
 def frechet_distance(f_real: np.ndarray, f_fake: np.ndarray) -> float:
@@ -257,7 +276,7 @@ def evaluate(real: ImageSource, synthetic: ImageSource, *, training: ImageSource
     cancel.check()
     yield Progress(3, total, "features")
     ext = extractor if isinstance(extractor, FeatureExtractor) else load_extractor(extractor, device)
-    f_real, f_fake = ext(r.images), ext(s.images)
+    f_real, f_fake = set_features(r, ext), set_features(s, ext)
     cancel.check()
     yield Progress(4, total, "Fréchet distance / MMD")
     table["frechet_distance"] = frechet_distance(f_real, f_fake)
