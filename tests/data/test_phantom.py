@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from napari_medgen.data.phantom import (LABELS, STYLES, breathing_series, estimate_factors, make_labels,
-                                        make_phantom, render, tumour_regression_series)
+from napari_medgen.data.phantom import (LABELS, STYLES, breathing_series, cardiac_series, estimate_factors,
+                                        make_labels, make_phantom, render, tumour_regression_series)
 from napari_medgen.errors import InputError
 
 SMALL = {"shape": (40, 64, 64)}  # 6 x 6 x 8 mm voxels over the same field of view
@@ -143,6 +143,14 @@ def test_breathing_series_follows_a_cosine():
     np.testing.assert_allclose(phases, (1 - np.cos(2 * np.pi * np.arange(8) / 8)) / 2)
     lung = np.array(estimate_factors(labels)["lung_volume_ml"])
     assert np.argmax(lung) == 4 and np.argmin(lung) == 0
+
+
+def test_cardiac_series_beats_with_only_the_heart_changing():
+    _, labels = cardiac_series(1, n=4, shape=(24, 32, 32))
+    lv = np.array(estimate_factors(labels)["lv_volume_ml"])
+    assert lv[2] < lv[1] < lv[0] and lv[3] == pytest.approx(lv[1])  # end-systole at frame n/2
+    heart = np.isin(labels.data, (3, 4, 5)).any(axis=0)
+    np.testing.assert_array_equal(labels.data[0][~heart], labels.data[2][~heart])
 
 
 @pytest.mark.parametrize("bad", [{"tumour_radius_mm": -1.0}, {"breathing_phase": 1.5}, {"style": "pet"},

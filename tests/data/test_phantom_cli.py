@@ -27,5 +27,9 @@ def test_phantom_series_and_bad_factor(tmp_path, capsys):
     assert main(["--quiet", "phantom", "--out", str(tmp_path), "--series", "regression", "--n", "3",
                  "--shape", "8", "24", "24"]) == 0
     assert read_volume(tmp_path / "phantom_s0_regression_seg.nii.gz").data.shape == (3, 8, 24, 24)
+    assert main(["--quiet", "phantom", "--out", str(tmp_path), "--series", "cardiac", "--n", "2", "--shape", "1", "32", "32"]) == 0
+    record = json.loads((tmp_path / "phantom_s0_cardiac_factors.json").read_text())
+    assert record["series"] == {"factor": "cardiac_phase", "values": [0.0, 1.0]}
+    assert record["measured"]["lv_volume_ml"][1] < record["measured"]["lv_volume_ml"][0]
     assert main(["phantom", "--out", str(tmp_path), "--breathing-phase", "2"]) == 2
     assert "breathing_phase" in capsys.readouterr().err

@@ -21,8 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="anatomy and noise seed (default 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--series", choices=["regression", "breathing"], help="write a 4D series instead of one subject")
-    p.add_argument("--n", type=int, help="frames of the series (default 6 regression, 8 breathing)")
+    p.add_argument("--series", choices=["regression", "breathing", "cardiac"], help="write a 4D series instead of one subject")
+    p.add_argument("--n", type=int, help="frames of the series (default 6 regression, 8 breathing/cardiac)")
     p.add_argument("--style", choices=phantom.STYLES, default="mr_vendor_a", help="contrast style")
     p.add_argument("--shape", type=int, nargs=3, default=(64, 128, 128), metavar=("Z", "Y", "X"),
                    help="grid size (default 64 128 128); Z=1 gives a 2D slice")
@@ -45,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     if args.series == "regression":
         image, labels = phantom.tumour_regression_series(args.seed, n=args.n or 6, **kw)
         stem += "_regression"
-    elif args.series == "breathing":
-        kw.pop("breathing_phase")
-        image, labels = phantom.breathing_series(args.seed, n=args.n or 8, tumour_radius_mm=args.tumour_radius, **kw)
-        stem += "_breathing"
+    elif args.series in ("breathing", "cardiac"):
+        kw.pop(f"{args.series}_phase")
+        make = phantom.breathing_series if args.series == "breathing" else phantom.cardiac_series
+        image, labels = make(args.seed, n=args.n or 8, tumour_radius_mm=args.tumour_radius, **kw)
+        stem += f"_{args.series}"
     else:
         image, labels = phantom.make_phantom(args.seed, tumour_radius_mm=args.tumour_radius, **kw)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -278,10 +278,19 @@ def tumour_regression_series(seed: int = 0, n: int = 6, *, start_radius_mm: floa
     return factor_series(seed, "tumour_radius_mm", radii, **kwargs)
 
 
+def cosine_phases(n: int, cycles: float = 1.0) -> np.ndarray:
+    """Phases of a periodic motion in ``n`` frames: (1 - cos(2 pi cycles t / n)) / 2, in [0, 1]."""
+    return (1 - np.cos(2 * np.pi * cycles * np.arange(n) / n)) / 2
+
+
 def breathing_series(seed: int = 0, n: int = 8, *, cycles: float = 1.0, **kwargs: Any) -> tuple[Volume, Volume]:
-    """Breathing over ``cycles`` cycles in ``n`` frames: phase_t = (1 - cos(2 pi cycles t / n)) / 2."""
-    phases = (1 - np.cos(2 * np.pi * cycles * np.arange(n) / n)) / 2
-    return factor_series(seed, "breathing_phase", phases, **kwargs)
+    """Breathing over ``cycles`` cycles in ``n`` frames (breathing_phase = :func:`cosine_phases`)."""
+    return factor_series(seed, "breathing_phase", cosine_phases(n, cycles), **kwargs)
+
+
+def cardiac_series(seed: int = 0, n: int = 8, *, cycles: float = 1.0, **kwargs: Any) -> tuple[Volume, Volume]:
+    """Heart beats over ``cycles`` cycles in ``n`` frames (cardiac_phase = :func:`cosine_phases`)."""
+    return factor_series(seed, "cardiac_phase", cosine_phases(n, cycles), **kwargs)
 
 
 def estimate_factors(labels: Volume) -> dict[str, Any]:
