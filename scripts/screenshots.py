@@ -47,7 +47,7 @@ def load_brain(viewer: napari.Viewer) -> None:
 
     image, labels = brain_sample()
     add_volume(viewer, image, "brain")
-    add_volume(viewer, labels, "brain labels", opacity=0.4)
+    add_volume(viewer, labels, "brain labels").contour = 1
 
 
 def load_phantom(viewer: napari.Viewer) -> None:
@@ -55,7 +55,7 @@ def load_phantom(viewer: napari.Viewer) -> None:
 
     image, labels = phantom_sample(seed=0)
     add_volume(viewer, image, "phantom")
-    add_volume(viewer, labels, "phantom labels", opacity=0.4)
+    add_volume(viewer, labels, "phantom labels").contour = 1
 
 
 def dock(viewer: napari.Viewer, display_name: str, tabify: bool = False):
@@ -80,12 +80,35 @@ def settle(seconds: float = 0.5, until: Callable[[], bool] | None = None, timeou
 @scene("getting_started")
 def getting_started(viewer: napari.Viewer) -> None:
     """The brain sample with its labels and the plugin's widgets docked (tabbed)."""
-    from napari_medgen.cli.demo import importable_widgets
+    from napari_medgen.cli.demo import dock_widgets
 
+    for problem in dock_widgets(viewer):
+        print(f"getting_started: {problem}", file=sys.stderr)
     load_brain(viewer)
-    names, _ = importable_widgets()
-    for name in names:
-        dock(viewer, name, tabify=True)
+    show_tab(viewer, "Synthesize")
+    focus(viewer, "brain")
+
+
+def show_tab(viewer: napari.viewer.Viewer, display_name: str) -> None:
+    """Bring the docked widget ``display_name`` to the front of its tab group."""
+    settle(0.2)
+    for key, dock_widget in viewer.window._wrapped_dock_widgets.items():
+        if key == f"{display_name} ({PLUGIN})":
+            dock_widget.raise_()
+            return
+    raise KeyError(f"no docked widget called {display_name!r}")
+
+
+def focus(viewer: napari.viewer.Viewer, layer_name: str, fill: float = 0.9) -> None:
+    """Centre the 2D view on a layer's middle slice and zoom so that it fills the canvas."""
+    settle(0.2)
+    lo, hi = viewer.layers[layer_name].extent.world
+    mid = (lo + hi) / 2
+    viewer.dims.set_point(range(len(mid)), mid)
+    viewer.scene.camera.center = tuple(mid[-2:])
+    canvas = viewer.window._qt_viewer.canvas.size
+    viewer.scene.camera.zoom = fill * min(canvas[0] / (hi[-2] - lo[-2]), canvas[1] / (hi[-1] - lo[-1]))
+    viewer.layers.selection.active = viewer.layers[layer_name]
 
 
 def shoot(name: str) -> Path:
@@ -93,8 +116,9 @@ def shoot(name: str) -> Path:
     viewer = napari.Viewer(title=f"napari-medgen: {name}")
     try:
         viewer.window._qt_window.resize(*WINDOW_SIZE)
-        SCENES[name](viewer)
+        settle(0.2)
         viewer.reset_view()
+        SCENES[name](viewer)
         settle(1.0)
         IMAGES.mkdir(parents=True, exist_ok=True)
         path = IMAGES / f"{name}.png"

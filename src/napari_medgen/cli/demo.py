@@ -127,13 +127,9 @@ def importable_widgets() -> tuple[list[str], list[str]]:
     return ok, problems
 
 
-def populate_viewer(viewer: Any, volumes: dict[str, Volume]) -> list[str]:
-    """Add the volumes as layers and dock every importable widget (tabbed) as napari's Plugins menu
-    does; return a message for each widget that could not be imported or docked."""
-    from ..widgets.common import add_volume
-
-    for name, vol in volumes.items():
-        add_volume(viewer, vol, name)
+def dock_widgets(viewer: Any) -> list[str]:
+    """Dock every importable widget of the manifest (tabbed) as napari's Plugins menu does; return a
+    message for each widget that could not be imported or docked."""
     names, problems = importable_widgets()
     for display_name in names:
         try:
@@ -141,6 +137,15 @@ def populate_viewer(viewer: Any, volumes: dict[str, Volume]) -> list[str]:
         except Exception as exc:  # a broken widget must not keep the demo from opening; it is reported
             problems.append(f"widget '{display_name}' could not be docked: {type(exc).__name__}: {exc}")
     return problems
+
+
+def populate_viewer(viewer: Any, volumes: dict[str, Volume]) -> list[str]:
+    """Add the volumes as layers and dock the plugin's widgets; return the docking problems."""
+    from ..widgets.common import add_volume
+
+    for name, vol in volumes.items():
+        add_volume(viewer, vol, name)
+    return dock_widgets(viewer)
 
 
 def has_display() -> bool:
