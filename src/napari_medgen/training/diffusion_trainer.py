@@ -5,7 +5,7 @@ samples with DDPM/DDIM) or "rflow" (predict the velocity ``x0 - noise`` of MONAI
 RFlowScheduler, samples with rectified flow). ``--set conditioned=1`` trains a SPADE model
 conditioned on one-hot label maps. Other settings (``--set k=v``): ``dims`` 2|3, ``size`` (edge
 of the square/cubic training grid, pixels), ``channels`` "32,64,64", ``attention`` "0,0,1" (default: none),
-``res_blocks``, ``spade_channels``, ``ema`` (decay of the exported weight average).
+``res_blocks``, ``spade_channels``, ``ema``, ``prediction`` (ddpm: "epsilon" noise or "sample" x0) (decay of the exported weight average).
 
 Data: ``--sample brain`` (axial slices of the shipped brain; every 5th slice is held back),
 ``--sample phantom`` (phantom subjects, seeds 0..n_subjects-1; seeds from 1000 are held back)
@@ -162,7 +162,11 @@ class DiffusionTrainer:
             self.network["label_nc"] = self.label_nc
             self.network["spade_intermediate_channels"] = int(extra.get("spade_channels", 32))
         if self.objective == "ddpm":
-            self.scheduler_spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": "epsilon", **DDPM_SCHEDULE}
+            self.prediction = str(extra.get("prediction", "epsilon"))
+            if self.prediction not in ("epsilon", "sample"):
+                raise InputError(f"prediction must be epsilon (noise) or sample (x0), not '{self.prediction}'.")
+            self.scheduler_spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": self.prediction,
+                                   **DDPM_SCHEDULE}
             self.noise_scheduler: Any = DDPMScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
         else:
             self.scheduler_spec = {"objective": "rflow", "num_train_timesteps": 1000, "use_discrete_timesteps": False,
@@ -197,7 +201,8 @@ class DiffusionTrainer:
         noise = torch.randn(x0.shape, generator=g)
         if self.objective == "ddpm":
             t = torch.randint(0, 1000, (self.batch_size,), generator=g)
-            xt, target = self.noise_scheduler.add_noise(x0, noise, t), noise
+            xt = self.noise_scheduler.add_noise(x0, noise, t)
+            target = noise if self.prediction == "epsilon" else x0
         else:
             u = torch.sigmoid(torch.randn(self.batch_size, generator=g))  # logit-normal timesteps
             t = u * 1000
