@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_medgen.data.phantom import (LABELS, STYLES, breathing_series, cardiac_series, estimate_factors,
                                         make_labels, make_phantom, render, tumour_regression_series)
@@ -165,3 +167,17 @@ def test_speed_of_a_full_subject():
     t = time.perf_counter()
     make_phantom(1)
     assert time.perf_counter() - t < 3.0  # generous: ~0.35 s on one shared core
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 10_000), radius=st.floats(4.0, 20.0), breathing=st.floats(0.0, 1.0),
+       cardiac=st.floats(0.0, 1.0), scale=st.floats(0.9, 1.1), angle=st.floats(-45.0, 45.0))
+def test_any_subject_is_anatomically_consistent(seed, radius, breathing, cardiac, scale, angle):
+    factors = {"breathing_phase": breathing, "cardiac_phase": cardiac, "body_scale": scale, "rotation_deg": angle}
+    labels = make_labels(seed, **SMALL, tumour_radius_mm=radius, **factors).data
+    no_tumour = make_labels(seed, **SMALL, tumour_radius_mm=0.0, **factors).data
+    assert set(np.unique(labels)) <= set(LABELS)
+    assert np.all(no_tumour[labels == 7] == 2)  # the tumour lies inside a lung
+    assert np.array_equal(labels[labels != 7], no_tumour[labels != 7])
+    # no organ leaves the body's field of view border (the outermost voxels are air)
+    assert not labels[:, [0, -1], :].any() and not labels[:, :, [0, -1]].any()
