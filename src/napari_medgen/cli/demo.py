@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.volume import Volume
+from .synthesize import demo_synthesis
 
 PLUGIN = "napari-medgen"
 DemoStep = Callable[..., dict[str, Volume]]  # step(volumes: dict[str, Volume], *, device: str) -> new volumes
@@ -42,6 +43,7 @@ def sample_volumes(volumes: dict[str, Volume], *, device: str = "auto") -> dict[
 # {"brain synthetic": ...} made from volumes["brain labels"].
 DEMO_STEPS: list[DemoStep] = [
     sample_volumes,
+    demo_synthesis,
 ]
 
 

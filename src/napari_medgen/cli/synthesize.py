@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..io.volume import Volume
 from ..progress import run_with_bar
 from ..tasks.synthesize import Synthesizer, synthesize
 
@@ -50,3 +51,21 @@ def run(args: argparse.Namespace) -> int:
     write_volume(image, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:
+    """``medgen demo`` step: the brain labels synthesised in the real brain's encoded style, and the
+    phantom labels in the phantom model's "mr_vendor_b" style, with the shipped models."""
+    from ..progress import run_to_completion
+    from ..tasks.synthesize import shipped_models
+
+    models, out = shipped_models(), {}
+    if "brain labels" in volumes and "spade_brain" in models:
+        synth = Synthesizer(models["spade_brain"], device=device)
+        style = synth.encode_style(volumes["brain"], volumes["brain labels"])
+        out["brain synthetic"] = run_to_completion(synthesize(volumes["brain labels"], synth, style=style))
+    if "phantom labels" in volumes and "spade_phantom" in models:
+        synth = Synthesizer(models["spade_phantom"], device=device)
+        out["phantom synthetic (vendor b)"] = run_to_completion(
+            synthesize(volumes["phantom labels"], synth, style="vendor:mr_vendor_b"))
+    return out
