@@ -178,8 +178,8 @@ def render(labels: Volume, style: str = "mr_vendor_a", seed: int = 0, *, noise: 
            blur_mm: float = 1.0) -> Volume:
     """Render a 3D phantom label map to a float32 image with the same geometry.
 
-    Per label a mean plus Gaussian texture (style table: mean, std), then Gaussian blur of
-    ``blur_mm`` (sigma, mm; it also correlates the texture),
+    Per label a mean plus smooth texture (style table: mean, std; Gaussian noise smoothed with a
+    1-voxel sigma), Gaussian blur of ``blur_mm`` (sigma, mm),
     for MR styles a smooth multiplicative bias field with amplitude ``bias`` (field in
     [1 - bias, 1 + bias]) and Rician noise of sigma ``noise`` (relative to 1); for "ct" Gaussian
     noise of sigma ``noise`` x 1000 HU and no bias field.
@@ -201,11 +201,13 @@ def render(labels: Volume, style: str = "mr_vendor_a", seed: int = 0, *, noise: 
     for value, (mean, std) in table.items():
         lut_mean[value], lut_std[value] = mean, std
     sp_zyx = np.asarray(labels.spacing[::-1])
-    img = rng.standard_normal(lab.shape, dtype=np.float32)  # tissue texture, smoothed by the blur below
-    img *= lut_std[lab]
-    img += lut_mean[lab]
+    texture = ndimage.gaussian_filter(rng.standard_normal(lab.shape, dtype=np.float32), 1.0, mode="nearest")
+    texture /= max(float(texture.std()), 1e-6)  # unit-variance texture correlated over ~1 voxel
+    texture *= lut_std[lab]
+    img = texture
+    img += lut_mean[lab]  # = mean + std * texture, in place
     if blur_mm > 0:
-        img = ndimage.gaussian_filter(img, blur_mm / sp_zyx, mode="nearest", truncate=3.0)
+        img = ndimage.gaussian_filter(img, blur_mm / sp_zyx, mode="nearest")
     if style == "ct":
         img += rng.standard_normal(lab.shape, dtype=np.float32) * np.float32(noise * CT_NOISE_SCALE_HU)
     else:
@@ -373,13 +375,10 @@ def _bias_field(shape: tuple[int, ...], amplitude: float, rng: np.random.Generat
     axes = [np.linspace(-1.0, 1.0, n, dtype=np.float32) if n > 1 else np.zeros(1, np.float32) for n in shape]
     z, y, x = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
     c = rng.uniform(-1.0, 1.0, size=9).astype(np.float32)
-    f = c[0] * x + c[1] * y + c[3] * x * y + c[6] * x ** 2 + c[7] * y ** 2  # (1, y, x): sum 2D terms first
-    f = f + (c[4] * y * z + (c[2] * z + c[8] * z ** 2))  # (z, y, 1) -> (z, y, x)
-    f += c[5] * x * z
-    f -= f.mean()
-    f *= np.float32(amplitude / max(float(np.abs(f).max()), 1e-6))
-    f += np.float32(1.0)
-    return f
+    f = c[0] * x + c[1] * y + c[2] * z + c[3] * x * y + c[4] * y * z + c[5] * x * z + c[6] * x ** 2 + c[7] * y ** 2 + c[8] * z ** 2
+    f = f - f.mean()
+    f /= max(float(np.abs(f).max()), 1e-6)
+    return 1.0 + amplitude * f
 
 
 def _grid(shape: tuple[int, ...], spacing: tuple[float, float, float] | None) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
