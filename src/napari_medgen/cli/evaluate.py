@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     esub = e.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     u = esub.add_parser("usefulness", help="UNet Dice on held-out real data: real vs real+synthetic vs reduced real")
     u.add_argument("--dataset", choices=["phantom", "brain"], default="phantom")
-    u.add_argument("--model", help="spade model making the synthetic images (default spade_phantom / spade_brain; "
+    u.add_argument("--model", help="spade or mask-conditioned diffusion model making the synthetic images (default "
+                                   "spade_phantom / spade_brain; "
                                    "'renderer' = the phantom renderer, for checks only)")
     u.add_argument("--steps", type=int, default=300, help="UNet training steps per arm")
     u.add_argument("--fraction", type=float, default=0.25, help="real-data fraction of the reduction arms")

@@ -32,6 +32,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import InputError
 from ..io.volume import Volume
 from ..models.features import scale_unit
+from ..models.store import load_card
 from ..progress import CancelToken, Progress, Task
 
 
@@ -153,19 +154,22 @@ def experiment(dataset: str = "phantom", source: str | None = None, *, steps: in
                plot_path: str | Path | None = None, cancel: CancelToken | None = None) -> Task[UsefulnessResult]:
     """Generator: build the ``dataset`` ("phantom" | "brain") arms' data, then run :func:`usefulness`.
 
-    source: spade model for the synthetic images (default the shipped ``spade_<dataset>``; "renderer"
-    = the phantom renderer, tests only). quick: 64 px phantoms, few slices, 30 steps per arm.
+    source: spade or mask-conditioned diffusion model for the synthetic images (default the shipped
+    ``spade_<dataset>``; "renderer" = the phantom renderer, tests only); phantom slices are made at
+    the model's shape. quick: few slices, 30 steps per arm (64 px with the renderer).
     """
-    from .synthesize import model_path_of
+    from .synthesize import SHIPPED_MODELS
 
     if dataset not in ("phantom", "brain"):
         raise InputError(f"Unknown dataset '{dataset}': use 'phantom' or 'brain'.")
     source = source or f"spade_{dataset}"
-    source = source if source == "renderer" else str(model_path_of(source))
+    if source != "renderer" and not Path(source).with_suffix(".json").is_file():
+        source = str(SHIPPED_MODELS / source)  # a shipped model's name
     yield Progress(0, 0, f"building {dataset} data (synthetic images from {Path(source).name})")
     if dataset == "phantom":
         n = (8, 16, 8) if quick else (24, 48, 24)
-        real, syn, held = phantom_data(*n, source=source, seed=seed, size=64 if quick else 128)
+        size = (64 if quick else 128) if source == "renderer" else int(load_card(source)["shape"][-1])
+        real, syn, held = phantom_data(*n, source=source, seed=seed, size=size)
     else:
         real, syn, held = brain_data(source, n_synthetic=8 if quick else 40, seed=seed)
     result = yield from usefulness(real, syn, held, reduced_fraction=fraction, steps=30 if quick else steps,
@@ -213,7 +217,7 @@ def phantom_data(n_real: int = 24, n_synthetic: int = 48, n_heldout: int = 24, *
         images = np.stack([scale_unit(render(Volume(lab[None].astype(np.uint8), spacing, is_label=True),
                                              style, seed=700_000 + i).data)[0] for i, lab in enumerate(labels)])
     else:
-        images = _spade_images(source, labels, seed)
+        images = generated_images(source, labels, seed)
     return real, SegData(images, labels, real.names), held
 
 
@@ -237,16 +241,31 @@ def brain_data(source: str = "spade_brain", n_synthetic: int = 40, seed: int = 0
     picks = rng.integers(0, len(real.labels), n_synthetic)
     syn_labels = np.stack([elastic(Volume(real.labels[p][None].astype(np.uint8), lab.spacing, is_label=True),
                                    seed=i).data[0] for i, p in enumerate(picks)]).astype(np.int64)
-    return real, SegData(_spade_images(source, syn_labels, seed), syn_labels, names), heldout
+    return real, SegData(generated_images(source, syn_labels, seed), syn_labels, names), heldout
 
 
-def _spade_images(model: str, labels: np.ndarray, seed: int) -> np.ndarray:
-    """Spade images for label slices (n, y, x), one random style each, scaled to [0, 1] per image."""
-    from .synthesize import Synthesizer
+def generated_images(model: str, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Images for label slices (n, y, x) from a label-conditioned model, scaled to [0, 1] per image.
 
-    synth = Synthesizer(model, "cpu")
-    return np.stack([scale_unit(synth.synthesize_slices(lab[None], synth.random_style(seed * 1000 + i)))[0]
-                     for i, lab in enumerate(labels)])
+    spade: one random style per slice (tasks.synthesize); diffusion (mask-conditioned, 2D): one
+    DDIM sample per slice (tasks.sample), label slices must have the model's shape.
+    """
+    family = load_card(model)["family"]
+    if family == "spade":
+        from .synthesize import Synthesizer
+
+        synth = Synthesizer(model, "cpu")
+        out = [synth.synthesize_slices(lab[None], synth.random_style(seed * 1000 + i))[0] for i, lab in enumerate(labels)]
+    elif family == "diffusion":
+        from ..progress import run_to_completion
+        from .sample import sample
+
+        mask = Volume(labels[:, None].astype(np.uint8), is_label=True)
+        out = list(run_to_completion(sample(model, n=len(labels), mask=mask, seed=seed, device="cpu")).data[:, 0])
+    else:
+        raise InputError(f"Model '{model}' is a '{family}' model: synthetic images need a spade or a "
+                         "mask-conditioned diffusion model.")
+    return scale_unit(np.stack(out))
 
 
 def write_csv(result: UsefulnessResult, path: str | Path) -> None:
