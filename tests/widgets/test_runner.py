@@ -70,12 +70,11 @@ def test_cancel_stops_within_one_step(make_napari_viewer, qtbot):
     assert "cancelled" in panel.status.text()
 
 
-def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer, qtbot, monkeypatch):
-    import napari_medgen.widgets.runner as runner
+def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer, qtbot):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    shown: list[str] = []
-    monkeypatch.setattr(runner, "show_error", shown.append)
     viewer = make_napari_viewer()
+    before = len(notification_manager.records)
 
     def failing(cancel: CancelToken):
         yield Progress(0, 2, "opening")
@@ -84,8 +83,10 @@ def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer,
     handle = run_task(viewer, failing, name="open", on_result=lambda r: None)
     qtbot.waitUntil(lambda: not handle.running, timeout=10000)
     assert handle.status == "error" and isinstance(handle.error, ReadError)
-    assert len(shown) == 1 and "broken.nii.gz" in shown[0] and "truncated" in shown[0]
-    assert "Traceback" not in shown[0]
+    shown = [n for n in notification_manager.records[before:] if n.severity == NotificationSeverity.ERROR]
+    assert len(shown) == 1
+    assert "broken.nii.gz" in shown[0].message and "truncated" in shown[0].message
+    assert "Traceback" not in shown[0].message
     layer = viewer.add_image(np.zeros((3, 3)))  # the viewer still works
     assert layer in viewer.layers
 
