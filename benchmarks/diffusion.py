@@ -18,6 +18,7 @@ Everything runs on one CPU thread unless a GPU is present.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import statistics
@@ -33,7 +34,7 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.models.diffusion import load_diffusion, make_scheduler, speed_up
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.evaluate import extract_features, frechet_distance, mmd
-from napari_medgen.tasks.sample import sample, shipped_models
+from napari_medgen.tasks.sample import mask_to_seg, sample, shipped_models
 from napari_medgen.training.diffusion_trainer import sample_data
 
 ROWS: list[tuple[str, str, str]] = []
@@ -43,6 +44,7 @@ RESULTS: dict[str, float] = {}
 def row(name: str, value: float, fmt: str = "{:.3f}", note: str = "") -> None:
     RESULTS[name] = float(value)
     ROWS.append((name, fmt.format(value), note))
+    print(f"  {name}: {fmt.format(value)} {note}", file=sys.stderr, flush=True)  # partial results as they come
 
 
 def sample_name(card: dict) -> str:
@@ -67,60 +69,86 @@ def quality(name: str, fake: np.ndarray, f_real: np.ndarray) -> float:
     return fd
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def median_times(fns: list, repeats: int) -> list[float]:
+    """Median wall time of each function, run interleaved (a shared machine's load hits all alike)."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
-def per_step(model_path: Path, n: int, repeats: int) -> None:
+def conditioning(m, n: int) -> tuple[Volume | None, torch.Tensor | None]:
+    """For a mask-conditioned model: n held-back label maps as a 4D mask Volume and one-hot seg."""
+    if not m.label_nc:
+        return None, None
+    _, labels, spacing = sample_data(sample_name(m.extra["card"]), m.spatial_dims, m.shape[0], held_out=True,
+                                     n_subjects=4 * n)
+    masks = np.stack(labels[:n]).astype(np.uint8)[:, None]
+    return Volume(masks, spacing, is_label=True), mask_to_seg(m, Volume(masks, spacing, is_label=True))
+
+
+def per_step(model_path: Path, n: int, repeats: int, compile_: bool) -> None:
     """Time one network call: MONAI's stock way vs ours (and torch.compile), same weights and input."""
     m = load_diffusion(model_path)
+    _, seg = conditioning(m, n)
+    kw = {"seg": seg} if seg is not None else {}
     x = torch.randn(n, 1, *m.shape)
     t = 500
-    with torch.no_grad():
-        stock = median_time(lambda: m.unet(x, timesteps=torch.Tensor((t,))), repeats)
-    speed_up(m.unet, torch.channels_last if m.spatial_dims == 2 else None)
-    xf = x.contiguous(memory_format=torch.channels_last) if m.spatial_dims == 2 else x
+    fmt = torch.channels_last if m.spatial_dims == 2 else torch.contiguous_format
+    fast = speed_up(copy.deepcopy(m.unet), fmt)
+    xf = x.contiguous(memory_format=fmt)
+    kwf = {"seg": seg.contiguous(memory_format=fmt)} if seg is not None else {}
     tt = torch.full((n,), float(t))
-    with torch.inference_mode():
-        ours = median_time(lambda: m.unet(xf, timesteps=tt), repeats)
+
+    def stock_call():
+        with torch.no_grad():
+            m.unet(x, timesteps=torch.Tensor((t,)), **kw)
+
+    def our_call():
+        with torch.inference_mode():
+            fast(xf, timesteps=tt, **kwf)
+
+    stock, ours = median_times([stock_call, our_call], repeats)
     row("per step: MONAI stock call (s)", stock, "{:.4f}", f"n={n}, no_grad, contiguous")
     row("per step: ours (s)", ours, "{:.4f}", "inference_mode + channels_last + SDPA")
     row("per step: ours / stock", ours / stock, "{:.2f}", "bar <= 0.8")
+    if not compile_:
+        return
     try:
-        compiled = torch.compile(m.unet)
+        compiled = torch.compile(fast)
         t0 = time.perf_counter()
         with torch.inference_mode():
-            compiled(xf, timesteps=tt)
+            compiled(xf, timesteps=tt, **kwf)
         warm = time.perf_counter() - t0
         with torch.inference_mode():
-            comp = median_time(lambda: compiled(xf, timesteps=tt), repeats)
+            comp = median_times([lambda: compiled(xf, timesteps=tt, **kwf)], repeats)[0]
         row("per step: torch.compile / stock", comp / stock, "{:.2f}", f"compile took {warm:.0f} s")
     except Exception as exc:  # compilation needs a C++ toolchain; report instead of failing the table
         ROWS.append(("per step: torch.compile", "n/a", f"{type(exc).__name__}: {str(exc)[:60]}"))
 
 
-def speed_and_quality(model_path: Path, n: int, strip: Path | None) -> None:
+def speed_and_quality(model_path: Path, n: int, strip: Path | None, stock_steps: int) -> None:
     m = load_diffusion(model_path)
     card = m.extra["card"]
     held, train, _ = real_sets(card, m.spatial_dims)
     f_real = extract_features(held[:, 0])
+    mask, seg = conditioning(m, n)
     seed = 0
     noise = torch.randn((n, 1, *m.shape), generator=torch.Generator().manual_seed(seed))
-    sched = make_scheduler(m.scheduler, "ddpm", 1000)
+    sched = make_scheduler(m.scheduler, "ddpm", stock_steps)
     t0 = time.perf_counter()
-    stock = DiffusionInferer(sched).sample(noise, m.unet, sched, verbose=False)
+    stock = DiffusionInferer(sched).sample(noise, m.unet, sched, verbose=False, seg=seg)
     t_stock = time.perf_counter() - t0
     from napari_medgen.data.normalize import denormalize
 
     stock_img = denormalize(stock[:, :1].numpy(), m.normalization)
     progress, t0 = [], time.perf_counter()
-    task = sample(model_path, n=n, seed=seed, device="cpu", preview_every=10)
+    task = sample(model_path, n=n, seed=seed, device="cpu", preview_every=5, mask=mask)
     while True:
         try:
             progress.append(next(task))
@@ -128,12 +156,13 @@ def speed_and_quality(model_path: Path, n: int, strip: Path | None) -> None:
             ours = stop.value
             break
     t_ours = time.perf_counter() - t0
-    row("time for n samples: MONAI DDPM 1000 (s)", t_stock, "{:.1f}", f"n={n}")
+    cond = " (conditioned on held-back masks)" if mask is not None else ""
+    row(f"time for n samples: MONAI DDPM {stock_steps} (s)", t_stock, "{:.1f}", f"n={n}{cond}")
     row(f"time for n samples: ours {ours.metadata['sampler']} {ours.metadata['steps']} (s)", t_ours, "{:.1f}")
-    row("speed-up vs MONAI DDPM 1000", t_stock / t_ours, "{:.1f}x", "bar >= 20x")
-    fd_stock = quality("MONAI DDPM 1000", stock_img, f_real)
+    row(f"speed-up vs MONAI DDPM {stock_steps}", t_stock / t_ours, "{:.1f}x", "bar >= 20x")
+    fd_stock = quality(f"MONAI DDPM {stock_steps}", stock_img, f_real)
     fd_ours = quality(f"ours {ours.metadata['sampler']} {ours.metadata['steps']}", ours.data, f_real)
-    row("FD ours / FD DDPM 1000", fd_ours / fd_stock, "{:.2f}", "bar <= 1.10")
+    row(f"FD ours / FD DDPM {stock_steps}", fd_ours / fd_stock, "{:.2f}", "bar <= 1.10")
     rng = np.random.default_rng(0)
     quality("real training images", train, f_real)
     quality("baseline: Gaussian noise", rng.normal(held.mean(), held.std(), held.shape).astype(np.float32), f_real)
@@ -143,16 +172,17 @@ def speed_and_quality(model_path: Path, n: int, strip: Path | None) -> None:
         save_strip(progress, strip)
 
 
-def mask_dice(model_path: Path, n_masks: int) -> None:
-    """Dice between each held-back label map and a nearest-class-mean segmentation of its sample."""
+def mask_dice(model_path: Path, n: int) -> None:
+    """Dice between held-back label maps and a nearest-class-mean segmentation of their samples."""
     m = load_diffusion(model_path)
-    card = m.extra["card"]
-    size = card["shape"][0]
-    images, labels, _ = sample_data(sample_name(card), 2, size, n_subjects=16)
+    size = m.shape[0]
+    images, labels, _ = sample_data(sample_name(m.extra["card"]), 2, size, n_subjects=16)
     classes = range(m.label_nc)
     means = np.array([np.mean([img[lab == c].mean() for img, lab in zip(images, labels) if (lab == c).any()])
                       for c in classes])
-    held_img, held_lab, spacing = sample_data(sample_name(card), 2, size, held_out=True)
+    held_img, held_lab, _ = sample_data(sample_name(m.extra["card"]), 2, size, held_out=True, n_subjects=4 * n)
+    mask, _ = conditioning(m, n)
+    vol = run_to_completion(sample(m, seed=1, mask=mask, device="cpu"))
 
     def segment(img: np.ndarray) -> np.ndarray:
         return np.argmin(np.abs(img[..., None] - means), axis=-1)
@@ -161,17 +191,20 @@ def mask_dice(model_path: Path, n_masks: int) -> None:
         present = [c for c in classes if c > 0 and (b == c).any()]
         return float(np.mean([2 * ((a == c) & (b == c)).sum() / ((a == c).sum() + (b == c).sum()) for c in present]))
 
-    ours, real, other = [], [], []
-    for k, lab in enumerate(held_lab[:n_masks]):
-        mask = Volume(lab[None].astype(np.uint8), spacing, is_label=True)
-        vol = run_to_completion(sample(model_path, n=1, seed=k, mask=mask, device="cpu"))
-        seg = segment(vol.data[0, 0])
-        ours.append(dice(seg, lab))
-        other.append(dice(seg, held_lab[(k + 1) % len(held_lab)]))
-        real.append(dice(segment(held_img[k]), lab))
-    row("mask Dice: sample vs its mask", statistics.mean(ours), "{:.3f}", f"{len(ours)} held-back masks, mean fg class")
-    row("mask Dice: real image vs its mask", statistics.mean(real), "{:.3f}", "same segmentation (ceiling)")
+    ours = [dice(segment(vol.data[k, 0]), held_lab[k]) for k in range(n)]
+    other = [dice(segment(vol.data[k, 0]), held_lab[(k + 1) % n]) for k in range(n)]
+    real = [dice(segment(held_img[k]), held_lab[k]) for k in range(n)]
+    note = f"{n} held-back masks, mean over foreground classes"
+    row("mask Dice: sample vs its mask", statistics.mean(ours), "{:.3f}", note)
+    row("mask Dice: real image vs its mask", statistics.mean(real), "{:.3f}", "same segmentation on real images (ceiling)")
     row("mask Dice: sample vs another mask", statistics.mean(other), "{:.3f}", "chance reference")
+
+
+def unconditional_quality(model_path: Path, n: int) -> None:
+    m = load_diffusion(model_path)
+    held, _, _ = real_sets(m.extra["card"], 2)
+    vol = run_to_completion(sample(m, n=n, seed=0, device="cpu"))
+    quality(f"{model_path.stem} {vol.metadata['sampler']} {vol.metadata['steps']}", vol.data, extract_features(held[:, 0]))
 
 
 def memory_3d(model_path: Path, n: int) -> None:
@@ -213,24 +246,29 @@ def save_strip(progress: list, path: Path, sample_index: int = 0) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=32, help="samples per set (2D)")
-    parser.add_argument("--model", help="2D unconditional model (default: the shipped brain, else phantom model)")
+    parser.add_argument("--n", type=int, default=16, help="samples per set (2D)")
+    parser.add_argument("--model", help="2D model for the speed comparison (default: shipped brain, else phantom mask model)")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--stock-steps", type=int, default=1000, help="DDPM steps of the MONAI reference (1000)")
+    parser.add_argument("--skip-3d", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--strip", type=Path, help="write the preview strip figure (PNG)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     models = shipped_models()
-    if "diffusion_phantom3d" in models:
+    if "diffusion_phantom3d" in models and not args.skip_3d:
         memory_3d(models["diffusion_phantom3d"], 4)
-    main2d = Path(args.model) if args.model else models.get("diffusion_brain2d", models.get("diffusion_phantom2d"))
-    row_model = str(main2d)
-    per_step(main2d, args.n, args.repeats)
-    speed_and_quality(main2d, args.n, args.strip)
+    main2d = Path(args.model) if args.model else models.get("diffusion_brain2d", models.get("diffusion_phantom2d_mask"))
+    per_step(main2d, args.n, args.repeats, args.compile)
+    for name in ("diffusion_phantom2d", "diffusion_brain2d"):
+        if name in models and models[name].resolve() != main2d.resolve():
+            unconditional_quality(models[name], args.n)
     if "diffusion_phantom2d_mask" in models:
-        mask_dice(models["diffusion_phantom2d_mask"], 8)
+        mask_dice(models["diffusion_phantom2d_mask"], args.n)
+    speed_and_quality(main2d, args.n, args.strip, args.stock_steps)
     width = max(len(r[0]) for r in ROWS)
-    print(f"model: {row_model}; torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"2D model: {main2d}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     for name, value, note in ROWS:
         print(f"{name:<{width}}  {value:>10}  {note}")
     if args.json:
