@@ -250,23 +250,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="2D model for the speed comparison (default: shipped brain, else phantom mask model)")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--stock-steps", type=int, default=1000, help="DDPM steps of the MONAI reference (1000)")
-    parser.add_argument("--skip-3d", action="store_true")
+    parser.add_argument("--parts", default="3d,step,quality,mask,speed", help="which measurements (comma-separated)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--strip", type=Path, help="write the preview strip figure (PNG)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     models = shipped_models()
-    if "diffusion_phantom3d" in models and not args.skip_3d:
+    parts = set(args.parts.split(","))
+    if "3d" in parts and "diffusion_phantom3d" in models:
         memory_3d(models["diffusion_phantom3d"], 4)
     main2d = Path(args.model) if args.model else models.get("diffusion_brain2d", models.get("diffusion_phantom2d_mask"))
-    per_step(main2d, args.n, args.repeats, args.compile)
-    for name in ("diffusion_phantom2d", "diffusion_brain2d"):
-        if name in models and models[name].resolve() != main2d.resolve():
-            unconditional_quality(models[name], args.n)
-    if "diffusion_phantom2d_mask" in models:
+    if "step" in parts:
+        per_step(main2d, args.n, args.repeats, args.compile)
+    if "quality" in parts:
+        for name in ("diffusion_phantom2d", "diffusion_brain2d"):
+            if name in models and models[name].resolve() != main2d.resolve():
+                unconditional_quality(models[name], args.n)
+    if "mask" in parts and "diffusion_phantom2d_mask" in models:
         mask_dice(models["diffusion_phantom2d_mask"], args.n)
-    speed_and_quality(main2d, args.n, args.strip, args.stock_steps)
+    if "speed" in parts:
+        speed_and_quality(main2d, args.n, args.strip, args.stock_steps)
     width = max(len(r[0]) for r in ROWS)
     print(f"2D model: {main2d}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     for name, value, note in ROWS:
