@@ -191,9 +191,16 @@ def mask_dice(model_path: Path, n: int) -> None:
         present = [c for c in classes if c > 0 and (b == c).any()]
         return float(np.mean([2 * ((a == c) & (b == c)).sum() / ((a == c).sum() + (b == c).sum()) for c in present]))
 
-    ours = [dice(segment(vol.data[k, 0]), held_lab[k]) for k in range(n)]
-    other = [dice(segment(vol.data[k, 0]), held_lab[(k + 1) % n]) for k in range(n)]
+    def body(a: np.ndarray, b: np.ndarray) -> float:
+        return float(2 * ((a > 0) & (b > 0)).sum() / ((a > 0).sum() + (b > 0).sum()))
+
+    segs = [segment(vol.data[k, 0]) for k in range(n)]
+    ours = [dice(segs[k], held_lab[k]) for k in range(n)]
+    other = [dice(segs[k], held_lab[(k + 1) % n]) for k in range(n)]
     real = [dice(segment(held_img[k]), held_lab[k]) for k in range(n)]
+    row("mask Dice (body vs background): sample vs its mask", statistics.mean(body(segs[k], held_lab[k]) for k in range(n)),
+        "{:.3f}", f"real image: {statistics.mean(body(segment(held_img[k]), held_lab[k]) for k in range(n)):.3f}, "
+        f"another mask: {statistics.mean(body(segs[k], held_lab[(k + 1) % n]) for k in range(n)):.3f}")
     note = f"{n} held-back masks, mean over foreground classes"
     row("mask Dice: sample vs its mask", statistics.mean(ours), "{:.3f}", note)
     row("mask Dice: real image vs its mask", statistics.mean(real), "{:.3f}", "same segmentation on real images (ceiling)")
