@@ -144,7 +144,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[di
     if builder is None:
         raise ModelError(f"Model '{path}' is of family '{card['family']}', which this version does not know "
                          f"(known: {', '.join(sorted(_FAMILIES))}).")
-    built = builder(card.get("network", {}))
+    try:
+        built = builder(card.get("network", {}))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, ZeroDivisionError) as exc:
+        raise ModelError(f"Model card '{model_paths(path)[1]}': its 'network' settings do not build a "
+                         f"'{card['family']}' network ({type(exc).__name__}: {str(exc)[:200]}).") from None
     modules = built if isinstance(built, dict) else {"model": built}
     state = load_state(path)
     for mname, module in modules.items():
