@@ -176,3 +176,8 @@ def test_medicalnet_style_3d_resnet_gives_one_feature_per_volume(tmp_path):
     assert ev.set_features(ev.load_image_set(real), ext).shape == (4, 64)
     with pytest.raises(InputError, match="3D"):
         ev.set_features(ev.load_image_set(blobs(4, 0)), ext)
+
+
+def test_arrays_of_different_lengths_are_not_paired(extractor):
+    result = run_to_completion(ev.evaluate(blobs(6, 0), blobs(9, 1), extractor=extractor))
+    assert "n_pairs" not in result.table and "No pairs" in result.notes[0]

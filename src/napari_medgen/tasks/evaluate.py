@@ -231,15 +231,18 @@ def memorization(synthetic: np.ndarray, training: np.ndarray, threshold: float =
 
 
 def _pairs(real: ImageSet, fake: ImageSet) -> tuple[np.ndarray, np.ndarray] | None:
-    """Indices pairing real and synthetic images by name, else by index when the counts agree."""
+    """Indices pairing real and synthetic images: by file name (and slice) for files, by index for
+    arrays of the same length; None when they do not pair up."""
+    if real.names[0].startswith("#") or fake.names[0].startswith("#"):  # arrays: names are only indices
+        if real.names == fake.names:
+            return np.arange(len(real.images)), np.arange(len(fake.images))
+        return None
     common = [n for n in fake.names if n in set(real.names)]
-    if common:
-        ri = {n: i for i, n in enumerate(real.names)}
-        fi = {n: i for i, n in enumerate(fake.names)}
-        return np.array([ri[n] for n in common]), np.array([fi[n] for n in common])
-    if len(real.images) == len(fake.images) and real.names[0].startswith("#"):
-        return np.arange(len(real.images)), np.arange(len(fake.images))
-    return None
+    if not common:
+        return None
+    ri = {n: i for i, n in enumerate(real.names)}
+    fi = {n: i for i, n in enumerate(fake.names)}
+    return np.array([ri[n] for n in common]), np.array([fi[n] for n in common])
 
 
 def evaluate(real: ImageSource, synthetic: ImageSource, *, training: ImageSource | None = None,
