@@ -96,12 +96,18 @@ def anomaly() -> None:
 
 
 def usefulness(dataset: str) -> None:
+    """Synthetic images from spade_<dataset>; for the phantom the mask-conditioned diffusion model
+    stands in while no spade phantom model is shipped."""
     from napari_medgen.errors import MedgenError
     from napari_medgen.progress import run_to_completion
+    from napari_medgen.tasks.synthesize import SHIPPED_MODELS
     from napari_medgen.tasks.usefulness import experiment, write_plot
 
+    model = f"spade_{dataset}"
+    if dataset == "phantom" and not (SHIPPED_MODELS / f"{model}.json").is_file():
+        model = "diffusion_phantom2d_mask"
     try:
-        result = run_to_completion(experiment(dataset, steps=300))
+        result = run_to_completion(experiment(dataset, model, steps=300))
     except (MedgenError, ImportError) as exc:
         print(f"usefulness {dataset}: skipped ({exc})")
         return
@@ -109,7 +115,7 @@ def usefulness(dataset: str) -> None:
         print(f"usefulness {dataset}: " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in r.items()))
     print("; ".join(result.notes))
-    write_plot(result, IMAGES / f"evaluation_usefulness_{dataset}.png", f"Usefulness: {dataset}")
+    write_plot(result, IMAGES / f"evaluation_usefulness_{dataset}.png", f"Usefulness: {dataset}, synthetic = {model}")
 
 
 def quantize() -> None:
