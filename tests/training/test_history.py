@@ -41,3 +41,20 @@ def test_loss_plot_is_a_png_with_curves(tmp_path):
     assert img.shape == matplotlib.image.imread(blank).shape
     assert (img != matplotlib.image.imread(blank)).any()  # the curves were drawn
     assert [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+
+
+def test_tick_labels_avoid_mathtext():
+    """The widget's live plot and the worker's PNG may draw at once; mathtext parsing is not thread-safe."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from napari_medgen.training.history import draw_losses
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    draw_losses(ax, [{"step": s, "loss": 0.04 + 0.001 * s} for s in range(1, 20)])
+    fig.canvas.draw()
+    assert ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
+    assert labels and not any("$" in label for label in labels)

@@ -31,7 +31,7 @@ def widget(make_napari_viewer, qtbot, monkeypatch, tmp_path):
 
 
 def wait_done(qtbot, w):
-    qtbot.waitUntil(lambda: w.handle.status is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: w.handle.status is not None, timeout=180_000)
 
 
 def test_training_exports_and_shows_loss_and_preview(widget, qtbot, tmp_path):
@@ -62,7 +62,7 @@ def test_cancel_saves_and_resume_continues_the_history(widget, qtbot, tmp_path, 
     widget.steps.setValue(1_000_000)
     widget.checkpoint_every.setValue(1_000_000)
     handle = widget.start(resume=False)
-    qtbot.waitUntil(lambda: handle.last is not None and handle.last.step >= 5, timeout=60_000)
+    qtbot.waitUntil(lambda: handle.last is not None and handle.last.step >= 5, timeout=180_000)
     widget.cancel()
     wait_done(qtbot, widget)
     result = widget.outcome.result

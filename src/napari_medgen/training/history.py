@@ -3,7 +3,7 @@
 One JSON object per line: ``{"step": 12, "loss": 0.31, ...}`` (step = optimisation steps done,
 1-based; the other keys are the losses ``train_step`` returned). Plots use matplotlib's Agg
 canvas only (no GUI backend), so this works headless; the training widget draws with
-:func:`draw_losses` on its own Qt canvas.
+:func:`draw_losses` on its own Qt canvas. Labels avoid mathtext (not thread-safe).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+
+from matplotlib.ticker import LogFormatter
 
 from ..atomic import atomic_write_bytes, atomic_write_with
 
@@ -79,6 +81,10 @@ def draw_losses(ax: Any, records: list[dict[str, Any]], title: str = "") -> None
     all_values = [v for _, vals in series.values() for v in vals]
     if all_values and min(all_values) > 0:
         ax.set_yscale("log")
+        # plain-text tick labels: matplotlib's mathtext parser is not thread-safe, and the loss PNG may be
+        # drawn in a worker thread while the training dock draws its live plot
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if title:
