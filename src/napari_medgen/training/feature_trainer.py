@@ -32,10 +32,11 @@ DEFAULT_NETWORK: dict[str, Any] = {"layers": [1, 1, 1, 1], "block_inplanes": [16
 
 
 def _fractions(labels: np.ndarray, offset: int) -> np.ndarray:
+    """Area fraction of each label (12,): phantom labels at 0-7 (offset 0), brain labels at 8-11 (offset 8)."""
+    n = N_PHANTOM if offset == 0 else N_BRAIN
     out = np.zeros(N_PHANTOM + N_BRAIN, np.float32)
-    counts = np.bincount(labels.ravel().astype(np.int64), minlength=N_PHANTOM)
-    out[offset:offset + len(counts)] = counts / labels.size
-    return out[:N_PHANTOM + N_BRAIN]
+    out[offset:offset + n] = np.bincount(labels.ravel().astype(np.int64), minlength=n)[:n] / labels.size
+    return out
 
 
 def degrade(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +97,7 @@ class FeatureEncoderTrainer:
             x, deg = degrade(img, np.random.default_rng([s, 12]))
             xs.append(x)
             ys.append(np.concatenate([frac * 10, deg]))
-        return prepare(np.stack(xs), self.size), torch.from_numpy(np.stack(ys))
+        return torch.cat([prepare(x[None], self.size) for x in xs]), torch.from_numpy(np.stack(ys))
 
     def train_step(self, step: int) -> dict[str, float]:
         self.net.train()
