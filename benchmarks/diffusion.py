@@ -232,6 +232,18 @@ def memory_3d(model_path: Path, n: int) -> None:
     quality("3D baseline: shuffled voxels", shuffled, f_real)
 
 
+def strip_figure(model_path: Path, path: Path) -> None:
+    """Sample one image of ``model_path`` with a preview at every step and save the strip."""
+    progress = []
+    task = sample(model_path, n=1, seed=0, device="cpu", preview_every=1)
+    while True:
+        try:
+            progress.append(next(task))
+        except StopIteration:
+            break
+    save_strip(progress, path)
+
+
 def save_strip(progress: list, path: Path, sample_index: int = 0) -> None:
     """x0 estimates of one sample at several steps, left to right (matplotlib, Agg)."""
     import matplotlib
@@ -278,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         mask_dice(models["diffusion_phantom2d_mask"], args.n)
     if "speed" in parts:
         speed_and_quality(main2d, args.n, args.strip, args.stock_steps)
+    if "strip" in parts and args.strip:
+        strip_figure(models.get("diffusion_brain2d", main2d), args.strip)
     width = max(len(r[0]) for r in ROWS)
     print(f"2D model: {main2d}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     for name, value, note in ROWS:
