@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models.diffusion import DEFAULT_STEPS, DiffusionModel, load_diffusion, make_scheduler, speed_up
 from ..progress import CancelToken, Progress
+from . import memory
 
 MAX_SAMPLES = 64
 
@@ -120,6 +121,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
+    memory.check_sampling(m, n, dev)  # refuse with the numbers rather than run out of memory
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn((n, m.in_channels, *m.shape), generator=gen).to(dev)
     step_gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)  # DDPM's per-step noise

@@ -31,6 +31,7 @@ from ..io.volume import Volume
 from ..models import spade
 from ..models.store import load_model
 from ..progress import CancelToken, Progress
+from . import memory
 
 Style = str | np.ndarray
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
@@ -225,7 +226,7 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
         raise InputError(f"Slice indices must be in 0..{n - 1} along axis {plan.axis}; got {todo}.")
     out = np.zeros(labels.data.shape, dtype=np.float32)
     out_slices = spade.cut(out, plan.axis)  # a view: writing it fills ``out``
-    batch = max(1, int(batch))
+    batch = memory.synthesis_batch(synth, labels.data.shape, max(1, int(batch)))  # fewer slices if memory is short
     total = len(todo)
     yield Progress(0, total, f"synthesising {total} slices")
     for start in range(0, total, batch):

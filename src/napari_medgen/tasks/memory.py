@@ -1,0 +1,97 @@
+"""Memory guard: estimate what synthesis or sampling needs before it starts, and fit it to the device.
+
+The estimate is measured, not guessed: one forward pass of the network on a small probe input
+with hooks that add up the bytes of every module's output (an upper bound of the activations
+alive at once in inference mode), scaled linearly with the number of voxels (convolutional
+networks; attention grows faster, hence the 2x margin on top), plus the fixed arrays (the result
+volume). Free memory: ``torch.cuda.mem_get_info`` on CUDA, ``psutil.virtual_memory().available``
+otherwise. Work that does not fit is done in smaller batches (synthesis: fewer slices at a time);
+when even one item does not fit, the task refuses with an InputError naming the numbers
+("needs about X GiB, Y GiB free"), so the operating system never has to kill napari.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+import torch
+
+from ..errors import InputError
+
+GIB = 2**30
+MARGIN = 2.0  # estimate x MARGIN must fit: allocator slack, temporaries, attention
+PROBE_SIDE = 32  # probe inputs are at most this many voxels along each axis
+
+
+def free_bytes(device: torch.device | str) -> int:
+    """Memory available for new allocations on ``device`` (bytes)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return int(psutil.virtual_memory().available)
+
+
+def output_bytes(module: torch.nn.Module, run: Callable[[], Any]) -> int:
+    """Bytes of all tensors that ``module``'s submodules output while ``run()`` executes (inference mode)."""
+    total = 0
+
+    def count(_m: torch.nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal total
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        total += sum(t.numel() * t.element_size() for t in outs if isinstance(t, torch.Tensor))
+
+    handles = [m.register_forward_hook(count) for m in module.modules()]
+    try:
+        with torch.inference_mode():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def fit_batch(per_item: float, fixed: float, want: int, device: torch.device | str, what: str) -> int:
+    """How many items (<= want) fit at once: per_item bytes each on top of ``fixed`` bytes, with MARGIN.
+
+    Raises InputError "... needs about X GiB, Y GiB free ..." when not even one fits.
+    """
+    free = free_bytes(device)
+    need_one = MARGIN * (fixed + per_item)
+    if need_one > free:
+        raise InputError(f"{what} needs about {need_one / GIB:.3g} GiB, but only {free / GIB:.3g} GiB are free on "
+                         f"{torch.device(device)}: use a smaller volume or fewer samples, or another device.")
+    return max(1, min(int(want), int((free / MARGIN - fixed) // max(per_item, 1))))
+
+
+def probe_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A small input shape of the same dimensionality (each axis at most PROBE_SIDE)."""
+    return tuple(min(int(s), PROBE_SIDE) for s in shape)
+
+
+def synthesis_batch(synth: Any, volume_shape: tuple[int, ...], want: int) -> int:
+    """Slices per batch for ``tasks.synthesize``: the spade generator on one slice of the model's shape,
+    the float32 result volume fixed. InputError when not even one slice fits."""
+    labels = torch.zeros((1, *synth.slice_shape), dtype=torch.int64)
+    style = synth.random_style(0)
+    per_slice = output_bytes(synth.generator, lambda: synth._forward(labels, style))
+    fixed = 4 * math.prod(volume_shape)
+    return fit_batch(per_slice, fixed, want, synth.device, f"Synthesising a {'x'.join(map(str, volume_shape))} volume")
+
+
+def check_sampling(model: Any, n: int, device: torch.device | str) -> None:
+    """Refuse (InputError with the numbers) when ``n`` samples of ``model.shape`` do not fit on ``device``.
+
+    model: a ``models.diffusion.DiffusionModel``; probed on a small input, scaled by voxel count."""
+    small = probe_shape(tuple(model.shape))
+    x = torch.zeros((1, model.in_channels, *small), device=device)
+    seg = torch.zeros((1, model.label_nc, *small), device=device) if model.label_nc else None
+    t = torch.zeros(1, device=device)
+    per_sample = output_bytes(model.unet, lambda: model.predict(x, t, seg)) * math.prod(model.shape) / math.prod(small)
+    fits = fit_batch(per_sample, 0, n, device, f"Sampling {n} x {'x'.join(map(str, model.shape))}")
+    if fits < n:
+        raise InputError(f"Sampling {n} samples of {'x'.join(map(str, model.shape))} needs about "
+                         f"{MARGIN * n * per_sample / GIB:.3g} GiB, but only {free_bytes(device) / GIB:.3g} GiB are "
+                         f"free on {torch.device(device)}: at most {fits} fit at once.")
