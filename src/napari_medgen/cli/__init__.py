@@ -19,6 +19,7 @@ _COMMAND_MODULES = [
     "directions",
     "evaluate",
     "info",
+    "longitudinal",
     "phantom",
     "sample",
     "synthesize",

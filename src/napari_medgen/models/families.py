@@ -8,3 +8,4 @@ from . import label_vae  # noqa: F401
 from . import spade  # noqa: F401
 from . import anomaly_ae  # noqa: F401
 from . import latent  # noqa: F401
+from . import temporal  # noqa: F401

@@ -8,3 +8,4 @@ from . import spade_trainer  # noqa: F401
 from . import anomaly_trainer  # noqa: F401
 from . import latent_trainers  # noqa: F401
 from . import feature_trainer  # noqa: F401
+from . import temporal_trainer  # noqa: F401

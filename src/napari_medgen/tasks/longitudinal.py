@@ -1,0 +1,259 @@
+"""Synthetic follow-up scans from a baseline (family "temporal", see :mod:`..models.temporal`).
+
+:func:`predict_followups` inverts each tumour-bearing axial slice of the baseline into the model's latent
+space (encoder, then ``refine_steps`` Adam steps on the latent against the slice and, when given, its
+labels) and walks it along time: ``method="direction"`` uses the learned time direction, ``"manifold"``
+the mean latent step of the ``k`` nearest training progressions. Each follow-up image is
+``baseline + (decode(z_t) - decode(z_0))`` (in the baseline's intensity units), so what the model does
+not change stays exactly as it was; the labels at t take the tracked structure (the card's
+``tracked_label``, e.g. the tumour) from the decoded labels at t. Slices without the tracked structure
+are copied unchanged.
+
+Input checks: 3D (z, y, x) axis-aligned volume; negative intensities (e.g. CT in HU) are refused for a
+model trained on MR magnitude; a slice grid other than the model's (pixel size, size) is resampled
+in-plane to the model's grid and back, with a note in the result's ``metadata["notes"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError, ModelError
+from ..io.volume import Volume
+from ..models.store import load_model
+from ..progress import CancelToken, Progress
+
+METHODS = ("direction", "manifold")
+
+
+@dataclass
+class TemporalModel:
+    """A loaded "temporal" model: modules, card and the facts the task needs from it."""
+
+    modules: dict[str, torch.nn.Module]
+    card: dict[str, Any]
+    name: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TemporalModel":
+        modules, card = load_model(path)
+        if card["family"] != "temporal":
+            raise ModelError(f"Model '{path}' is a '{card['family']}' model; synthetic follow-ups need a 'temporal' model.")
+        return cls(modules, card, Path(path).name.removesuffix(".json").removesuffix(".safetensors"))
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.modules["model"]
+
+    @property
+    def size(self) -> int:
+        return int(self.card["shape"][0])
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.card["pixel_mm"])
+
+    @property
+    def tracked(self) -> int:
+        return int(self.card.get("tracked_label", 7))
+
+    @property
+    def tracked_name(self) -> str:
+        return str(self.card.get("label_names", {}).get(str(self.tracked), f"label {self.tracked}"))
+
+
+@dataclass
+class FollowUps:
+    """image/labels: 4D (t, z, y, x) Volumes with the baseline's geometry, frame 0 = baseline.
+
+    tracked_ml: volume of the tracked structure per time point (ml); times: time of each frame in
+    ``time_unit``; slices: indices of the slices the model changed.
+    """
+
+    image: Volume
+    labels: Volume
+    tracked_ml: list[float]
+    times: list[float]
+    slices: list[int]
+    notes: list[str] = field(default_factory=list)
+
+
+def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, labels: Volume | None = None,
+                      steps: int = 5, time_spacing: float = 3.0, time_unit: str = "months", method: str = "direction",
+                      k: int = 5, rate: float = 1.0, refine_steps: int = 20, cancel: CancelToken | None = None
+                      ) -> Generator[Progress, None, FollowUps]:
+    """Predict ``steps`` follow-ups of ``baseline`` (3D, MR magnitude), ``time_spacing`` ``time_unit`` apart.
+
+    One time point = one model time step (card ``time_step``) times ``rate``. labels: the baseline's
+    label map (same grid); without it the tracked structure is found in the decoded labels.
+    """
+    cancel = cancel or CancelToken()
+    tm = model if isinstance(model, TemporalModel) else TemporalModel.load(model)
+    _check_inputs(baseline, labels, steps, method)
+    notes: list[str] = []
+    data = np.asarray(baseline.data, np.float32)
+    lo, hi = np.percentile(data[np.isfinite(data)], [0.5, 99.5])
+    scale = float(max(hi - lo, 1e-6))
+    norm = np.clip((data - lo) / scale, 0.0, 1.0)
+    factor = (baseline.spacing[0] / tm.pixel_mm, baseline.spacing[1] / tm.pixel_mm)
+    if abs(factor[0] - 1) > 1e-3 or abs(factor[1] - 1) > 1e-3 or data.shape[1:] != (tm.size, tm.size):
+        notes.append(f"the baseline's slices ({data.shape[2]} x {data.shape[1]} px of {baseline.spacing[0]:.2f} x "
+                     f"{baseline.spacing[1]:.2f} mm) were resampled to the model's grid ({tm.size} x {tm.size} px of "
+                     f"{tm.pixel_mm:.2f} mm) and back")
+    times = [float(t) * rate for t in range(steps + 1)]  # in model time steps
+    out_img = np.repeat(data[None], steps + 1, 0)
+    lab0 = None if labels is None else np.asarray(labels.data).astype(np.int64)
+    out_lab = np.zeros((steps + 1,) + data.shape, np.uint8)
+    slices: list[int] = []
+    n = data.shape[0]
+    for zi in range(n):
+        yield Progress(zi, n, f"slice {zi + 1}/{n}")
+        cancel.check()
+        x = _to_model(norm[zi], factor, tm.size, "bilinear")
+        y = None if lab0 is None else _to_model(lab0[zi].astype(np.float32), factor, tm.size, "nearest").long()
+        if y is not None and not (y == tm.tracked).any():
+            out_lab[:, zi] = lab0[zi]
+            continue
+        raw = _walk(tm, x, y, times, method, k, refine_steps)  # (T, 1 + K, S, S)
+        dec_lab = raw[:, 1:].argmax(1)
+        if y is None and not (dec_lab[0] == tm.tracked).any():
+            out_lab[:, zi] = _from_model(dec_lab[:1].float(), data.shape[1:], factor, "nearest")[0]
+            continue
+        slices.append(zi)
+        delta = torch.sigmoid(raw[:, :1]) - torch.sigmoid(raw[:1, :1])
+        out_img[:, zi] += _from_model(delta[:, 0], data.shape[1:], factor, "bilinear") * scale
+        out_lab[:, zi] = _compose_labels(_from_model(dec_lab.float(), data.shape[1:], factor, "nearest"),
+                                         None if lab0 is None else lab0[zi], tm.tracked)
+    ml = float(np.prod(baseline.spacing)) / 1000.0
+    tracked_ml = [float((out_lab[t] == tm.tracked).sum() * ml) for t in range(steps + 1)]
+    meta = {"time_spacing": float(time_spacing), "time_unit": time_unit,
+            "times": [i * float(time_spacing) for i in range(steps + 1)], "model": tm.name, "method": method,
+            "notes": notes}
+    names = {int(k_): v for k_, v in tm.card.get("label_names", {}).items()}
+    image = baseline.with_data(out_img, is_label=False, **meta)
+    image.metadata.pop("label_names", None)
+    lab_vol = baseline.with_data(out_lab, is_label=True, **meta, label_names=names)
+    return FollowUps(image, lab_vol, tracked_ml, meta["times"], slices, notes)
+
+
+def difference(series: Volume, t: int) -> Volume:
+    """Frame t minus frame 0 of a 4D image series: 3D float32 Volume (same geometry)."""
+    if not series.is_time_series or not 0 <= t < series.data.shape[0]:
+        raise InputError(f"time point {t} is not in the series ({series.data.shape[0] if series.is_time_series else 1} frames)")
+    diff = series.data[t].astype(np.float32) - series.data[0].astype(np.float32)
+    return Volume(diff, series.spacing, series.origin, series.direction, False, {"time_point": t})
+
+
+def export_series(result: FollowUps, out_dir: str | Path, *, single_file: bool = False, suffix: str = ".nii.gz"
+                  ) -> list[Path]:
+    """Write the series to ``out_dir``: one 4D file per kind (single_file) or one 3D file per time point."""
+    from ..io.writers import write_volume
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if single_file:
+        return [write_volume(result.image, out / f"followups{suffix}"),
+                write_volume(result.labels, out / f"followups_labels{suffix}")]
+    paths = []
+    for t in range(result.image.data.shape[0]):
+        paths.append(write_volume(result.image.frame(t), out / f"followup_t{t:02d}{suffix}"))
+        paths.append(write_volume(result.labels.frame(t), out / f"followup_t{t:02d}_labels{suffix}"))
+    return paths
+
+
+def _check_inputs(baseline: Volume, labels: Volume | None, steps: int, method: str) -> None:
+    name = baseline.metadata.get("source", "the baseline")
+    if baseline.is_time_series:
+        raise InputError(f"{name} is a time series ({baseline.data.shape[0]} frames): give one 3D baseline volume.")
+    if not baseline.is_axis_aligned():
+        raise InputError(f"{name} is oblique: resample it to an axis-aligned grid first.")
+    if steps < 1 or method not in METHODS:
+        raise InputError(f"Need steps >= 1 (got {steps}) and a method among {', '.join(METHODS)} (got {method!r}).")
+    finite = np.isfinite(baseline.data)
+    if not finite.any():
+        raise InputError(f"{name} has no finite intensities.")
+    low = float(np.min(baseline.data[finite]))
+    if low < -1.0:
+        raise InputError(f"{name} has negative intensities (min {low:.0f}): it looks like CT in Hounsfield units, "
+                         "but this model was trained on MR magnitude images (>= 0). Give an MR baseline.")
+    if labels is not None and labels.data.shape != baseline.data.shape:
+        raise InputError(f"The labels' shape {labels.data.shape} differs from the baseline's {baseline.data.shape}.")
+
+
+def _to_model(sl: np.ndarray, factor: tuple[float, float], size: int, mode: str) -> torch.Tensor:
+    """(y, x) slice -> (1, 1, size, size) on the model's pixel grid (resize by factor, centre crop/pad)."""
+    t = torch.as_tensor(sl, dtype=torch.float32)[None, None]
+    shape = (max(1, round(sl.shape[0] * factor[1])), max(1, round(sl.shape[1] * factor[0])))
+    if shape != tuple(sl.shape):
+        t = F.interpolate(t, size=shape, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+    return _centre(t, (size, size))
+
+
+def _from_model(t: torch.Tensor, shape: tuple[int, int], factor: tuple[float, float], mode: str) -> np.ndarray:
+    """(T, size, size) on the model grid -> (T, *shape) on the slice grid (inverse of :func:`_to_model`)."""
+    mid = (max(1, round(shape[0] * factor[1])), max(1, round(shape[1] * factor[0])))
+    t = _centre(t[:, None], mid)
+    if mid != tuple(shape):
+        t = F.interpolate(t, size=shape, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+    return t[:, 0].numpy()
+
+
+def _centre(t: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Centre crop/zero-pad (B, C, H, W) to shape."""
+    for axis, n in ((2, shape[0]), (3, shape[1])):
+        cur = t.shape[axis]
+        if cur > n:
+            t = t.narrow(axis, (cur - n) // 2, n)
+        elif cur < n:
+            pad = [0, 0, 0, 0]
+            i = 0 if axis == 3 else 2
+            pad[i], pad[i + 1] = (n - cur) // 2, n - cur - (n - cur) // 2
+            t = F.pad(t, pad)
+    return t
+
+
+def _walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: list[float], method: str, k: int,
+          refine_steps: int) -> torch.Tensor:
+    """Invert slice x (1, 1, S, S) (labels y (1, S, S) optional) and decode it at ``times``: (T, 1 + K, S, S) raw."""
+    net = tm.net
+    with torch.no_grad():
+        z0, skips = net.encode(x)
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(refine_steps):
+        with torch.enable_grad():
+            raw = net.decode(z, skips)
+            loss = F.l1_loss(torch.sigmoid(raw[:, :1]), x)
+            if y is not None:
+                loss = loss + F.cross_entropy(raw[:, 1:], y[:, 0] if y.ndim == 4 else y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        direction = None
+        if method == "manifold":
+            if "bank" not in tm.modules:
+                raise ModelError("This model has no bank of training progressions: use method 'direction'.")
+            direction = tm.modules["bank"].neighbour_step(z.mean((2, 3)), k)
+        n = len(times)
+        zt = net.move(z.detach().repeat(n, 1, 1, 1), torch.tensor(times), None if direction is None else direction.repeat(n, 1))
+        return net.decode(zt, tuple(s.repeat(n, 1, 1, 1) for s in skips))
+
+
+def _compose_labels(decoded: np.ndarray, base: np.ndarray | None, tracked: int) -> np.ndarray:
+    """(T, y, x) decoded labels -> labels per time: the baseline's (when given) outside the tracked
+    structure, the decoded tracked structure at t, decoded labels where the structure has left."""
+    if base is None:
+        return decoded.astype(np.uint8)
+    out = np.repeat(base[None], len(decoded), 0)
+    left = (base == tracked)[None] & (decoded != tracked)
+    out[left] = decoded[left]
+    out[decoded == tracked] = tracked
+    return out.astype(np.uint8)

@@ -1,0 +1,197 @@
+"""Trainer for the "temporal" family (see :mod:`..models.temporal`): phantom tumour-regression series.
+
+Training data (``--sample phantom`` only): ``n_subjects`` 2D phantom series (axial slice through the
+tumour centre, ``size`` x ``size`` pixels of :data:`PIXEL_MM` mm), each ``series_length`` frames in which
+the tumour radius shrinks by :data:`RADIUS_RATIO` per time step from a start radius drawn in
+:data:`START_RADIUS_MM`; all other factors (anatomy seed, breathing/cardiac phase, body size, rotation,
+MR style, noise) are drawn once per subject and stay fixed. Subject seeds are drawn below
+:data:`HELDOUT_SEED_START`; evaluation uses seeds from there up (never seen in training).
+Intensities: each series is scaled by its baseline's 0.5/99.5 percentiles to [0, 1].
+
+Losses per step (batch of subjects, a random window k, k+1, k+2 plus the baseline 0): L1 image +
+Dice-CE labels of ``decode(z_0 + t d)`` against frame t; latent consistency ``E(x_{k+2}) ~ z_0 + (k+2) d``
+(weight 0.1); after ``adv_start`` x steps, a hinge temporal-discriminator loss on the 3-frame window
+(weight ``adv_weight``).
+
+Settings (``--set``): size (128), n_subjects (300), series_length (6), latent_channels (16),
+adv_weight (0.02), adv_start (0.3), bank_size (256).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceCELoss
+
+from ..data import phantom
+from ..data.normalize import normalize, percentile_spec
+from ..errors import InputError
+from ..models.store import save_model
+from ..models.temporal import ProgressionBank, TemporalAE, make_temporal_discriminator
+from .registry import TrainConfig, register_trainer
+
+PIXEL_MM = 3.0  # in-plane pixel size of the phantom's default grid (128 x 128 over 384 mm)
+RADIUS_RATIO = (6.0 / 16.0) ** (1 / 5)  # tumour radius factor per time step (~0.822)
+START_RADIUS_MM = (10.0, 18.0)
+HELDOUT_SEED_START = 2_000_000
+TRACKED = 7  # phantom label "tumour"
+MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
+NORMALIZATION = {"kind": "percentile", "low": 0.5, "high": 99.5, "range": [0.0, 1.0], "per_image": True}
+
+
+def phantom_series_2d(seed: int, size: int = 128, n: int = 6, start_radius_mm: float = 14.0,
+                      rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One subject's 2D regression series: images (n, size, size) float32 raw a.u., labels (n, size, size) uint8.
+
+    The radius at step t is ``start_radius_mm * RADIUS_RATIO ** t``. rng: draws the fixed factors (breathing,
+    cardiac, body scale, rotation, style, noise seed); None = all at their defaults, style mr_vendor_a.
+    """
+    f: dict[str, Any] = {}
+    style, noise_seed = "mr_vendor_a", seed
+    if rng is not None:
+        f = {"breathing_phase": float(rng.uniform(0, 1)), "cardiac_phase": float(rng.uniform(0, 1)),
+             "body_scale": float(rng.uniform(*phantom.BODY_SCALE_RANGE)), "rotation_deg": float(rng.uniform(-30, 30))}
+        style, noise_seed = MR_STYLES[int(rng.integers(len(MR_STYLES)))], int(rng.integers(1 << 30))
+    radii = start_radius_mm * RADIUS_RATIO ** np.arange(n)
+    images, labels = [], []
+    for r in radii:
+        lab = phantom.make_labels(seed, shape=(1, size, size), spacing=(PIXEL_MM, PIXEL_MM, 5.0),
+                                  tumour_radius_mm=float(r), **f)
+        images.append(phantom.render(lab, style, noise_seed).data[0])
+        labels.append(lab.data[0])
+    return (np.stack(images).astype(np.float32), np.stack(labels), {**f, "style": style, "radii_mm": radii.tolist()})
+
+
+def normalize_series(images: np.ndarray) -> np.ndarray:
+    """(T, ...) raw frames -> [0, 1] by the baseline frame's 0.5/99.5 percentiles."""
+    return normalize(images, percentile_spec(images[0], out_range=(0.0, 1.0))).astype(np.float32)
+
+
+class TemporalTrainer:
+    family = "temporal"
+
+    def __init__(self, config: TrainConfig):
+        if config.sample != "phantom":
+            raise InputError("The 'temporal' family trains on phantom series only: use --sample phantom.")
+        ex = config.extra
+        self.size, self.n_frames = int(ex.get("size", 128)), int(ex.get("series_length", 6))
+        n = int(ex.get("n_subjects", 300))
+        self.adv_weight, self.adv_start = float(ex.get("adv_weight", 0.02)), int(float(ex.get("adv_start", 0.3)) * config.steps)
+        self.bank_size = int(ex.get("bank_size", 256))
+        rng = np.random.default_rng(config.seed)
+        images, labels = [], []
+        for _ in range(n):
+            img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), self.size, self.n_frames,
+                                            float(rng.uniform(*START_RADIUS_MM)), rng)
+            images.append(normalize_series(img))
+            labels.append(lab)
+        self.images = torch.as_tensor(np.stack(images)).half()  # (N, T, H, W)
+        self.labels = torch.as_tensor(np.stack(labels).astype(np.int64))
+        self.label_names = {str(k): v for k, v in phantom.LABELS.items()}
+        self.model = TemporalAE(len(phantom.LABELS), self.size, int(ex.get("latent_channels", 16)))
+        self.disc = make_temporal_discriminator()
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
+        self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        self.batch = config.batch_size
+        self.gen = torch.Generator().manual_seed(config.seed + 1)
+        self.data_description = (f"{n} 2D phantom tumour-regression series ({self.n_frames} frames, radius x "
+                                 f"{RADIUS_RATIO:.3f} per step from {START_RADIUS_MM[0]}-{START_RADIUS_MM[1]} mm, "
+                                 f"random MR style and factors, subject seeds < {HELDOUT_SEED_START}, seed {config.seed})")
+
+    def _window(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Subjects (B,), times (B, 4) = (0, k, k+1, k+2)."""
+        idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
+        k = torch.randint(0, self.n_frames - 2, (self.batch,), generator=self.gen)
+        times = torch.stack([torch.zeros_like(k), k, k + 1, k + 2], 1)
+        return idx, times, k
+
+    def _triple(self, image: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) image and tracked probability -> (B, 6, H, W) discriminator input."""
+        return torch.cat([image, tracked], 1)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        idx, times, k = self._window()
+        frames = self.images[idx[:, None], times].float()  # (B, 4, H, W)
+        target_lab = self.labels[idx[:, None], times]
+        z0, skips = self.model.encode(frames[:, :1])
+        b = len(idx)
+        z = self.model.move(z0.repeat(4, 1, 1, 1), times.T.reshape(-1).float())  # time-major (4B, ...)
+        out = self.model.decode(z, tuple(s.repeat(4, 1, 1, 1) for s in skips))
+        tgt_img = frames.transpose(0, 1).reshape(-1, 1, self.size, self.size)
+        tgt_lab = target_lab.transpose(0, 1).reshape(-1, 1, self.size, self.size)
+        image = torch.sigmoid(out[:, :1])
+        rec = F.l1_loss(image, tgt_img)
+        seg = self.seg_loss(out[:, 1:], tgt_lab)
+        z_last, _ = self.model.encode(frames[:, 3:4])
+        cons = F.mse_loss(z_last, self.model.move(z0, (k + 2).float()))
+        loss = rec + seg + 0.1 * cons
+        losses = {"loss": 0.0, "rec": rec.item(), "seg": seg.item(), "cons": cons.item()}
+        if self.adv_weight > 0 and step >= self.adv_start:
+            tracked = torch.softmax(out[:, 1:], 1)[:, TRACKED:TRACKED + 1]
+            fake = self._triple(image[b:].reshape(3, b, self.size, self.size).transpose(0, 1),
+                                tracked[b:].reshape(3, b, self.size, self.size).transpose(0, 1))
+            real = self._triple(frames[:, 1:], (target_lab[:, 1:] == TRACKED).float())
+            d_loss = F.relu(1 - self.disc(real)[-1]).mean() + F.relu(1 + self.disc(fake.detach())[-1]).mean()
+            self.opt_d.zero_grad()
+            d_loss.backward()
+            self.opt_d.step()
+            adv = -self.disc(fake)[-1].mean()
+            loss = loss + self.adv_weight * adv
+            losses.update(adv=adv.item(), d=d_loss.item())
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        losses["loss"] = loss.item()
+        return losses
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
+                "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.disc.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["opt"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.gen.set_state(state["gen"])
+
+    @torch.no_grad()
+    def preview(self) -> np.ndarray:
+        """Subject 0's last time step, decoded from its baseline: (H, W) in [0, 1]."""
+        self.model.eval()
+        z0, skips = self.model.encode(self.images[:1, 0, None].float())
+        out = torch.sigmoid(self.model.decode(self.model.move(z0, self.n_frames - 1), skips)[0, 0]).numpy()
+        self.model.train()
+        return out
+
+    @torch.no_grad()
+    def progression_bank(self) -> ProgressionBank:
+        """Pooled baseline latents and mean latent step of the first ``bank_size`` training series."""
+        self.model.eval()
+        n = min(self.bank_size, len(self.images))
+        bank = ProgressionBank(n, self.model.latent_channels)
+        series = self.images[:n].float()
+        pooled = torch.stack([self.model.encode(series[:, t, None])[0].mean((2, 3)) for t in range(self.n_frames)], 1)
+        t = torch.arange(1, self.n_frames, dtype=torch.float32)[None, :, None]
+        bank.keys.copy_(pooled[:, 0])
+        bank.steps.copy_(((pooled[:, 1:] - pooled[:, :1]) / t).mean(1))
+        self.model.train()
+        return bank
+
+    def export(self, path: str | Path, card: dict[str, Any]) -> None:
+        bank = self.progression_bank()
+        card = {**card, "family": self.family, "network": {**self.model.config, "bank_size": len(bank.keys)},
+                "normalization": NORMALIZATION, "label_names": self.label_names, "shape": [self.size, self.size],
+                "pixel_mm": PIXEL_MM, "spacing": [PIXEL_MM, PIXEL_MM, 5.0], "modality": "MR magnitude (a.u., >= 0)",
+                "tracked_label": TRACKED, "series_length": self.n_frames,
+                "time_step": f"one follow-up of the phantom protocol (tumour radius x {RADIUS_RATIO:.3f})",
+                "heldout_seed_start": HELDOUT_SEED_START, "data": card.get("data", self.data_description)}
+        save_model(path, {"model": self.model, "bank": bank}, card)
+
+
+register_trainer("temporal", TemporalTrainer, "2D encoder-decoder with a latent time direction (synthetic follow-ups)")
