@@ -127,3 +127,29 @@ def test_sampler_must_fit_objective():
         run_to_completion(sample(tiny(), sampler="ddim", steps=5000, device="cpu"))
     with pytest.raises(InputError, match="between 1 and"):
         run_to_completion(sample(tiny(), n=0, device="cpu"))
+
+
+def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
+    from napari_medgen.cli import main
+    from napari_medgen.io.readers import read_volume
+    from napari_medgen.io.writers import write_volume
+    from napari_medgen.models.store import save_model
+
+    m = tiny(label_nc=3)
+    card = {"family": "diffusion", "network": {"spatial_dims": 2, **NET, "label_nc": 3, "spade_intermediate_channels": 8},
+            "shape": [16, 16], "spacing": [2.0, 2.0, 4.0], "scheduler": DDPM}
+    save_model(tmp_path / "diffusion_tiny", {"unet": m.unet}, card)
+    mask = Volume(np.zeros((1, 16, 16), np.uint8), spacing=(1.0, 1.0, 3.0), origin=(5.0, 6.0, 7.0), is_label=True)
+    mask.data[0, 3:9, 3:9] = 1
+    write_volume(mask, tmp_path / "L.nii.gz")
+    argv = ["--device", "cpu", "--quiet", "sample", "--model", str(tmp_path / "diffusion_tiny"), "--sampler", "ddim",
+            "--steps", "2", "--n", "2", "--mask", str(tmp_path / "L.nii.gz"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    stack, one = read_volume(tmp_path / "out" / "samples.nii.gz"), read_volume(tmp_path / "out" / "sample_001.nii.gz")
+    assert stack.data.shape == (2, 1, 16, 16) and one.data.shape == (1, 16, 16)
+    np.testing.assert_allclose(one.origin, mask.origin, atol=1e-5)
+    bad = mask.with_data(np.full((1, 16, 16), 4, np.uint8))
+    write_volume(bad, tmp_path / "bad.nii.gz")
+    argv[argv.index(str(tmp_path / "L.nii.gz"))] = str(tmp_path / "bad.nii.gz")
+    assert main(argv) == 2
+    assert "label value(s) [4] are not classes" in capsys.readouterr().err
