@@ -111,6 +111,16 @@ def focus(viewer: napari.viewer.Viewer, layer_name: str, fill: float = 0.9) -> N
     viewer.layers.selection.active = viewer.layers[layer_name]
 
 
+@scene("directions")
+def directions(viewer: napari.Viewer) -> None:
+    """The latent-directions dock on the shipped phantom VAE: its saved directions, one slider moved."""
+    widget = dock(viewer, "Latent directions")
+    widget.random_base()
+    if widget.sliders:
+        widget.sliders[0].setValue(20)
+    settle(0.5)
+
+
 def shoot(name: str) -> Path:
     """Run one scene in a fresh window and save docs/images/<name>.png."""
     viewer = napari.Viewer(title=f"napari-medgen: {name}")

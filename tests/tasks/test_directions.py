@@ -68,6 +68,18 @@ def test_pca_of_vae_latents_scales_are_data_spread(tiny_vae):
     assert dirs.scales[0] >= dirs.scales[1]  # first principal axis has the largest spread
 
 
+def test_ica_recovers_independent_mixing_directions():
+    rng = np.random.default_rng(0)
+    sources = rng.uniform(-1, 1, (3000, 3))
+    mixing = rng.normal(size=(5, 3))
+    latents = sources @ mixing.T + 0.01 * rng.normal(size=(3000, 5))
+    found = D._independent_axes(latents, 3, seed=0)
+    true = mixing.T / np.linalg.norm(mixing.T, axis=1, keepdims=True)
+    found = found / np.linalg.norm(found, axis=1, keepdims=True)
+    cos = np.abs(found @ true.T)
+    assert np.all(cos.max(axis=1) > 0.98) and len(set(cos.argmax(axis=1))) == 3
+
+
 def test_bad_requests_are_clear(tiny_vae, tmp_path):
     model = D.LatentEditor(tiny_vae).model
     with pytest.raises(InputError, match="between 1 and the latent dimension"):

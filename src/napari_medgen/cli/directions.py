@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import run_with_bar
-from ..tasks.directions import METHODS
+from ..tasks.directions import METHODS, NEEDS_IMAGES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +59,7 @@ def _discover(args: argparse.Namespace) -> int:
     from ..tasks.directions import discover
 
     editor = _editor(args)
-    images = editor.pca_images(seed=args.seed + 1000) if args.method == "pca" else None
+    images = editor.pca_images(seed=args.seed + 1000) if args.method in NEEDS_IMAGES else None
     editor.directions = run_with_bar(discover(editor.model, args.method, args.k, seed=args.seed, images=images,
                                               steps=args.steps), f"discover ({args.method})", disable=args.quiet)
     out = Path(args.out) if args.out else editor.save_directions()

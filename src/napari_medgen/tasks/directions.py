@@ -9,6 +9,8 @@ Methods (``discover``):
   (Härkönen et al., 2020), mapped back to latent space by least squares.
 * ``pca``: principal components of the posterior means of real data (VAE only): the data's main
   modes of variation in latent space.
+* ``ica``: independent components of the posterior means of real data (VAE only, FastICA): factors
+  drawn independently mix linearly in latent space, and ICA unmixes them.
 * ``voynov``: learned directions (Voynov & Babenko, 2020): a direction matrix and a reconstructor
   CNN are trained together so that the reconstructor can tell, from a pair (G(z), G(z + εA_k)),
   which direction k moved the image and by how much; the generator stays frozen.
@@ -34,7 +36,8 @@ from ..errors import InputError, ModelError
 from ..models.store import load_model, model_paths
 from ..progress import CancelToken, Progress, run_to_completion
 
-METHODS = ("sefa", "ganspace", "pca", "voynov")
+METHODS = ("sefa", "ganspace", "pca", "ica", "voynov")
+NEEDS_IMAGES = ("pca", "ica")
 
 
 @dataclass
@@ -121,11 +124,11 @@ def discover(model: nn.Module, method: str = "sefa", k: int = 10, *, seed: int =
         yield Progress(1, 1, "closed-form factorisation")
     elif method == "ganspace":
         vectors = yield from _ganspace(model, k, seed, n_samples, cancel)
-    elif method == "pca":
+    elif method in NEEDS_IMAGES:
         if images is None or not hasattr(model, "encode"):
-            raise InputError("Method 'pca' needs a VAE and real images to encode.")
+            raise InputError(f"Method '{method}' needs a VAE and real images to encode.")
         mu = yield from _encode_all(model, images, cancel)
-        vectors = _principal_axes(mu, k)
+        vectors = _principal_axes(mu, k) if method == "pca" else _independent_axes(mu, k, seed)
     elif method == "voynov":
         vectors = yield from _voynov(model, k, seed, steps, cancel)
     else:
@@ -149,6 +152,15 @@ def _principal_axes(x: np.ndarray, k: int) -> np.ndarray:
     xc = x - x.mean(0, keepdims=True)
     _, _, vt = np.linalg.svd(xc, full_matrices=False)
     return vt[:k]
+
+
+def _independent_axes(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Latent directions (k, m) of k independent components of rows of x (n, m): the mixing columns."""
+    from sklearn.decomposition import FastICA
+
+    ica = FastICA(n_components=k, whiten="unit-variance", random_state=seed, max_iter=2000, tol=1e-4)
+    ica.fit(x)
+    return ica.mixing_.T
 
 
 def _encode_all(model: nn.Module, images: np.ndarray, cancel: CancelToken, batch: int = 128
@@ -385,11 +397,11 @@ class LatentEditor:
         return path
 
     def pca_images(self, n: int = 500, seed: int = 1000) -> np.ndarray:
-        """Real images (n, size, size) in [0, 1] for the ``pca`` method: fresh phantoms drawn like the
-        training data (phantom models only)."""
+        """Real images (n, size, size) in [0, 1] for the ``pca``/``ica`` methods: fresh phantoms drawn
+        like the training data (phantom models only)."""
         if "phantom" not in str(self.card.get("data", "")):
-            raise InputError("Method 'pca' encodes images like the training data, which are only regenerated for "
-                             "phantom models; use sefa, ganspace or voynov for this model.")
+            raise InputError("Methods 'pca' and 'ica' encode images like the training data, which are only "
+                             "regenerated for phantom models; use sefa, ganspace or voynov for this model.")
         from ..training.latent_trainers import phantom_bank
 
         bank = self.card.get("phantom_bank", {})

@@ -8,6 +8,7 @@ Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels
 * ``--sample brain`` or folders: axial slices of the volumes, resized to ``size``.
 
 Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae),
+kl_warmup (vae: steps over which the KL weight ramps up from 0, against posterior collapse),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -141,6 +142,7 @@ class VAETrainer(_LatentTrainer):
         self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim)
         self.network = self.model.config
         self.beta = float(config.extra.get("beta", 1e-3))
+        self.kl_warmup = int(config.extra.get("kl_warmup", 0))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -151,7 +153,8 @@ class VAETrainer(_LatentTrainer):
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
         seg = F.cross_entropy(out[:, 1:], labels)
         kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
-        loss = rec + 0.1 * seg + self.beta * kl
+        beta = self.beta * min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else self.beta
+        loss = rec + 0.1 * seg + beta * kl
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QH
 
 from ..errors import MedgenError
 from ..io.volume import Volume
-from ..tasks.directions import METHODS, LatentEditor, discover
+from ..tasks.directions import METHODS, NEEDS_IMAGES, LatentEditor, discover
 from ..models.store import shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
@@ -119,15 +119,14 @@ class DirectionsWidget(QWidget):
             return
         self.editor.random_base(self.seed.value())
         self._geometry = None
-        self._rebuild_rows()
-        self.update_output()
+        self._rebuild_rows()  # output layers appear only once the user samples, inverts or slides
 
     def discover(self) -> None:
         if self.editor is None:
             return
         editor, method, k = self.editor, self.method.currentText(), self.k.value()
         try:
-            images = editor.pca_images(300) if method == "pca" else None
+            images = editor.pca_images(300) if method in NEEDS_IMAGES else None
         except MedgenError as exc:
             show_error(str(exc))
             return
