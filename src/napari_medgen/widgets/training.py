@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -28,6 +28,9 @@ from ..training.registry import TrainConfig, trainers
 from .common import ProgressPanel, add_volume
 from .runner import TaskHandle, run_task
 
+if TYPE_CHECKING:
+    import napari
+
 PREVIEW_LAYER = "training preview"
 SOURCES = {"Sample: brain MRI": "brain", "Sample: thorax phantom": "phantom", "Image + label folders": None}
 PLOT_INTERVAL_S = 0.5  # redraw the loss plot at most this often while training
@@ -36,7 +39,7 @@ PLOT_INTERVAL_S = 0.5  # redraw the loss plot at most this often while training
 class TrainingWidget(QWidget):
     """Family, data, steps, intervals, work folder, output model; Start / Resume; loss plot; status."""
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.handle: TaskHandle | None = None
