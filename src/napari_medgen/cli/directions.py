@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..models.store import record_metrics
 from ..progress import run_with_bar
 from ..tasks.directions import METHODS, NEEDS_IMAGES
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--directions", help="directions JSON (default: the model's own)")
     m.add_argument("--bases", type=int, default=12, help="random latents walked per direction")
     m.add_argument("--csv", help="write the table as CSV")
+    m.add_argument("--record", action="store_true", help="write the table into the model card's metrics")
     m.set_defaults(func=_measure)
 
     a = dsub.add_parser("apply", help="edit a random sample or a real image slice and write the result")
@@ -80,6 +82,11 @@ def _measure(args: argparse.Namespace) -> int:
     print(format_table(table, names, editor.directions.names))
     hits = dominated(table)
     print(f"directions dominated by one factor (|r| >= 0.7, others <= 0.3): {len(hits)}")
+    if args.record:
+        record_metrics(args.model, "directions", {
+            "method": editor.directions.method, "n_bases": args.bases, "factors": names,
+            "r": {n: [round(float(v), 3) for v in row] for n, row in zip(editor.directions.names, table, strict=True)},
+            "dominated": [f"{editor.directions.names[k]}: {names[j]}" for k, j in hits]})
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             w = csv.writer(f)

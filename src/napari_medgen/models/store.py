@@ -116,6 +116,14 @@ def load_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
+def record_metrics(path: str | Path, section: str, metrics: dict[str, Any]) -> None:
+    """Write measured figures into the card's ``metrics[section]`` (atomically; weights untouched)."""
+    card = load_card(path)
+    card.setdefault("metrics", {})[section] = metrics
+    _check_json(card)
+    atomic_write_bytes(model_paths(path)[1], (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+
+
 def load_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     """Load weights as {module_name: state_dict}, floats as float32. Never unpickles."""
     weights_path, _ = model_paths(path)
