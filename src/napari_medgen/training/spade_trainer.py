@@ -246,7 +246,7 @@ class SpadeTrainer:
                 "shape": list(self.network["input_shape"]), "plane_spacing": list(self.data.spacing),
                 "slice_orientation": "axial", **self.style_card()}
         training = dict(card.get("training", {}))
-        training.setdefault("data", self.data.description)
+        training["data"] = self.data.description
         training["held_out"] = self.data.held_out
         training["notes"] = self.data.notes
         card["training"] = training
