@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")  # a number on its own (not the 99 of "p99")
 RATIO = re.compile(r"ratio|\w\s?/\s?\w|speed-?up|\bvs\.?\b|\bx\s*faster", re.IGNORECASE)
 
 
@@ -35,8 +36,19 @@ class Outcome:
     output: str
 
     def ratio_lines(self, limit: int = 12) -> list[str]:
-        lines = [line.rstrip() for line in self.output.splitlines() if line.strip() and RATIO.search(line)]
-        return [line for line in lines if "Warning" not in line][:limit]
+        """Lines naming a ratio; a header naming one (no numbers) brings its table's rows up to a blank line."""
+        out: list[str] = []
+        in_table = False
+        for line in self.output.splitlines():
+            if not line.strip() or "Warning" in line:
+                in_table = False
+                continue
+            if RATIO.search(line):
+                in_table = not NUMBER.search(line)
+                out.append(line.rstrip())
+            elif in_table:
+                out.append(line.rstrip())
+        return out[:limit]
 
 
 def benchmarks() -> list[Path]:
