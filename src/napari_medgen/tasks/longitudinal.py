@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
-from ..models.store import load_model
+from ..models.store import load_card, load_model
 from ..progress import CancelToken, Progress
 
 METHODS = ("direction", "manifold")
@@ -43,9 +43,10 @@ class TemporalModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "TemporalModel":
+        family = load_card(path)["family"]
+        if family != "temporal":
+            raise ModelError(f"Model '{path}' is a '{family}' model; synthetic follow-ups need a 'temporal' model.")
         modules, card = load_model(path)
-        if card["family"] != "temporal":
-            raise ModelError(f"Model '{path}' is a '{card['family']}' model; synthetic follow-ups need a 'temporal' model.")
         return cls(modules, card, Path(path).name.removesuffix(".json").removesuffix(".safetensors"))
 
     @property
@@ -151,6 +152,30 @@ def difference(series: Volume, t: int) -> Volume:
     return Volume(diff, series.spacing, series.origin, series.direction, False, {"time_point": t})
 
 
+def compare_series(result: FollowUps, true_image: Volume, true_labels: Volume, tracked: int) -> dict[str, np.ndarray]:
+    """Score predicted follow-ups against the true series (4D, same grid, frame 0 = baseline).
+
+    Per time point t (arrays of length T): ``dice`` of the tracked structure, ``volume_error`` (relative,
+    predicted / true - 1), ``true_ml`` and ``pred_ml``; ``mad_outside`` = mean |follow-up - baseline| in the
+    body (label > 0) outside the tracked structure of frames 0 and t, divided by the baseline's 0.5-99.5
+    percentile range (so 0.01 = 1 % of the image's intensity range).
+    """
+    pred, true = np.asarray(result.labels.data) == tracked, np.asarray(true_labels.data) == tracked
+    if pred.shape != true.shape or true_image.data.shape != pred.shape:
+        raise InputError(f"Predicted series {pred.shape} and true series {true.shape} differ in shape.")
+    axes = tuple(range(1, pred.ndim))
+    inter, sizes = (pred & true).sum(axes), pred.sum(axes) + true.sum(axes)
+    ml = float(np.prod(true_labels.spacing)) / 1000.0
+    base = np.asarray(true_image.data[0], np.float32)
+    lo, hi = np.percentile(base, [0.5, 99.5])
+    body = np.asarray(true_labels.data[0]) > 0
+    mad = [float(np.abs(result.image.data[t] - base)[body & ~true[0] & ~true[t] & ~pred[t]].mean() / max(hi - lo, 1e-6))
+           for t in range(len(pred))]
+    return {"dice": np.where(sizes > 0, 2 * inter / np.maximum(sizes, 1), 1.0), "true_ml": true.sum(axes) * ml,
+            "pred_ml": pred.sum(axes) * ml, "volume_error": pred.sum(axes) / np.maximum(true.sum(axes), 1) - 1,
+            "mad_outside": np.array(mad)}
+
+
 def export_series(result: FollowUps, out_dir: str | Path, *, single_file: bool = False, suffix: str = ".nii.gz"
                   ) -> list[Path]:
     """Write the series to ``out_dir``: one 4D file per kind (single_file) or one 3D file per time point."""
@@ -248,12 +273,14 @@ def _walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: lis
 
 
 def _compose_labels(decoded: np.ndarray, base: np.ndarray | None, tracked: int) -> np.ndarray:
-    """(T, y, x) decoded labels -> labels per time: the baseline's (when given) outside the tracked
-    structure, the decoded tracked structure at t, decoded labels where the structure has left."""
+    """(T, y, x) decoded labels -> labels per time. With the baseline's labels: frame 0 = baseline, later
+    frames = the baseline's outside the tracked structure, the decoded tracked structure at t, decoded
+    labels where the structure has left."""
     if base is None:
         return decoded.astype(np.uint8)
     out = np.repeat(base[None], len(decoded), 0)
     left = (base == tracked)[None] & (decoded != tracked)
     out[left] = decoded[left]
     out[decoded == tracked] = tracked
+    out[0] = base  # the baseline frame keeps its own labels
     return out.astype(np.uint8)

@@ -1,0 +1,175 @@
+"""Longitudinal dock: synthetic follow-ups of a baseline as a 4D layer, difference map, side-by-side view, volume plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QPushButton,
+                            QSpinBox, QVBoxLayout, QWidget)
+
+from ..errors import MedgenError
+from ..models.store import shipped_models
+from ..tasks.longitudinal import METHODS, FollowUps, difference, export_series, predict_followups
+from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .runner import run_task
+
+if TYPE_CHECKING:
+    import napari
+
+OUTPUT = "follow-ups"
+NO_LABELS = "(none)"
+
+
+class LongitudinalWidget(QWidget):
+    """Pick a baseline (+ labels), a model, follow-ups and time span; Predict; inspect; Export."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.result: FollowUps | None = None
+        self.image_layer, self.labels_layer, self.model, self.method = QComboBox(), QComboBox(), QComboBox(), QComboBox()
+        for path in shipped_models(("temporal",)):
+            self.model.addItem(path.stem, str(path))
+        self.method.addItems(METHODS)
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 20)
+        self.steps.setValue(5)
+        self.span = QDoubleSpinBox()
+        self.span.setRange(0.1, 1000.0)
+        self.span.setValue(15.0)
+        self.span.setSuffix(" months")
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.clicked.connect(self.predict)
+        self.time_point = QSpinBox()
+        self.time_point.setRange(0, 5)
+        self.time_point.valueChanged.connect(lambda _: self.show_time_point())
+        self.side_by_side = QCheckBox("Side by side (grid)")
+        self.side_by_side.toggled.connect(self.set_grid)
+        self.single_file = QCheckBox("one 4D file")
+        self.export_button = QPushButton("Export...")
+        self.export_button.clicked.connect(self._ask_export)
+        self.panel = ProgressPanel()
+        self.figure = Figure(figsize=(4, 2.2), dpi=80)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.axes = self.figure.add_subplot(1, 1, 1)
+
+        form = QFormLayout()
+        form.addRow("Baseline", self.image_layer)
+        form.addRow("Labels", self.labels_layer)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(browse)
+        form.addRow("Model", model_row)
+        form.addRow("Method", self.method)
+        form.addRow("Follow-ups", self.steps)
+        form.addRow("Time span", self.span)
+        form.addRow(self.predict_button)
+        form.addRow("Time point", self.time_point)
+        form.addRow(self.side_by_side)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.single_file)
+        export_row.addWidget(self.export_button)
+        form.addRow(export_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.panel)
+        layout.addWidget(self.canvas)
+        viewer.layers.events.inserted.connect(self._refresh_layers)
+        viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Temporal model card", "", "Model card (*.json)")
+        if path:
+            self.model.addItem(Path(path).stem, path)
+            self.model.setCurrentIndex(self.model.count() - 1)
+
+    def predict(self) -> None:
+        """Run the follow-up task on the chosen layers; the result arrives in :meth:`show_result`."""
+        name, lab_name, model = self.image_layer.currentText(), self.labels_layer.currentText(), self.model.currentData()
+        if not name or model is None:
+            show_error("Choose a baseline image layer and a temporal model.")
+            return
+        baseline = layer_to_volume_of(self.viewer.layers[name])
+        labels = None if lab_name in ("", NO_LABELS) else layer_to_volume_of(self.viewer.layers[lab_name])
+        steps, method = self.steps.value(), self.method.currentText()
+        spacing = self.span.value() / steps
+        run_task(self.viewer, lambda cancel: predict_followups(baseline, model, labels=labels, steps=steps,
+                                                               time_spacing=spacing, method=method, cancel=cancel),
+                 name="Predict follow-ups", on_result=self.show_result, panel=self.panel)
+
+    def show_result(self, result: FollowUps) -> None:
+        """4D image + labels layers, the difference map at the chosen time point, the volume plot."""
+        self.result = result
+        add_volume(self.viewer, result.image, OUTPUT)
+        add_volume(self.viewer, result.labels, f"{OUTPUT} labels")
+        self.time_point.setRange(0, result.image.data.shape[0] - 1)
+        self.time_point.setValue(result.image.data.shape[0] - 1)
+        self.show_time_point()
+        self._plot(result)
+
+    def show_time_point(self) -> None:
+        """Difference map (follow-up t minus baseline, diverging, centred at 0) and the follow-up at t."""
+        if self.result is None:
+            return
+        t = self.time_point.value()
+        diff = difference(self.result.image, t)
+        limit = float(np.abs(diff.data).max()) or 1.0
+        add_volume(self.viewer, diff, f"{OUTPUT} difference", colormap="PiYG", contrast_limits=(-limit, limit),
+                   opacity=0.7, blending="additive")
+        add_volume(self.viewer, self.result.image.frame(t), f"{OUTPUT} at t")
+        if self.side_by_side.isChecked():
+            self.set_grid(True)
+
+    def set_grid(self, on: bool) -> None:
+        """Side by side: only the baseline and the follow-up at t are shown, in a 1 x 2 grid (one shared camera)."""
+        keep = {self.image_layer.currentText(), f"{OUTPUT} at t"}
+        for layer in self.viewer.layers:
+            layer.visible = (layer.name in keep) if on else True
+        self.viewer.grid.shape = (1, 2) if on else (-1, -1)
+        self.viewer.grid.enabled = on
+
+    def _plot(self, result: FollowUps) -> None:
+        ax = self.axes
+        ax.clear()
+        ax.plot(result.times, result.tracked_ml, "o-")
+        ax.set_xlabel(f"time ({result.image.metadata.get('time_unit', '')})")
+        ax.set_ylabel("tracked volume (ml)")
+        self.figure.tight_layout()
+        self.canvas.draw_idle()
+
+    def _ask_export(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export follow-ups to folder")
+        if folder:
+            self.export(folder)
+
+    def export(self, folder: str | Path) -> list[Path]:
+        """Write the series (one 4D file, or one file per time point) into ``folder``."""
+        if self.result is None:
+            show_error("Predict follow-ups first.")
+            return []
+        try:
+            paths = export_series(self.result, folder, single_file=self.single_file.isChecked())
+        except MedgenError as exc:
+            show_error(str(exc))
+            return []
+        show_info(f"Wrote {len(paths)} files to {folder}")
+        return paths
+
+    def _refresh_layers(self, *_: Any) -> None:
+        for combo, kind, extra in ((self.image_layer, Image, []), (self.labels_layer, Labels, [NO_LABELS])):
+            current = combo.currentText()
+            combo.clear()
+            names = extra + [lay.name for lay in self.viewer.layers
+                             if isinstance(lay, kind) and not lay.name.startswith(OUTPUT) and lay.ndim == 3]
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)

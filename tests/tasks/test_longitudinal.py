@@ -1,0 +1,164 @@
+"""Synthetic follow-ups: geometry, what stays fixed, input checks, export, the trainer, and the shipped model's quality."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medgen.errors import InputError, ModelError
+from napari_medgen.io.readers import read_volume
+from napari_medgen.io.volume import Volume
+from napari_medgen.models.store import SHIPPED_DIR, save_model
+from napari_medgen.models.temporal import ProgressionBank, TemporalAE
+from napari_medgen.progress import run_to_completion
+from napari_medgen.tasks.longitudinal import compare_series, difference, export_series, predict_followups
+
+SIZE, PIXEL = 32, 12.0
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """An untrained 32 x 32 temporal model (12 mm pixels) with a 5-entry progression bank."""
+    torch.manual_seed(0)
+    net = TemporalAE(8, size=SIZE, latent_channels=4, channels=(4, 8))
+    with torch.no_grad():
+        net.direction.copy_(torch.linspace(-1, 1, 4))
+    bank = ProgressionBank(5, 4)
+    bank.keys.normal_()
+    bank.steps.normal_()
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(path, {"model": net, "bank": bank},
+               {"family": "temporal", "network": {**net.config, "bank_size": 5}, "shape": [SIZE, SIZE],
+                "pixel_mm": PIXEL, "tracked_label": 7, "label_names": {"0": "background", "7": "tumour"}})
+    return str(path)
+
+
+def _baseline(shape=(4, SIZE, SIZE), spacing=(PIXEL, PIXEL, 5.0)):
+    rng = np.random.default_rng(0)
+    image = Volume(rng.uniform(0, 1, shape).astype(np.float32), spacing, (10.0, -20.0, 30.0))
+    labels = np.ones(shape, np.uint8)
+    labels[1, 10:20, 10:20] = 7  # only slice 1 holds the tracked structure
+    return image, Volume(labels, spacing, (10.0, -20.0, 30.0), is_label=True)
+
+
+def test_series_keeps_geometry_and_baseline_first(tiny):
+    image, labels = _baseline()
+    r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=3, time_spacing=2.0, refine_steps=2))
+    assert r.image.data.shape == (4,) + image.data.shape and r.labels.data.shape == r.image.data.shape
+    assert r.image.spacing == image.spacing and r.image.origin == image.origin
+    np.testing.assert_array_equal(r.image.data[0], image.data)
+    np.testing.assert_array_equal(r.labels.data[0], labels.data)
+    assert r.image.metadata["times"] == [0.0, 2.0, 4.0, 6.0] and r.notes == []
+    assert len(r.tracked_ml) == 4 and r.tracked_ml[0] == pytest.approx(100 * PIXEL * PIXEL * 5.0 / 1000)
+
+
+def test_slices_without_the_tracked_structure_stay_fixed(tiny):
+    image, labels = _baseline()
+    r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0))
+    assert r.slices == [1]
+    for z in (0, 2, 3):
+        np.testing.assert_array_equal(r.image.data[:, z], np.repeat(image.data[None, z], 3, 0))
+    assert np.abs(r.image.data[2, 1] - image.data[1]).max() > 0  # the model did change the tumour slice
+
+
+def test_manifold_method_and_difference_map(tiny):
+    image, labels = _baseline()
+    a = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0))
+    b = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0, method="manifold"))
+    assert not np.allclose(a.image.data[2], b.image.data[2])
+    diff = difference(b.image, 2)
+    np.testing.assert_allclose(diff.data, b.image.data[2] - image.data, atol=1e-6)
+    with pytest.raises(InputError):
+        difference(b.image, 3)
+
+
+def test_other_grid_is_resampled_with_a_note(tiny):
+    image, labels = _baseline(shape=(2, 48, 40), spacing=(8.0, 8.0, 5.0))
+    labels.data[0, 20:26, 18:24] = 7
+    r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=1, refine_steps=0))
+    assert r.image.data.shape == (2, 2, 48, 40)
+    assert r.notes and "resampled" in r.notes[0] and r.image.metadata["notes"] == r.notes
+
+
+def test_bad_inputs_give_clear_errors(tiny, tmp_path):
+    image, labels = _baseline()
+    ct = image.with_data(image.data * 1000 - 1000)
+    with pytest.raises(InputError, match="Hounsfield"):
+        run_to_completion(predict_followups(ct, tiny))
+    with pytest.raises(InputError, match="time series"):
+        run_to_completion(predict_followups(image.with_data(np.stack([image.data] * 2)), tiny))
+    with pytest.raises(InputError, match="shape"):
+        run_to_completion(predict_followups(image, tiny, labels=labels.with_data(labels.data[:2])))
+    other = tmp_path / "other"
+    save_model(other, TemporalAE(8, size=SIZE, latent_channels=4, channels=(4, 8)), {"family": "vae", "network": {}})
+    with pytest.raises(ModelError, match="temporal"):
+        run_to_completion(predict_followups(image, other))
+
+
+@pytest.mark.parametrize("single", [True, False])
+def test_export_round_trip(tiny, tmp_path, single):
+    image, labels = _baseline()
+    r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0))
+    paths = export_series(r, tmp_path, single_file=single)
+    assert len(paths) == (2 if single else 6)
+    back = read_volume(paths[0])
+    expected = r.image.data if single else r.image.data[0]
+    np.testing.assert_allclose(back.data, expected, atol=1e-4)
+    np.testing.assert_allclose(back.spacing, image.spacing)
+
+
+def test_compare_series_scores_a_perfect_prediction(tiny):
+    image, labels = _baseline()
+    r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=1, refine_steps=0))
+    true_img, true_lab = r.image, r.labels  # the prediction compared with itself
+    s = compare_series(r, true_img, true_lab, 7)
+    np.testing.assert_allclose(s["dice"], 1.0)
+    np.testing.assert_allclose(s["volume_error"], 0.0)
+    assert s["mad_outside"][0] == 0.0
+
+
+def test_trainer_is_deterministic_and_resumes():
+    from napari_medgen.training.registry import TrainConfig, make_trainer
+
+    cfg = dict(sample="phantom", steps=4, batch_size=2, extra={"n_subjects": 2, "size": 32, "bank_size": 2,
+                                                               "adv_start": 0.0, "series_length": 4})
+    a = make_trainer("temporal", TrainConfig(**cfg))
+    first = a.train_step(0)
+    assert set(first) >= {"loss", "rec", "seg", "cons", "adv", "d"} and np.isfinite(first["loss"])
+    state = copy.deepcopy(a.state_dict())  # as a checkpoint on disk would be: no shared tensors
+    b = make_trainer("temporal", TrainConfig(**cfg))
+    b.load_state_dict(state)
+    torch.manual_seed(1)
+    la = a.train_step(1)
+    torch.manual_seed(1)
+    lb = b.train_step(1)
+    assert la["loss"] == pytest.approx(lb["loss"], rel=1e-5)
+    with pytest.raises(InputError, match="phantom"):
+        make_trainer("temporal", TrainConfig(sample="brain", steps=1))
+
+
+SHIPPED = SHIPPED_DIR / "temporal_phantom.json"
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped temporal model not built")
+def test_shipped_model_on_heldout_subjects():
+    """Held-out phantom subjects (never trained on): tumour Dice and volume error at the first follow-ups."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "benchmarks" / "longitudinal.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from napari_medgen.tasks.longitudinal import TemporalModel
+
+    scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method="direction", with_labels=True)
+    assert scores["dice"][:, 1].mean() >= DICE_BAR
+    assert np.abs(scores["volume_error"][:, 1]).mean() <= VOLUME_BAR
+    assert np.all(np.diff(scores["pred_ml"], axis=1) < 0)  # the tumour shrinks at every step
+    assert scores["mad_outside"][:, 1:].mean() < 0.02
+
+
+DICE_BAR, VOLUME_BAR = 0.8, 0.15
