@@ -8,8 +8,8 @@ on. Each edit is a brush stroke made through the labels layer's paint API (the s
 mouse binding makes); latency = from just before the paint call to just after the dock wrote the
 regenerated slice into the image layer and refreshed it (Qt thread), one edit at a time. The bare
 network forward (generator.decode on a prepared one-hot 128 x 128 slice; eager, and traced as the live
-path runs it) is measured in the same run, interleaved with the edits (one forward after each edit, so both see the same machine load),
-as is Synthesizer.synthesize_slices. A burst of 20 back-to-back edits shows coalescing.
+path runs it) is measured in the same run, interleaved with the edits (one forward after each edit, so both see the same machine load), in
+the live worker's own thread while the Qt thread idles, as is Synthesizer.synthesize_slices. A burst of 20 back-to-back edits shows coalescing.
 Prints a table; one run.
 """
 
@@ -30,7 +30,7 @@ def _model(arg: str | None, tmp: Path) -> tuple[Path, str]:
     from napari_medgen.tasks.synthesize import shipped_models
 
     if arg:
-        return Path(arg), "given"
+        return Path(arg), str(arg)
     shipped = shipped_models()
     if "spade_phantom" in shipped:
         return shipped["spade_phantom"], "shipped spade_phantom"
@@ -56,6 +56,8 @@ def main() -> int:
     ap.add_argument("--model", help="spade model (default: shipped spade_phantom, else an untrained default-size one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--edits", type=int, default=30)
+    ap.add_argument("--sample", choices=["phantom", "brain"], default="phantom",
+                    help="label map: phantom 64 x 128 x 128 (default) or the brain sample (use with --model spade_brain)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -72,13 +74,18 @@ def main() -> int:
     model, origin = _model(args.model, tmp)
     viewer = napari.Viewer(show=True)
     app = QApplication.instance()
-    labels = add_volume(viewer, make_labels(0, shape=(64, 128, 128)), "phantom")
+    if args.sample == "brain":
+        from napari_medgen.data.samples import brain_sample
+
+        labels = add_volume(viewer, brain_sample()[1], "phantom")
+    else:
+        labels = add_volume(viewer, make_labels(0, shape=(64, 128, 128)), "phantom")
     w = SynthesizeWidget(viewer)
     viewer.window.add_dock_widget(w)
     w.model_combo.add_path(model)
     w.labels_combo.setCurrentText("phantom")
     synth = w.synthesizer()
-    z_mid = 32
+    z_mid = labels.data.shape[0] // 2
     viewer.dims.set_point(0, labels.data_to_world((z_mid, 0, 0))[0])
 
     def wait_for(cond, timeout=30.0) -> None:
@@ -94,34 +101,48 @@ def main() -> int:
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
 
-    # bare forward and synthesize_slices on the same slice
+    # the bare forward (eager, and traced as the live path runs it) and synthesize_slices are timed in the live
+    # worker's own thread while the Qt thread idles: a second thread running torch would start a second OpenMP
+    # team, and two spinning teams on 2 busy cores distort both (seen: 10 ms vs 4 s medians)
+    from napari_medgen.models import spade
+
     style = synth.random_style(0)
     lab = np.asarray(labels.data[z_mid:z_mid + 1])
-    onehot = torch.nn.functional.one_hot(torch.from_numpy(lab.astype(np.int64)), synth.n_classes).movedim(-1, 1).float()
-    zt = torch.from_numpy(style)[None]
-    bare, traced, sl = [], [], []
-    from napari_medgen.tasks.live_synthesis import SliceRenderer
-
     plan = synth.check_labels(lab)
-    traced_net = SliceRenderer(synth, plan, style).net  # the network exactly as the live path runs it
+    model_in = torch.from_numpy(spade.to_model(lab, plan, nearest=True).astype(np.int64))  # the model's input shape
+    onehot = torch.nn.functional.one_hot(model_in, synth.n_classes).movedim(-1, 1).float()
+    bare, traced, sl = [], [], []
+    probing = [False]
 
-    def time_forward() -> None:
+    def forwards() -> None:
+        """Worker thread: one of each timed call (the live renderer exists by then)."""
+        zt = torch.from_numpy(w._live_ctx["style"])[None]
         with torch.inference_mode():
             t0 = time.perf_counter()
             synth.generator.decode(onehot, zt)
             bare.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            traced_net(onehot, zt)
+            w._live_ctx["renderer"].net(onehot, zt)
             traced.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        synth.synthesize_slices(lab, style)
+        synth.synthesize_slices(lab, w._live_ctx["style"])
         sl.append(time.perf_counter() - t0)
 
-    for _ in range(3):
-        time_forward()
-    bare.clear()
-    traced.clear()
-    sl.clear()
+    def time_forward() -> None:
+        """Run forwards() in the live worker thread (as part of one regeneration request) and wait."""
+        render = w.live.render
+
+        def probe(x):
+            forwards()
+            return render(x)
+
+        w.live.render = probe
+        probing[0] = True
+        n = w.live_updates
+        w.live.request([z_mid])
+        wait_for(lambda: w.live_updates > n)
+        w.live.render = render
+        probing[0] = False
 
     # live: one edit at a time; compute (worker) and apply (Qt thread: write + refresh) timed separately
     compute, apply = [], []
@@ -130,21 +151,29 @@ def main() -> int:
     def timed_apply(update):
         t0 = time.perf_counter()
         orig_apply(update)
-        if getattr(update, "seconds", None) is not None:
+        if getattr(update, "seconds", None) is not None and not probing[0]:
             compute.append(update.seconds)
             apply.append(time.perf_counter() - t0)
 
     w._apply = timed_apply
     w.live_box.setChecked(True)
     wait_for(lambda: w.live_updates >= 1)
+    for _ in range(3):
+        time_forward()
+    bare.clear()
+    traced.clear()
+    sl.clear()
     def new_label(coord, k: int) -> int:
-        """A label (2..7) that differs from the one at ``coord``, so the edit changes something."""
+        """A foreground label of the model that differs from the one at ``coord``, so the edit changes something."""
         old = int(labels.data[coord])
-        return [v for v in range(2, 8) if v != old][k % 5]
+        choices = [v for v in range(1, synth.n_classes) if v != old]
+        return choices[k % len(choices)]
 
+    ny, nx = labels.data.shape[1:]
+    centre = (z_mid, ny // 2, nx // 2)
     for k in range(3):  # warm-up edits
         n = w.live_updates
-        labels.paint((z_mid, 60, 60), new_label((z_mid, 60, 60), k))
+        labels.paint(centre, new_label(centre, k))
         wait_for(lambda: w.live_updates > n)
     latency, paint_call = [], []
     compute.clear()
@@ -152,7 +181,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     for i in range(args.edits):
         n = w.live_updates
-        coord = (z_mid, int(rng.integers(30, 98)), int(rng.integers(30, 98)))
+        coord = (z_mid, int(rng.integers(ny // 4, 3 * ny // 4)), int(rng.integers(nx // 4, 3 * nx // 4)))
         t0 = time.perf_counter()
         labels.paint(coord, new_label(coord, i))
         t1 = time.perf_counter()
@@ -176,7 +205,8 @@ def main() -> int:
     before = w.live.computations
     t0 = time.perf_counter()
     for k in range(20):
-        labels.paint((z_mid, 40 + 2 * k, 50 + k), new_label((z_mid, 40 + 2 * k, 50 + k), k))
+        coord = (z_mid, ny // 4 + k, nx // 4 + k)
+        labels.paint(coord, new_label(coord, k))
     burst_paint = time.perf_counter() - t0
     wait_for(lambda: w.live.dirty.empty and w.live.computations > before)
     target = np.array(labels.data[z_mid])
@@ -190,8 +220,8 @@ def main() -> int:
     n_single = len(latency)
     fb, ft, fs, lv, pc = _stats(bare), _stats(traced), _stats(sl), _stats(latency), _stats(paint_call)
     wc, qa = _stats(compute[:n_single]), _stats(apply[:n_single])
-    print(f"live painting benchmark: model = {origin}; torch threads = {torch.get_num_threads()}; "
-          f"slice 128 x 128; {args.edits} single edits; device {synth.device}")
+    print(f"live painting benchmark: model = {origin}; torch threads = {torch.get_num_threads()}; {args.sample} "
+          f"labels {labels.data.shape}, model input {synth.slice_shape}; {args.edits} single edits; device {synth.device}")
     print(f"{'measure':<48}{'median ms':>10}{'p90 ms':>9}{'max ms':>9}")
     for name, s in (("bare network forward, eager (generator.decode)", fb),
                     ("bare network forward, traced (as live runs it)", ft),
