@@ -66,7 +66,7 @@ def run_one(script: Path, timeout: float) -> Outcome:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(command(script), capture_output=True, text=True, timeout=timeout, env=env,
+        proc = subprocess.run(command(script), check=False, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=HERE.parent)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")

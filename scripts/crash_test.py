@@ -34,13 +34,13 @@ import time
 from pathlib import Path
 
 import torch
-import torch._dynamo  # noqa: F401  (torch.optim imports it lazily: seconds in every forked child otherwise)
+import torch._dynamo  # torch.optim imports it lazily: seconds in every forked child otherwise)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.training.mlp_trainer
 
-from napari_medgen.training import checkpoint as ckpt  # noqa: E402
-from napari_medgen.training.loop import train  # noqa: E402
-from tests.training.mlp_trainer import MLPTrainer  # noqa: E402
+from napari_medgen.training import checkpoint as ckpt
+from napari_medgen.training.loop import train
+from tests.training.mlp_trainer import MLPTrainer
 
 STEP_DELAY_S = 0.01
 

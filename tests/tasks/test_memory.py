@@ -33,7 +33,7 @@ def test_free_bytes_is_the_available_memory():
     assert abs(memory.free_bytes("cpu") - psutil.virtual_memory().available) < 512 * 2**20
 
 
-def test_synthesis_runs_in_smaller_batches_or_refuses(monkeypatch, toy_model):
+def test_synthesis_runs_in_smaller_batches_or_refuses(monkeypatch, toy_model):  # noqa: F811
     from napari_medgen.tasks.synthesize import synthesize
 
     synth = toy_model

@@ -27,8 +27,9 @@ from .mlp_trainer import make_mlp_trainer
 
 STEPS, MORE, BATCH, WORLD = 40, 20, 16, 2
 # Tolerance of the loss-curve comparison: ranks draw other samples than the single process (the same
-# distribution), so curves agree in their 10-step means, not step by step. Measured: <= 12 % apart.
-CURVE_RTOL = 0.3
+# distribution), so curves agree in their 10-step means (measured: at most 22 % apart), and in the mean
+# over steps 11-60 (measured: 4 % apart), not step by step.
+CURVE_RTOL, MEAN_RTOL = 0.3, 0.1
 BUILT: list = []  # trainers built in this process, newest last
 
 
@@ -119,7 +120,7 @@ def ddp_run(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                            str(WORLD), "-m", "tests.training.test_distributed", str(base)],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
+                          check=False, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [json.loads((base / "reports" / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return base, reports
@@ -168,6 +169,7 @@ def test_loss_curve_matches_single_process_with_the_same_global_batch(ddp_run, s
     windows = ddp_loss.reshape(-1, 10).mean(1), one_loss.reshape(-1, 10).mean(1)
     print("10-step mean losses, 2 ranks:", windows[0].round(4), "1 process:", windows[1].round(4))
     np.testing.assert_allclose(*windows, rtol=CURVE_RTOL)
+    np.testing.assert_allclose(ddp_loss[10:].mean(), one_loss[10:].mean(), rtol=MEAN_RTOL)
     assert windows[0][-1] < 0.7 * windows[0][0]  # it learns
 
 

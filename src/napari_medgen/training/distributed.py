@@ -64,8 +64,8 @@ class DistEnv:
 def env_from_os() -> DistEnv:
     """Read RANK / WORLD_SIZE / LOCAL_RANK as torchrun sets them (absent: a single process)."""
     try:
-        env = DistEnv(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                      int(os.environ.get("LOCAL_RANK", 0)))
+        env = DistEnv(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                      int(os.environ.get("LOCAL_RANK", "0")))
     except ValueError:
         raise InputError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (they are set by torchrun).") from None
     if env.world_size < 1 or not 0 <= env.rank < env.world_size:
@@ -104,7 +104,7 @@ def current() -> DistEnv:
     """This process's DistEnv from the live process group (DistEnv() when there is none)."""
     if not (dist.is_available() and dist.is_initialized()):
         return DistEnv()
-    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def is_primary() -> bool:
