@@ -72,13 +72,15 @@ def test_unsupported_family_is_refused(tmp_path):
         run_to_completion(quantize(tmp_path / "enc"))
 
 
-SPADE_PHANTOM = SHIPPED_MODELS / "spade_phantom"
+SHIPPED_SPADE = [pytest.param(name, marks=pytest.mark.skipif(not (SHIPPED_MODELS / f"{name}.json").is_file(),
+                                                            reason=f"{name} is not shipped yet"))
+                 for name in ("spade_phantom", "spade_brain")]
 
 
-@pytest.mark.skipif(not SPADE_PHANTOM.with_suffix(".json").is_file(), reason="spade_phantom is not shipped yet")
-def test_shipped_synthesis_model_bf16_bar():
-    """Issue bar: bf16 halves the weights of the shipped synthesis model and keeps SSIM >= 0.98 against fp32."""
-    result = run_to_completion(quantize(SPADE_PHANTOM, precisions=("fp32", "bf16"), n_samples=4, repeats=1,
+@pytest.mark.parametrize("name", SHIPPED_SPADE)
+def test_shipped_synthesis_model_bf16_bar(name):
+    """Issue bar: bf16 halves the weights of a shipped synthesis model and keeps SSIM >= 0.98 against fp32."""
+    result = run_to_completion(quantize(SHIPPED_MODELS / name, precisions=("fp32", "bf16"), n_samples=4, repeats=1,
                                         extractor=None))
     fp32, bf16 = result.rows
     assert bf16["size_ratio"] >= 1.95 and bf16["ssim_vs_fp32"] >= 0.98
