@@ -58,10 +58,10 @@ def test_predict_shows_series_difference_and_plot(widget, tmp_path):
     w.time_point.setValue(1)
     np.testing.assert_allclose(viewer.layers["follow-ups difference"].data, series.data[1] - series.data[0], atol=1e-6)
     w.side_by_side.setChecked(True)
-    assert viewer.grid.enabled
+    assert viewer.canvas.grid.enabled
     assert [lay.name for lay in viewer.layers if lay.visible] == ["baseline", "follow-ups at t"]
     w.side_by_side.setChecked(False)
-    assert not viewer.grid.enabled
+    assert not viewer.canvas.grid.enabled
 
     w.single_file.setChecked(True)
     paths = w.export(tmp_path / "out")

@@ -41,7 +41,8 @@ class TemporalAE(nn.Module):
         self.up1 = Convolution(2, c2, c2, strides=2, is_transposed=True, kernel_size=3, output_padding=1)  # H/2
         self.up2 = Convolution(2, c2 + c1, c1, strides=2, is_transposed=True, kernel_size=3, output_padding=1)  # H
         self.head = nn.Sequential(Convolution(2, c1 + 1, c1), Convolution(2, c1, 1 + n_classes, conv_only=True))
-        self.direction = nn.Parameter(torch.zeros(latent_channels))
+        # unit-variance start: a zero start stays near zero (the skips let the decoder ignore a tiny step)
+        self.direction = nn.Parameter(torch.randn(latent_channels))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, 1, H, W) in [0, 1] -> (z (B, C, H/4, W/4), skips (x, features at H/2))."""

@@ -9,8 +9,8 @@ MR style, noise) are drawn once per subject and stay fixed. Subject seeds are dr
 Intensities: each series is scaled by its baseline's 0.5/99.5 percentiles to [0, 1].
 
 Losses per step (batch of subjects, a random window k, k+1, k+2 plus the baseline 0): L1 image +
-Dice-CE labels of ``decode(z_0 + t d)`` against frame t; latent consistency ``E(x_{k+2}) ~ z_0 + (k+2) d``
-(weight 0.1); after ``adv_start`` x steps, a hinge temporal-discriminator loss on the 3-frame window
+Dice-CE labels + Dice of the tracked structure alone, of ``decode(z_0 + t d)`` against frame t; latent
+consistency ``E(x_{k+2}) ~ z_0 + (k+2) d`` (weight 0.1, d held fixed in this term so it cannot shrink d); after ``adv_start`` x steps, a hinge temporal-discriminator loss on the 3-frame window
 (weight ``adv_weight``).
 
 Settings (``--set``): size (128), n_subjects (300), series_length (6), latent_channels (16),
@@ -128,11 +128,15 @@ class TemporalTrainer:
         rec = F.l1_loss(image, tgt_img)
         seg = self.seg_loss(out[:, 1:], tgt_lab)
         z_last, _ = self.model.encode(frames[:, 3:4])
-        cons = F.mse_loss(z_last, self.model.move(z0, (k + 2).float()))
-        loss = rec + seg + 0.1 * cons
-        losses = {"loss": 0.0, "rec": rec.item(), "seg": seg.item(), "cons": cons.item()}
+        cons = F.mse_loss(z_last, self.model.move(z0, (k + 2).float(), self.model.direction.detach()))
+        prob = torch.softmax(out[:, 1:], 1)[:, TRACKED]
+        truth = (tgt_lab[:, 0] == TRACKED).float()
+        tracked_dice = 1 - 2 * (prob * truth).sum() / (prob.sum() + truth.sum() + 1e-5)
+        loss = rec + seg + tracked_dice + 0.1 * cons
+        losses = {"loss": 0.0, "rec": rec.item(), "seg": seg.item(), "tracked_dice": tracked_dice.item(),
+                  "cons": cons.item()}
         if self.adv_weight > 0 and step >= self.adv_start:
-            tracked = torch.softmax(out[:, 1:], 1)[:, TRACKED:TRACKED + 1]
+            tracked = prob[:, None]
             fake = self._triple(image[b:].reshape(3, b, self.size, self.size).transpose(0, 1),
                                 tracked[b:].reshape(3, b, self.size, self.size).transpose(0, 1))
             real = self._triple(frames[:, 1:], (target_lab[:, 1:] == TRACKED).float())

@@ -134,8 +134,8 @@ class LongitudinalWidget(QWidget):
         keep = {self.image_layer.currentText(), f"{OUTPUT} at t"}
         for layer in self.viewer.layers:
             layer.visible = (layer.name in keep) if on else True
-        self.viewer.grid.shape = (1, 2) if on else (-1, -1)
-        self.viewer.grid.enabled = on
+        self.viewer.canvas.grid.shape = (1, 2) if on else (-1, -1)
+        self.viewer.canvas.grid.enabled = on
 
     def _plot(self, result: FollowUps) -> None:
         ax = self.axes
