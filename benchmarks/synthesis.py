@@ -15,7 +15,6 @@ writes the pictures of docs/synthesis.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -24,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_medgen.atomic import atomic_path, atomic_write_bytes
+from napari_medgen.atomic import atomic_path
 from napari_medgen.data.phantom import make_phantom
 from napari_medgen.data.samples import brain_sample
-from napari_medgen.models.store import load_card, model_paths
+from napari_medgen.models.store import record_metrics
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.synthesize import (Synthesizer, heldout_slice_quality, shipped_models,
                                             style_transfer_correlation, synthesize)
@@ -150,9 +149,7 @@ def _save(fig, path: Path) -> None:
 
 
 def update_card(path, section: str, metrics: dict[str, float]) -> None:
-    card = load_card(path)
-    card.setdefault("metrics", {})[section] = {k: round(float(v), 4) for k, v in metrics.items()}
-    atomic_write_bytes(model_paths(path)[1], (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    record_metrics(path, section, {k: round(float(v), 4) for k, v in metrics.items()})
 
 
 def main() -> None:
