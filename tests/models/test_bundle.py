@@ -63,6 +63,15 @@ def test_old_generative_names_and_module_prefix(tmp_path):
     assert list(model.unet.state_dict())[0] == list(weights)[0].removeprefix("module.")
 
 
+def test_latent_bundle_refused(tmp_path):
+    folder = make_bundle(tmp_path / "b")
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config["autoencoder_def"] = {"_target_": "monai.networks.nets.AutoencoderKL", "spatial_dims": 2}
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="latent-diffusion bundles"):
+        load_bundle(folder)
+
+
 def test_missing_file(tmp_path):
     folder = make_bundle(tmp_path / "b")
     (folder / "models" / "model.pt").unlink()

@@ -136,6 +136,10 @@ def load_bundle(folder: str | Path, device: torch.device | str = "cpu") -> Diffu
         if (configs / name).is_file():
             config.update(_read_config(configs / name))
     config.update(_read_config(config_path))
+    latent = [k for k in ("autoencoder_def", "autoencoder", "vqvae_def") if k in config]
+    if latent:
+        raise ModelError(f"Bundle config '{config_path}' defines '{latent[0]}': latent-diffusion bundles "
+                         "(autoencoder + diffusion network) are not supported yet.")
     net_name, net_kwargs = _component(config, ("network_def", "diffusion_def"), NETWORKS, "network", config_path)
     sched_name, sched_kwargs = _component(config, ("scheduler", "noise_scheduler"), SCHEDULERS, "scheduler", config_path)
     if (net_name == "SPADEDiffusionModelUNet") != ("label_nc" in net_kwargs):
