@@ -4,8 +4,8 @@
 space (encoder, then ``refine_steps`` Adam steps on the latent against the slice and, when given, its
 labels) and walks it along time: ``method="direction"`` uses the learned time direction, ``"manifold"``
 the mean latent step of the ``k`` nearest training progressions. Each follow-up image is
-``baseline + (decode(z_t) - decode(z_0))`` (in the baseline's intensity units), so what the model does
-not change stays exactly as it was; the labels at t take the tracked structure (the card's
+``baseline + (decode(z_t) - decode(z_0))`` (in the baseline's intensity units), by default only within
+``local_margin_mm`` of the tracked structure, so what the model does not change stays exactly as it was; the labels at t take the tracked structure (the card's
 ``tracked_label``, e.g. the tumour) from the decoded labels at t. Slices without the tracked structure
 are copied unchanged.
 
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
@@ -88,12 +89,15 @@ class FollowUps:
 
 def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, labels: Volume | None = None,
                       steps: int = 5, time_spacing: float = 3.0, time_unit: str = "months", method: str = "direction",
-                      k: int = 5, rate: float = 1.0, refine_steps: int = 20, cancel: CancelToken | None = None
+                      k: int = 5, rate: float = 1.0, refine_steps: int = 20, local_margin_mm: float | None = 10.0,
+                      cancel: CancelToken | None = None
                       ) -> Generator[Progress, None, FollowUps]:
     """Predict ``steps`` follow-ups of ``baseline`` (3D, MR magnitude), ``time_spacing`` ``time_unit`` apart.
 
     One time point = one model time step (card ``time_step``) times ``rate``. labels: the baseline's
     label map (same grid); without it the tracked structure is found in the decoded labels.
+    local_margin_mm: change the image only within this distance (in-plane) of the tracked structure at
+    any time point (None: wherever the model changes it).
     """
     cancel = cancel or CancelToken()
     tm = model if isinstance(model, TemporalModel) else TemporalModel.load(model)
@@ -129,9 +133,14 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
             continue
         slices.append(zi)
         delta = torch.sigmoid(raw[:, :1]) - torch.sigmoid(raw[:1, :1])
-        out_img[:, zi] += _from_model(delta[:, 0], data.shape[1:], factor, "bilinear") * scale
         out_lab[:, zi] = _compose_labels(_from_model(dec_lab.float(), data.shape[1:], factor, "nearest"),
                                          None if lab0 is None else lab0[zi], tm.tracked)
+        delta = _from_model(delta[:, 0], data.shape[1:], factor, "bilinear") * scale
+        if local_margin_mm is not None:
+            near = ndimage.binary_dilation((out_lab[:, zi] == tm.tracked).any(0),
+                                           iterations=max(1, round(local_margin_mm / min(baseline.spacing[:2]))))
+            delta *= near
+        out_img[:, zi] += delta
     ml = float(np.prod(baseline.spacing)) / 1000.0
     tracked_ml = [float((out_lab[t] == tm.tracked).sum() * ml) for t in range(steps + 1)]
     meta = {"time_spacing": float(time_spacing), "time_unit": time_unit,
