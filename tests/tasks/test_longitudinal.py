@@ -141,6 +141,7 @@ def test_trainer_is_deterministic_and_resumes():
 
 
 SHIPPED = SHIPPED_DIR / "temporal_phantom.json"
+DICE_BAR, VOLUME_BAR = 0.8, 0.15  # the bars, at the first follow-up (measured: 0.954, 7.1 % on 12 subjects)
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped temporal model not built")
@@ -160,5 +161,3 @@ def test_shipped_model_on_heldout_subjects():
     assert np.all(np.diff(scores["pred_ml"], axis=1) < 0)  # the tumour shrinks at every step
     assert scores["mad_outside"][:, 1:].mean() < 0.02
 
-
-DICE_BAR, VOLUME_BAR = 0.8, 0.15
