@@ -66,8 +66,6 @@ class DiffusionModel:
     normalization: dict[str, Any] | None = None
     label_names: dict[int, str] | None = None
     source: str = ""
-    autoencoder: torch.nn.Module | None = None
-    latent_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -75,8 +75,6 @@ def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
 
 def _to_image(model: DiffusionModel, x: torch.Tensor) -> np.ndarray:
     """Network-space batch (n, C, *shape) -> intensities (n, z, y, x) float32 (channel 0)."""
-    if model.autoencoder is not None:
-        x = model.autoencoder.decode_stage_2_outputs(x / model.latent_scale)
     arr = x[:, 0].float().cpu().numpy()
     if model.spatial_dims == 2:
         arr = arr[:, None]
