@@ -19,9 +19,18 @@ import torch
 
 from napari_medgen.io.volume import Volume
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.longitudinal import TemporalModel, compare_series, predict_followups
-from napari_medgen.training.temporal_trainer import (HELDOUT_SEED_START, PIXEL_MM, START_RADIUS_MM, TRACKED,
-                                                     phantom_series_2d)
+from napari_medgen.tasks.longitudinal import (
+    TemporalModel,
+    compare_series,
+    predict_followups,
+)
+from napari_medgen.training.temporal_trainer import (
+    HELDOUT_SEED_START,
+    PIXEL_MM,
+    START_RADIUS_MM,
+    TRACKED,
+    phantom_series_2d,
+)
 
 
 def heldout_subject(i: int, steps: int, size: int) -> tuple[Volume, Volume]:
@@ -53,8 +62,8 @@ def evaluate(model: TemporalModel, subjects: int, steps: int, method: str, with_
 def table(scores: dict[str, np.ndarray]) -> str:
     steps = scores["dice"].shape[1]
     monotone = float(np.mean(np.all(np.diff(scores["pred_ml"], axis=1) < 0, axis=1)))
-    lines = [f"{'t':>3} {'Dice':>12} {'vol err %':>14} {'|vol err| %':>12} {'pred/true ml':>14} {'change %':>10} "
-             f"{'MAD out %':>10}"]
+    lines = [(f"{'t':>3} {'Dice':>12} {'vol err %':>14} {'|vol err| %':>12} {'pred/true ml':>14} {'change %':>10} "
+              f"{'MAD out %':>10}")]
     for t in range(steps):
         d, e = scores["dice"][:, t], 100 * scores["volume_error"][:, t]
         lines.append(f"{t:>3} {d.mean():>6.3f}±{d.std():.3f} {e.mean():>+7.1f}±{e.std():>5.1f} {np.abs(e).mean():>12.1f} "

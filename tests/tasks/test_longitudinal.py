@@ -14,7 +14,12 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.models.store import SHIPPED_DIR, save_model
 from napari_medgen.models.temporal import ProgressionBank, TemporalAE
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.longitudinal import compare_series, difference, export_series, predict_followups
+from napari_medgen.tasks.longitudinal import (
+    compare_series,
+    difference,
+    export_series,
+    predict_followups,
+)
 
 SIZE, PIXEL = 32, 12.0
 
@@ -123,8 +128,8 @@ def test_compare_series_scores_a_perfect_prediction(tiny):
 def test_trainer_is_deterministic_and_resumes():
     from napari_medgen.training.registry import TrainConfig, make_trainer
 
-    cfg = dict(sample="phantom", steps=4, batch_size=2, extra={"n_subjects": 2, "size": 32, "bank_size": 2,
-                                                               "adv_start": 0.0, "series_length": 4})
+    cfg = {"sample": "phantom", "steps": 4, "batch_size": 2,
+           "extra": {"n_subjects": 2, "size": 32, "bank_size": 2, "adv_start": 0.0, "series_length": 4}}
     a = make_trainer("temporal", TrainConfig(**cfg))
     first = a.train_step(0)
     assert set(first) >= {"loss", "rec", "seg", "cons", "adv", "d"} and np.isfinite(first["loss"])

@@ -43,7 +43,7 @@ class TemporalModel:
     name: str = ""
 
     @classmethod
-    def load(cls, path: str | Path) -> "TemporalModel":
+    def load(cls, path: str | Path) -> TemporalModel:
         family = load_card(path)["family"]
         if family != "temporal":
             raise ModelError(f"Model '{path}' is a '{family}' model; synthetic follow-ups need a 'temporal' model.")

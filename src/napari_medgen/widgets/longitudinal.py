@@ -10,12 +10,28 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import MedgenError
 from ..models.store import shipped_models
-from ..tasks.longitudinal import METHODS, FollowUps, difference, export_series, predict_followups
+from ..tasks.longitudinal import (
+    METHODS,
+    FollowUps,
+    difference,
+    export_series,
+    predict_followups,
+)
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
