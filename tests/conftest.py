@@ -1,10 +1,12 @@
-"""Shared test setup. torch is imported before Qt (napari) so that its OpenMP runtime loads first."""
+"""Shared test setup. torch is imported before Qt (napari) so that its OpenMP runtime loads first.
 
-import os
+One torch thread: the tests use tiny models, for which a second OpenMP thread only adds waiting
+(measured under load: 40 UNet steps in 14 s with one thread, 220 s with two).
+"""
 
 import torch  # noqa: F401  (must come before any Qt import)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -18,7 +18,7 @@ WIDGETS = yaml.safe_load(MANIFEST.read_text())["contributions"]["widgets"]
 
 
 def test_npe2_validate_passes():
-    done = subprocess.run([sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "npe2", "validate", str(MANIFEST)], capture_output=True, text=True, encoding="utf-8", errors="replace")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "valid" in done.stdout
 

@@ -5,7 +5,7 @@ forms (tasks.sample does the work) with the samples stacked on the layer's leadi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from napari.layers import Labels
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget
@@ -14,6 +14,9 @@ from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..tasks.sample import MAX_SAMPLES, sample, shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import TaskHandle, run_task
+
+if TYPE_CHECKING:
+    import napari
 
 AUTO = "auto (model's default)"
 BROWSE_FILE = "Browse model file..."
@@ -25,7 +28,7 @@ OUTPUT = "diffusion sample"
 class DiffusionWidget(QWidget):
     """Dock widget; ``sample()`` starts sampling and returns the task handle (tests call it directly)."""
 
-    def __init__(self, viewer: Any) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.models: dict[str, Path] = shipped_models()

@@ -8,7 +8,7 @@ Four tabs, each gathering parameters and starting one task through :func:`.runne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -21,13 +21,16 @@ from ..tasks import anomaly, evaluate, quantize, usefulness
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import TaskHandle, run_task
 
+if TYPE_CHECKING:
+    import napari
+
 FOLDER = "Folder..."
 
 
 class EvaluateWidget(QWidget):
     """Quality / Usefulness / Resources / Anomaly tabs over one progress panel, table and plot."""
 
-    def __init__(self, viewer: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.handle: TaskHandle | None = None
