@@ -2,7 +2,7 @@
 # The exact commands that trained every shipped model (run from the repository root).
 set -euo pipefail
 medgen train vae --sample phantom --steps 2500 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/vae_phantom --out src/napari_medgen/sample_data/models/vae_phantom
-medgen train gan --sample phantom --steps 2000 --batch-size 32 --seed 0 --set n_subjects=3000 --checkpoint-every 250 --workdir medgen-runs/gan_phantom --out src/napari_medgen/sample_data/models/gan_phantom
+medgen train gan --sample phantom --steps 1500 --batch-size 16 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/gan_phantom --out src/napari_medgen/sample_data/models/gan_phantom
 medgen --device cpu train anomaly_ae --sample phantom --steps 600 --batch-size 8 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/anomaly_ae --workdir /tmp/evalruns/anomaly_ae
 OMP_NUM_THREADS=1 medgen --device cpu train spade --sample phantom --steps 900 --batch-size 4 --lr 3e-4 --seed 0 --checkpoint-every 50 --set subjects=24 --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom
 OMP_NUM_THREADS=1 medgen --device cpu train spade --sample brain --steps 400 --batch-size 8 --lr 5e-4 --seed 0 --checkpoint-every 50 --set 'input_shape=[96,80]' --out src/napari_medgen/sample_data/models/spade_brain --workdir medgen-runs/spade_brain
