@@ -18,9 +18,17 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..models.anomaly_ae import DEFAULT_NETWORK, FAMILY, NORMALIZATION, build_anomaly_ae, phantom_tumour_auc, reconstruct
+from ..models.anomaly_ae import (
+    DEFAULT_NETWORK,
+    FAMILY,
+    NORMALIZATION,
+    build_anomaly_ae,
+    phantom_tumour_auc,
+    reconstruct,
+)
 from ..models.features import scale_unit
 from ..models.store import save_model
+from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
 HELDOUT_SEED = 1_000_000
@@ -82,7 +90,7 @@ class AnomalyAETrainer:
         x = self._batch().to(self.device)
         rec, mu, logvar, _ = self.net(x)
         l1 = (rec - x).abs().mean()
-        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / x[0].numel()
+        kl = gaussian_kl(mu, logvar) / x[0].numel()
         loss = l1 + self.kl_weight * kl
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -23,6 +23,7 @@ from monai.metrics import compute_dice
 from ..errors import InputError
 from ..models.label_vae import DEFAULT_NETWORK, FAMILY, build_label_vae, one_hot
 from ..models.store import save_model
+from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
 
@@ -116,7 +117,7 @@ class LabelVAETrainer:
         eps = torch.randn(mu.shape, generator=self.gen).to(self.device)  # the trainer's own RNG: exact resume
         logits = self.net.decode_forward(mu + eps * torch.exp(0.5 * logvar), use_sigmoid=False)
         rec = self.loss(logits, y[:, None])
-        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)) / y[0].numel()
+        kl = gaussian_kl(mu, logvar) / y[0].numel()
         loss = rec + self.kl_weight * kl
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

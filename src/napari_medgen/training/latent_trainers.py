@@ -26,6 +26,7 @@ from ..data.datasets import load_pairs, slices2d
 from ..data.normalize import normalize, percentile_spec
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
+from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
 PHANTOM_FACTOR_RANGES = {
@@ -152,7 +153,7 @@ class VAETrainer(_LatentTrainer):
         out = self.model.decode_raw(z)
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
         seg = F.cross_entropy(out[:, 1:], labels)
-        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu ** 2 - logvar.exp(), dim=1))
+        kl = gaussian_kl(mu, logvar)
         beta = self.beta * min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else self.beta
         loss = rec + 0.1 * seg + beta * kl
         self.opt.zero_grad()

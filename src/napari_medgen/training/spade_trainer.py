@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models import spade
 from ..models.store import save_model
+from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
 BRAIN_HOLDOUT_EVERY = 5
@@ -195,7 +196,7 @@ class SpadeTrainer:
         fm = torch.stack([F.l1_loss(f, r) for fs, rs in zip(feats_fake, feats_real) for f, r in zip(fs, rs)]).sum()
         fm = fm / len(feats_fake)
         l1 = F.l1_loss(fake, real)
-        kl = -0.5 * torch.mean(torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1))
+        kl = gaussian_kl(mu, logvar)
         w = self.weights
         loss_g = w["w_adv"] * adv + w["w_fm"] * fm + w["w_l1"] * l1 + w["w_kl"] * kl
         loss_g.backward()

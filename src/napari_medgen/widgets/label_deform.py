@@ -16,7 +16,7 @@ from ..models.label_vae import shipped_models
 from ..tasks.label_deform import METHODS, deform
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
-from .synthesize import LayerCombo, ModelCombo
+from .combos import LayerCombo, ModelCombo
 
 if TYPE_CHECKING:
     import napari

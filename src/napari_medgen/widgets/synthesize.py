@@ -3,7 +3,6 @@ regenerated live while the user paints (tasks.synthesize and tasks.live_synthesi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,7 +10,7 @@ from napari.layers import Image, Labels
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QPushButton, QSlider, QSpinBox,
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QPushButton, QSlider, QSpinBox,
                             QVBoxLayout, QWidget)
 
 from ..errors import MedgenError
@@ -20,62 +19,12 @@ from ..models import spade
 from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource, paint_event_slices,
                                     style_vector)
 from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
+from .combos import LayerCombo, ModelCombo
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
-BROWSE = "Browse..."
-
 if TYPE_CHECKING:
     import napari
-
-
-class LayerCombo(QComboBox):
-    """Names of the viewer's layers of one kind, kept up to date."""
-
-    def __init__(self, viewer: Any, kind: type, optional: bool = False):
-        super().__init__()
-        self.viewer, self.kind, self.optional = viewer, kind, optional
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
-            ev.connect(self.refresh)
-        self.refresh()
-
-    def refresh(self, *_: Any) -> None:
-        current = self.currentText()
-        self.clear()
-        self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
-                      (["(none)"] if self.optional else []))
-        if current:
-            self.setCurrentText(current)
-
-    def layer(self) -> Any:
-        name = self.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
-
-class ModelCombo(QComboBox):
-    """Shipped models ({name: path}) plus "Browse..." to add a model file."""
-
-    def __init__(self, shipped: dict[str, Path]):
-        super().__init__()
-        self.paths = dict(shipped)
-        self.addItems([*self.paths, BROWSE])
-        self.activated.connect(self._maybe_browse)
-
-    def _maybe_browse(self, *_: Any) -> None:
-        if self.currentText() == BROWSE:
-            path, _ = QFileDialog.getOpenFileName(self, "Model card or weights", "", "Models (*.json *.safetensors)")
-            if path:
-                self.add_path(Path(path))
-
-    def add_path(self, path: Path) -> None:
-        path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-        self.paths[path.name] = path
-        if self.findText(path.name) < 0:
-            self.insertItem(self.count() - 1, path.name)
-        self.setCurrentText(path.name)
-
-    def path(self) -> Path | None:
-        return self.paths.get(self.currentText())
 
 
 class SynthesizeWidget(QWidget):

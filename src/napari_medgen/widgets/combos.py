@@ -1,0 +1,59 @@
+"""Combo boxes the docks share: layers of one kind, and models (shipped + Browse...)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import QComboBox, QFileDialog
+
+BROWSE = "Browse..."
+
+
+class LayerCombo(QComboBox):
+    """Names of the viewer's layers of one kind, kept up to date."""
+
+    def __init__(self, viewer: Any, kind: type, optional: bool = False):
+        super().__init__()
+        self.viewer, self.kind, self.optional = viewer, kind, optional
+        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
+            ev.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText()
+        self.clear()
+        self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
+                      (["(none)"] if self.optional else []))
+        if current:
+            self.setCurrentText(current)
+
+    def layer(self) -> Any:
+        name = self.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+
+class ModelCombo(QComboBox):
+    """Shipped models ({name: path}) plus "Browse..." to add a model file."""
+
+    def __init__(self, shipped: dict[str, Path]):
+        super().__init__()
+        self.paths = dict(shipped)
+        self.addItems([*self.paths, BROWSE])
+        self.activated.connect(self._maybe_browse)
+
+    def _maybe_browse(self, *_: Any) -> None:
+        if self.currentText() == BROWSE:
+            path, _ = QFileDialog.getOpenFileName(self, "Model card or weights", "", "Models (*.json *.safetensors)")
+            if path:
+                self.add_path(Path(path))
+
+    def add_path(self, path: Path) -> None:
+        path = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
+        self.paths[path.name] = path
+        if self.findText(path.name) < 0:
+            self.insertItem(self.count() - 1, path.name)
+        self.setCurrentText(path.name)
+
+    def path(self) -> Path | None:
+        return self.paths.get(self.currentText())
