@@ -118,10 +118,21 @@ def _rank_main(base: Path) -> None:
 def ddp_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[2])}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                           str(WORLD), "-m", "tests.training.test_distributed", str(base)],
-                          check=False, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
+               "-m", "tests.training.test_distributed", str(base)]
+    # torchrun's standalone rendezvous picks a free port and can lose it to another process before it
+    # binds (seen once in three full-suite runs): one retry in a fresh folder, and both errors shown
+    errors = []
+    for attempt in range(2):
+        run_dir = base / f"attempt{attempt}"
+        command[-1] = str(run_dir)
+        proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, env=env,
+                              cwd=Path(__file__).parents[2])
+        if proc.returncode == 0:
+            base = run_dir
+            break
+        errors.append(proc.stderr[-3000:])
+    assert proc.returncode == 0, "\n---\n".join(errors)
     reports = [json.loads((base / "reports" / f"rank{r}.json").read_text()) for r in range(WORLD)]
     return base, reports
 
