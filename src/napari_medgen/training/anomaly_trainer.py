@@ -28,6 +28,7 @@ from ..models.anomaly_ae import (
 )
 from ..models.features import scale_unit
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
@@ -46,8 +47,10 @@ def normal_phantom(seed: int, shape: tuple[int, int], styles: list[str]) -> np.n
     return scale_unit(img.data)[0]
 
 
-class AnomalyAETrainer:
+class AnomalyAETrainer(AttributeState):
     """One optimisation step = a batch of normal slices through the VAE (see module docstring)."""
+
+    state_attrs = ("net", "opt", "gen")
 
     def __init__(self, cfg: TrainConfig):
         from ..data.phantom import STYLES
@@ -96,14 +99,6 @@ class AnomalyAETrainer:
         loss.backward()
         self.opt.step()
         return {"loss": loss.item(), "l1": l1.item(), "kl": kl.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
 
     def preview(self) -> np.ndarray:
         """A fixed held-out normal phantom and its reconstruction side by side, (y, 2x) in [0, 1]."""

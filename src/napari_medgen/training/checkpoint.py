@@ -114,3 +114,26 @@ def clear_checkpoints(workdir: Path) -> None:
     for _, p in list_checkpoints(workdir):
         p.unlink(missing_ok=True)
     (Path(workdir) / LATEST).unlink(missing_ok=True)
+
+
+class AttributeState:
+    """Mixin giving a trainer ``state_dict``/``load_state_dict`` over the attributes named in
+    ``state_attrs``: modules and optimisers by their own ``state_dict``, ``torch.Generator`` by
+    its state tensor. The checkpoint keys are the attribute names."""
+
+    state_attrs: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: _state_of(getattr(self, name)) for name in self.state_attrs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in self.state_attrs:
+            part = getattr(self, name)
+            if isinstance(part, torch.Generator):
+                part.set_state(state[name])
+            else:
+                part.load_state_dict(state[name])
+
+
+def _state_of(part: Any) -> Any:
+    return part.get_state() if isinstance(part, torch.Generator) else part.state_dict()

@@ -29,6 +29,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..errors import InputError
 from ..models.diffusion import build_unet, make_scheduler
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .registry import TrainConfig, register_trainer
 
 HELD_OUT_EVERY = 5  # brain: slice index % 5 == 0 is held back
@@ -112,8 +113,10 @@ def folder_data(images: Path, labels: Path | None, dims: int, size: int) -> tupl
     return out_i, out_l, spacing
 
 
-class DiffusionTrainer:
+class DiffusionTrainer(AttributeState):
     """One optimisation step = one batch of noised images at random timesteps, MSE on the target."""
+
+    state_attrs = ("unet", "ema", "optimizer", "generator")
 
     def __init__(self, config: TrainConfig) -> None:
         extra = dict(config.extra or {})
@@ -222,16 +225,6 @@ class DiffusionTrainer:
             for pe, p in zip(self.ema.parameters(), self.unet.parameters()):
                 pe.lerp_(p, 1 - decay)
         return {"loss": float(loss.detach())}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"unet": self.unet.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.unet.load_state_dict(state["unet"])
-        self.ema.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
 
     @torch.inference_mode()
     def preview(self) -> np.ndarray | None:

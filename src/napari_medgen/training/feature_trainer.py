@@ -25,6 +25,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ..models.features import FAMILY, build_feature_encoder, prepare, scale_unit
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .registry import TrainConfig, register_trainer
 
 N_PHANTOM, N_BRAIN = 8, 4
@@ -47,8 +48,10 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     return (out + rng.normal(0, noise, image.shape)).astype(np.float32), np.array([noise, blur], np.float32)
 
 
-class FeatureEncoderTrainer:
+class FeatureEncoderTrainer(AttributeState):
     """One step = a batch of (degraded) slices; regress label fractions and degradation (module doc)."""
+
+    state_attrs = ("net", "head", "opt", "gen")
 
     def __init__(self, cfg: TrainConfig):
         ex = cfg.extra
@@ -108,16 +111,6 @@ class FeatureEncoderTrainer:
         loss.backward()
         self.opt.step()
         return {"loss": loss.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "head": self.head.state_dict(), "opt": self.opt.state_dict(),
-                "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.head.load_state_dict(state["head"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
 
     def preview(self) -> None:
         return None

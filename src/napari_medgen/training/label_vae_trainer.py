@@ -23,6 +23,7 @@ from monai.metrics import compute_dice
 from ..errors import InputError
 from ..models.label_vae import DEFAULT_NETWORK, FAMILY, build_label_vae, one_hot
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
@@ -90,8 +91,10 @@ def load_label_slices(cfg: TrainConfig, shape: tuple[int, int]) -> dict[str, Any
             "heldout_desc": "every 5th non-empty axial slice (index % 5 == 4)"}
 
 
-class LabelVAETrainer:
+class LabelVAETrainer(AttributeState):
     """One optimisation step = a random batch of slices through the VAE (see module docstring)."""
+
+    state_attrs = ("net", "opt", "gen")
 
     def __init__(self, cfg: TrainConfig):
         ex = cfg.extra
@@ -123,14 +126,6 @@ class LabelVAETrainer:
         loss.backward()
         self.opt.step()
         return {"loss": loss.item(), "dice_ce": rec.item(), "kl": kl.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
 
     @torch.inference_mode()
     def reconstruct(self, labels: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from ..data.datasets import load_pairs, slices2d
 from ..data.normalize import normalize, percentile_spec
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
@@ -134,7 +135,8 @@ class _LatentTrainer:
         save_model(path, self.export_modules(), card)
 
 
-class VAETrainer(_LatentTrainer):
+class VAETrainer(AttributeState, _LatentTrainer):
+    state_attrs = ("model", "opt", "gen")
     family = "vae"
 
     def __init__(self, config: TrainConfig):
@@ -161,19 +163,12 @@ class VAETrainer(_LatentTrainer):
         self.opt.step()
         return {"loss": loss.item(), "rec": rec.item(), "seg": seg.item(), "kl": kl.item()}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.gen.set_state(state["gen"])
-
     def export_modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
 
 
-class GANTrainer(_LatentTrainer):
+class GANTrainer(AttributeState, _LatentTrainer):
+    state_attrs = ("model", "disc", "opt_g", "opt_d", "gen")
     family = "gan"
 
     def __init__(self, config: TrainConfig):
@@ -200,17 +195,6 @@ class GANTrainer(_LatentTrainer):
         g_loss.backward()
         self.opt_g.step()
         return {"g": g_loss.item(), "d": d_loss.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"g": self.model.state_dict(), "d": self.disc.state_dict(), "opt_g": self.opt_g.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["g"])
-        self.disc.load_state_dict(state["d"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.gen.set_state(state["gen"])
 
     def export_modules(self) -> dict[str, torch.nn.Module]:
         return {"generator": self.model}

@@ -32,6 +32,7 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models import spade
 from ..models.store import save_model
+from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .registry import TrainConfig, register_trainer
 
@@ -136,8 +137,10 @@ def folder_slices(config: TrainConfig, model_shape: tuple[int, int]) -> SliceSet
     return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec, config.data_description())
 
 
-class SpadeTrainer:
+class SpadeTrainer(AttributeState):
     """One step = one discriminator update and one generator update on a batch of slices."""
+
+    state_attrs = ("generator", "discriminator", "opt_g", "opt_d", "rng")
 
     def __init__(self, data: SliceSet, network: dict[str, Any], *, seed: int, batch_size: int, lr: float,
                  device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True):
@@ -203,17 +206,6 @@ class SpadeTrainer:
         self.opt_g.step()
         return {"g": loss_g.item(), "d": loss_d.item(), "adv": adv.item(), "fm": fm.item(), "l1": l1.item(),
                 "kl": kl.item()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "rng": self.rng.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.rng.set_state(state["rng"])
 
     @torch.inference_mode()
     def encode_mu(self, images: np.ndarray, batch: int = 32) -> np.ndarray:

@@ -32,6 +32,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..errors import InputError
 from ..models.store import save_model
 from ..models.temporal import ProgressionBank, TemporalAE, make_temporal_discriminator
+from .checkpoint import AttributeState
 from .registry import TrainConfig, register_trainer
 
 PIXEL_MM = 3.0  # in-plane pixel size of the phantom's default grid (128 x 128 over 384 mm)
@@ -71,7 +72,8 @@ def normalize_series(images: np.ndarray) -> np.ndarray:
     return normalize(images, percentile_spec(images[0], out_range=(0.0, 1.0))).astype(np.float32)
 
 
-class TemporalTrainer:
+class TemporalTrainer(AttributeState):
+    state_attrs = ("model", "disc", "opt", "opt_d", "gen")
     family = "temporal"
 
     def __init__(self, config: TrainConfig):
@@ -152,17 +154,6 @@ class TemporalTrainer:
         self.opt.step()
         losses["loss"] = loss.item()
         return losses
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "disc": self.disc.state_dict(), "opt": self.opt.state_dict(),
-                "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.disc.load_state_dict(state["disc"])
-        self.opt.load_state_dict(state["opt"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.gen.set_state(state["gen"])
 
     @torch.no_grad()
     def preview(self) -> np.ndarray:
