@@ -5,27 +5,29 @@ Run under a display (or Xvfb):
 
 A napari viewer (shown) holds a 64 x 128 x 128 phantom. A QTimer fires every 10 ms on the Qt
 thread and records when it ran; a gap is the time between two ticks (10 ms when the loop is
-free). Phases, in one run: (1) idle viewer; (2) training (``tasks.train.train_model``, label_vae
-on the phantom sample, small) and sampling (``tasks.sample.sample``, the shipped 2D diffusion
-model, previews added as a layer) started together through ``widgets.runner.run_task`` (napari
-thread workers), as the Training and Diffusion docks start them. Worker design: every task runs
-in its own napari thread_worker; torch runs with ``torch.set_num_threads(THREADS)`` and one
-inter-op thread (set before any torch work); results and previews reach layers on the Qt thread
-through signals. The jobs run twice: "cold" as in a fresh session, where the workers import
-what the tasks import lazily (torch.optim pulls in torch._dynamo; SimpleITK's library loads),
-and "warm", where those imports are done (as a warm-up when a dock opens would do): C-level
-module initialisation holds the GIL, so cold imports in a worker stall the Qt thread. Bars: p99 gap <= 50 ms and max gap <= 200 ms. Prints one table; the ratio
-column is each phase's p99 gap over the idle viewer's p99 gap in the same run.
+free). Phases, in one run: (1) the idle viewer; (2) opening the Training and Diffusion docks,
+whose progress panels start the import warm-up (``widgets.warmup``); (3) a training job
+(``tasks.train.train_model``, label_vae on a small phantom set, through ``run_task``) and a
+sampling job (the Diffusion dock's ``sample()``: shipped 2D phantom model, 2 samples, output
+layer and previews) started together from a Qt callback, as button clicks start them, and run
+to the end; (4) the same again.
+
+Worker design (``widgets.runner``): each job runs in a napari thread worker whose OS thread is
+niced by ``WORKER_NICE`` (Linux), torch with ``--threads`` intra-op threads (default 1) and one
+inter-op thread; results and previews reach layers on the Qt thread through queued signals; the
+progress bar is redrawn at most every 0.1 s and previews at most every 0.3 s; a layer update sets
+only what changed. Bars: p99 gap <= 50 ms and max gap <= 200 ms for phases 3 and 4. Prints one
+table; the ratio column is each phase's p99 gap over the idle viewer's p99 gap in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -39,6 +41,9 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
+STALL_LOG = None  # an open file: every thread's stack is written there when a tick is MAX_BAR_MS late
+
+
 def measure(app, until, timeout_s: float) -> list[float]:
     """Heartbeat gaps (ms) while the Qt event loop runs until ``until()`` is true (checked every tick)."""
     from qtpy.QtCore import QEventLoop, Qt, QTimer
@@ -48,6 +53,8 @@ def measure(app, until, timeout_s: float) -> list[float]:
     t_end = time.perf_counter() + timeout_s
 
     def tick() -> None:
+        if STALL_LOG is not None:  # faulthandler's watchdog thread needs no GIL: it sees the stall as it happens
+            faulthandler.dump_traceback_later(MAX_BAR_MS / 1000, file=STALL_LOG)
         ticks.append(time.perf_counter())
         if until() or ticks[-1] > t_end:
             loop.quit()
@@ -58,6 +65,7 @@ def measure(app, until, timeout_s: float) -> list[float]:
     timer.start(TICK_MS)
     loop.exec()
     timer.stop()
+    faulthandler.cancel_dump_traceback_later()
     gaps = [1000 * (b - a) for a, b in zip(ticks, ticks[1:])]
     worst = sorted(range(len(gaps)), key=gaps.__getitem__)[-3:]
     print("longest gaps (ms @ s after start): " + ", ".join(f"{gaps[i]:.0f} @ {ticks[i] - ticks[0]:.1f}" for i in worst),
@@ -65,31 +73,26 @@ def measure(app, until, timeout_s: float) -> list[float]:
     return gaps
 
 
-def niced(task, nice: int):
-    """Run ``task`` with its worker thread's OS priority lowered by ``nice`` (Linux: per-thread nice)."""
-    if nice:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-    return (yield from task)
+def start_jobs(viewer, diffusion_dock, workdir: Path, train_steps: int, sample_steps: int) -> list:
+    """Training and sampling started together; returns their task handles.
 
-
-def start_jobs(viewer, workdir: Path, train_steps: int, sample_steps: int, previews: bool, nice: int) -> list:
-    """Training and sampling started together as the docks start them; returns their task handles."""
-    from napari_medgen.tasks.sample import sample, shipped_models
+    Sampling is started by the Diffusion dock's own ``sample()`` (its output layer, previews and
+    progress panel included); training through ``run_task`` as the Training dock starts it, with a
+    small config the dock does not offer.
+    """
     from napari_medgen.tasks.train import TrainJob, train_model
     from napari_medgen.training.registry import TrainConfig
-    from napari_medgen.widgets.common import add_volume
     from napari_medgen.widgets.runner import run_task
 
     config = TrainConfig(sample="phantom", seed=0, steps=train_steps, batch_size=8, device="cpu",
                          extra={"subjects": 2, "heldout_subjects": 1, "slice_shape": [64, 64]})
     job = TrainJob("label_vae", config, workdir, checkpoint_every=20, preview_every=10)
-    model = shipped_models()["diffusion_phantom2d"]
-    return [
-        run_task(viewer, lambda cancel: niced(train_model(job, cancel), nice), name="train", on_result=lambda r: None),
-        run_task(viewer, lambda cancel: niced(sample(model, steps=sample_steps, n=2, device="cpu", cancel=cancel), nice),
-                 name="sample", on_result=lambda v: add_volume(viewer, v, "samples"),
-                 on_preview=(lambda v: add_volume(viewer, v, "samples")) if previews else None),
-    ]
+    dock = diffusion_dock
+    dock.model.setCurrentText("diffusion_phantom2d")
+    dock.steps.setValue(sample_steps)
+    dock.n.setValue(2)
+    return [run_task(viewer, lambda cancel: train_model(job, cancel), name="train", on_result=lambda r: None),
+            dock.sample()]
 
 
 def row(name: str, gaps: list[float], idle_p99: float) -> tuple:
@@ -104,11 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="idle phase length")
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--sample-steps", type=int, default=20)
-    parser.add_argument("--no-previews", action="store_true", help="do not show sampling previews as a layer")
-    parser.add_argument("--nice", type=int, default=0, help="lower the worker threads' OS priority by this")
+    parser.add_argument("--nice", type=int, default=None,
+                        help="worker threads' OS priority decrease (default: the runner's WORKER_NICE)")
+    parser.add_argument("--stall-log", type=Path, help="write every thread's stack here at each gap over the max bar")
     args = parser.parse_args(argv)
+    global STALL_LOG
+    if args.stall_log:
+        STALL_LOG = args.stall_log.open("w")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    from napari_medgen.widgets import runner
+
+    if args.nice is not None:
+        runner.WORKER_NICE = args.nice
 
     import napari
     from napari_medgen.data.phantom import make_phantom
@@ -124,26 +135,45 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     idle = measure(app, lambda: time.perf_counter() - t0 > args.seconds, args.seconds + 5)
     rows.append(row("idle viewer", idle, percentile(idle, 99)))
+    from napari_medgen.widgets.diffusion import DiffusionWidget
+    from napari_medgen.widgets.training import TrainingWidget
+    from napari_medgen.widgets.warmup import warm_up
+
+    from qtpy.QtCore import QTimer
+
+    docks = []
+
+    def open_docks() -> None:
+        docks.extend([TrainingWidget(viewer), DiffusionWidget(viewer)])
+        for dock in docks:
+            viewer.window.add_dock_widget(dock)
+
+    t1 = time.perf_counter()
+    QTimer.singleShot(0, open_docks)  # inside the measured loop, as a menu click would run it
+    gaps = measure(app, lambda: time.perf_counter() - t1 > 1.0 and not warm_up().is_alive(), 120)
+    rows.append(row(f"open 2 docks + import warm-up ({time.perf_counter() - t1:.0f} s)", gaps, rows[0][3]))
     failed = []
-    for phase in ("cold", "warm"):
+    for phase in ("first", "again"):
         with tempfile.TemporaryDirectory() as tmp:
             t1 = time.perf_counter()
-            handles = start_jobs(viewer, Path(tmp) / "run", args.train_steps, args.sample_steps, not args.no_previews,
-                                 args.nice)
-            busy = measure(app, lambda: not any(h.running for h in handles), 600)
+            handles: list = []
+            # started inside the measured loop, as a button click would start them
+            QTimer.singleShot(0, lambda: handles.extend(start_jobs(viewer, docks[1], Path(tmp) / "run",
+                                                                   args.train_steps, args.sample_steps)))
+            busy = measure(app, lambda: bool(handles) and not any(h.running for h in handles), 600)
             wall = time.perf_counter() - t1
             failed += [f"{phase} {h.name}: {h.status} {h.error}" for h in handles if h.status != "done"]
         rows.append(row(f"train + sample, {phase} ({wall:.0f} s)", busy, rows[0][3]))
     viewer.close()
     print(f"viewer heartbeat: {TICK_MS} ms Qt timer; torch threads {torch.get_num_threads()}, interop 1; "
           f"{os.cpu_count()} CPU cores; bars p99 <= {P99_BAR_MS:.0f} ms, max <= {MAX_BAR_MS:.0f} ms")
-    print(f"{'phase':34s} {'ticks':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'p99/idle':>9s} {'bars met':>9s}")
+    print(f"{'phase':40s} {'ticks':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'p99/idle':>9s} {'bars met':>9s}")
     for name, n, p50, p99, mx, ratio, ok in rows:
-        print(f"{name:34s} {n:6d} {p50:8.1f} {p99:8.1f} {mx:8.1f} {ratio:9.2f} {ok:>9s}")
+        print(f"{name:40s} {n:6d} {p50:8.1f} {p99:8.1f} {mx:8.1f} {ratio:9.2f} {ok:>9s}")
     if failed:
         print("jobs that did not finish: " + "; ".join(failed))
         return 1
-    return 0 if rows[-1][-1] == "yes" else 2  # the warm run must meet the bars
+    return 0 if all(r[-1] == "yes" for r in rows[2:]) else 2  # both job phases must meet the bars
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from ..device import resolve_device
-from ..errors import InputError
+from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models.diffusion import DEFAULT_STEPS, DiffusionModel, load_diffusion, make_scheduler, speed_up
+from ..models.store import load_card
 from ..progress import CancelToken, Progress
 from . import memory
 
@@ -153,7 +154,37 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
 
 
 def _as_volume(arr: np.ndarray, m: DiffusionModel, mask: Volume | None, **info: object) -> Volume:
-    meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0, **info}
+    return _samples_volume(arr, m.source, m.spacing, mask, **info)
+
+
+def _samples_volume(arr: np.ndarray, source: str, spacing: tuple[float, ...], mask: Volume | None,
+                    **info: object) -> Volume:
+    """Samples (n, z, y, x) as a 4D Volume: the mask's geometry, else ``spacing`` (x, y, z) mm at origin 0."""
+    meta = {"source": source, "stack_axis": "sample", "time_spacing": 1.0, **info}
     if mask is not None:
         return Volume(arr, mask.spacing, mask.origin, mask.direction, metadata=meta)
-    return Volume(arr, m.spacing, metadata=meta)
+    return Volume(arr, spacing, metadata=meta)
+
+
+def placeholder(model: str | Path, n: int, mask: Volume | None = None) -> Volume | None:
+    """Zeros shaped and placed like the samples ``sample(model, n=n, mask=mask)`` will return, read
+    from the model card alone (no weights); None for bundles and cards that give no shape.
+
+    A dock shows it as the output layer before the job starts, so the layer (a costly napari
+    operation) is made while the CPU is free and the job's previews only update it.
+    """
+    path = Path(model)
+    if path.is_dir():
+        return None
+    try:
+        card = load_card(path)
+    except MedgenError:
+        return None  # the job itself reports the problem
+    shape = card.get("shape")
+    if not isinstance(shape, list) or len(shape) not in (2, 3):
+        return None
+    zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
+    if mask is not None and mask.is_time_series:
+        n = len(mask.data)
+    return _samples_volume(np.zeros((n, *zyx), np.float32), str(path), tuple(card.get("spacing", (1.0, 1.0, 1.0))),
+                           mask)

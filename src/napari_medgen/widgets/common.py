@@ -15,12 +15,22 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 from ..io.layers import layer_to_volume, volume_to_layer
 from ..io.volume import Volume
 from ..progress import Progress
+from .warmup import warm_up
 
 if TYPE_CHECKING:
     from .runner import TaskHandle
 
 # layer attributes add_volume may set on an existing layer; other keywords only apply to new layers
 _UPDATABLE = ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "opacity", "blending")
+_GEOMETRY = ("scale", "translate", "affine")
+
+
+def _same_geometry(layer: Layer, key: str, value: Any) -> bool:
+    """Whether setting ``layer.<key> = value`` (scale, translate or affine) would change nothing."""
+    current = layer.affine.affine_matrix if key == "affine" else getattr(layer, key)
+    new = getattr(value, "affine_matrix", value)
+    current, new = np.asarray(current, float), np.asarray(new, float)
+    return current.shape == new.shape and bool(np.allclose(current, new))
 
 
 def layer_to_volume_of(layer: Layer) -> Volume:
@@ -53,11 +63,10 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
     old = viewer.layers[name] if name in viewer.layers else None
     if isinstance(old, cls) and old.ndim == data.ndim:
         shown = list(old.metadata.get("notes", []))
+        layer_kw.setdefault("affine", np.eye(data.ndim + 1))
         for key in _UPDATABLE:
-            if key in layer_kw:
-                setattr(old, key, layer_kw[key])
-        if "affine" not in layer_kw:
-            old.affine = np.eye(data.ndim + 1)
+            if key in layer_kw and not (key in _GEOMETRY and _same_geometry(old, key, layer_kw[key])):
+                setattr(old, key, layer_kw[key])  # each geometry change re-slices the layer: skip unchanged ones
         old.data = data
         if cls is Image and "contrast_limits" not in layer_kw:
             old.reset_contrast_limits()
@@ -79,10 +88,15 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
 
 
 class ProgressPanel(QWidget):
-    """Progress bar, status line and Cancel button; every dock embeds one and passes it to run_task."""
+    """Progress bar, status line and Cancel button; every dock embeds one and passes it to run_task.
+
+    Creating one starts the session's import warm-up (:func:`.warmup.warm_up`): a dock with a
+    progress panel starts background jobs, and they should not import mid-job.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        warm_up()
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)

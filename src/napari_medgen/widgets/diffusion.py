@@ -11,7 +11,7 @@ from napari.layers import Labels
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
-from ..tasks.sample import MAX_SAMPLES, sample, shipped_models
+from ..tasks.sample import MAX_SAMPLES, placeholder, sample, shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import TaskHandle, run_task
 
@@ -101,6 +101,9 @@ class DiffusionWidget(QWidget):
         sampler = None if self.sampler.currentText() == AUTO else self.sampler.currentText()
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
                         mask=mask, preview_every=self.preview_every.value())
+        empty = placeholder(path, self.n.value(), mask)
+        if empty is not None:  # the output layer appears at once, made before the job loads the CPU
+            self._show(empty)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
                                name="Diffusion sampling", on_result=self._show, on_preview=self._show,
                                panel=self.panel)
