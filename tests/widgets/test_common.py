@@ -55,6 +55,19 @@ def test_existing_layer_is_updated_in_place(make_napari_viewer, rng):
     np.testing.assert_allclose(first.contrast_limits, [newer.min(), newer.max()], rtol=1e-5)
 
 
+def test_update_with_same_geometry_does_not_reset_it(make_napari_viewer, rng):
+    """A preview replaced by the next one re-slices once: unchanged scale/translate/affine are not set."""
+    viewer = make_napari_viewer()
+    layer = add_volume(viewer, Volume(rng.uniform(0, 1, (3, 4, 5)).astype(np.float32), spacing=(2.0, 2.0, 4.0)), "p")
+    changes: list[str] = []
+    for name in ("scale", "translate", "affine"):
+        getattr(layer.events, name).connect(lambda e, name=name: changes.append(name))
+    add_volume(viewer, Volume(rng.uniform(0, 1, (3, 4, 5)).astype(np.float32), spacing=(2.0, 2.0, 4.0)), "p")
+    assert changes == []
+    add_volume(viewer, Volume(rng.uniform(0, 1, (3, 4, 5)).astype(np.float32), spacing=(1.0, 2.0, 4.0)), "p")
+    assert "scale" in changes and tuple(layer.scale) == (4.0, 2.0, 1.0)
+
+
 def test_kind_change_replaces_layer_at_same_position(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((2, 2)), name="first")

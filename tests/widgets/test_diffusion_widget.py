@@ -34,11 +34,16 @@ def test_sample_adds_stacked_layer(make_napari_viewer, qtbot, tiny_model):
     w.n.setValue(3)
     w.preview_every.setValue(1)
     handle = w.sample()
+    # the layer is there before the job has produced anything: zeros placed like the result
+    assert viewer.layers[OUTPUT].data.shape == (3, 1, 16, 16) and not viewer.layers[OUTPUT].data.any()
+    placed = viewer.layers[OUTPUT].scale.copy(), viewer.layers[OUTPUT].translate.copy()
     qtbot.waitUntil(lambda: handle.status is not None, timeout=60000)
     assert handle.status == "done"
     layer = viewer.layers[OUTPUT]
     assert layer.data.shape == (3, 1, 16, 16)
     np.testing.assert_allclose(layer.scale[-2:], (2.0, 2.0))
+    np.testing.assert_allclose(layer.scale, placed[0])
+    np.testing.assert_allclose(layer.translate, placed[1])
     assert np.isfinite(layer.data).all() and layer.data.std() > 0
 
 

@@ -126,3 +126,44 @@ def test_preview_updates_a_layer(make_napari_viewer, qtbot):
     assert [layer.name for layer in viewer.layers] == ["preview"]
     assert float(viewer.layers["preview"].data.max()) == 5.0
     assert tuple(viewer.layers["preview"].scale) == (3.0, 2.0, 2.0)
+
+
+def test_previews_are_rate_limited_and_the_last_one_is_drawn(make_napari_viewer, qtbot):
+    """Previews arriving faster than PREVIEW_INTERVAL_S: the newest is drawn at most once per
+    interval, and the final one is drawn before the result."""
+    from napari_medgen.widgets import runner
+
+    viewer = make_napari_viewer()
+    drawn: list[tuple[float, float]] = []
+    events: list[str] = []
+    handle = run_task(viewer, counting_task(40, delay=0.02), name="fast previews",
+                      on_result=lambda r: events.append("result"),
+                      on_preview=lambda p: (drawn.append((time.monotonic(), float(p[0, 0, 0]))), events.append("p")))
+    qtbot.waitUntil(lambda: not handle.running, timeout=20000)
+    times = [t for t, _ in drawn[:-1]]  # the last one is drawn with the result, whenever that comes
+    assert 3 <= len(drawn) < 40  # 40 previews over ~0.8 s: most are skipped
+    assert min(b - a for a, b in zip(times, times[1:])) >= runner.PREVIEW_INTERVAL_S - 0.02
+    assert drawn[-1][1] == 40 and events[-2:] == ["p", "result"]
+
+
+def test_worker_thread_runs_below_normal_priority(make_napari_viewer, qtbot):
+    import os
+    import sys
+    import threading
+
+    from napari_medgen.widgets import runner
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-thread nice is Linux-only")
+    viewer = make_napari_viewer()
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def task(cancel: CancelToken):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        yield Progress(1, 1)
+        return None
+
+    handle = run_task(viewer, task, name="nice", on_result=lambda r: None)
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert seen == [min(19, base + runner.WORKER_NICE)]
