@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .errors import DeviceError
@@ -36,3 +38,23 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise DeviceError(f"Device type '{dev.type}' is not supported: use auto, cpu, cuda or mps.")
     return dev
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bfloat16 natively (Intel AMX or AVX512-BF16): then bf16 autocast
+    about halves a network call (``benchmarks/diffusion.py``); elsewhere bf16 is emulated and slower."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(bool(getattr(torch.cpu, p)()) for p in probes if hasattr(torch.cpu, p))
+    except RuntimeError:
+        return False
+
+
+def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Reduced-precision autocast for inference where the hardware pays for it: float16 on CUDA,
+    bfloat16 on a CPU with native bf16 (:func:`native_bf16_cpu`); otherwise no autocast."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    if device.type == "cpu" and native_bf16_cpu():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

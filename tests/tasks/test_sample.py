@@ -80,6 +80,34 @@ def test_same_as_monai_stock_inferer(fast):
     np.testing.assert_allclose(ours, stock.numpy(), atol=1e-4)
 
 
+def test_traced_network_computes_what_the_eager_one_does(monkeypatch):
+    """Long runs on CPUs without native bf16 trace the network: same samples, the traced graph used."""
+    import napari_medgen.tasks.sample as sample_mod
+
+    traced_calls = []
+    real_trace = sample_mod.freeze_trace
+    monkeypatch.setattr(sample_mod, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(sample_mod, "TRACE_MIN_CALLS", 1)
+    monkeypatch.setattr(sample_mod, "freeze_trace", lambda *a: traced_calls.append(a) or real_trace(*a))
+    for label_nc in (None, 3):
+        m = tiny(label_nc=label_nc)
+        mask = Volume(np.random.default_rng(0).integers(0, 3, (1, 16, 16)).astype(np.uint8), is_label=True) \
+            if label_nc else None
+        eager = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=False, mask=mask))
+        traced = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=True, mask=mask))
+        np.testing.assert_allclose(traced.data, eager.data, atol=1e-4)
+    assert len(traced_calls) == 2
+
+
+def test_autocast_only_where_the_hardware_pays(monkeypatch):
+    import napari_medgen.device as device
+
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: True)
+    assert device.inference_autocast(torch.device("cpu")).fast_dtype == torch.bfloat16
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)
+    assert not isinstance(device.inference_autocast(torch.device("cpu")), torch.autocast)
+
+
 def test_3d_sample_shape():
     vol = run_to_completion(sample(tiny(dims=3, size=8), steps=2, n=2, device="cpu"))
     assert vol.data.shape == (2, 8, 8, 8)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from ..data.normalize import denormalize
 from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models import spade
+from ..models.tracing import freeze_trace
 
 
 class DirtySlices:
@@ -209,7 +209,7 @@ class SliceRenderer:
     """Label slices (n, rows, cols) -> images (n, rows, cols) float32 with a Synthesizer and a style.
 
     plan: the spade.SlicePlan of the label volume (resampling/padding to the model's input).
-    The generator's decode is traced once (TorchScript, frozen) for one slice at a time; values
+    The generator's decode is traced once (:func:`..models.tracing.freeze_trace`) for one slice at a time; values
     are checked like Synthesizer.synthesize_slices (InputError for unknown classes).
     """
 
@@ -217,15 +217,8 @@ class SliceRenderer:
         self.synth, self.plan = synth, plan
         self.style = torch.as_tensor(np.asarray(style, dtype=np.float32), device=synth.device).reshape(1, -1)
         example = torch.zeros(1, synth.n_classes, *synth.slice_shape, device=synth.device)
-        self.net: Any = None  # None: eager Synthesizer.synthesize_slices (where TorchScript is unavailable)
-        with torch.no_grad(), warnings.catch_warnings():
-            # fixed (1, C, y, x) input: the tracer's shape constants are right; TorchScript is deprecated
-            # but it is the way to run a graph without the GIL (torch.compile needs a compiler at run time)
-            warnings.simplefilter("ignore", (DeprecationWarning, torch.jit.TracerWarning))
-            try:
-                self.net = torch.jit.freeze(torch.jit.trace(_Decode(synth.generator).eval(), (example, self.style)))
-            except (AttributeError, RuntimeError):
-                self.net = None
+        # None: eager Synthesizer.synthesize_slices (where TorchScript is unavailable)
+        self.net: Any = freeze_trace(_Decode(synth.generator), example, self.style)
 
     @torch.inference_mode()
     def __call__(self, labels: np.ndarray) -> np.ndarray:

@@ -15,15 +15,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..device import resolve_device
+from ..device import inference_autocast, native_bf16_cpu, resolve_device
 from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models.diffusion import DEFAULT_STEPS, DiffusionModel, load_diffusion, make_scheduler, speed_up
 from ..models.store import load_card
+from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
 from . import memory
 
 MAX_SAMPLES = 64
+# steps x samples from which tracing the network pays back its one-time cost on CPU (about 0.5 s
+# plus two slower first calls, against 15-30 % per call; benchmarks/diffusion.py measures both)
+TRACE_MIN_CALLS = 400
 
 
 def open_model(model: str | Path | DiffusionModel, device: torch.device | str = "cpu") -> DiffusionModel:
@@ -96,8 +100,12 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
 
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
     models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
-    each); its geometry is used for the output (otherwise the card's spacing, origin 0). fast: fused attention and channels-last memory
-    (2D) for the network calls. shape: spatial shape for models (bundles) that do not fix it.
+    each); its geometry is used for the output (otherwise the card's spacing, origin 0).
+    fast: fused attention and channels-last memory (2D) for the network calls; reduced-precision
+    autocast where the hardware computes it natively (float16 on CUDA, bfloat16 on CPUs with AMX
+    or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
+    TRACE_MIN_CALLS sample-steps, the network traced and frozen (:mod:`..models.tracing`).
+    shape: spatial shape for models (bundles) that do not fix it.
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
@@ -131,15 +139,18 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.contiguous(memory_format=fmt)
     timesteps = list(sched.timesteps)
     nexts = timesteps[1:] + [torch.zeros_like(timesteps[0])]
-    autocast = torch.autocast(dev.type, dtype=torch.float16) if dev.type == "cuda" else nullcontext()
+    autocast = inference_autocast(dev) if fast else nullcontext()
     total = len(timesteps)
+    predict = m.predict
+    if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
+        predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg)
     info = {"sampler": sampler, "steps": steps, "seed": int(seed)}
     yield Progress(0, total, "starting from noise", preview=_as_volume(_to_image(m, x), m, mask, **info))
     with torch.inference_mode():
         for i, (t, nt) in enumerate(zip(timesteps, nexts)):
             cancel.check()
             with autocast:
-                out = m.predict(x.contiguous(memory_format=fmt), t.float().expand(n).to(dev), seg).float()
+                out = predict(x.contiguous(memory_format=fmt), t.float().expand(n).to(dev), seg).float()
             if sampler == "rflow":
                 x, x0 = sched.step(out, t, x, nt)
             elif sampler == "ddpm":
@@ -151,6 +162,26 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
         result = _to_image(m, x)
     return _as_volume(result, m, mask, **info)
+
+
+class _Predict(torch.nn.Module):
+    """DiffusionModel.predict as a module of positional tensors (what tracing needs)."""
+
+    def __init__(self, model: DiffusionModel):
+        super().__init__()
+        self.unet = model.unet
+        self.model = model
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *seg: torch.Tensor) -> torch.Tensor:
+        return self.model.predict(x, t, seg[0] if seg else None)
+
+
+def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor | None):
+    """A predict(x, t, seg) callable running the network frozen-traced for these shapes (eager if tracing fails)."""
+    net = freeze_trace(_Predict(m), x, t, *([seg] if seg is not None else []))
+    if net is None:
+        return m.predict
+    return lambda x_, t_, seg_=None: net(x_, t_, *([seg_] if seg_ is not None else []))
 
 
 def _as_volume(arr: np.ndarray, m: DiffusionModel, mask: Volume | None, **info: object) -> Volume:
