@@ -188,11 +188,8 @@ def speed_and_quality(model_path: Path, n: int, strip: Path | None, stock_steps:
     fd_stock = quality(f"MONAI DDPM {stock_steps}", stock_img, f_real)
     fd_ours = quality(f"ours {ours.metadata['sampler']} {ours.metadata['steps']}", ours.data, f_real)
     row(f"FD ours / FD DDPM {stock_steps}", fd_ours / fd_stock, "{:.2f}", "bar <= 1.10")
-    rng = np.random.default_rng(0)
     quality("real training images", train, f_real)
-    quality("baseline: Gaussian noise", rng.normal(held.mean(), held.std(), held.shape).astype(np.float32), f_real)
-    shuffled = np.stack([rng.permutation(a.ravel()).reshape(a.shape) for a in held])
-    quality("baseline: shuffled pixels", shuffled, f_real)
+    baselines(model_path.stem, held, f_real)
     if strip is not None:
         save_strip(progress, strip)
 
@@ -236,7 +233,18 @@ def unconditional_quality(model_path: Path, n: int) -> None:
     m = load_diffusion(model_path)
     held, _, _ = real_sets(m.extra["card"], 2)
     vol = run_to_completion(sample(m, n=n, seed=0, device="cpu"))
-    quality(f"{model_path.stem} {vol.metadata['sampler']} {vol.metadata['steps']}", vol.data, extract_features(held[:, 0]))
+    f_real = extract_features(held[:, 0])
+    quality(f"{model_path.stem} {vol.metadata['sampler']} {vol.metadata['steps']}", vol.data, f_real)
+    baselines(model_path.stem, held, f_real)
+
+
+def baselines(name: str, held: np.ndarray, f_real: np.ndarray) -> None:
+    """FD/MMD of Gaussian noise (the held-back set's mean and sd) and of pixel-shuffled held-back images."""
+    rng = np.random.default_rng(0)
+    quality(f"{name} baseline: Gaussian noise", rng.normal(held.mean(), held.std(), held.shape).astype(np.float32),
+            f_real)
+    quality(f"{name} baseline: shuffled pixels", np.stack([rng.permutation(a.ravel()).reshape(a.shape) for a in held]),
+            f_real)
 
 
 def memory_3d(model_path: Path, n: int) -> None:

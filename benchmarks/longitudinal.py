@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from napari_medgen.io.volume import Volume
+from napari_medgen.models.store import record_metrics
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.longitudinal import (
     TemporalModel,
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--png", help="write Dice / volume-error curves here")
+    parser.add_argument("--record", action="store_true", help="write the default configuration's figures into the model card")
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = TemporalModel.load(args.model)
@@ -92,6 +94,15 @@ def main() -> None:
         results[name] = scores
         print(f"\n== {name}: {args.subjects} held-out subjects, {time.perf_counter() - t0:.0f} s ==")
         print(table(scores))
+    if args.record:
+        s = results["direction, with baseline labels"]
+        record_metrics(args.model, "heldout", {
+            "subjects": args.subjects, "time_rate": float(model.card.get("time_rate", 1.0)),
+            **{f"tumour_dice_t{t}": round(float(s["dice"][:, t].mean()), 4) for t in range(1, args.steps + 1)},
+            **{f"volume_error_t{t}": round(float(s["volume_error"][:, t].mean()), 4) for t in range(1, args.steps + 1)},
+            "monotone_series_fraction": float(np.mean(np.all(np.diff(s["pred_ml"], axis=1) < 0, axis=1))),
+            "mad_outside_t1": round(float(s["mad_outside"][:, 1].mean()), 5)})
+        print(f"recorded in {args.model}.json (metrics.heldout)")
     if args.png:
         plot(results, args.png)
         print(f"wrote {args.png}")

@@ -146,7 +146,7 @@ def test_trainer_is_deterministic_and_resumes():
 
 
 SHIPPED = SHIPPED_DIR / "temporal_phantom.json"
-DICE_BAR, VOLUME_BAR = 0.8, 0.15  # the issue's bars, at the first follow-up (measured: 0.954, 7.1 % on 12 subjects)
+DICE_BAR, VOLUME_BAR = 0.8, 0.15  # the issue's bars, at the first follow-ups
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped temporal model not built")
@@ -161,8 +161,30 @@ def test_shipped_model_on_heldout_subjects():
     from napari_medgen.tasks.longitudinal import TemporalModel
 
     scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method="direction", with_labels=True)
-    assert scores["dice"][:, 1].mean() >= DICE_BAR
-    assert np.abs(scores["volume_error"][:, 1]).mean() <= VOLUME_BAR
+    assert scores["dice"][:, 1:].mean(0).min() >= DICE_BAR
+    assert np.abs(scores["volume_error"][:, 1:]).mean(0).max() <= VOLUME_BAR
     assert np.all(np.diff(scores["pred_ml"], axis=1) < 0)  # the tumour shrinks at every step
     assert scores["mad_outside"][:, 1:].mean() < 0.02
 
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped temporal model not built")
+def test_calibrated_rate_matches_the_data_change_per_step():
+    """The card's time_rate, fitted on training-distribution series, is found again on other fresh
+    series, and it is the rate predict_followups uses by default."""
+    from napari_medgen.tasks.longitudinal import TemporalModel, calibrate_rate
+    from napari_medgen.training.temporal_trainer import HELDOUT_SEED_START, PIXEL_MM, phantom_series_2d
+
+    model = TemporalModel.load(SHIPPED)
+    assert 0.2 < model.card["time_rate"] < 5
+    rng = np.random.default_rng(123)
+    series = []
+    for _ in range(3):
+        img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), model.size, 3, 14.0, rng)
+        spacing = (PIXEL_MM, PIXEL_MM, 5.0)
+        series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
+    rate = model.card["time_rate"]
+    assert calibrate_rate(model, series)["time_rate"] == pytest.approx(rate, rel=0.25)  # other series, same fit
+    image, labels = series[0]
+    default = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1))
+    explicit = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1, rate=rate))
+    np.testing.assert_array_equal(default.labels.data, explicit.labels.data)

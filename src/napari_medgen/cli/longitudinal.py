@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="direction", choices=METHODS,
                    help="learned time direction, or the k nearest training progressions (manifold)")
     p.add_argument("--k", type=int, default=5, help="neighbours for --method manifold")
-    p.add_argument("--rate", type=float, default=1.0, help="model time steps per follow-up")
+    p.add_argument("--rate", type=float, default=None,
+                   help="model time steps per follow-up (default: the card's calibrated time_rate)")
     p.add_argument("--refine-steps", type=int, default=20, help="latent optimisation steps after encoding")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--single-file", action="store_true", help="one 4D file (image) + one (labels) instead of one per time")

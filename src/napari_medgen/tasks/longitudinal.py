@@ -29,7 +29,7 @@ from scipy import ndimage
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models.store import load_card, load_model
-from ..progress import CancelToken, Progress
+from ..progress import CancelToken, Progress, run_to_completion
 
 METHODS = ("direction", "manifold")
 
@@ -89,12 +89,13 @@ class FollowUps:
 
 def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, labels: Volume | None = None,
                       steps: int = 5, time_spacing: float = 3.0, time_unit: str = "months", method: str = "direction",
-                      k: int = 5, rate: float = 1.0, refine_steps: int = 20, local_margin_mm: float | None = 10.0,
+                      k: int = 5, rate: float | None = None, refine_steps: int = 20, local_margin_mm: float | None = 10.0,
                       cancel: CancelToken | None = None
                       ) -> Generator[Progress, None, FollowUps]:
     """Predict ``steps`` follow-ups of ``baseline`` (3D, MR magnitude), ``time_spacing`` ``time_unit`` apart.
 
-    One time point = one model time step (card ``time_step``) times ``rate``. labels: the baseline's
+    One time point = ``rate`` model time steps (card ``time_step``); None = the card's calibrated
+    ``time_rate`` (see :func:`calibrate_rate`), else 1. labels: the baseline's
     label map (same grid); without it the tracked structure is found in the decoded labels.
     local_margin_mm: change the image only within this distance (in-plane) of the tracked structure at
     any time point (None: wherever the model changes it).
@@ -112,6 +113,7 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
         notes.append(f"the baseline's slices ({data.shape[2]} x {data.shape[1]} px of {baseline.spacing[0]:.2f} x "
                      f"{baseline.spacing[1]:.2f} mm) were resampled to the model's grid ({tm.size} x {tm.size} px of "
                      f"{tm.pixel_mm:.2f} mm) and back")
+    rate = float(tm.card.get("time_rate", 1.0)) if rate is None else float(rate)
     times = [float(t) * rate for t in range(steps + 1)]  # in model time steps
     out_img = np.repeat(data[None], steps + 1, 0)
     lab0 = None if labels is None else np.asarray(labels.data).astype(np.int64)
@@ -151,6 +153,29 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
     image.metadata.pop("label_names", None)
     lab_vol = baseline.with_data(out_lab, is_label=True, **meta, label_names=names)
     return FollowUps(image, lab_vol, tracked_ml, meta["times"], slices, notes)
+
+
+def calibrate_rate(model: TemporalModel, series: list[tuple[Volume, Volume]], steps: int = 2) -> dict[str, Any]:
+    """Model time steps per true time step, fitted on calibration series (never the evaluation ones).
+
+    series: (image, labels) 4D pairs (t, z, y, x), frame 0 = baseline, at least ``steps`` + 1 frames.
+    Follow-ups predicted at rate 1 (baseline labels given); the tracked structure's log volume
+    ratio to the baseline, summed over subjects and t = 1..steps, true over predicted, is the rate
+    that makes the model's change per time point match the data's, if log volume is linear in
+    model time. Returns {"time_rate", "true_log_ratio", "predicted_log_ratio", "subjects"}.
+    """
+    true_log, pred_log = np.zeros(steps), np.zeros(steps)
+    for image, labels in series:
+        result = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=steps,
+                                                     rate=1.0))
+        scores = compare_series(result, image.with_data(image.data[:steps + 1]),
+                                labels.with_data(labels.data[:steps + 1]), model.tracked)
+        true_log += np.log(np.maximum(scores["true_ml"][1:], 1e-9) / max(scores["true_ml"][0], 1e-9))
+        pred_log += np.log(np.maximum(scores["pred_ml"][1:], 1e-9) / max(scores["pred_ml"][0], 1e-9))
+    if not np.all(pred_log < 0) and not np.all(pred_log > 0):
+        raise ModelError(f"Model '{model.name}' does not change the tracked structure consistently; cannot calibrate.")
+    return {"time_rate": float(true_log.sum() / pred_log.sum()), "true_log_ratio": (true_log / len(series)).tolist(),
+            "predicted_log_ratio": (pred_log / len(series)).tolist(), "subjects": len(series)}
 
 
 def difference(series: Volume, t: int) -> Volume:

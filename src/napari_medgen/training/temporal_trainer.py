@@ -40,6 +40,7 @@ RADIUS_RATIO = (6.0 / 16.0) ** (1 / 5)  # tumour radius factor per time step (~0
 START_RADIUS_MM = (10.0, 18.0)
 HELDOUT_SEED_START = 2_000_000
 TRACKED = 7  # phantom label "tumour"
+CALIBRATION_SUBJECTS = 16
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 NORMALIZATION = {"kind": "percentile", "low": 0.5, "high": 99.5, "range": [0.0, 1.0], "per_image": True}
 
@@ -100,6 +101,7 @@ class TemporalTrainer(AttributeState):
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
         self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
         self.batch = config.batch_size
+        self.seed = config.seed
         self.gen = torch.Generator().manual_seed(config.seed + 1)
         self.data_description = (f"{n} 2D phantom tumour-regression series ({self.n_frames} frames, radius x "
                                  f"{RADIUS_RATIO:.3f} per step from {START_RADIUS_MM[0]}-{START_RADIUS_MM[1]} mm, "
@@ -186,7 +188,30 @@ class TemporalTrainer(AttributeState):
                 "tracked_label": TRACKED, "series_length": self.n_frames,
                 "time_step": f"one follow-up of the phantom protocol (tumour radius x {RADIUS_RATIO:.3f})",
                 "heldout_seed_start": HELDOUT_SEED_START, "data": card.get("data", self.data_description)}
+        card.update(self.calibration(bank, card))
         save_model(path, {"model": self.model, "bank": bank}, card)
+
+    def calibration(self, bank: ProgressionBank, card: dict[str, Any]) -> dict[str, Any]:
+        """Card entries ``time_rate`` and ``time_rate_calibration``: the rate fitted (tasks.longitudinal
+        .calibrate_rate) on CALIBRATION_SUBJECTS fresh series from the training distribution
+        (seeds below HELDOUT_SEED_START, drawn with seed + 2), t = 0..2."""
+        from ..io.volume import Volume
+        from ..tasks.longitudinal import TemporalModel, calibrate_rate
+
+        self.model.eval()
+        rng = np.random.default_rng(self.seed + 2)
+        series = []
+        for _ in range(CALIBRATION_SUBJECTS):
+            img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), self.size, 3,
+                                            float(rng.uniform(*START_RADIUS_MM)), rng)
+            spacing = (PIXEL_MM, PIXEL_MM, 5.0)
+            series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
+        fitted = calibrate_rate(TemporalModel({"model": self.model, "bank": bank}, card, "calibrating"), series)
+        self.model.train()
+        return {"time_rate": round(fitted.pop("time_rate"), 4),
+                "time_rate_calibration": {**fitted, "data": f"{CALIBRATION_SUBJECTS} fresh training-distribution "
+                                                            f"series (seeds < {HELDOUT_SEED_START}, rng seed "
+                                                            f"{self.seed + 2}), follow-ups 1-2"}}
 
 
 register_trainer("temporal", TemporalTrainer, "2D encoder-decoder with a latent time direction (synthetic follow-ups)")
