@@ -1,12 +1,17 @@
-"""Synthetic follow-ups on held-out phantom subjects: tumour Dice, volume error, monotonicity, change outside.
+"""Synthetic follow-ups on held-out phantom subjects: Dice and area error of the tracked structure, monotonicity,
+change outside.
 
-Subjects: seeds ``HELDOUT_SEED_START + i`` (never drawn in training), 2D slices through the tumour,
-random MR style and factors (``default_rng(seed)``), start radius in the training range; truth = the
-phantom series with the radius shrinking by ``RADIUS_RATIO`` per step. Prints one table per
-configuration (method x with/without baseline labels) and writes curves of Dice and volume error.
+Subjects: seeds ``HELDOUT_SEED_START + i`` (never drawn in training), random MR style and factors
+(``default_rng(seed)``), drawn like the model's training series (``temporal_trainer.draw_series``, the
+card's ``series``): ``--series tumour``, 2D slices through the tumour, start radius in the training range,
+truth = the radius shrinking by ``RADIUS_RATIO`` per step, tracked = tumour; ``--series breathing``,
+2D slices at a level in ``BREATHING_LEVEL_MM``, truth = breathing phase rising by
+``BREATHING_PHASE_STEP`` per step from exhale, tracked = lung. Prints one table per configuration
+(method x with/without baseline labels) and writes curves of Dice and area error.
 
-    OMP_NUM_THREADS=1 python benchmarks/longitudinal.py --model src/napari_medgen/sample_data/models/temporal_phantom \
-        --subjects 20 --png docs/images/longitudinal_curves.png
+    OMP_NUM_THREADS=1 python benchmarks/longitudinal.py --subjects 20 --png docs/images/longitudinal_curves.png
+    OMP_NUM_THREADS=1 python benchmarks/longitudinal.py --series breathing --subjects 20 \
+        --png docs/images/longitudinal_breathing.png
 """
 
 from __future__ import annotations
@@ -28,31 +33,33 @@ from napari_medgen.tasks.longitudinal import (
 from napari_medgen.training.temporal_trainer import (
     HELDOUT_SEED_START,
     PIXEL_MM,
-    START_RADIUS_MM,
-    TRACKED,
-    phantom_series_2d,
+    SERIES_TRACKED,
+    draw_series,
 )
 
+MODELS = {"tumour": "src/napari_medgen/sample_data/models/temporal_phantom",
+          "breathing": "src/napari_medgen/sample_data/models/temporal_breathing"}
 
-def heldout_subject(i: int, steps: int, size: int) -> tuple[Volume, Volume]:
-    """Held-out subject i: 4D image and labels (steps + 1, 1, size, size) Volumes."""
+
+def heldout_subject(i: int, steps: int, size: int, series: str = "tumour") -> tuple[Volume, Volume]:
+    """Held-out subject i of kind ``series``: 4D image and labels (steps + 1, 1, size, size) Volumes."""
     seed = HELDOUT_SEED_START + i
-    rng = np.random.default_rng(seed)
-    img, lab, _ = phantom_series_2d(seed, size, steps + 1, float(rng.uniform(*START_RADIUS_MM)), rng)
+    img, lab, _ = draw_series(series, seed, size, steps + 1, np.random.default_rng(seed))
     spacing = (PIXEL_MM, PIXEL_MM, 5.0)
     return Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)
 
 
 def evaluate(model: TemporalModel, subjects: int, steps: int, method: str, with_labels: bool,
              refine_steps: int = 20, local_margin_mm: float | None = 10.0) -> dict[str, np.ndarray]:
-    """Scores (subjects, steps + 1) per metric, plus frame-to-frame relative volume change."""
+    """Scores (subjects, steps + 1) per metric, plus frame-to-frame relative volume change; subjects drawn
+    like the model's training series (card ``series``, default tumour)."""
     rows: dict[str, list[np.ndarray]] = {}
     for i in range(subjects):
-        image, labels = heldout_subject(i, steps, model.size)
+        image, labels = heldout_subject(i, steps, model.size, model.card.get("series", "tumour"))
         result = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0) if with_labels else None,
                                                      steps=steps, method=method, refine_steps=refine_steps,
                                                      local_margin_mm=local_margin_mm))
-        scores = compare_series(result, image, labels, TRACKED)
+        scores = compare_series(result, image, labels, model.tracked)
         pred = scores["pred_ml"]
         scores["change"] = np.concatenate([[0.0], pred[1:] / np.maximum(pred[:-1], 1e-9) - 1])
         for k, v in scores.items():
@@ -60,30 +67,44 @@ def evaluate(model: TemporalModel, subjects: int, steps: int, method: str, with_
     return {k: np.stack(v) for k, v in rows.items()}
 
 
+def monotone(scores: dict[str, np.ndarray]) -> np.ndarray:
+    """(subjects,) True where the predicted size changes at every step in the direction of the true change."""
+    sign = np.sign(scores["true_ml"][:, -1:] - scores["true_ml"][:, :1])
+    return np.all(sign * np.diff(scores["pred_ml"], axis=1) > 0, axis=1)
+
+
 def table(scores: dict[str, np.ndarray]) -> str:
     steps = scores["dice"].shape[1]
-    monotone = float(np.mean(np.all(np.diff(scores["pred_ml"], axis=1) < 0, axis=1)))
-    lines = [(f"{'t':>3} {'Dice':>12} {'vol err %':>14} {'|vol err| %':>12} {'pred/true ml':>14} {'change %':>10} "
-              f"{'MAD out %':>10}")]
+    lines = [(f"{'t':>3} {'Dice':>12} {'area err %':>14} {'|area err| %':>12} {'pred/true ml':>14} {'change %':>10} "
+              f"{'true ch %':>10} {'MAD out %':>10}")]
+    true = scores["true_ml"]
+    true_change = np.concatenate([np.zeros((len(true), 1)), true[:, 1:] / np.maximum(true[:, :-1], 1e-9) - 1], 1)
     for t in range(steps):
         d, e = scores["dice"][:, t], 100 * scores["volume_error"][:, t]
         lines.append(f"{t:>3} {d.mean():>6.3f}±{d.std():.3f} {e.mean():>+7.1f}±{e.std():>5.1f} {np.abs(e).mean():>12.1f} "
                      f"{scores['pred_ml'][:, t].mean() / max(scores['true_ml'][:, t].mean(), 1e-9):>14.3f} "
-                     f"{100 * scores['change'][:, t].mean():>+10.1f} {100 * scores['mad_outside'][:, t].mean():>10.2f}")
-    lines.append(f"series with strictly decreasing predicted volume: {100 * monotone:.0f} %")
+                     f"{100 * scores['change'][:, t].mean():>+10.1f} {100 * true_change[:, t].mean():>+10.1f} "
+                     f"{100 * scores['mad_outside'][:, t].mean():>10.2f}")
+    lines.append(f"series whose predicted size changes strictly in the true direction at every step: "
+                 f"{100 * monotone(scores).mean():.0f} %")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="src/napari_medgen/sample_data/models/temporal_phantom")
+    parser.add_argument("--series", choices=list(SERIES_TRACKED), default="tumour",
+                        help="which series to evaluate (the model must be trained on it)")
+    parser.add_argument("--model", help="default: the shipped model of --series")
     parser.add_argument("--subjects", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--png", help="write Dice / volume-error curves here")
     parser.add_argument("--record", action="store_true", help="write the default configuration's figures into the model card")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    args.model = args.model or MODELS[args.series]
     model = TemporalModel.load(args.model)
+    if model.card.get("series", "tumour") != args.series:
+        parser.error(f"{args.model} was trained on {model.card.get('series', 'tumour')} series, not {args.series}.")
     results = {}
     configs = [(m, lab, 10.0) for m in ("direction", "manifold") for lab in (True, False)] + [("direction", True, None)]
     for method, with_labels, margin in configs:
@@ -96,19 +117,20 @@ def main() -> None:
         print(table(scores))
     if args.record:
         s = results["direction, with baseline labels"]
+        name = model.tracked_name
         record_metrics(args.model, "heldout", {
             "subjects": args.subjects, "time_rate": float(model.card.get("time_rate", 1.0)),
-            **{f"tumour_dice_t{t}": round(float(s["dice"][:, t].mean()), 4) for t in range(1, args.steps + 1)},
+            **{f"{name}_dice_t{t}": round(float(s["dice"][:, t].mean()), 4) for t in range(1, args.steps + 1)},
             **{f"volume_error_t{t}": round(float(s["volume_error"][:, t].mean()), 4) for t in range(1, args.steps + 1)},
-            "monotone_series_fraction": float(np.mean(np.all(np.diff(s["pred_ml"], axis=1) < 0, axis=1))),
+            "monotone_series_fraction": float(monotone(s).mean()),
             "mad_outside_t1": round(float(s["mad_outside"][:, 1].mean()), 5)})
         print(f"recorded in {args.model}.json (metrics.heldout)")
     if args.png:
-        plot(results, args.png)
+        plot(results, args.png, model.tracked_name)
         print(f"wrote {args.png}")
 
 
-def plot(results: dict[str, dict[str, np.ndarray]], path: str) -> None:
+def plot(results: dict[str, dict[str, np.ndarray]], path: str, tracked: str = "tumour") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,10 +142,10 @@ def plot(results: dict[str, dict[str, np.ndarray]], path: str) -> None:
         axes[0].errorbar(t, s["dice"].mean(0), s["dice"].std(0), marker="o", capsize=3, label=name)
         axes[1].errorbar(t, 100 * s["volume_error"].mean(0), 100 * s["volume_error"].std(0), marker="o", capsize=3)
     axes[0].axhline(0.8, color="grey", ls="--")
-    axes[0].set(xlabel="follow-up (model time steps)", ylabel="tumour Dice", title="Dice vs truth")
+    axes[0].set(xlabel="follow-up (model time steps)", ylabel=f"{tracked} Dice", title="Dice vs truth")
     for y in (-15, 15):
         axes[1].axhline(y, color="grey", ls="--")
-    axes[1].set(xlabel="follow-up (model time steps)", ylabel="tumour volume error (%)", title="volume error")
+    axes[1].set(xlabel="follow-up (model time steps)", ylabel=f"{tracked} area error (%)", title="area error")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -188,3 +188,54 @@ def test_calibrated_rate_matches_the_data_change_per_step():
     default = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1))
     explicit = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1, rate=rate))
     np.testing.assert_array_equal(default.labels.data, explicit.labels.data)
+
+
+def test_breathing_series_grow_the_lungs_and_the_setting_is_checked():
+    """Breathing series: phase rises by 0.2 per step from exhale; near the lung base the descending diaphragm
+    uncovers lung (a large step), at the tumour level the lungs only grow in-plane (a few % per step)."""
+    from napari_medgen.training.registry import TrainConfig, make_trainer
+    from napari_medgen.training.temporal_trainer import breathing_series_2d
+
+    _, low, f = breathing_series_2d(5, n=4, level_mm=-60.0, rng=np.random.default_rng(5))
+    _, high, _ = breathing_series_2d(5, n=4, level_mm=-20.0, rng=np.random.default_rng(5))
+    assert f["breathing_phases"] == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    low_area, high_area = (low == 2).sum((1, 2)), (high == 2).sum((1, 2))
+    assert np.all(np.diff(low_area) > 0) and np.all(np.diff(high_area) > 0)
+    assert low_area[1] / low_area[0] > 1.3  # diaphragm: about +60 % lung area in one step at this level
+    assert 1.005 < high_area[1] / high_area[0] < 1.06  # in-plane growth only: about +2 %
+    assert np.all((low == 7).sum((1, 2)) == (low == 7).sum((1, 2))[0])  # the tumour stays as it is
+    trainer = make_trainer("temporal", TrainConfig(sample="phantom", steps=1, batch_size=2, extra={
+        "series": "breathing", "n_subjects": 2, "size": 32, "series_length": 3, "bank_size": 2}))
+    assert trainer.tracked == 2 and np.isfinite(trainer.train_step(0)["tracked_dice"])
+    with pytest.raises(InputError, match="Unknown series 'lungs'.*tumour, breathing"):
+        make_trainer("temporal", TrainConfig(sample="phantom", steps=1, extra={"series": "lungs"}))
+
+
+SHIPPED_BREATHING = SHIPPED_DIR / "temporal_breathing.json"
+
+
+def _benchmark():
+    """benchmarks/longitudinal.py as a module."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "benchmarks" / "longitudinal.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.skipif(not SHIPPED_BREATHING.is_file(), reason="shipped breathing model not built")
+def test_shipped_breathing_model_on_heldout_subjects():
+    """3 held-out breathing series (never trained on): lung Dice and area error at the first follow-ups, the
+    predicted lung area growing at every step to full inhale, the card describing the series."""
+    from napari_medgen.tasks.longitudinal import TemporalModel
+
+    model = TemporalModel.load(SHIPPED_BREATHING)
+    assert model.card["series"] == "breathing" and model.tracked == 2 and model.tracked_name == "lung"
+    assert "breathing phase" in model.card["time_step"] and model.card["time_rate"] > 0
+    scores = _benchmark().evaluate(model, subjects=3, steps=5, method="direction", with_labels=True)
+    assert scores["dice"][:, 1:3].mean(0).min() >= DICE_BAR
+    assert np.abs(scores["volume_error"][:, 1:3]).mean(0).max() <= VOLUME_BAR
+    assert np.all(np.diff(scores["pred_ml"], axis=1) > 0)  # the lungs grow at every step
+    assert scores["mad_outside"][:, 1:3].mean() < 0.02

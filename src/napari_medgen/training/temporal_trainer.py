@@ -1,9 +1,17 @@
-"""Trainer for the "temporal" family (see :mod:`..models.temporal`): phantom tumour-regression series.
+"""Trainer for the "temporal" family (see :mod:`..models.temporal`): phantom tumour-regression or breathing series.
 
-Training data (``--sample phantom`` only): ``n_subjects`` 2D phantom series (axial slice through the
-tumour centre, ``size`` x ``size`` pixels of :data:`PIXEL_MM` mm), each ``series_length`` frames in which
-the tumour radius shrinks by :data:`RADIUS_RATIO` per time step from a start radius drawn in
-:data:`START_RADIUS_MM`; all other factors (anatomy seed, breathing/cardiac phase, body size, rotation,
+Training data (``--sample phantom`` only): ``n_subjects`` 2D phantom series of ``series_length`` frames,
+``size`` x ``size`` pixels of :data:`PIXEL_MM` mm, one kind per model (``--set series=...``):
+
+* ``tumour`` (default): axial slice through the tumour centre; the tumour radius shrinks by
+  :data:`RADIUS_RATIO` per time step from a start radius drawn in :data:`START_RADIUS_MM`; tracked
+  label: tumour (7).
+* ``breathing``: axial slice at a level drawn per subject in :data:`BREATHING_LEVEL_MM` (from just above
+  the exhale lung base, where the descending diaphragm uncovers lung, up to the tumour level, where the
+  lungs only grow in-plane); breathing phase ``min(1, t * BREATHING_PHASE_STEP)`` (0 exhale .. 1
+  inhale); tumour radius drawn in :data:`START_RADIUS_MM` and fixed; tracked label: lung (2).
+
+All other factors (anatomy seed, breathing phase (tumour series) and cardiac phase, body size, rotation,
 MR style, noise) are drawn once per subject and stay fixed. Subject seeds are drawn below
 :data:`HELDOUT_SEED_START`; evaluation uses seeds from there up (never seen in training).
 Intensities: each series is scaled by its baseline's 0.5/99.5 percentiles to [0, 1].
@@ -13,7 +21,7 @@ Dice-CE labels + Dice of the tracked structure alone, of ``decode(z_0 + t d)`` a
 consistency ``E(x_{k+2}) ~ z_0 + (k+2) d`` (weight 0.1, d held fixed in this term so it cannot shrink d); after ``adv_start`` x steps, a hinge temporal-discriminator loss on the 3-frame window
 (weight ``adv_weight``).
 
-Settings (``--set``): size (128), n_subjects (300), series_length (6), latent_channels (16),
+Settings (``--set``): series (tumour), size (128), n_subjects (300), series_length (6), latent_channels (16),
 adv_weight (0.02), adv_start (0.3), bank_size (256).
 """
 
@@ -39,7 +47,12 @@ PIXEL_MM = 3.0  # in-plane pixel size of the phantom's default grid (128 x 128 o
 RADIUS_RATIO = (6.0 / 16.0) ** (1 / 5)  # tumour radius factor per time step (~0.822)
 START_RADIUS_MM = (10.0, 18.0)
 HELDOUT_SEED_START = 2_000_000
-TRACKED = 7  # phantom label "tumour"
+SERIES_TRACKED = {"tumour": 7, "breathing": 2}  # series kind -> tracked phantom label (tumour, lung)
+BREATHING_PHASE_STEP = 0.2  # breathing phase per time step: exhale (0) to inhale (1) in 5 steps
+BREATHING_LEVEL_MM = (-65.0, -20.0)  # axial level z of a breathing slice: 5 mm above the exhale lung base .. tumour level
+TIME_STEP = {"tumour": f"one follow-up of the phantom protocol (tumour radius x {RADIUS_RATIO:.3f})",
+             "breathing": f"breathing phase +{BREATHING_PHASE_STEP} (exhale 0 -> inhale 1 in "
+                          f"{round(1 / BREATHING_PHASE_STEP)} steps)"}
 CALIBRATION_SUBJECTS = 16
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 NORMALIZATION = {"kind": "percentile", "low": 0.5, "high": 99.5, "range": [0.0, 1.0], "per_image": True}
@@ -52,20 +65,73 @@ def phantom_series_2d(seed: int, size: int = 128, n: int = 6, start_radius_mm: f
     The radius at step t is ``start_radius_mm * RADIUS_RATIO ** t``. rng: draws the fixed factors (breathing,
     cardiac, body scale, rotation, style, noise seed); None = all at their defaults, style mr_vendor_a.
     """
-    f: dict[str, Any] = {}
-    style, noise_seed = "mr_vendor_a", seed
-    if rng is not None:
-        f = {"breathing_phase": float(rng.uniform(0, 1)), "cardiac_phase": float(rng.uniform(0, 1)),
-             "body_scale": float(rng.uniform(*phantom.BODY_SCALE_RANGE)), "rotation_deg": float(rng.uniform(-30, 30))}
-        style, noise_seed = MR_STYLES[int(rng.integers(len(MR_STYLES)))], int(rng.integers(1 << 30))
+    f, style, noise_seed = _subject_factors(seed, rng)
     radii = start_radius_mm * RADIUS_RATIO ** np.arange(n)
-    images, labels = [], []
-    for r in radii:
-        lab = phantom.make_labels(seed, shape=(1, size, size), spacing=(PIXEL_MM, PIXEL_MM, 5.0),
-                                  tumour_radius_mm=float(r), **f)
-        images.append(phantom.render(lab, style, noise_seed).data[0])
-        labels.append(lab.data[0])
-    return (np.stack(images).astype(np.float32), np.stack(labels), {**f, "style": style, "radii_mm": radii.tolist()})
+    frames = [_slice(seed, size, None, style, noise_seed, tumour_radius_mm=float(r), **f) for r in radii]
+    return _stack(frames) + ({**f, "style": style, "radii_mm": radii.tolist()},)
+
+
+def breathing_series_2d(seed: int, size: int = 128, n: int = 6, level_mm: float = -60.0, tumour_radius_mm: float = 14.0,
+                        rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One subject's 2D breathing series at axial level ``level_mm`` (< 0): images (n, size, size) float32 raw
+    a.u., labels (n, size, size) uint8.
+
+    The breathing phase at step t is ``min(1, t * BREATHING_PHASE_STEP)`` (0 exhale .. 1 inhale: the lungs
+    grow in-plane and the diaphragm descends); the tumour radius is fixed. rng: draws the fixed factors as in
+    :func:`phantom_series_2d` (its breathing-phase draw is replaced by the series' phases).
+    """
+    f, style, noise_seed = _subject_factors(seed, rng)
+    phases = np.minimum(1.0, BREATHING_PHASE_STEP * np.arange(n))
+    frames = [_slice(seed, size, level_mm, style, noise_seed, **{**f, "breathing_phase": float(p),
+                                                                  "tumour_radius_mm": tumour_radius_mm})
+              for p in phases]
+    return _stack(frames) + ({**f, "style": style, "breathing_phases": phases.tolist(), "level_mm": level_mm,
+                              "tumour_radius_mm": tumour_radius_mm},)
+
+
+def draw_series(series: str, seed: int, size: int, n: int, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One subject of kind ``series`` ("tumour" | "breathing"): images, labels (n, size, size) and factors.
+
+    rng draws the series' own parameters first (tumour: start radius in START_RADIUS_MM; breathing: level in
+    BREATHING_LEVEL_MM, then tumour radius in START_RADIUS_MM), then the subject's fixed factors.
+    """
+    if series == "tumour":
+        return phantom_series_2d(seed, size, n, float(rng.uniform(*START_RADIUS_MM)), rng)
+    level = float(rng.uniform(*BREATHING_LEVEL_MM))
+    return breathing_series_2d(seed, size, n, level, float(rng.uniform(*START_RADIUS_MM)), rng)
+
+
+def _subject_factors(seed: int, rng: np.random.Generator | None) -> tuple[dict[str, Any], str, int]:
+    """Fixed factors (breathing/cardiac phase, body scale, rotation), MR style and noise seed of one subject;
+    rng None = phantom defaults, mr_vendor_a, noise seed = seed."""
+    if rng is None:
+        return {}, "mr_vendor_a", seed
+    f = {"breathing_phase": float(rng.uniform(0, 1)), "cardiac_phase": float(rng.uniform(0, 1)),
+         "body_scale": float(rng.uniform(*phantom.BODY_SCALE_RANGE)), "rotation_deg": float(rng.uniform(-30, 30))}
+    return f, MR_STYLES[int(rng.integers(len(MR_STYLES)))], int(rng.integers(1 << 30))
+
+
+def _slice(seed: int, size: int, level_mm: float | None, style: str, noise_seed: int,
+           **factors: float) -> tuple[np.ndarray, np.ndarray]:
+    """One rendered axial slice (size, size): image float32, labels uint8.
+
+    level_mm None = the phantom's 2D slice (z = phantom.SLICE_2D_Z_MM, tumour centred on it); else z =
+    level_mm < 0, slice 0 of a two-slice 3D grid centred on z = 0 (3D tumour placement), rendered alone.
+    """
+    if level_mm is None:
+        lab = phantom.make_labels(seed, shape=(1, size, size), spacing=(PIXEL_MM, PIXEL_MM, 5.0), **factors)
+    else:
+        if level_mm >= 0:
+            raise InputError(f"A breathing slice level must be below z = 0 mm (got {level_mm} mm).")
+        lab = phantom.make_labels(seed, shape=(2, size, size), spacing=(PIXEL_MM, PIXEL_MM, -2.0 * level_mm), **factors)
+        lab = lab.with_data(lab.data[:1])
+    return phantom.render(lab, style, noise_seed).data[0], lab.data[0]
+
+
+def _stack(frames: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """[(image, labels)] per frame -> images (n, H, W) float32, labels (n, H, W) uint8."""
+    return np.stack([f[0] for f in frames]).astype(np.float32), np.stack([f[1] for f in frames])
 
 
 def normalize_series(images: np.ndarray) -> np.ndarray:
@@ -81,6 +147,11 @@ class TemporalTrainer(AttributeState):
         if config.sample != "phantom":
             raise InputError("The 'temporal' family trains on phantom series only: use --sample phantom.")
         ex = config.extra
+        self.series = str(ex.get("series", "tumour"))
+        if self.series not in SERIES_TRACKED:
+            raise InputError(f"Unknown series {self.series!r} for the 'temporal' family (--set series=...): "
+                             f"choose one of {', '.join(SERIES_TRACKED)}.")
+        self.tracked = SERIES_TRACKED[self.series]
         self.size, self.n_frames = int(ex.get("size", 128)), int(ex.get("series_length", 6))
         n = int(ex.get("n_subjects", 300))
         self.adv_weight, self.adv_start = float(ex.get("adv_weight", 0.02)), int(float(ex.get("adv_start", 0.3)) * config.steps)
@@ -88,8 +159,7 @@ class TemporalTrainer(AttributeState):
         rng = np.random.default_rng(config.seed)
         images, labels = [], []
         for _ in range(n):
-            img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), self.size, self.n_frames,
-                                            float(rng.uniform(*START_RADIUS_MM)), rng)
+            img, lab, _ = draw_series(self.series, int(rng.integers(HELDOUT_SEED_START)), self.size, self.n_frames, rng)
             images.append(normalize_series(img))
             labels.append(lab)
         self.images = torch.as_tensor(np.stack(images)).half()  # (N, T, H, W)
@@ -103,9 +173,17 @@ class TemporalTrainer(AttributeState):
         self.batch = config.batch_size
         self.seed = config.seed
         self.gen = torch.Generator().manual_seed(config.seed + 1)
-        self.data_description = (f"{n} 2D phantom tumour-regression series ({self.n_frames} frames, radius x "
-                                 f"{RADIUS_RATIO:.3f} per step from {START_RADIUS_MM[0]}-{START_RADIUS_MM[1]} mm, "
-                                 f"random MR style and factors, subject seeds < {HELDOUT_SEED_START}, seed {config.seed})")
+        self.data_description = self._describe(n, config.seed)
+
+    def _describe(self, n: int, seed: int) -> str:
+        """The training data in words, for the card."""
+        common = f"random MR style and factors, subject seeds < {HELDOUT_SEED_START}, seed {seed}"
+        if self.series == "tumour":
+            return (f"{n} 2D phantom tumour-regression series ({self.n_frames} frames, radius x "
+                    f"{RADIUS_RATIO:.3f} per step from {START_RADIUS_MM[0]}-{START_RADIUS_MM[1]} mm, {common})")
+        return (f"{n} 2D phantom breathing series ({self.n_frames} frames, breathing phase min(1, "
+                f"{BREATHING_PHASE_STEP} t) from exhale, axial level {BREATHING_LEVEL_MM[0]} to "
+                f"{BREATHING_LEVEL_MM[1]} mm, tumour radius {START_RADIUS_MM[0]}-{START_RADIUS_MM[1]} mm fixed, {common})")
 
     def _window(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Subjects (B,), times (B, 4) = (0, k, k+1, k+2)."""
@@ -133,8 +211,8 @@ class TemporalTrainer(AttributeState):
         seg = self.seg_loss(out[:, 1:], tgt_lab)
         z_last, _ = self.model.encode(frames[:, 3:4])
         cons = F.mse_loss(z_last, self.model.move(z0, (k + 2).float(), self.model.direction.detach()))
-        prob = torch.softmax(out[:, 1:], 1)[:, TRACKED]
-        truth = (tgt_lab[:, 0] == TRACKED).float()
+        prob = torch.softmax(out[:, 1:], 1)[:, self.tracked]
+        truth = (tgt_lab[:, 0] == self.tracked).float()
         tracked_dice = 1 - 2 * (prob * truth).sum() / (prob.sum() + truth.sum() + 1e-5)
         loss = rec + seg + tracked_dice + 0.1 * cons
         losses = {"loss": 0.0, "rec": rec.item(), "seg": seg.item(), "tracked_dice": tracked_dice.item(),
@@ -143,7 +221,7 @@ class TemporalTrainer(AttributeState):
             tracked = prob[:, None]
             fake = self._triple(image[b:].reshape(3, b, self.size, self.size).transpose(0, 1),
                                 tracked[b:].reshape(3, b, self.size, self.size).transpose(0, 1))
-            real = self._triple(frames[:, 1:], (target_lab[:, 1:] == TRACKED).float())
+            real = self._triple(frames[:, 1:], (target_lab[:, 1:] == self.tracked).float())
             d_loss = F.relu(1 - self.disc(real)[-1]).mean() + F.relu(1 + self.disc(fake.detach())[-1]).mean()
             self.opt_d.zero_grad()
             d_loss.backward()
@@ -185,8 +263,7 @@ class TemporalTrainer(AttributeState):
         card = {**card, "family": self.family, "network": {**self.model.config, "bank_size": len(bank.keys)},
                 "normalization": NORMALIZATION, "label_names": self.label_names, "shape": [self.size, self.size],
                 "pixel_mm": PIXEL_MM, "spacing": [PIXEL_MM, PIXEL_MM, 5.0], "modality": "MR magnitude (a.u., >= 0)",
-                "tracked_label": TRACKED, "series_length": self.n_frames,
-                "time_step": f"one follow-up of the phantom protocol (tumour radius x {RADIUS_RATIO:.3f})",
+                "series": self.series, "tracked_label": self.tracked, "series_length": self.n_frames, "time_step": TIME_STEP[self.series],
                 "heldout_seed_start": HELDOUT_SEED_START, "data": card.get("data", self.data_description)}
         card.update(self.calibration(bank, card))
         save_model(path, {"model": self.model, "bank": bank}, card)
@@ -202,8 +279,7 @@ class TemporalTrainer(AttributeState):
         rng = np.random.default_rng(self.seed + 2)
         series = []
         for _ in range(CALIBRATION_SUBJECTS):
-            img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), self.size, 3,
-                                            float(rng.uniform(*START_RADIUS_MM)), rng)
+            img, lab, _ = draw_series(self.series, int(rng.integers(HELDOUT_SEED_START)), self.size, 3, rng)
             spacing = (PIXEL_MM, PIXEL_MM, 5.0)
             series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
         fitted = calibrate_rate(TemporalModel({"model": self.model, "bank": bank}, card, "calibrating"), series)
