@@ -11,20 +11,37 @@ Card keys besides the store's common ones:
   ``prediction_type`` for DDPM). A "ddpm" model samples with DDPM or DDIM; an "rflow" model
   (velocity ``x0 - noise``) with rectified flow.
 * ``shape``: spatial shape of one sample, (y, x) or (z, y, x); ``spacing`` (x, y, z) mm.
+
+A :class:`DiffusionModel` may also be latent (MONAI bundles, :mod:`.bundle`): the UNet then samples
+latents of ``shape`` with ``in_channels`` channels, and a MONAI ``AutoencoderKL`` decodes
+``latent / scale_factor`` into the image, as MONAI's ``LatentDiffusionInferer`` does. A network
+built ``with_conditioning`` takes a numeric conditioning vector as cross-attention context
+(1, 1, cross_attention_dim); a network with more input channels than the sample has takes the same
+vector broadcast over space as extra input channels (the layout of MONAI's brain LDM bundle).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from monai.networks.nets import DiffusionModelUNet, SPADEDiffusionModelUNet
+from monai.networks.nets import (
+    AutoencoderKL,
+    DiffusionModelUNet,
+    SPADEDiffusionModelUNet,
+)
+from monai.networks.schedulers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    RFlowScheduler,
+    Scheduler,
+)
 from monai.utils import OptionalImportError
-from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler, Scheduler
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from .store import load_model, register_family
 
 SAMPLERS = ("ddpm", "ddim", "rflow")
@@ -53,9 +70,13 @@ def build_unet(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
 class DiffusionModel:
     """A loaded diffusion model, from a napari-medgen card or a MONAI bundle.
 
-    unet: predicts noise (epsilon), x0 or velocity from (x (B, C, *shape), t (B,)[, seg]).
-    scheduler: {"objective": ..., MONAI scheduler kwargs}. shape: spatial shape of one sample.
+    unet: predicts noise (epsilon), x0 or velocity from (x (B, C, *shape), t (B,)[, seg][, context]).
+    scheduler: {"objective": ..., MONAI scheduler kwargs}. shape: spatial shape of one network sample
+    (the latent's for latent models); in_channels: its channels C.
     label_names: {class index: name} for mask-conditioned (SPADE) models, else None.
+    autoencoder: decoder of latent models (None: the UNet samples images); scale_factor: latents are
+    divided by it before decoding (None: unknown, the caller must give it).
+    condition_names: names of the conditioning values, when the bundle states them.
     """
 
     unet: torch.nn.Module
@@ -66,7 +87,17 @@ class DiffusionModel:
     normalization: dict[str, Any] | None = None
     label_names: dict[int, str] | None = None
     source: str = ""
+    autoencoder: AutoencoderKL | None = None
+    scale_factor: float | None = 1.0
+    condition_names: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        concat, cross = self.concat_channels, self.cross_attention_dim
+        if concat < 0 or (concat and cross and concat != cross):
+            raise ModelError(f"Model '{self.source}': the network takes {self.unet_in_channels} input channels for "
+                             f"samples of {self.in_channels}" + (f" and a context of {cross} values" if cross else "")
+                             + "; napari-medgen cannot tell what the extra channels are.")
 
     @property
     def spatial_dims(self) -> int:
@@ -80,11 +111,91 @@ class DiffusionModel:
     def objective(self) -> str:
         return str(self.scheduler.get("objective", "ddpm"))
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor | None = None) -> torch.Tensor:
-        """One network evaluation: x (B, C, *shape), t (B,) float timesteps, seg (B, label_nc, *shape)."""
-        if self.label_nc:
-            return self.unet(x, timesteps=t, seg=seg)
-        return self.unet(x, timesteps=t)
+    @property
+    def unet_in_channels(self) -> int:
+        return int(getattr(self.unet, "in_channels", self.in_channels))
+
+    @property
+    def concat_channels(self) -> int:
+        """Input channels of the network beyond the sample's: the conditioning vector, broadcast over space."""
+        return self.unet_in_channels - self.in_channels
+
+    @property
+    def cross_attention_dim(self) -> int:
+        """Length D of the cross-attention context (B, 1, D) the network takes; 0 when it takes none."""
+        if not getattr(self.unet, "with_conditioning", False):
+            return 0
+        return next((int(m.context_input_size) for name, m in self.unet.named_modules()
+                     if name.endswith("attn2") and hasattr(m, "context_input_size")), 0)
+
+    @property
+    def condition_size(self) -> int:
+        """Number of conditioning values a sample needs (0: unconditioned)."""
+        return self.cross_attention_dim or self.concat_channels
+
+    @property
+    def latent_factor(self) -> int:
+        """Image voxels per latent voxel along each axis (the autoencoder's downsampling; 1 without one)."""
+        return 2 ** (len(self.autoencoder.decoder.channels) - 1) if self.autoencoder is not None else 1
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """Spatial shape of one decoded sample."""
+        return tuple(s * self.latent_factor for s in self.shape)
+
+    def network_shape(self, image_shape: Sequence[int]) -> tuple[int, ...]:
+        """The network's sample shape for an output image shape. InputError unless each axis is a positive
+        multiple of the latent factor times the UNet's downsampling."""
+        f = self.latent_factor
+        multiple = f * 2 ** (len(getattr(self.unet, "block_out_channels", [0])) - 1)
+        if any(int(s) <= 0 or int(s) % multiple for s in image_shape):
+            why = f" (latents are decoded to {f}x their size)" if f > 1 else ""
+            raise InputError(f"Model '{self.source}' cannot sample the shape {' x '.join(map(str, image_shape))}: each "
+                             f"axis must be a positive multiple of {multiple}{why}.")
+        return tuple(int(s) // f for s in image_shape)
+
+    def condition_tensor(self, values: Sequence[float] | str | None, n: int) -> torch.Tensor | None:
+        """Conditioning values ("0.5,0.3" or [0.5, 0.3]) -> context (n, 1, D) float32; None for unconditioned
+        models. InputError when the model needs values and none, too few/many or non-numbers are given."""
+        size = self.condition_size
+        names = f" ({', '.join(self.condition_names)})" if len(self.condition_names) == size else ""
+        if isinstance(values, str):
+            try:
+                values = [float(v) for v in values.replace(";", ",").split(",") if v.strip()] or None
+            except ValueError:
+                raise InputError(f"Conditioning '{values}' must be numbers separated by commas.") from None
+        if values is None:
+            if size:
+                raise InputError(f"Model '{self.source}' is conditioned on {size} values{names}: give them, e.g. "
+                                 f"condition={[0.5] * size} (medgen sample --condition {','.join(['0.5'] * size)}).")
+            return None
+        if not size:
+            raise InputError(f"Model '{self.source}' takes no conditioning values: sample it without a condition.")
+        vec = torch.as_tensor([float(v) for v in values], dtype=torch.float32)
+        if vec.numel() != size or not torch.isfinite(vec).all():
+            raise InputError(f"Model '{self.source}' is conditioned on {size} values{names}; got {vec.numel()} "
+                             f"({', '.join(f'{v:g}' for v in vec.tolist())}): give {size} finite numbers.")
+        return vec.reshape(1, 1, size).expand(n, 1, size).contiguous()
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        """One network evaluation: x (B, C, *shape), t (B,) float timesteps, seg (B, label_nc, *shape),
+        context (B, 1, D) conditioning values (cross-attention and/or extra input channels)."""
+        if self.concat_channels:
+            cond = context[:, 0].reshape(len(context), -1, *([1] * (x.ndim - 2)))
+            x = torch.cat([x, cond.expand(-1, -1, *x.shape[2:]).to(x.dtype)], dim=1)
+        kwargs: dict[str, torch.Tensor] = {"seg": seg} if self.label_nc else {}
+        if self.cross_attention_dim:
+            kwargs["context"] = context
+        return self.unet(x, timesteps=t, **kwargs)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents (B, C, *shape) -> images (B, C_img, *image_shape) with the autoencoder; identity without one."""
+        if self.autoencoder is None:
+            return z
+        if self.scale_factor is None:
+            raise ModelError(f"Model '{self.source}' has no known latent scale factor: give it (scale_factor).")
+        return self.autoencoder.decode_stage_2_outputs(z / self.scale_factor)
 
 
 def make_scheduler(spec: dict[str, Any], sampler: str, steps: int, source: str = "the model") -> Scheduler:

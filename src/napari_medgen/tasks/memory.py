@@ -84,14 +84,26 @@ def synthesis_batch(synth: Any, volume_shape: tuple[int, ...], want: int) -> int
 def check_sampling(model: Any, n: int, device: torch.device | str) -> None:
     """Refuse (InputError with the numbers) when ``n`` samples of ``model.shape`` do not fit on ``device``.
 
-    model: a ``models.diffusion.DiffusionModel``; probed on a small input, scaled by voxel count."""
+    model: a ``models.diffusion.DiffusionModel``. Its UNet is probed on a small input (latent-sized for
+    latent models) and scaled by voxel count, per sample; a latent model's decoder, which decodes one
+    sample at a time, is probed on a latent whose image is at most PROBE_SIDE a side and counted once;
+    each float32 result image is counted per sample."""
     small = probe_shape(tuple(model.shape))
     x = torch.zeros((1, model.in_channels, *small), device=device)
     seg = torch.zeros((1, model.label_nc, *small), device=device) if model.label_nc else None
+    context = torch.zeros((1, 1, model.condition_size), device=device) if model.condition_size else None
     t = torch.zeros(1, device=device)
-    per_sample = output_bytes(model.unet, lambda: model.predict(x, t, seg)) * math.prod(model.shape) / math.prod(small)
-    fits = fit_batch(per_sample, 0, n, device, f"Sampling {n} x {'x'.join(map(str, model.shape))}")
+    per_sample = output_bytes(model.unet, lambda: model.predict(x, t, seg, context)) * math.prod(model.shape) \
+        / math.prod(small) + 4 * math.prod(model.image_shape)
+    decoder = 0.0
+    if model.autoencoder is not None:
+        tiny = tuple(min(s, max(1, PROBE_SIDE // model.latent_factor)) for s in model.shape)
+        z = torch.zeros((1, model.in_channels, *tiny), device=device)
+        decoder = output_bytes(model.autoencoder, lambda: model.autoencoder.decode_stage_2_outputs(z)) \
+            * math.prod(model.shape) / math.prod(tiny)
+    size = "x".join(map(str, model.image_shape))
+    fits = fit_batch(per_sample, decoder, n, device, f"Sampling {n} x {size}")
     if fits < n:
-        raise InputError(f"Sampling {n} samples of {'x'.join(map(str, model.shape))} needs about "
-                         f"{MARGIN * n * per_sample / GIB:.3g} GiB, but only {free_bytes(device) / GIB:.3g} GiB are "
-                         f"free on {torch.device(device)}: at most {fits} fit at once.")
+        raise InputError(f"Sampling {n} samples of {size} needs about "
+                         f"{MARGIN * (n * per_sample + decoder) / GIB:.3g} GiB, but only {free_bytes(device) / GIB:.3g} "
+                         f"GiB are free on {torch.device(device)}: at most {fits} fit at once.")

@@ -1,14 +1,16 @@
 """Sample a diffusion model (napari-medgen card or MONAI bundle) with DDPM, DDIM or rectified flow.
 
 The loop is ours (over MONAI's schedulers) so that every step can check for cancellation and
-report the current estimate of the clean image x0 as a preview. Output: a 4D Volume
-(n, z, y, x): samples stacked on the leading axis; 2D models give (n, 1, y, x).
+report the current estimate of the clean image x0 as a preview. Latent models (MONAI bundles with
+an autoencoder) run the same loop in latent space and decode ``latent / scale_factor`` for every
+preview and for the result, one sample at a time. Output: a 4D Volume (n, z, y, x): samples stacked
+on the leading axis; 2D models give (n, 1, y, x).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from contextlib import nullcontext
+from collections.abc import Generator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,13 @@ import torch.nn.functional as F
 from ..device import inference_autocast, native_bf16_cpu, resolve_device
 from ..errors import InputError, MedgenError
 from ..io.volume import Volume
-from ..models.diffusion import DEFAULT_STEPS, DiffusionModel, load_diffusion, make_scheduler, speed_up
+from ..models.diffusion import (
+    DEFAULT_STEPS,
+    DiffusionModel,
+    load_diffusion,
+    make_scheduler,
+    speed_up,
+)
 from ..models.store import load_card
 from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
@@ -78,8 +86,12 @@ def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
     return F.one_hot(lab, model.label_nc).movedim(-1, 1).float()
 
 
-def _to_image(model: DiffusionModel, x: torch.Tensor) -> np.ndarray:
-    """Network-space batch (n, C, *shape) -> intensities (n, z, y, x) float32 (channel 0)."""
+def _to_image(model: DiffusionModel, x: torch.Tensor, autocast: AbstractContextManager | None = None) -> np.ndarray:
+    """Network-space batch (n, C, *shape) -> intensities (n, z, y, x) float32 (channel 0); latent models
+    decode each sample (under ``autocast``) to (n, C_img, *image_shape) first."""
+    if model.autoencoder is not None:
+        with torch.inference_mode(), autocast or nullcontext():
+            x = torch.cat([model.decode(z[None]).float() for z in x])
     arr = x[:, 0].float().cpu().numpy()
     if model.spatial_dims == 2:
         arr = arr[:, None]
@@ -91,9 +103,10 @@ def _to_image(model: DiffusionModel, x: torch.Tensor) -> np.ndarray:
 
 
 def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, steps: int | None = None, n: int = 1,
-           seed: int = 0, mask: Volume | None = None, preview_every: int = 5, device: str | torch.device = "auto",
-           cancel: CancelToken | None = None, fast: bool = True,
-           shape: tuple[int, ...] | None = None) -> Generator[Progress, None, Volume]:
+           seed: int = 0, mask: Volume | None = None, condition: Sequence[float] | str | None = None,
+           preview_every: int = 5, device: str | torch.device = "auto", cancel: CancelToken | None = None,
+           fast: bool = True, shape: tuple[int, ...] | None = None,
+           scale_factor: float | None = None) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0), then the x0 estimate (n, z, y, x) after the first network step and every
     ``preview_every`` steps; returns the samples as a 4D Volume.
@@ -101,21 +114,22 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
     models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
     each); its geometry is used for the output (otherwise the card's spacing, origin 0).
+    condition: the conditioning values of models built with cross-attention conditioning (a list of
+    numbers or "0.5,0.3,..."), the same for all samples.
     fast: fused attention and channels-last memory (2D) for the network calls; reduced-precision
     autocast where the hardware computes it natively (float16 on CUDA, bfloat16 on CPUs with AMX
     or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
     TRACE_MIN_CALLS sample-steps, the network traced and frozen (:mod:`..models.tracing`).
-    shape: spatial shape for models (bundles) that do not fix it.
+    shape: spatial shape of the output images, for models (bundles) that do not fix it (latent models
+    sample latents of shape / their autoencoder's downsampling). scale_factor: latent scale for latent
+    bundles whose config gives it as an expression (or to override the bundle's).
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
         raise InputError(f"Number of samples must be between 1 and {MAX_SAMPLES}, got {n}.")
     dev = resolve_device(device)
     m = open_model(model, dev)
-    if shape is not None:
-        m.shape = tuple(int(s) for s in shape)
-    if not m.shape:
-        raise InputError(f"Model '{m.source}' does not state the shape of a sample: give it (e.g. 64 x 64).")
+    _apply_overrides(m, shape, scale_factor)
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
@@ -128,6 +142,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
+    context = m.condition_tensor(condition, n)
+    context = context.to(dev) if context is not None else None
     memory.check_sampling(m, n, dev)  # refuse with the numbers rather than run out of memory
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn((n, m.in_channels, *m.shape), generator=gen).to(dev)
@@ -135,6 +151,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     fmt = torch.channels_last if (fast and m.spatial_dims == 2) else torch.contiguous_format
     if fast:
         speed_up(m.unet, fmt)
+        if m.autoencoder is not None:
+            speed_up(m.autoencoder)
     if seg is not None:
         seg = seg.contiguous(memory_format=fmt)
     timesteps = list(sched.timesteps)
@@ -143,14 +161,15 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     total = len(timesteps)
     predict = m.predict
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
-        predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg)
+        predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
+                                 context)
     info = {"sampler": sampler, "steps": steps, "seed": int(seed)}
-    yield Progress(0, total, "starting from noise", preview=_as_volume(_to_image(m, x), m, mask, **info))
+    yield Progress(0, total, "starting from noise", preview=_as_volume(_to_image(m, x, autocast), m, mask, **info))
     with torch.inference_mode():
         for i, (t, nt) in enumerate(zip(timesteps, nexts)):
             cancel.check()
             with autocast:
-                out = predict(x.contiguous(memory_format=fmt), t.float().expand(n).to(dev), seg).float()
+                out = predict(x.contiguous(memory_format=fmt), t.float().expand(n).to(dev), seg, context).float()
             if sampler == "rflow":
                 x, x0 = sched.step(out, t, x, nt)
             elif sampler == "ddpm":
@@ -158,30 +177,58 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             else:
                 x, x0 = sched.step(out, t, x)
             if i == 0 or (i + 1) % max(1, preview_every) == 0 or i + 1 == total:
-                preview = _as_volume(_to_image(m, x0), m, mask, **info)
+                preview = _as_volume(_to_image(m, x0, autocast), m, mask, **info)
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
-        result = _to_image(m, x)
+        result = _to_image(m, x, autocast)
     return _as_volume(result, m, mask, **info)
 
 
-class _Predict(torch.nn.Module):
-    """DiffusionModel.predict as a module of positional tensors (what tracing needs)."""
+def _apply_overrides(m: DiffusionModel, shape: Sequence[int] | None, scale_factor: float | None) -> None:
+    """Set the caller's output image shape and latent scale factor on ``m``; InputError when a model still
+    lacks either (naming the bundle entry that napari-medgen did not evaluate)."""
+    notes = m.extra.get("notes", {})
+    if shape is not None:
+        m.shape = m.network_shape(shape)
+    if not m.shape:
+        why = f" ({notes['shape']})" if notes.get("shape") else ""
+        raise InputError(f"Model '{m.source}' does not state the shape of a sample{why}: give the image shape "
+                         "(e.g. shape=(64, 64), medgen sample --shape 64 64).")
+    if scale_factor is not None:
+        if m.autoencoder is None:
+            raise InputError(f"Model '{m.source}' is not a latent model: a scale factor does not apply to it.")
+        if not np.isfinite(scale_factor) or scale_factor <= 0:
+            raise InputError(f"The latent scale factor must be a positive number, got {scale_factor}.")
+        m.scale_factor = float(scale_factor)
+    if m.autoencoder is not None and m.scale_factor is None:
+        raise InputError(f"Model '{m.source}' needs its latent scale factor: {notes.get('scale_factor') or 'unknown'}; "
+                         "give the value (scale_factor=..., medgen sample --scale-factor ...).")
 
-    def __init__(self, model: DiffusionModel):
+
+class _Predict(torch.nn.Module):
+    """DiffusionModel.predict as a module of positional tensors (what tracing needs): x, t, then seg
+    and/or context where the model takes them."""
+
+    def __init__(self, model: DiffusionModel, has_seg: bool, has_context: bool):
         super().__init__()
         self.unet = model.unet
         self.model = model
+        self.has_seg, self.has_context = has_seg, has_context
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, *seg: torch.Tensor) -> torch.Tensor:
-        return self.model.predict(x, t, seg[0] if seg else None)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        seg = extra[0] if self.has_seg else None
+        context = extra[-1] if self.has_context else None
+        return self.model.predict(x, t, seg, context)
 
 
-def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor | None):
-    """A predict(x, t, seg) callable running the network frozen-traced for these shapes (eager if tracing fails)."""
-    net = freeze_trace(_Predict(m), x, t, *([seg] if seg is not None else []))
+def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: torch.Tensor | None,
+                   context: torch.Tensor | None = None):
+    """A predict(x, t, seg, context) callable running the network frozen-traced for these shapes (eager if
+    tracing fails)."""
+    net = freeze_trace(_Predict(m, seg is not None, context is not None), x, t,
+                       *[a for a in (seg, context) if a is not None])
     if net is None:
         return m.predict
-    return lambda x_, t_, seg_=None: net(x_, t_, *([seg_] if seg_ is not None else []))
+    return lambda x_, t_, seg_=None, context_=None: net(x_, t_, *[a for a in (seg_, context_) if a is not None])
 
 
 def _as_volume(arr: np.ndarray, m: DiffusionModel, mask: Volume | None, **info: object) -> Volume:
