@@ -181,3 +181,156 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     argv[argv.index(str(tmp_path / "L.nii.gz"))] = str(tmp_path / "bad.nii.gz")
     assert main(argv) == 2
     assert "label value(s) [4] are not classes" in capsys.readouterr().err
+
+
+# --- latent diffusion (AutoencoderKL + UNet in latent space) and conditioning vectors ---
+
+AE = {"in_channels": 1, "out_channels": 1, "latent_channels": 3, "channels": [8, 8], "num_res_blocks": 1,
+      "norm_num_groups": 8, "attention_levels": [False, False], "with_encoder_nonlocal_attn": False,
+      "with_decoder_nonlocal_attn": False}
+
+
+def _wake(net: torch.nn.Module) -> torch.nn.Module:
+    """MONAI zero-initialises the UNet's residual and output convolutions (an untrained UNet outputs 0,
+    whatever its input): give them small random values so that the output depends on x, t and the condition."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+    return net
+
+
+def tiny_latent(dims: int = 2, cond: int = 4, concat: bool = False, scale: float = 0.7, size: int = 8) -> DiffusionModel:
+    """A latent model: AutoencoderKL (downsampling 2) + UNet on 3-channel latents of ``size`` per axis;
+    ``cond`` cross-attention values (0: none), also concatenated as input channels when ``concat``."""
+    from monai.networks.nets import AutoencoderKL
+
+    torch.manual_seed(0)
+    ae = AutoencoderKL(spatial_dims=dims, **AE).eval()
+    net = {"spatial_dims": dims, **NET, "in_channels": 3 + (cond if concat else 0), "out_channels": 3,
+           **({"with_conditioning": True, "cross_attention_dim": cond} if cond else {})}
+    return DiffusionModel(_wake(build_unet(net)["unet"]).eval(), dict(DDPM), (size,) * dims, in_channels=3,
+                          spacing=(2.0, 2.0, 4.0), source="tiny_ldm", autoencoder=ae, scale_factor=scale)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_latent_previews_decoded_and_result(dims):
+    m = tiny_latent(dims, size=8 if dims == 2 else 4)
+    image = (1, 16, 16) if dims == 2 else (8, 8, 8)
+    progress, vol = collect(sample(m, steps=4, n=2, seed=5, condition=[0.1, 0.2, 0.3, 0.4], preview_every=2,
+                                   device="cpu", fast=False))
+    assert [p.step for p in progress] == [0, 1, 2, 4]
+    assert all(p.preview.data.shape == (2, *image) for p in progress)  # decoded, not the latent
+    assert vol.data.shape == (2, *image) and vol.spacing == (2.0, 2.0, 4.0) and np.isfinite(vol.data).all()
+    # the first preview is the starting noise decoded with the scale factor, as the inferer decodes
+    noise = torch.randn((2, 3, *m.shape), generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        decoded = m.autoencoder.decode_stage_2_outputs(noise / 0.7)[:, 0].numpy()
+    np.testing.assert_allclose(progress[0].preview.data.reshape(decoded.shape), decoded, atol=1e-4)
+    np.testing.assert_allclose(progress[-1].preview.data, vol.data, atol=1e-4)  # last x0 estimate = result (DDIM)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_latent_same_as_monai_latent_inferer(fast, monkeypatch):
+    """Our loop computes what MONAI's LatentDiffusionInferer.sample computes (cross-attention context,
+    latents divided by scale_factor before decoding); with fast=True the network is traced with the context."""
+    from monai.inferers import LatentDiffusionInferer
+
+    import napari_medgen.tasks.sample as sample_mod
+    from napari_medgen import device
+
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)  # no autocast: the decoder in float32 too
+    monkeypatch.setattr(sample_mod, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(sample_mod, "TRACE_MIN_CALLS", 1)
+    m = tiny_latent()
+    cond = [0.5, -1.0, 2.0, 0.0]
+    ours = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=3, condition=cond, device="cpu",
+                                    fast=fast)).data
+    noise = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(3))
+    sched = make_scheduler(DDPM, "ddim", 4)
+    context = torch.tensor(cond).reshape(1, 1, 4).expand(2, 1, 4)
+    with torch.inference_mode():
+        stock = LatentDiffusionInferer(sched, scale_factor=0.7).sample(
+            noise, m.autoencoder, m.unet.to(memory_format=torch.contiguous_format), sched, conditioning=context,
+            mode="crossattn", verbose=False)
+    np.testing.assert_allclose(ours[:, 0], stock[:, 0].numpy(), atol=1e-4)
+
+
+def test_concatenated_condition_channels_and_tracing(monkeypatch):
+    """A network that also takes the vector as extra input channels (the brain LDM bundle): traced = eager,
+    and the condition changes the samples."""
+    import napari_medgen.tasks.sample as sample_mod
+    from napari_medgen import device
+
+    monkeypatch.setattr(device, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(sample_mod, "native_bf16_cpu", lambda: False)
+    monkeypatch.setattr(sample_mod, "TRACE_MIN_CALLS", 1)
+    m = tiny_latent(concat=True)
+    assert m.concat_channels == 4 and m.condition_size == 4
+    kw = {"sampler": "ddim", "steps": 3, "n": 2, "seed": 1, "device": "cpu"}
+    eager = run_to_completion(sample(m, condition="0,0.5,1,0", fast=False, **kw)).data
+    traced = run_to_completion(sample(m, condition="0,0.5,1,0", fast=True, **kw)).data
+    other = run_to_completion(sample(m, condition="1,0.5,1,0", fast=False, **kw)).data
+    np.testing.assert_allclose(traced, eager, atol=1e-4)
+    assert np.abs(other - eager).mean() > 1e-4
+
+
+def test_condition_required_and_validated():
+    m = tiny_latent()
+    with pytest.raises(InputError, match=r"'tiny_ldm' is conditioned on 4 values: give them"):
+        run_to_completion(sample(m, steps=2, device="cpu"))
+    with pytest.raises(InputError, match=r"conditioned on 4 values; got 5 \(1, 2, 3, 4, 5\)"):
+        run_to_completion(sample(m, steps=2, condition=[1, 2, 3, 4, 5], device="cpu"))
+    with pytest.raises(InputError, match="must be numbers separated by commas"):
+        run_to_completion(sample(m, steps=2, condition="0.5,age", device="cpu"))
+    with pytest.raises(InputError, match="give 4 finite numbers"):
+        run_to_completion(sample(m, steps=2, condition=[0, 1, float("nan"), 2], device="cpu"))
+    with pytest.raises(InputError, match="takes no conditioning values"):
+        run_to_completion(sample(tiny(), steps=2, condition=[1.0], device="cpu"))
+
+
+def test_latent_shape_scale_and_memory_guard(monkeypatch):
+    from napari_medgen.tasks import memory
+
+    m = tiny_latent(cond=0)
+    vol = run_to_completion(sample(m, steps=2, shape=(12, 20), device="cpu"))
+    assert vol.data.shape == (1, 1, 12, 20) and m.shape == (6, 10)
+    with pytest.raises(InputError, match=r"shape 10 x 20: each axis must be a positive multiple of 4 \(latents"):
+        run_to_completion(sample(m, steps=2, shape=(10, 20), device="cpu"))
+    with pytest.raises(InputError, match="not a latent model"):
+        run_to_completion(sample(tiny(), steps=2, scale_factor=0.5, device="cpu"))
+    with pytest.raises(InputError, match="positive number"):
+        run_to_completion(sample(m, steps=2, scale_factor=0.0, device="cpu"))
+    a = run_to_completion(sample(m, steps=2, seed=0, scale_factor=0.5, device="cpu")).data
+    b = run_to_completion(sample(m, steps=2, seed=0, scale_factor=1.0, device="cpu")).data
+    assert np.abs(a - b).mean() > 1e-3  # the scale factor is used
+    # the guard counts the decoder (one sample at a time) on top of the UNet: more than the UNet alone
+    unet_only = DiffusionModel(m.unet, dict(DDPM), m.shape, in_channels=3, source="unet only")
+    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
+    need = {}
+    for key, model in (("latent", m), ("unet", unet_only)):
+        with pytest.raises(InputError, match="needs about") as err:
+            memory.check_sampling(model, 1, "cpu")
+        need[key] = str(err.value)
+    assert need["latent"].startswith("Sampling 1 x 12x20 needs") and need["unet"].startswith("Sampling 1 x 6x10")
+    gib = {k: float(v.split("about ")[1].split(" GiB")[0]) for k, v in need.items()}
+    assert gib["latent"] > 1.5 * gib["unet"]
+
+
+def test_cli_condition_and_scale_factor(tmp_path, capsys):
+    from napari_medgen.cli import main
+    from napari_medgen.io.readers import read_volume
+
+    from ..models.test_bundle import make_latent_bundle
+
+    folder = make_latent_bundle(tmp_path / "ldm", config={"scale_factor": "$compute_scale(@autoencoder)"})
+    argv = ["--device", "cpu", "--quiet", "sample", "--model", str(folder), "--steps", "2", "--n", "2",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "'scale_factor' as '$compute_scale(@autoencoder)'" in capsys.readouterr().err
+    assert main([*argv, "--scale-factor", "0.8"]) == 2
+    assert "is conditioned on 4 values (Gender, Age, Ventricular volume, Brain volume)" in capsys.readouterr().err
+    assert main([*argv, "--condition=-1,0.1,0.2,0.4", "--scale-factor", "0.8"]) == 0
+    stack = read_volume(tmp_path / "out" / "samples.nii.gz")
+    assert stack.data.shape == (2, 1, 16, 16) and np.isfinite(stack.data).all()

@@ -1,4 +1,4 @@
-"""``medgen sample --model M --sampler ddim --steps 50 --n 4 [--mask L.nii.gz] --out DIR``.
+"""``medgen sample --model M --sampler ddim --steps 50 --n 4 [--mask L.nii.gz] [--condition 0.5,0.3] --out DIR``.
 
 Writes DIR/sample_000.nii.gz ... (one file per sample, 3D, geometry from the mask or the card)
 and DIR/samples.nii.gz (all samples stacked as a 4D volume).
@@ -24,7 +24,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--n", type=int, default=1, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mask", type=Path, help="label map conditioning a mask-conditioned model")
-    p.add_argument("--shape", type=int, nargs="+", help="sample shape (y x or z y x) for bundles that do not state it")
+    p.add_argument("--condition", help="conditioning values of a conditioned model (e.g. a latent bundle), "
+                                       "comma-separated: 0.5,0.3,0.2,0.4 (--condition=-1,2 when the first is negative)")
+    p.add_argument("--shape", type=int, nargs="+",
+                   help="output image shape (y x or z y x) for bundles that do not state it")
+    p.add_argument("--scale-factor", type=float,
+                   help="latent scale factor for latent bundles whose config gives it as an expression")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -35,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     mask = read_volume(args.mask, as_label=True) if args.mask else None
     task = sample(args.model, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed, mask=mask,
-                  device=args.device, shape=tuple(args.shape) if args.shape else None)
+                  condition=args.condition, device=args.device, shape=tuple(args.shape) if args.shape else None,
+                  scale_factor=args.scale_factor)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
     args.out.mkdir(parents=True, exist_ok=True)
     write_volume(vol, args.out / "samples.nii.gz")

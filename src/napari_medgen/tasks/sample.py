@@ -179,7 +179,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             if i == 0 or (i + 1) % max(1, preview_every) == 0 or i + 1 == total:
                 preview = _as_volume(_to_image(m, x0, autocast), m, mask, **info)
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
-        result = _to_image(m, x, autocast)
+        result = _to_image(m, x)  # full precision: previews may decode under autocast, the result does not
     return _as_volume(result, m, mask, **info)
 
 
