@@ -1,6 +1,7 @@
 """The "Diffusion" dock: choose a model (shipped, a model file or a MONAI bundle folder), a sampler,
-steps, seed, number of samples and optionally a labels layer; Sample shows the x0 estimate as it
-forms (tasks.sample does the work) with the samples stacked on the layer's leading axis."""
+steps, seed, number of samples and optionally a labels layer or conditioning values; Sample shows
+the x0 estimate as it forms (tasks.sample does the work) with the samples stacked on the layer's
+leading axis."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Labels
-from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..tasks.sample import MAX_SAMPLES, placeholder, sample, shipped_models
@@ -46,12 +56,17 @@ class DiffusionWidget(QWidget):
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._refresh_masks)
         self._refresh_masks()
+        self.condition = QLineEdit()
+        self.condition.setPlaceholderText("e.g. 0.5,0.1,0.2,0.4")
+        self.condition.setToolTip("conditioning values of a conditioned model (e.g. a latent MONAI bundle), "
+                                  "comma-separated; empty for other models")
         self.run_button = QPushButton("Sample")
         self.run_button.clicked.connect(self.sample)
         self.panel = ProgressPanel()
         form = QFormLayout()
         for label, w in (("model", self.model), ("sampler", self.sampler), ("steps", self.steps), ("seed", self.seed),
-                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask)):
+                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask),
+                         ("condition", self.condition)):
             form.addRow(label, w)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -100,7 +115,8 @@ class DiffusionWidget(QWidget):
         mask = layer_to_volume_of(self.viewer.layers[mask_name]) if mask_name in self.viewer.layers else None
         sampler = None if self.sampler.currentText() == AUTO else self.sampler.currentText()
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
-                        mask=mask, preview_every=self.preview_every.value())
+                        mask=mask, preview_every=self.preview_every.value(),
+                        condition=self.condition.text().strip() or None)
         empty = placeholder(path, self.n.value(), mask)
         if empty is not None:  # the output layer appears at once, made before the job loads the CPU
             self._show(empty)
