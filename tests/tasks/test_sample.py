@@ -305,17 +305,33 @@ def test_latent_shape_scale_and_memory_guard(monkeypatch):
     a = run_to_completion(sample(m, steps=2, seed=0, scale_factor=0.5, device="cpu")).data
     b = run_to_completion(sample(m, steps=2, seed=0, scale_factor=1.0, device="cpu")).data
     assert np.abs(a - b).mean() > 1e-3  # the scale factor is used
-    # the guard counts the decoder (one sample at a time) on top of the UNet: more than the UNet alone
-    unet_only = DiffusionModel(m.unet, dict(DDPM), m.shape, in_channels=3, source="unet only")
-    monkeypatch.setattr(memory, "free_bytes", lambda device: 1)
-    need = {}
-    for key, model in (("latent", m), ("unet", unet_only)):
-        with pytest.raises(InputError, match="needs about") as err:
-            memory.check_sampling(model, 1, "cpu")
-        need[key] = str(err.value)
-    assert need["latent"].startswith("Sampling 1 x 12x20 needs") and need["unet"].startswith("Sampling 1 x 6x10")
-    gib = {k: float(v.split("about ")[1].split(" GiB")[0]) for k, v in need.items()}
-    assert gib["latent"] > 1.5 * gib["unet"]
+    # the guard probes the decoder (here said to need 1 GiB) and counts it once, however many samples
+    probed = []
+
+    def one_gib(module, run):
+        probed.append(module)
+        return memory.GIB
+
+    monkeypatch.setattr(memory, "live_peak_bytes", one_gib)
+    monkeypatch.setattr(memory, "free_bytes", lambda device: int(1.5 * memory.GIB))
+    with pytest.raises(InputError, match=r"^Sampling 1 x 12x20 needs about 2(\.00\d)? GiB"):  # x MARGIN 2
+        memory.check_sampling(m, 1, "cpu")
+    monkeypatch.setattr(memory, "free_bytes", lambda device: int(2.5 * memory.GIB))
+    memory.check_sampling(m, 3, "cpu")  # fits: the decoder decodes one sample at a time
+    assert probed == [m.autoencoder, m.autoencoder]
+
+
+def test_decoder_estimate_counts_live_outputs_only():
+    """The decoder is estimated from the outputs alive at once (a chain of 6 convolutions holds 2), not
+    from all outputs summed (7 here: the Sequential's own output too), which over-estimated the
+    brain LDM's full-size decoder about 8x."""
+    from napari_medgen.tasks import memory
+
+    chain = torch.nn.Sequential(*[torch.nn.Conv2d(4, 4, 3, padding=1) for _ in range(6)])
+    x = torch.zeros(1, 4, 32, 32)
+    one = x.numel() * 4
+    assert memory.output_bytes(chain, lambda: chain(x)) == 7 * one
+    assert memory.live_peak_bytes(chain, lambda: chain(x)) == 2 * one
 
 
 def test_cli_condition_and_scale_factor(tmp_path, capsys):

@@ -13,6 +13,7 @@ when even one item does not fit, the task refuses with an InputError naming the 
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,34 @@ def output_bytes(module: torch.nn.Module, run: Callable[[], Any]) -> int:
         for h in handles:
             h.remove()
     return total
+
+
+def live_peak_bytes(module: torch.nn.Module, run: Callable[[], Any]) -> int:
+    """Peak bytes of ``module``'s submodule outputs alive at once while ``run()`` executes (inference mode).
+
+    Outputs are counted from the hook that sees them until they are freed (each storage once), so this
+    is what a feed-forward network holds at its widest point, less temporaries inside one module
+    (MARGIN covers those); tighter than :func:`output_bytes` for deep networks at full image size."""
+    live: dict[int, int] = {}
+    peak = 0
+
+    def count(_m: torch.nn.Module, _inp: Any, out: Any) -> None:
+        nonlocal peak
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            key = t.untyped_storage().data_ptr() if isinstance(t, torch.Tensor) else 0
+            if key and key not in live:
+                live[key] = t.untyped_storage().nbytes()
+                weakref.finalize(t, live.pop, key, None)
+        peak = max(peak, sum(live.values()))
+
+    handles = [m.register_forward_hook(count) for m in module.modules()]
+    try:
+        with torch.inference_mode():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return peak
 
 
 def fit_batch(per_item: float, fixed: float, want: int, device: torch.device | str, what: str) -> int:
@@ -99,7 +128,7 @@ def check_sampling(model: Any, n: int, device: torch.device | str) -> None:
     if model.autoencoder is not None:
         tiny = tuple(min(s, max(1, PROBE_SIDE // model.latent_factor)) for s in model.shape)
         z = torch.zeros((1, model.in_channels, *tiny), device=device)
-        decoder = output_bytes(model.autoencoder, lambda: model.autoencoder.decode_stage_2_outputs(z)) \
+        decoder = live_peak_bytes(model.autoencoder, lambda: model.autoencoder.decode_stage_2_outputs(z)) \
             * math.prod(model.shape) / math.prod(tiny)
     size = "x".join(map(str, model.image_shape))
     fits = fit_batch(per_sample, decoder, n, device, f"Sampling {n} x {size}")
