@@ -108,14 +108,14 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            fast: bool = True, shape: tuple[int, ...] | None = None,
            scale_factor: float | None = None) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
-    starting noise (step 0), then the x0 estimate (n, z, y, x) after the first network step and every
-    ``preview_every`` steps; returns the samples as a 4D Volume.
+    starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
+    network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
 
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
     models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
     each); its geometry is used for the output (otherwise the card's spacing, origin 0).
-    condition: the conditioning values of models built with cross-attention conditioning (a list of
-    numbers or "0.5,0.3,..."), the same for all samples.
+    condition: the conditioning values of models conditioned on a vector (cross-attention context
+    and/or extra input channels), as a list of numbers or "0.5,0.3,...", the same for all samples.
     fast: fused attention and channels-last memory (2D) for the network calls; reduced-precision
     autocast where the hardware computes it natively (float16 on CUDA, bfloat16 on CPUs with AMX
     or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
@@ -164,7 +164,9 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
                                  context)
     info = {"sampler": sampler, "steps": steps, "seed": int(seed)}
-    yield Progress(0, total, "starting from noise", preview=_as_volume(_to_image(m, x, autocast), m, mask, **info))
+    # a latent model's starting noise is not decoded: one full-size decode to show noise
+    start = _as_volume(_to_image(m, x), m, mask, **info) if m.autoencoder is None else None
+    yield Progress(0, total, "starting from noise", preview=start)
     with torch.inference_mode():
         for i, (t, nt) in enumerate(zip(timesteps, nexts)):
             cancel.check()
