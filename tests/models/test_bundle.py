@@ -65,7 +65,7 @@ def test_old_generative_names_and_module_prefix(tmp_path):
     net["num_channels"] = net.pop("channels")
     weights = {f"module.{k}": v for k, v in build_unet(NET)["unet"].state_dict().items()}
     model = load_bundle(make_bundle(tmp_path / "b", network=net, weights={"model": weights}))
-    assert list(model.unet.state_dict())[0] == list(weights)[0].removeprefix("module.")
+    assert next(iter(model.unet.state_dict())) == next(iter(weights)).removeprefix("module.")
 
 
 def test_missing_file(tmp_path):
@@ -204,6 +204,14 @@ def make_latent_bundle(root: Path, *, dims: int = 2, size: int = 16, ae: dict | 
     return root
 
 
+def set_config(folder: Path, where: str, key: str, value: object) -> Path:
+    """Set ``inference.json``'s ``where.key`` to ``value`` (after the weights were made for the original)."""
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config[where][key] = value
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    return folder
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_latent_bundle_loads_and_samples(tmp_path, dims):
     size = 16 if dims == 2 else 8
@@ -267,20 +275,14 @@ def test_latent_expressions_need_the_callers_values(tmp_path):
                                                ("autoencoder_def", "latent_channels", "@latent_channels"),
                                                ("diffusion_def", "cross_attention_dim", "$len(@conditioning)")])
 def test_latent_expressions_refused_with_key(tmp_path, where, key, value):
-    folder = make_latent_bundle(tmp_path / "b")
-    config = json.loads((folder / "configs" / "inference.json").read_text())
-    config[where][key] = value
-    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    folder = set_config(make_latent_bundle(tmp_path / "b"), where, key, value)
     with pytest.raises(ModelError, match=rf"'{where}\.{key}' is '{re.escape(value[:3])}.*does not evaluate"):
         load_bundle(folder)
 
 
 @pytest.mark.parametrize("target", ["os.system", "monai.networks.nets.VQVAE", "scripts.autoencoder.Evil"])
 def test_latent_autoencoder_outside_allow_list_refused(tmp_path, target):
-    folder = make_latent_bundle(tmp_path / "b")
-    config = json.loads((folder / "configs" / "inference.json").read_text())
-    config["autoencoder_def"]["_target_"] = target
-    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    folder = set_config(make_latent_bundle(tmp_path / "b"), "autoencoder_def", "_target_", target)
     with pytest.raises(ModelError, match=r"'autoencoder_def\._target_' .* not allowed; .* AutoencoderKL"):
         load_bundle(folder)
 
@@ -329,3 +331,14 @@ def test_vqvae_bundle_refused(tmp_path):
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="VQ-VAE latent bundles are not supported"):
         load_bundle(folder)
+
+
+@pytest.mark.parametrize("where", ["autoencoder_def", "diffusion_def"])
+def test_latent_config_values_of_wrong_type(tmp_path, where):
+    """Plain values MONAI's constructors choke on, or accept and only fail on the first call: project errors."""
+    folder = set_config(make_latent_bundle(tmp_path / "b"), where, "attention_levels", {"0": False})
+    with pytest.raises(ModelError, match="not valid for MONAI"):
+        load_bundle(folder)
+    folder = set_config(make_latent_bundle(tmp_path / "c"), where, "norm_eps", [1e-6])
+    with pytest.raises(ModelError, match=r"builds but does not run \(TypeError: .*eps"):
+        run_to_completion(sample(load_bundle(folder), steps=1, condition="0,0,0,0", device="cpu"))

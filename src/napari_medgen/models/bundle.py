@@ -40,7 +40,7 @@ import yaml
 from monai.networks.nets import AutoencoderKL
 
 from ..errors import ModelError
-from .diffusion import DiffusionModel, build_unet
+from .diffusion import CONFIG_ERRORS, DiffusionModel, build_unet
 
 _PREFIXES = ("monai.networks.nets.", "monai.networks.schedulers.", "generative.networks.nets.",
              "generative.networks.schedulers.", "monai.networks.nets.diffusion_model_unet.")
@@ -206,20 +206,6 @@ def _latent_shape(config: dict[str, Any], meta: dict[str, Any], dims: int, facto
     return (), f"its metadata gives no image shape that is a multiple of the autoencoder's downsampling {factor}"
 
 
-def _autoencoder(folder: Path, kwargs: dict[str, Any], config_path: Path) -> AutoencoderKL:
-    """The bundle's AutoencoderKL from its plain config arguments, with its weights loaded."""
-    weights = next((folder / "models" / n for n in _AUTOENCODER_WEIGHTS if (folder / "models" / n).is_file()), None)
-    if weights is None:
-        raise ModelError(f"'{folder}' is a latent-diffusion bundle but has no autoencoder weights "
-                         f"(looked for {', '.join('models/' + n for n in _AUTOENCODER_WEIGHTS)}).")
-    try:
-        ae = AutoencoderKL(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"Bundle config '{config_path}': 'autoencoder_def' is not valid for MONAI: {exc}") from None
-    _load_into(ae, weights, config_path)
-    return ae
-
-
 def load_bundle(folder: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
     """Build the bundle's diffusion network and scheduler from plain config values and load its weights."""
     folder = Path(folder)
@@ -275,14 +261,22 @@ def load_bundle(folder: str | Path, device: torch.device | str = "cpu") -> Diffu
 
 def _latent_fields(folder: Path, config: dict[str, Any], net_kwargs: dict[str, Any], config_path: Path,
                    device: torch.device | str) -> tuple[dict[str, Any], str]:
-    """DiffusionModel fields of a latent bundle (autoencoder on ``device``, in_channels = the latent's,
-    scale_factor), and why the scale factor is unknown ("" when it is known)."""
-    _, ae_kwargs = _component(config, ("autoencoder_def",), AUTOENCODERS, "autoencoder", config_path)
-    channels = int(ae_kwargs.get("latent_channels", 3))
-    dims, out = int(net_kwargs.get("spatial_dims", 2)), int(net_kwargs.get("out_channels", 0))
-    if int(ae_kwargs.get("spatial_dims", 0)) != dims or out != channels:
-        raise ModelError(f"Bundle config '{config_path}': the diffusion network ({dims}D, {out} output channels) "
-                         f"does not fit the autoencoder ({ae_kwargs.get('spatial_dims')}D, {channels} latent channels).")
-    ae = _autoencoder(folder, ae_kwargs, config_path).to(device).eval()
+    """DiffusionModel fields of a latent bundle (its AutoencoderKL with weights, on ``device``; in_channels =
+    the latent's; scale_factor), and why the scale factor is unknown ("" when it is known)."""
+    _, kwargs = _component(config, ("autoencoder_def",), AUTOENCODERS, "autoencoder", config_path)
+    try:
+        ae = AutoencoderKL(**kwargs)
+    except CONFIG_ERRORS as exc:
+        raise ModelError(f"Bundle config '{config_path}': 'autoencoder_def' is not valid for MONAI: {exc!r}") from None
+    channels, dims = int(ae.latent_channels), int(ae.encoder.spatial_dims)
+    net_dims, out = int(net_kwargs.get("spatial_dims", 2)), int(net_kwargs.get("out_channels", 0))
+    if dims != net_dims or out != channels:
+        raise ModelError(f"Bundle config '{config_path}': the diffusion network ({net_dims}D, {out} output channels) "
+                         f"does not fit the autoencoder ({dims}D, {channels} latent channels).")
+    weights = next((folder / "models" / n for n in _AUTOENCODER_WEIGHTS if (folder / "models" / n).is_file()), None)
+    if weights is None:
+        raise ModelError(f"'{folder}' is a latent-diffusion bundle but has no autoencoder weights "
+                         f"(looked for {', '.join('models/' + n for n in _AUTOENCODER_WEIGHTS)}).")
+    _load_into(ae, weights, config_path)
     scale, note = _scale_factor(config, config_path)
-    return {"autoencoder": ae, "in_channels": channels, "scale_factor": scale}, note
+    return {"autoencoder": ae.to(device).eval(), "in_channels": channels, "scale_factor": scale}, note

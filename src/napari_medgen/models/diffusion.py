@@ -48,6 +48,8 @@ SAMPLERS = ("ddpm", "ddim", "rflow")
 _SAMPLERS_OF = {"ddpm": ("ddim", "ddpm"), "rflow": ("rflow",)}
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "rflow": 30}
 _NOT_FOR = {"ddpm": ("set_alpha_to_one", "steps_offset"), "ddim": ("variance_type",), "rflow": ()}
+# what MONAI's network constructors raise on arguments of the wrong type or value
+CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, ArithmeticError)
 
 
 @register_family("diffusion")
@@ -62,8 +64,8 @@ def build_unet(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
     except OptionalImportError as exc:
         raise ModelError(f"This diffusion network (attention layers) needs an optional package: {str(exc).splitlines()[0]}. "
                          "Install it (e.g. pip install einops) or use a model without attention.") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"Diffusion network config {config} is not valid for MONAI: {exc}") from None
+    except CONFIG_ERRORS as exc:
+        raise ModelError(f"Diffusion network config {config} is not valid for MONAI: {exc!r}") from None
 
 
 @dataclass

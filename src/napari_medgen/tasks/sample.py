@@ -18,9 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from ..device import inference_autocast, native_bf16_cpu, resolve_device
-from ..errors import InputError, MedgenError
+from ..errors import InputError, MedgenError, ModelError
 from ..io.volume import Volume
 from ..models.diffusion import (
+    CONFIG_ERRORS,
     DEFAULT_STEPS,
     DiffusionModel,
     load_diffusion,
@@ -144,7 +145,11 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
     context = m.condition_tensor(condition, n)
     context = context.to(dev) if context is not None else None
-    memory.check_sampling(m, n, dev)  # refuse with the numbers rather than run out of memory
+    try:  # refuse with the numbers rather than run out of memory; these are the networks' first calls
+        memory.check_sampling(m, n, dev)
+    except (*CONFIG_ERRORS, RuntimeError) as exc:
+        raise ModelError(f"Model '{m.source}' builds but does not run ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200]}); check its network settings.") from None
     gen = torch.Generator().manual_seed(int(seed))
     x = torch.randn((n, m.in_channels, *m.shape), generator=gen).to(dev)
     step_gen = torch.Generator(device=dev).manual_seed(int(seed) + 1)  # DDPM's per-step noise
