@@ -67,3 +67,18 @@ def test_labels_layers_offered_as_masks(make_napari_viewer):
     w = DiffusionWidget(viewer)
     viewer.add_labels(np.zeros((1, 16, 16), np.uint8), name="mask")
     assert [w.mask.itemText(i) for i in range(w.mask.count())] == ["(none)", "mask"]
+
+
+def test_condition_field_reaches_the_sampler(make_napari_viewer, qtbot, tiny_model):
+    """Values typed in 'condition' go to the task: a model that takes none refuses them by name."""
+    from napari_medgen.errors import InputError
+
+    viewer = make_napari_viewer()
+    w = DiffusionWidget(viewer)
+    w.add_model(tiny_model)
+    w.steps.setValue(2)
+    w.condition.setText("0.5, 0.2")
+    handle = w.sample()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=60000)
+    assert handle.status == "error"
+    assert isinstance(handle.error, InputError) and "takes no conditioning values" in str(handle.error)
