@@ -1,4 +1,5 @@
-"""Training dock under Xvfb with a tiny MLP family: train + export, live plot and preview, cancel/resume."""
+"""Training dock under Xvfb with a tiny MLP family (trained in a child process): train + export, live plot and
+preview, cancel/resume, errors."""
 
 from __future__ import annotations
 
@@ -54,11 +55,14 @@ def test_training_exports_and_shows_loss_and_preview(widget, qtbot, tmp_path):
 
 
 def test_cancel_saves_and_resume_continues_the_history(widget, qtbot, tmp_path, monkeypatch):
-    def slow(config):
-        config.extra["step_delay_s"] = 0.01
-        return make_mlp_trainer(config)
+    job = widget.job
 
-    monkeypatch.setitem(registry._TRAINERS, "mlp-test", registry.TrainerSpec("mlp-test", slow, "slow MLP"))
+    def slow_job(resume):  # the MLP sleeps 0.01 s per step (training runs in a child process: no closures)
+        train_job = job(resume)
+        train_job.config.extra["step_delay_s"] = 0.01
+        return train_job
+
+    monkeypatch.setattr(widget, "job", slow_job)
     widget.steps.setValue(1_000_000)
     widget.checkpoint_every.setValue(1_000_000)
     handle = widget.start(resume=False)

@@ -1,8 +1,9 @@
 """Training dock: train a registered model family in the background, watch its loss and previews.
 
-Gathers the parameters, runs :func:`napari_medgen.tasks.train.train_model` through
-:func:`.runner.run_task`, draws the loss history on a matplotlib canvas and shows the trainer's
-preview as the image layer "training preview". Start begins a fresh run in the work folder
+Gathers the parameters, runs :func:`napari_medgen.tasks.train.train_model` in a child process
+(:func:`napari_medgen.tasks.train_process.train_in_child`: training never holds the viewer's GIL)
+through :func:`.runner.run_task`, draws the loss history on a matplotlib canvas and shows the
+trainer's preview as the image layer "training preview". Start begins a fresh run in the work folder
 (its old checkpoints are deleted); Resume continues from the newest good checkpoint.
 """
 
@@ -22,7 +23,8 @@ from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
 
 from ..io.volume import Volume
 from ..progress import Progress
-from ..tasks.train import TrainJob, TrainOutcome, train_model
+from ..tasks.train import TrainJob, TrainOutcome
+from ..tasks.train_process import train_in_child
 from ..training.history import LossHistory, draw_losses
 from ..training.registry import TrainConfig, trainers
 from .common import ProgressPanel, add_volume
@@ -132,7 +134,7 @@ class TrainingWidget(QWidget):
         self.records, self.outcome = [], None
         self.result_line.setText("")
         self._set_running(True)
-        self.handle = run_task(self.viewer, lambda cancel: train_model(job, cancel), name=f"train {job.family}",
+        self.handle = run_task(self.viewer, lambda cancel: train_in_child(job, cancel), name=f"train {job.family}",
                                on_result=self._on_result, on_preview=self._on_preview,
                                on_progress=self._on_progress, on_finished=lambda _: self._set_running(False),
                                panel=self.panel)
