@@ -7,17 +7,21 @@ A napari viewer (shown) holds a 64 x 128 x 128 phantom. A QTimer fires every 10 
 thread and records when it ran; a gap is the time between two ticks (10 ms when the loop is
 free). Phases, in one run: (1) the idle viewer; (2) opening the Training and Diffusion docks,
 whose progress panels start the import warm-up (``widgets.warmup``); (3) a training job
-(``tasks.train.train_model``, label_vae on a small phantom set, through ``run_task``) and a
-sampling job (the Diffusion dock's ``sample()``: shipped 2D phantom model, 2 samples, output
-layer and previews) started together from a Qt callback, as button clicks start them, and run
-to the end; (4) the same again.
+(label_vae on a small phantom set, started as the Training dock starts it:
+``tasks.train_process.train_in_child`` through ``run_task``) and a sampling job (the Diffusion
+dock's ``sample()``: shipped 2D phantom model, 2 samples, output layer and previews) started
+together from a Qt callback, as button clicks start them, and run to the end; (4) the same again.
 
-Worker design (``widgets.runner``): each job runs in a napari thread worker whose OS thread is
-niced by ``WORKER_NICE`` (Linux), torch with ``--threads`` intra-op threads (default 1) and one
-inter-op thread; results and previews reach layers on the Qt thread through queued signals; the
-progress bar is redrawn at most every 0.1 s and previews at most every 0.3 s; a layer update sets
-only what changed. Bars: p99 gap <= 50 ms and max gap <= 200 ms for phases 3 and 4. Prints one
-table; the ratio column is each phase's p99 gap over the idle viewer's p99 gap in the same run.
+Worker design (``widgets.runner``, ``tasks.train_process``): training runs in a spawned child
+process (``train_model`` there, at ``CHILD_NICE`` below the viewer's OS priority, one torch
+thread), so it never holds the viewer's GIL; the viewer's napari thread worker only waits on the
+child's pipe (no GIL held while waiting) and passes its Progress on. Sampling runs in a napari
+thread worker of the viewer's process whose OS thread is niced by ``WORKER_NICE`` (Linux), torch
+with ``--threads`` intra-op threads (default 1) and one inter-op thread. Results and previews
+reach layers on the Qt thread through queued signals; the progress bar is redrawn at most every
+0.1 s and previews at most every 0.3 s; a layer update sets only what changed. Bars: p99 gap
+<= 50 ms and max gap <= 200 ms for phases 3 and 4. Prints one table; the ratio column is each
+phase's p99 gap over the idle viewer's p99 gap in the same run.
 """
 
 from __future__ import annotations
@@ -77,10 +81,11 @@ def start_jobs(viewer, diffusion_dock, workdir: Path, train_steps: int, sample_s
     """Training and sampling started together; returns their task handles.
 
     Sampling is started by the Diffusion dock's own ``sample()`` (its output layer, previews and
-    progress panel included); training through ``run_task`` as the Training dock starts it, with a
-    small config the dock does not offer.
+    progress panel included); training as the Training dock starts it (``train_in_child`` through
+    ``run_task``: a child process), with a small config the dock does not offer.
     """
-    from napari_medgen.tasks.train import TrainJob, train_model
+    from napari_medgen.tasks.train import TrainJob
+    from napari_medgen.tasks.train_process import train_in_child
     from napari_medgen.training.registry import TrainConfig
     from napari_medgen.widgets.runner import run_task
 
@@ -91,7 +96,7 @@ def start_jobs(viewer, diffusion_dock, workdir: Path, train_steps: int, sample_s
     dock.model.setCurrentText("diffusion_phantom2d")
     dock.steps.setValue(sample_steps)
     dock.n.setValue(2)
-    return [run_task(viewer, lambda cancel: train_model(job, cancel), name="train", on_result=lambda r: None),
+    return [run_task(viewer, lambda cancel: train_in_child(job, cancel), name="train", on_result=lambda r: None),
             dock.sample()]
 
 
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--nice", type=int, default=None,
-                        help="worker threads' OS priority decrease (default: the runner's WORKER_NICE)")
+                        help="the jobs' OS priority decrease, sampling thread and training process (default: "
+                             "WORKER_NICE and CHILD_NICE)")
     parser.add_argument("--stall-log", type=Path, help="write every thread's stack here at each gap over the max bar")
     args = parser.parse_args(argv)
     global STALL_LOG
@@ -116,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         STALL_LOG = args.stall_log.open("w")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    from napari_medgen.tasks import train_process
     from napari_medgen.widgets import runner
 
     if args.nice is not None:
-        runner.WORKER_NICE = args.nice
+        runner.WORKER_NICE = train_process.CHILD_NICE = args.nice
 
     import napari
     from napari_medgen.data.phantom import make_phantom
