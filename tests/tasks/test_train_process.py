@@ -115,6 +115,7 @@ def test_killed_child_gives_a_clear_error_and_resume_continues(tmp_path):
         if p.step >= 12:
             break
     child = next(c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline()))
+    assert child.nice() == min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + 10)  # CHILD_NICE below us
     os.kill(child.pid, signal.SIGKILL)
     with pytest.raises(TrainingError) as info:
         for _ in task:
