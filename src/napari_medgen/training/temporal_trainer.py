@@ -54,6 +54,9 @@ TIME_STEP = {"tumour": f"one follow-up of the phantom protocol (tumour radius x 
              "breathing": f"breathing phase +{BREATHING_PHASE_STEP} (exhale 0 -> inhale 1 in "
                           f"{round(1 / BREATHING_PHASE_STEP)} steps)"}
 CALIBRATION_SUBJECTS = 16
+# follow-ups the time rate is fitted on: breathing's change is front-loaded (the diaphragm step) and not
+# log-linear in time, so it is fitted over the whole exhale-to-inhale span
+CALIBRATION_STEPS = {"tumour": 2, "breathing": round(1 / BREATHING_PHASE_STEP)}
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 NORMALIZATION = {"kind": "percentile", "low": 0.5, "high": 99.5, "range": [0.0, 1.0], "per_image": True}
 
@@ -271,23 +274,24 @@ class TemporalTrainer(AttributeState):
     def calibration(self, bank: ProgressionBank, card: dict[str, Any]) -> dict[str, Any]:
         """Card entries ``time_rate`` and ``time_rate_calibration``: the rate fitted (tasks.longitudinal
         .calibrate_rate) on CALIBRATION_SUBJECTS fresh series from the training distribution
-        (seeds below HELDOUT_SEED_START, drawn with seed + 2), t = 0..2."""
+        (seeds below HELDOUT_SEED_START, drawn with seed + 2), t = 0..CALIBRATION_STEPS[series]."""
         from ..io.volume import Volume
         from ..tasks.longitudinal import TemporalModel, calibrate_rate
 
         self.model.eval()
         rng = np.random.default_rng(self.seed + 2)
+        steps = CALIBRATION_STEPS[self.series]
         series = []
         for _ in range(CALIBRATION_SUBJECTS):
-            img, lab, _ = draw_series(self.series, int(rng.integers(HELDOUT_SEED_START)), self.size, 3, rng)
+            img, lab, _ = draw_series(self.series, int(rng.integers(HELDOUT_SEED_START)), self.size, steps + 1, rng)
             spacing = (PIXEL_MM, PIXEL_MM, 5.0)
             series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
-        fitted = calibrate_rate(TemporalModel({"model": self.model, "bank": bank}, card, "calibrating"), series)
+        fitted = calibrate_rate(TemporalModel({"model": self.model, "bank": bank}, card, "calibrating"), series, steps)
         self.model.train()
         return {"time_rate": round(fitted.pop("time_rate"), 4),
                 "time_rate_calibration": {**fitted, "data": f"{CALIBRATION_SUBJECTS} fresh training-distribution "
                                                             f"series (seeds < {HELDOUT_SEED_START}, rng seed "
-                                                            f"{self.seed + 2}), follow-ups 1-2"}}
+                                                            f"{self.seed + 2}), follow-ups 1-{steps}"}}
 
 
 register_trainer("temporal", TemporalTrainer, "2D encoder-decoder with a latent time direction (synthetic follow-ups)")
