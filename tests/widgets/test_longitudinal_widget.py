@@ -66,3 +66,18 @@ def test_predict_shows_series_difference_and_plot(widget, tmp_path):
     w.single_file.setChecked(True)
     paths = w.export(tmp_path / "out")
     assert len(paths) == 2 and read_volume(paths[0]).data.shape == (4, 3, SIZE, SIZE)
+
+
+def test_shipped_models_are_named_with_what_they_track_tumour_first(make_napari_viewer):
+    from napari_medgen.models.store import load_card, shipped_models
+    from napari_medgen.widgets.longitudinal import LongitudinalWidget
+
+    cards = [load_card(p) for p in shipped_models(("temporal",))]
+    if not cards:
+        pytest.skip("no shipped temporal model")
+    w = LongitudinalWidget(make_napari_viewer())
+    texts = [w.model.itemText(i) for i in range(w.model.count())]
+    assert len(texts) == len(cards)
+    assert all(text.endswith(")") and " (" in text for text in texts)
+    if any(card.get("series", "tumour") == "tumour" for card in cards):
+        assert w.model.currentText().endswith("(tumour)")

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import MedgenError
-from ..models.store import shipped_models
+from ..models.store import load_card, shipped_models
 from ..tasks.longitudinal import (
     METHODS,
     FollowUps,
@@ -50,8 +50,11 @@ class LongitudinalWidget(QWidget):
         self.viewer = viewer
         self.result: FollowUps | None = None
         self.image_layer, self.labels_layer, self.model, self.method = QComboBox(), QComboBox(), QComboBox(), QComboBox()
-        for path in shipped_models(("temporal",)):
-            self.model.addItem(path.stem, str(path))
+        # "name (tracked structure)"; tumour-regression models first (the default), then the others
+        cards = {path: load_card(path) for path in shipped_models(("temporal",))}
+        for path, card in sorted(cards.items(), key=lambda item: (item[1].get("series", "tumour") != "tumour", item[0].stem)):
+            tracked = card.get("label_names", {}).get(str(card.get("tracked_label")), "tracked structure")
+            self.model.addItem(f"{path.stem} ({tracked})", str(path))
         self.method.addItems(METHODS)
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
