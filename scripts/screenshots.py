@@ -20,10 +20,11 @@ import torch  # noqa: E402  (before Qt, as in the tests)
 torch.set_num_threads(1)
 
 import napari  # noqa: E402
+import numpy as np  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
 from napari_medgen.cli.demo import PLUGIN  # noqa: E402
-from napari_medgen.widgets.common import add_volume  # noqa: E402
+from napari_medgen.widgets.common import add_volume, layer_to_volume_of  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 WINDOW_SIZE = (1280, 800)
@@ -121,12 +122,141 @@ def directions(viewer: napari.Viewer) -> None:
     settle(0.5)
 
 
+def finished(handle) -> bool:
+    """Whether a task started through ``run_task`` is over (a None handle: the dock refused to start)."""
+    if handle is None:
+        raise RuntimeError("the dock did not start its task (see the notification above)")
+    return not handle.running
+
+
+def run_and_wait(handle, timeout: float = 300.0) -> None:
+    """Process Qt events until the task behind ``handle`` has ended; fail unless it ended "done"."""
+    settle(0.5, until=lambda: finished(handle), timeout=timeout)
+    if handle.status != "done":
+        raise RuntimeError(f"{handle.name} ended {handle.status!r}: {handle.error}")
+
+
+def grid(viewer: napari.viewer.Viewer, names: list[str], slice_of: str, shape: tuple[int, int] | None = None) -> None:
+    """Show only the layers ``names``, one per grid cell (default 1 x n), at the middle slice of ``slice_of``."""
+    for layer in viewer.layers:
+        layer.visible = layer.name in names
+    viewer.canvas.grid.shape = shape or (1, len(names))
+    viewer.canvas.grid.enabled = True
+    lo, hi = viewer.layers[slice_of].extent.world
+    viewer.dims.set_point(range(len(lo)), (lo + hi) / 2)
+    settle(0.3)
+    viewer.reset_view()
+
+
+def resize(viewer: napari.viewer.Viewer, width: int, height: int) -> None:
+    """Resize the window (pixels; the Xvfb screen is 1280 x 1024) for a dock that needs more room."""
+    viewer.window._qt_window.resize(width, height)
+    settle(0.3)
+
+
+@scene("synthesis_widget")
+def synthesis_widget(viewer: napari.Viewer) -> None:
+    """Synthesize dock on the brain sample: whole volume with spade_brain; real, labels, synthetic side by side."""
+    load_brain(viewer)
+    viewer.layers["brain labels"].contour = 0
+    widget = dock(viewer, "Synthesize")
+    widget.labels_combo.setCurrentText("brain labels")
+    widget.model_combo.setCurrentText("spade_brain")
+    widget.scope.setCurrentText("whole volume")
+    run_and_wait(widget.synthesize())
+    grid(viewer, ["brain", "brain labels", "brain labels synthetic"], "brain")
+
+
+@scene("label_deformation")
+def label_deformation(viewer: napari.Viewer) -> None:
+    """Label deformation dock: elastic deformation (10 mm) of the phantom labels; input and result side by side."""
+    load_phantom(viewer)
+    widget = dock(viewer, "Label deformation")
+    widget.labels_combo.setCurrentText("phantom labels")
+    widget.method.setCurrentText("elastic")
+    widget.magnitude_mm.setValue(10.0)
+    run_and_wait(widget.run())
+    viewer.layers["phantom labels"].contour = 0
+    grid(viewer, ["phantom labels", "phantom labels elastic"], "phantom labels")
+
+
+@scene("diffusion")
+def diffusion(viewer: napari.Viewer) -> None:
+    """Diffusion dock: four DDIM-50 samples of the shipped diffusion_brain2d, stacked on the layer's first axis."""
+    widget = dock(viewer, "Diffusion")
+    widget.model.setCurrentText("diffusion_brain2d")
+    widget.sampler.setCurrentText("ddim")
+    widget.steps.setValue(50)
+    widget.n.setValue(4)
+    run_and_wait(widget.sample())
+    stack = layer_to_volume_of(viewer.layers["diffusion sample"])
+    names = [f"sample {k}" for k in range(stack.data.shape[0])]
+    for k, name in enumerate(names):  # one layer per sample, only to show all of them at once
+        add_volume(viewer, stack.frame(k), name)
+    grid(viewer, names, names[0], shape=(2, 2))
+
+
+@scene("longitudinal")
+def longitudinal(viewer: napari.Viewer) -> None:
+    """Longitudinal dock: temporal_phantom predicts 5 follow-ups of a held-out phantom tumour slice."""
+    from napari_medgen.io.volume import Volume
+    from napari_medgen.training.temporal_trainer import HELDOUT_SEED_START, PIXEL_MM, draw_series
+
+    seed = HELDOUT_SEED_START
+    images, labels, _ = draw_series("tumour", seed, 128, 1, np.random.default_rng(seed))
+    spacing = (PIXEL_MM, PIXEL_MM, 5.0)
+    add_volume(viewer, Volume(images[:1], spacing), "baseline")
+    add_volume(viewer, Volume(labels[:1], spacing, is_label=True), "baseline labels").contour = 1
+    widget = dock(viewer, "Longitudinal")
+    widget.image_layer.setCurrentText("baseline")
+    widget.labels_layer.setCurrentText("baseline labels")
+    widget.predict()
+    settle(0.5, until=lambda: widget.result is not None)
+    viewer.layers["follow-ups labels"].contour = 1
+    resize(viewer, 1280, 1000)
+    grid(viewer, ["baseline", "follow-ups", "follow-ups labels", "follow-ups difference"], "follow-ups", shape=(2, 2))
+    viewer.dims.set_current_step(0, widget.time_point.value())
+
+
+@scene("training")
+def training(viewer: napari.Viewer) -> None:
+    """Training dock: a short spade run on the thorax phantom sample, to the end: loss plot and preview."""
+    import tempfile
+
+    widget = dock(viewer, "Training")
+    widget.family.setCurrentText("spade")
+    widget.source.setCurrentText("Sample: thorax phantom")
+    for field, value in ((widget.steps, 40), (widget.checkpoint_every, 20), (widget.preview_every, 10),
+                         (widget.batch_size, 2)):
+        field.setValue(value)
+    widget.workdir.setText(str(Path(tempfile.mkdtemp(prefix="medgen-screenshot-")) / "run"))
+    run_and_wait(widget.start())
+    focus(viewer, "training preview")
+
+
+@scene("evaluation")
+def evaluation(viewer: napari.Viewer) -> None:
+    """Evaluate dock, Quality tab: phantom subject 0 (real) against spade_phantom's image from its labels."""
+    from napari_medgen.data.samples import phantom_sample
+    from napari_medgen.progress import run_to_completion
+    from napari_medgen.tasks.synthesize import model_path_of, synthesize
+
+    image, labels = phantom_sample(seed=0)
+    add_volume(viewer, image, "phantom")
+    add_volume(viewer, run_to_completion(synthesize(labels, model_path_of("spade_phantom"))), "phantom synthetic")
+    widget = dock(viewer, "Evaluate")
+    widget.real_source.setCurrentText("phantom")
+    widget.synthetic_source.setCurrentText("phantom synthetic")
+    run_and_wait(widget.run_quality())
+    resize(viewer, 1280, 1000)
+    grid(viewer, ["phantom", "phantom synthetic"], "phantom", shape=(2, 1))
+
+
 def shoot(name: str) -> Path:
     """Run one scene in a fresh window and save docs/images/<name>.png."""
     viewer = napari.Viewer(title=f"napari-medgen: {name}")
     try:
-        viewer.window._qt_window.resize(*WINDOW_SIZE)
-        settle(0.2)
+        resize(viewer, *WINDOW_SIZE)
         viewer.reset_view()
         SCENES[name](viewer)
         settle(1.0)
