@@ -200,7 +200,11 @@ def diffusion(viewer: napari.Viewer) -> None:
 def longitudinal(viewer: napari.Viewer) -> None:
     """Longitudinal dock: temporal_phantom predicts 5 follow-ups of a held-out phantom tumour slice."""
     from napari_medgen.io.volume import Volume
-    from napari_medgen.training.temporal_trainer import HELDOUT_SEED_START, PIXEL_MM, draw_series
+    from napari_medgen.training.temporal_trainer import (
+        HELDOUT_SEED_START,
+        PIXEL_MM,
+        draw_series,
+    )
 
     seed = HELDOUT_SEED_START
     images, labels, _ = draw_series("tumour", seed, 128, 1, np.random.default_rng(seed))
@@ -212,6 +216,8 @@ def longitudinal(viewer: napari.Viewer) -> None:
     widget.labels_layer.setCurrentText("baseline labels")
     widget.predict()
     settle(0.5, until=lambda: widget.result is not None)
+    if widget.result is None:
+        raise RuntimeError(f"Predict gave no result: {widget.panel.status.text()}")
     viewer.layers["follow-ups labels"].contour = 1
     resize(viewer, 1280, 1000)
     grid(viewer, ["baseline", "follow-ups", "follow-ups labels", "follow-ups difference"], "follow-ups", shape=(2, 2))
