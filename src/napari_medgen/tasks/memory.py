@@ -44,13 +44,7 @@ def output_bytes(module: torch.nn.Module, run: Callable[[], Any]) -> int:
         outs = out if isinstance(out, (tuple, list)) else [out]
         total += sum(t.numel() * t.element_size() for t in outs if isinstance(t, torch.Tensor))
 
-    handles = [m.register_forward_hook(count) for m in module.modules()]
-    try:
-        with torch.inference_mode():
-            run()
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(module, count, run)
     return total
 
 
@@ -72,14 +66,19 @@ def live_peak_bytes(module: torch.nn.Module, run: Callable[[], Any]) -> int:
                 weakref.finalize(t, live.pop, key, None)
         peak = max(peak, sum(live.values()))
 
-    handles = [m.register_forward_hook(count) for m in module.modules()]
+    _run_hooked(module, count, run)
+    return peak
+
+
+def _run_hooked(module: torch.nn.Module, hook: Callable[..., None], run: Callable[[], Any]) -> None:
+    """``run()`` in inference mode with ``hook`` as a forward hook on every submodule of ``module``."""
+    handles = [m.register_forward_hook(hook) for m in module.modules()]
     try:
         with torch.inference_mode():
             run()
     finally:
         for h in handles:
             h.remove()
-    return peak
 
 
 def fit_batch(per_item: float, fixed: float, want: int, device: torch.device | str, what: str) -> int:
