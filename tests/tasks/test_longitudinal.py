@@ -150,8 +150,10 @@ DICE_BAR, VOLUME_BAR = 0.8, 0.15  # the issue's bars, at the first follow-ups
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped temporal model not built")
-def test_shipped_model_on_heldout_subjects():
-    """Held-out phantom subjects (never trained on): tumour Dice and volume error at the first follow-ups."""
+@pytest.mark.parametrize("method", ["direction", "manifold"])
+def test_shipped_model_on_heldout_subjects(method):
+    """Held-out phantom subjects (never trained on): tumour Dice and volume error at the first follow-ups,
+    with the learned direction and with the nearest training progressions."""
     import importlib.util
     from pathlib import Path
 
@@ -160,7 +162,7 @@ def test_shipped_model_on_heldout_subjects():
     spec.loader.exec_module(bench)
     from napari_medgen.tasks.longitudinal import TemporalModel
 
-    scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method="direction", with_labels=True)
+    scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method=method, with_labels=True)
     assert scores["dice"][:, 1:].mean(0).min() >= DICE_BAR
     assert np.abs(scores["volume_error"][:, 1:]).mean(0).max() <= VOLUME_BAR
     assert np.all(np.diff(scores["pred_ml"], axis=1) < 0)  # the tumour shrinks at every step

@@ -95,7 +95,8 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
     """Predict ``steps`` follow-ups of ``baseline`` (3D, MR magnitude), ``time_spacing`` ``time_unit`` apart.
 
     One time point = ``rate`` model time steps (card ``time_step``); None = the card's calibrated
-    ``time_rate`` (see :func:`calibrate_rate`), else 1. labels: the baseline's
+    ``time_rate`` (see :func:`calibrate_rate`) for the learned direction, 1 for "manifold" (whose
+    progressions' speeds are fitted per true time step). labels: the baseline's
     label map (same grid); without it the tracked structure is found in the decoded labels.
     local_margin_mm: change the image only within this distance (in-plane) of the tracked structure at
     any time point (None: wherever the model changes it).
@@ -113,7 +114,9 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
         notes.append(f"the baseline's slices ({data.shape[2]} x {data.shape[1]} px of {baseline.spacing[0]:.2f} x "
                      f"{baseline.spacing[1]:.2f} mm) were resampled to the model's grid ({tm.size} x {tm.size} px of "
                      f"{tm.pixel_mm:.2f} mm) and back")
-    rate = float(tm.card.get("time_rate", 1.0)) if rate is None else float(rate)
+    if rate is None:  # the bank's speeds are fitted per true time step already
+        rate = 1.0 if method == "manifold" else float(tm.card.get("time_rate", 1.0))
+    rate = float(rate)
     times = [float(t) * rate for t in range(steps + 1)]  # in model time steps
     out_img = np.repeat(data[None], steps + 1, 0)
     lab0 = None if labels is None else np.asarray(labels.data).astype(np.int64)
@@ -278,9 +281,10 @@ def _centre(t: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return t
 
 
-def _walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: list[float], method: str, k: int,
-          refine_steps: int) -> torch.Tensor:
-    """Invert slice x (1, 1, S, S) (labels y (1, S, S) optional) and decode it at ``times``: (T, 1 + K, S, S) raw."""
+def invert(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, refine_steps: int
+           ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Latent z (1, C, S/4, S/4) and skips of slice x (1, 1, S, S): the encoder's, then ``refine_steps``
+    Adam steps on z against x (and its labels y (1, S, S), when given)."""
     net = tm.net
     with torch.no_grad():
         z0, skips = net.encode(x)
@@ -295,15 +299,54 @@ def _walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: lis
             opt.zero_grad()
             loss.backward()
             opt.step()
-    with torch.no_grad():
-        direction = None
-        if method == "manifold":
-            if "bank" not in tm.modules:
-                raise ModelError("This model has no bank of training progressions: use method 'direction'.")
+    return z.detach(), skips
+
+
+@torch.no_grad()
+def _decode_at(tm: TemporalModel, z: torch.Tensor, skips: tuple[torch.Tensor, ...], times: list[float],
+               direction: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode z moved to each of ``times`` along ``direction`` (default: the learned one): (T, 1 + K, S, S) raw."""
+    n = len(times)
+    zt = tm.net.move(z.repeat(n, 1, 1, 1), torch.tensor(times), None if direction is None else direction.repeat(n, 1))
+    return tm.net.decode(zt, tuple(s.repeat(n, 1, 1, 1) for s in skips))
+
+
+def _walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: list[float], method: str, k: int,
+          refine_steps: int) -> torch.Tensor:
+    """Invert slice x (1, 1, S, S) (labels y (1, S, S) optional) and decode it at ``times``: (T, 1 + K, S, S) raw."""
+    z, skips = invert(tm, x, y, refine_steps)
+    direction = None
+    if method == "manifold":
+        if "bank" not in tm.modules:
+            raise ModelError("This model has no bank of training progressions: use method 'direction'.")
+        with torch.no_grad():
             direction = tm.modules["bank"].neighbour_step(z.mean((2, 3)), k)
-        n = len(times)
-        zt = net.move(z.detach().repeat(n, 1, 1, 1), torch.tensor(times), None if direction is None else direction.repeat(n, 1))
-        return net.decode(zt, tuple(s.repeat(n, 1, 1, 1) for s in skips))
+    return _decode_at(tm, z, skips, times, direction)
+
+
+SPEED_GRID = tuple(2 ** (i / 4) for i in range(-8, 9))  # candidate speeds 0.25..4 (model steps per true step), x1.19 apart
+
+
+def progression_speed(tm: TemporalModel, images: torch.Tensor, labels: torch.Tensor, refine_steps: int = 20
+                      ) -> tuple[torch.Tensor, float]:
+    """One known progression: its baseline's pooled latent (C,) and its speed along the learned direction.
+
+    images (T, S, S) in [0, 1] and labels (T, S, S) of one training series, frame 0 = baseline. The
+    baseline is inverted as :func:`predict_followups` inverts it; the speed is the value in
+    SPEED_GRID whose walk z0 + speed * t * direction best matches the series' tracked area over
+    t = 1..T-1 (least squares on log areas). A series without the tracked structure gets speed 1.
+    """
+    z, skips = invert(tm, images[:1, None].float(), labels[:1].long(), refine_steps)
+    key = z.mean((2, 3))[0]
+    true_area = (labels[1:] == tm.tracked).flatten(1).sum(1).float()
+    if not (labels[0] == tm.tracked).any() or not (true_area > 0).all():
+        return key, 1.0
+    steps = torch.arange(1, len(labels), dtype=torch.float32)
+    times = [float(v * t) for v in SPEED_GRID for t in steps]
+    raw = _decode_at(tm, z, skips, times)
+    area = (raw[:, 1:].argmax(1) == tm.tracked).flatten(1).sum(1).float().reshape(len(SPEED_GRID), -1)
+    err = ((torch.log(area + 1) - torch.log(true_area + 1)[None]) ** 2).sum(1)
+    return key, float(SPEED_GRID[int(err.argmin())])
 
 
 def _compose_labels(decoded: np.ndarray, base: np.ndarray | None, tracked: int) -> np.ndarray:

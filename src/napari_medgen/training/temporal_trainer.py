@@ -22,7 +22,7 @@ consistency ``E(x_{k+2}) ~ z_0 + (k+2) d`` (weight 0.1, d held fixed in this ter
 (weight ``adv_weight``).
 
 Settings (``--set``): series (tumour), size (128), n_subjects (300), series_length (6), latent_channels (16),
-adv_weight (0.02), adv_start (0.3), bank_size (256).
+adv_weight (0.02), adv_start (0.3), bank_size (64: training series kept as known progressions for "manifold").
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class TemporalTrainer(AttributeState):
         self.size, self.n_frames = int(ex.get("size", 128)), int(ex.get("series_length", 6))
         n = int(ex.get("n_subjects", 300))
         self.adv_weight, self.adv_start = float(ex.get("adv_weight", 0.02)), int(float(ex.get("adv_start", 0.3)) * config.steps)
-        self.bank_size = int(ex.get("bank_size", 256))
+        self.bank_size = int(ex.get("bank_size", 64))
         rng = np.random.default_rng(config.seed)
         images, labels = [], []
         for _ in range(n):
@@ -248,21 +248,25 @@ class TemporalTrainer(AttributeState):
         return out
 
     @torch.no_grad()
-    def progression_bank(self) -> ProgressionBank:
-        """Pooled baseline latents and mean latent step of the first ``bank_size`` training series."""
+    def progression_bank(self, card: dict[str, Any]) -> ProgressionBank:
+        """The first ``bank_size`` training series as known progressions: each baseline's pooled latent
+        (inverted as follow-up prediction inverts it) and its step, speed x the learned direction, with
+        the speed fitted to the series' tracked area (tasks.longitudinal.progression_speed)."""
+        from ..tasks.longitudinal import TemporalModel, progression_speed
+
         self.model.eval()
         n = min(self.bank_size, len(self.images))
         bank = ProgressionBank(n, self.model.latent_channels)
-        series = self.images[:n].float()
-        pooled = torch.stack([self.model.encode(series[:, t, None])[0].mean((2, 3)) for t in range(self.n_frames)], 1)
-        t = torch.arange(1, self.n_frames, dtype=torch.float32)[None, :, None]
-        bank.keys.copy_(pooled[:, 0])
-        bank.steps.copy_(((pooled[:, 1:] - pooled[:, :1]) / t).mean(1))
+        tm = TemporalModel({"model": self.model}, {**card, "tracked_label": self.tracked}, "bank")
+        for i in range(n):
+            key, speed = progression_speed(tm, self.images[i].float(), self.labels[i])
+            bank.keys[i] = key
+            bank.steps[i] = speed * self.model.direction.detach()
         self.model.train()
         return bank
 
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
-        bank = self.progression_bank()
+        bank = self.progression_bank(card)
         card = {**card, "family": self.family, "network": {**self.model.config, "bank_size": len(bank.keys)},
                 "normalization": NORMALIZATION, "label_names": self.label_names, "shape": [self.size, self.size],
                 "pixel_mm": PIXEL_MM, "spacing": [PIXEL_MM, PIXEL_MM, 5.0], "modality": "MR magnitude (a.u., >= 0)",
