@@ -36,7 +36,7 @@ from monai.inferers import DiffusionInferer
 from napari_medgen.device import native_bf16_cpu
 from napari_medgen.io.volume import Volume
 from napari_medgen.models.diffusion import load_diffusion, make_scheduler, speed_up
-from napari_medgen.progress import run_to_completion
+from napari_medgen.progress import collect, run_to_completion
 from napari_medgen.tasks.evaluate import extract_features, frechet_distance, mmd
 from napari_medgen.tasks.sample import TRACE_MIN_CALLS, mask_to_seg, sample, shipped_models, traced_predict
 from napari_medgen.training.diffusion_trainer import sample_data
@@ -172,14 +172,8 @@ def speed_and_quality(model_path: Path, n: int, strip: Path | None, stock_steps:
     from napari_medgen.data.normalize import denormalize
 
     stock_img = denormalize(stock[:, :1].numpy(), m.normalization)
-    progress, t0 = [], time.perf_counter()
-    task = sample(model_path, n=n, seed=seed, device="cpu", preview_every=5, mask=mask)
-    while True:
-        try:
-            progress.append(next(task))
-        except StopIteration as stop:
-            ours = stop.value
-            break
+    t0 = time.perf_counter()
+    progress, ours = collect(sample(model_path, n=n, seed=seed, device="cpu", preview_every=5, mask=mask))
     t_ours = time.perf_counter() - t0
     cond = " (conditioned on held-back masks)" if mask is not None else ""
     row(f"time for n samples: MONAI DDPM {stock_steps} (s)", t_stock, "{:.1f}", f"n={n}{cond}")

@@ -68,6 +68,16 @@ def run_to_completion(task: Task[T]) -> T:
             return stop.value
 
 
+def collect(task: Task[T]) -> tuple[list[Progress], T]:
+    """Drive a task generator silently; return every Progress it yielded, in order, and its result."""
+    seen: list[Progress] = []
+    while True:
+        try:
+            seen.append(next(task))
+        except StopIteration as stop:
+            return seen, stop.value
+
+
 def run_with_bar(task: Task[T], desc: str = "", disable: bool = False) -> T:
     """Drive a task generator with a tqdm text progress bar (the CLI's face) and return its result."""
     from tqdm import tqdm

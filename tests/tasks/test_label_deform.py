@@ -5,7 +5,7 @@ import pytest
 
 from napari_medgen.errors import InputError
 from napari_medgen.io.volume import Volume
-from napari_medgen.progress import run_to_completion
+from napari_medgen.progress import collect, run_to_completion
 from napari_medgen.tasks import label_deform as ld
 
 
@@ -104,14 +104,7 @@ def test_bad_inputs_give_clear_errors():
 
 def test_deform_generator_reports_progress_and_returns_volume():
     lab = _ball_labels()
-    task = ld.deform(lab, "dilate", label=1, radius=1)
-    steps = []
-    while True:
-        try:
-            steps.append(next(task))
-        except StopIteration as stop:
-            out = stop.value
-            break
+    steps, out = collect(ld.deform(lab, "dilate", label=1, radius=1))
     assert steps[-1].step == steps[-1].total == 1
     assert np.sum(out.data == 1) > np.sum(lab.data == 1)
 

@@ -10,7 +10,7 @@ from monai.inferers import DiffusionInferer
 from napari_medgen.errors import Cancelled, InputError, ModelError
 from napari_medgen.io.volume import Volume
 from napari_medgen.models.diffusion import DiffusionModel, build_unet, make_scheduler
-from napari_medgen.progress import CancelToken, run_to_completion
+from napari_medgen.progress import CancelToken, collect, run_to_completion
 from napari_medgen.tasks.sample import sample
 
 NET = {"in_channels": 1, "out_channels": 1, "channels": [8, 8], "attention_levels": [False, False],
@@ -26,15 +26,6 @@ def tiny(dims: int = 2, sched: dict = DDPM, label_nc: int | None = None, size: i
     unet = build_unet(net)["unet"].eval()
     return DiffusionModel(unet, dict(sched), (size,) * dims, spacing=(2.0, 2.0, 4.0), source="tiny",
                           label_names={i: f"c{i}" for i in range(label_nc)} if label_nc else None)
-
-
-def collect(task):
-    progress = []
-    while True:
-        try:
-            progress.append(next(task))
-        except StopIteration as stop:
-            return progress, stop.value
 
 
 @pytest.mark.parametrize("sampler, sched", [("ddim", DDPM), ("ddpm", DDPM), ("rflow", RFLOW)])

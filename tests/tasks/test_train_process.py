@@ -14,8 +14,8 @@ import torch
 
 from napari_medgen.errors import Cancelled, InputError, ReadError, TrainingError
 from napari_medgen.models.store import load_state
-from napari_medgen.progress import CancelToken, Progress, run_to_completion
-from napari_medgen.tasks.train import TrainJob, TrainOutcome, train_model
+from napari_medgen.progress import CancelToken, collect, run_to_completion
+from napari_medgen.tasks.train import TrainJob, train_model
 from napari_medgen.tasks.train_process import train_in_child
 from napari_medgen.training import checkpoint as ckpt
 from napari_medgen.training import registry
@@ -44,19 +44,9 @@ def mlp_job(workdir: Path, steps: int, *, out: Path | None = None, resume: bool 
     return TrainJob("mlp-test", config, workdir, out=out, checkpoint_every=10, preview_every=5, resume=resume)
 
 
-def drive(task) -> tuple[list[Progress], TrainOutcome]:
-    """Every Progress and the returned outcome."""
-    seen = []
-    while True:
-        try:
-            seen.append(next(task))
-        except StopIteration as stop:
-            return seen, stop.value
-
-
 def test_results_previews_and_metrics_equal_in_process_training(tmp_path):
-    here, here_outcome = drive(train_model(mlp_job(tmp_path / "a", 25, out=tmp_path / "a_model")))
-    child, child_outcome = drive(train_in_child(mlp_job(tmp_path / "b", 25, out=tmp_path / "b_model")))
+    here, here_outcome = collect(train_model(mlp_job(tmp_path / "a", 25, out=tmp_path / "a_model")))
+    child, child_outcome = collect(train_in_child(mlp_job(tmp_path / "b", 25, out=tmp_path / "b_model")))
     assert child[0].message.startswith("starting the training process")
     assert [p.metrics for p in child[1:]] == [p.metrics for p in here]  # same losses, bit for bit
     assert [r["loss"] for r in child_outcome.result.history] == [r["loss"] for r in here_outcome.result.history]
@@ -124,7 +114,7 @@ def test_killed_child_gives_a_clear_error_and_resume_continues(tmp_path):
     assert "killed by SIGKILL" in message and str(workdir) in message and "Resume" in message
     saved = ckpt.list_checkpoints(workdir)[0][0]
     assert saved >= 10 and saved % 10 == 0
-    _, outcome = drive(train_in_child(mlp_job(workdir, saved + 5, resume=True)))
+    _, outcome = collect(train_in_child(mlp_job(workdir, saved + 5, resume=True)))
     assert outcome.result.status == "done" and outcome.result.step == saved + 5
     assert [r["step"] for r in outcome.result.history] == list(range(1, saved + 6))
 
