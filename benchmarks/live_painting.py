@@ -6,7 +6,9 @@ Run under a display (or Xvfb):
 A real napari viewer holds a 64 x 128 x 128 phantom label map; the Synthesize dock's Live mode is
 on. Each edit is a brush stroke made through the labels layer's paint API (the same call napari's
 mouse binding makes); latency = from just before the paint call to just after the dock wrote the
-regenerated slice into the image layer and refreshed it (Qt thread), one edit at a time. The bare
+regenerated slice into the image layer and refreshed it (Qt thread), one edit at a time. Once renders
+are seen to fit in a frame, the dock renders an edit of the shown slice inside the paint call itself
+(``LiveSynthesis.may_render_inline``); the table counts how many edits went that way. The bare
 network forward (generator.decode on a prepared one-hot 128 x 128 slice; eager, and traced as the live
 path runs it) is measured in the same run, interleaved with the edits (one forward after each edit, so both see the same machine load), in
 the live worker's own thread while the Qt thread idles, as is Synthesizer.synthesize_slices. A burst of 20 back-to-back edits shows coalescing.
@@ -142,6 +144,7 @@ def main() -> int:
         w.live.request([z_mid])
         wait_for(lambda: w.live_updates > n)
         w.live.render = render
+        w.live.recent.pop()  # the probe's render (three extra forwards) must not steer the inline policy
         probing[0] = False
 
     # live: one edit at a time; compute (worker) and apply (Qt thread: write + refresh) timed separately
@@ -149,11 +152,13 @@ def main() -> int:
     orig_apply = w._apply
 
     applied_at = [0.0]  # end of the latest apply (latency ends there, not when the wait loop notices)
+    in_paint, inline = [False], [0]  # inside labels.paint; edits applied before paint returned
 
     def timed_apply(update):
         t0 = time.perf_counter()
         orig_apply(update)
         applied_at[0] = time.perf_counter()
+        inline[0] += in_paint[0]
         if getattr(update, "seconds", None) is not None and not probing[0]:
             compute.append(update.seconds)
             apply.append(applied_at[0] - t0)
@@ -180,6 +185,7 @@ def main() -> int:
         labels.paint(centre, new_label(centre, k))
         wait_for(lambda: w.live_updates > n)
     latency, paint_call = [], []
+    inline[0] = 0
     compute.clear()
     apply.clear()
     rng = np.random.default_rng(0)
@@ -187,7 +193,9 @@ def main() -> int:
         n = w.live_updates
         coord = (z_mid, int(rng.integers(ny // 4, 3 * ny // 4)), int(rng.integers(nx // 4, 3 * nx // 4)))
         t0 = time.perf_counter()
+        in_paint[0] = True
         labels.paint(coord, new_label(coord, i))
+        in_paint[0] = False
         t1 = time.perf_counter()
         wait_for(lambda: w.live_updates > n)
         latency.append(applied_at[0] - t0)
@@ -221,7 +229,7 @@ def main() -> int:
     burst_n = w.live.computations - before
     w.stop_live()
 
-    n_single = len(latency)
+    n_single, n_inline = len(latency), inline[0]
     fb, ft, fs, lv, pc = _stats(bare), _stats(traced), _stats(sl), _stats(latency), _stats(paint_call)
     wc, qa = _stats(compute[:n_single]), _stats(apply[:n_single])
     print(f"live painting benchmark: model = {origin}; torch threads = {torch.get_num_threads()}; {args.sample} "
@@ -231,7 +239,7 @@ def main() -> int:
                     ("bare network forward, traced (as live runs it)", ft),
                     ("Synthesizer.synthesize_slices (1 slice)", fs),
                     ("edit -> image layer updated + refreshed", lv),
-                    ("  of which: worker render (copy + synthesize)", wc),
+                    ("  of which: render (copy + synthesize)", wc),
                     ("request -> refreshed, no edit (no labels redraw)", _stats(direct)),
                     ("  of which: Qt write slice + layer.refresh()", qa),
                     ("paint call on the Qt thread (live on)", pc)):
@@ -239,6 +247,7 @@ def main() -> int:
     ratio = lv[0] / min(fb[0], ft[0])
     print(f"{'ratio latency / eager forward (median)':<48}{lv[0] / fb[0]:>10.2f}")
     print(f"{'ratio latency / traced forward (median)':<48}{lv[0] / ft[0]:>10.2f}")
+    print(f"{'single edits rendered inside the paint call':<48}{n_inline:>10d}")
     print(f"{'burst of 20 edits: computations':<48}{burst_n:>10d}")
     print(f"{'burst: Qt time in 20 paint calls (ms)':<48}{burst_paint * 1e3:>10.1f}")
     print(f"{'burst: first edit -> final slice shown (ms)':<48}{burst_total * 1e3:>10.1f}")

@@ -135,3 +135,53 @@ def test_style_vector_blends_sources_and_slice_renderer_matches_synthesize_slice
     np.testing.assert_allclose(out, synth.synthesize_slices(labels, style_vector(synth, a)), atol=1e-4)
     with pytest.raises(InputError, match="9"):
         render(np.full((1, 40, 24), 9, np.uint8))
+
+
+def _cpu_render(seconds):
+    """A render that burns ``seconds`` of its thread's CPU time."""
+    def render(lab):
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        return lab.astype(np.float32)
+    return render
+
+
+def test_inline_rendering_needs_fast_renders_an_idle_worker_and_spacing():
+    labels = np.zeros((3, 8, 8), np.uint8)
+    live = LiveSynthesis(labels, _cpu_render(0.002))
+    assert not live.may_render_inline()  # nothing measured yet
+    for _ in range(3):
+        live.compute([0])
+    assert live.may_render_inline()
+    live.request([1])
+    assert not live.may_render_inline()  # a pending worker request keeps the order: the worker renders
+    assert live.dirty.take(0) == [1]
+    live.in_flight = 1  # the worker yielded an update the GUI has not applied yet
+    assert not live.may_render_inline()
+    live.delivered()
+    assert live.in_flight == 0 and live.may_render_inline()
+    update = live.compute_inline([2])
+    assert update.indices == [2] and not live.may_render_inline()  # spaced by its own duration
+    time.sleep(update.seconds + 0.01)
+    assert live.may_render_inline()
+
+
+def test_slow_renders_stay_on_the_worker():
+    from napari_medgen.tasks.live_synthesis import INLINE_BUDGET_S
+
+    live = LiveSynthesis(np.zeros((2, 8, 8), np.uint8), _cpu_render(INLINE_BUDGET_S * 1.5))
+    for _ in range(3):
+        live.compute([0])
+    assert min(live.recent) >= INLINE_BUDGET_S
+    assert not live.may_render_inline()
+
+
+def test_worker_loop_counts_updates_in_flight_until_delivered():
+    live = LiveSynthesis(np.zeros((2, 8, 8), np.uint8), lambda lab: lab.astype(np.float32))
+    loop = live.loop(poll_s=0.01)
+    live.request([0])
+    assert isinstance(next(loop), LiveUpdate) and live.in_flight == 1
+    live.delivered()
+    assert next(loop) is None and live.in_flight == 0
+    live.stop()

@@ -120,6 +120,22 @@ def test_burst_of_paint_events_coalesces_and_ends_on_final_labels(setup, qtbot, 
     assert not errors
 
 
+def test_fast_renders_of_the_shown_slice_happen_inside_the_paint_call(setup, qtbot):
+    viewer, layer, w, errors = setup
+    image = _start_live(viewer, layer, w, qtbot)
+    for k in range(3):  # the worker's renders show the tiny model fits in a frame
+        n = w.live_updates
+        layer.paint((2, 4 + k, 4), 2 + k)
+        qtbot.waitUntil(lambda: w.live_updates > n and w.live.in_flight == 0, timeout=30000)
+    qtbot.wait(50)  # past the spacing after any inline render
+    assert w.live.may_render_inline()
+    n, computations = w.live_updates, w.live.computations
+    layer.paint((2, 20, 20), 6)
+    assert w.live_updates == n + 1 and w.live.computations == computations + 1  # applied before paint returned
+    np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
+    assert not image.data[[0, 1, 3]].any() and not errors
+
+
 def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running(setup, qtbot):
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)

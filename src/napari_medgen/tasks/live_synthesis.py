@@ -8,6 +8,14 @@ is forgotten. :meth:`LiveSynthesis.loop` is the worker's generator: it waits for
 copies their current labels, renders them and yields a :class:`LiveUpdate` (or the
 ``MedgenError`` a bad edit caused); the GUI writes the update into its image layer.
 
+When a render fits in a frame (median CPU time of the recent ones <= ``INLINE_BUDGET_S``), the GUI may
+render an edit itself instead (:meth:`LiveSynthesis.may_render_inline`): a TorchScript call gives
+up and retakes the GIL several times, and each retake waits up to Python's switch interval (5 ms)
+while the GUI thread runs napari's Python, so on 2 cores a worker's render of a 128 x 128 slice
+took about twice its bare time (``benchmarks/live_painting.py``). Inline renders are spaced by at
+least their own duration, and only taken while the worker is idle with nothing pending, so the GUI
+thread spends at most half its time rendering and results are never applied out of order.
+
 :class:`StyleSource` and :func:`style_vector` turn the Synthesize dock's style choices (random
 with a seed, like a reference image, a named vendor style, a blend of two) into one style vector.
 :class:`SliceRenderer` is the live path's renderer: the generator traced with TorchScript, whose
@@ -16,8 +24,10 @@ compiled graph runs without holding Python's GIL, so a busy GUI thread does not 
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +41,9 @@ from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models import spade
 from ..models.tracing import freeze_trace
+
+INLINE_BUDGET_S = 0.025  # a render this fast may run on the GUI thread (the GUI keeps >= 40 frames/s)
+_RECENT = 5  # renders whose median decides
 
 
 class DirtySlices:
@@ -119,6 +132,9 @@ class LiveSynthesis:
         self.render = render
         self.dirty = DirtySlices()
         self.computations = 0
+        self.recent: deque[float] = deque(maxlen=_RECENT)  # CPU seconds of the latest renders (one torch thread)
+        self.in_flight = 0  # worker renders started and not yet delivered() by the GUI
+        self._inline_free_at = 0.0  # perf_counter time before which no inline render starts
 
     @property
     def n_slices(self) -> int:
@@ -133,20 +149,40 @@ class LiveSynthesis:
 
     def compute(self, indices: list[int]) -> LiveUpdate:
         """Render the current labels of ``indices`` now (copied first, so painting may go on)."""
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         lab = self.labels[None] if self.labels.ndim == 2 else self.labels[indices]
         images = np.asarray(self.render(np.array(lab, copy=True)), dtype=np.float32)
         self.computations += 1
+        self.recent.append(time.thread_time() - cpu0)  # its own CPU time: what it would cost inline
         return LiveUpdate(indices, images, time.perf_counter() - t0)
+
+    def may_render_inline(self) -> bool:
+        """Whether the caller (the GUI thread, the only one that requests) may :meth:`compute` an edit
+        itself now: renders' CPU time fits ``INLINE_BUDGET_S``, no worker render is pending or undelivered, and
+        the last inline render ended at least its own duration ago."""
+        return (len(self.recent) >= 3 and statistics.median(self.recent) <= INLINE_BUDGET_S
+                and self.in_flight == 0 and self.dirty.empty and time.perf_counter() >= self._inline_free_at)
+
+    def delivered(self) -> None:
+        """The GUI has applied one item the worker yielded (a LiveUpdate or MedgenError)."""
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def compute_inline(self, indices: list[int]) -> LiveUpdate:
+        """:meth:`compute` on the calling (GUI) thread, spacing the next inline render by this one's time."""
+        update = self.compute(indices)
+        self._inline_free_at = time.perf_counter() + update.seconds
+        return update
 
     def loop(self, poll_s: float = 0.05) -> Generator[LiveUpdate | MedgenError | None, None, None]:
         """Worker generator: yields a LiveUpdate per computation, the MedgenError of a failed one,
-        or None every ``poll_s`` s while idle (so the thread can be asked to quit); ends on stop()."""
+        or None every ``poll_s`` s while idle (so the thread can be asked to quit); ends on stop().
+        The GUI calls :meth:`delivered` after applying each LiveUpdate or MedgenError."""
         while not self.dirty.closed:
             indices = self.dirty.take(poll_s)
             if indices is None:
                 yield None
                 continue
+            self.in_flight += 1  # until the GUI calls delivered(): inline renders wait, so order holds
             try:
                 yield self.compute(indices)
             except MedgenError as exc:

@@ -51,6 +51,8 @@ class SynthesizeWidget(QWidget):
         self.blend.setRange(0, 100)
         self.run_button = QPushButton("Synthesize")
         self.live_box = QCheckBox("Live (regenerate while painting)")
+        self._thumbnail_timer = QTimer(self, singleShot=True, interval=300)
+        self._thumbnail_timer.timeout.connect(self._refresh_thumbnail)
         self.panel = ProgressPanel()
         form = QFormLayout()
         for label, w in (("labels", self.labels_combo), ("model", self.model_combo), ("scope", self.scope),
@@ -184,7 +186,7 @@ class SynthesizeWidget(QWidget):
         layer.events.data.connect(self._on_data)
         self.viewer.dims.events.current_step.connect(self._on_dims)
         ctx["worker"] = create_worker(self.live.loop, _start_thread=False)
-        ctx["worker"].yielded.connect(self._apply)
+        ctx["worker"].yielded.connect(self._from_worker)
         ctx["worker"].start()
         self.live.request([self.current_index(layer, plan.axis)])
 
@@ -226,10 +228,24 @@ class SynthesizeWidget(QWidget):
             QTimer.singleShot(0, lambda: self.live is not None and self.live.request(indices))
 
     def _on_stroke(self, event: Any = None) -> None:
-        """Paint, fill or erase on the shown slice (napari's partial labels refresh, after the write)."""
-        if self.live is not None:
-            ctx = self._live_ctx
-            self.live.request([self.current_index(ctx["layer"], ctx["plan"].axis)])
+        """Paint, fill or erase on the shown slice (napari's partial labels refresh, after the write):
+        rendered here when a render fits in a frame and the worker is idle, else by the worker."""
+        if self.live is None:
+            return
+        index = [self.current_index(self._live_ctx["layer"], self._live_ctx["plan"].axis)]
+        if not self.live.may_render_inline():
+            self.live.request(index)
+            return
+        try:
+            update: LiveUpdate | MedgenError = self.live.compute_inline(index)
+        except MedgenError as exc:
+            update = exc
+        self._apply(update)
+
+    def _from_worker(self, update: LiveUpdate | MedgenError | None) -> None:
+        self._apply(update)
+        if update is not None and self.live is not None:
+            self.live.delivered()
 
     def _on_dims(self, event: Any = None) -> None:
         """Scrolled to another slice: synthesise it if live mode has not yet."""
@@ -257,7 +273,12 @@ class SynthesizeWidget(QWidget):
             self._live_ctx["fresh"] = False
             image.contrast_limits = (float(update.images.min()), float(update.images.max()) + 1e-6)
         self.live_updates += 1
-        image.refresh()
+        image.refresh(thumbnail=False, extent=False, highlight=False)  # written in place: same extent
+        self._thumbnail_timer.start()  # the layer list's thumbnail follows once painting pauses
+
+    def _refresh_thumbnail(self) -> None:
+        if self._live_ctx:
+            self._live_ctx["image"].refresh(data_displayed=False, extent=False, highlight=False)
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802  (Qt name)
         self.stop_live()
