@@ -123,3 +123,20 @@ def test_progress_panel_states(qtbot):
     assert handle.cancelled and not panel.cancel_button.isEnabled()
     panel.finish("cancelled")
     assert "cancelled" in panel.status.text() and panel.bar.value() == 0
+
+
+def test_warm_up_imports_each_module_once_in_a_background_thread(monkeypatch, make_napari_viewer):
+    import sys
+
+    from napari_medgen.widgets import warmup
+
+    make_napari_viewer()  # napari's activity dock exists (the first warm-up makes and closes one bar)
+    name = "napari_medgen.data.samples"
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(warmup, "_requested", set())
+    thread = warmup.warm_up((name, "json"))  # json is imported already: only the other is new
+    assert thread is not None and thread.name == "medgen-warm-up"
+    thread.join(30)
+    assert name in sys.modules and not warmup.warming()
+    assert warmup.warm_up((name,)) is None  # requested before: nothing new
+    assert warmup.warm_up(()) is None

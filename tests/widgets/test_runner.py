@@ -70,6 +70,21 @@ def test_cancel_stops_within_one_step(make_napari_viewer, qtbot):
     assert "cancelled" in panel.status.text()
 
 
+def test_activity_bar_is_built_after_the_starting_call_returns_and_closed_at_the_end(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    done: list[int] = []
+    handle = run_task(viewer, counting_task(40, delay=0.02, steps_done=done), name="bar", on_result=lambda r: None)
+    assert handle._bar is None  # not in the click's own event-loop turn
+    qtbot.waitUntil(lambda: handle._bar is not None and handle._bar.n > 0, timeout=10000)
+    assert handle._bar.total == 40
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle._bar is None and handle.status == "done"
+    quick = run_task(viewer, counting_task(1), name="quick", on_result=lambda r: None)
+    qtbot.waitUntil(lambda: not quick.running, timeout=10000)
+    qtbot.wait(50)
+    assert quick._bar is None  # ended before its bar was due: none is left behind
+
+
 def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer, qtbot):
     from napari.utils.notifications import NotificationSeverity, notification_manager
 

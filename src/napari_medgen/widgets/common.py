@@ -90,13 +90,13 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
 class ProgressPanel(QWidget):
     """Progress bar, status line and Cancel button; every dock embeds one and passes it to run_task.
 
-    Creating one starts the session's import warm-up (:func:`.warmup.warm_up`): a dock with a
-    progress panel starts background jobs, and they should not import mid-job.
+    Creating one starts the import warm-up (:func:`.warmup.warm_up`) of ``warm``, the modules the
+    dock's background jobs would import in the viewer's process: they should not import mid-job.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, warm: tuple[str, ...] = ()) -> None:
         super().__init__(parent)
-        warm_up()
+        warm_up(warm)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1)
         self.bar.setValue(0)

@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..tasks.sample import MAX_SAMPLES, placeholder, sample, shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from . import warmup
 from .runner import TaskHandle, run_task
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class DiffusionWidget(QWidget):
                                   "comma-separated; empty for other models")
         self.run_button = QPushButton("Sample")
         self.run_button.clicked.connect(self.sample)
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES)
         form = QFormLayout()
         for label, w in (("model", self.model), ("sampler", self.sampler), ("steps", self.steps), ("seed", self.seed),
                          ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask),

@@ -18,6 +18,7 @@ from ..io.volume import Volume
 from ..tasks.directions import METHODS, NEEDS_IMAGES, LatentEditor, discover
 from ..models.store import shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from . import warmup
 from .runner import run_task
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class DirectionsWidget(QWidget):
         self.walk_k = QSpinBox()
         walk_button = QPushButton("Export walk as stack")
         walk_button.clicked.connect(self.export_walk)
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES + warmup.OPTIMISER)
         self.sliders: list[QSlider] = []
         self.names: list[QLineEdit] = []
         self.rows = QGridLayout()

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, Q
 from ..atomic import atomic_write_with
 from ..tasks import anomaly, evaluate, quantize, usefulness
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from . import warmup
 from .runner import TaskHandle, run_task
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class EvaluateWidget(QWidget):
         tabs.addTab(self._usefulness_tab(), "Usefulness")
         tabs.addTab(self._resources_tab(), "Resources")
         tabs.addTab(self._anomaly_tab(), "Anomaly")
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES + warmup.OPTIMISER)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["metric", "value"])
         self.canvas = FigureCanvasQTAgg()

@@ -33,6 +33,7 @@ from ..tasks.longitudinal import (
     predict_followups,
 )
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from . import warmup
 from .runner import run_task
 
 if TYPE_CHECKING:
@@ -75,7 +76,7 @@ class LongitudinalWidget(QWidget):
         self.single_file = QCheckBox("one 4D file")
         self.export_button = QPushButton("Export...")
         self.export_button.clicked.connect(self._ask_export)
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES + warmup.OPTIMISER)
         self.figure = Figure(figsize=(4, 2.2), dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.axes = self.figure.add_subplot(1, 1, 1)

@@ -21,6 +21,7 @@ from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, St
 from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 from .combos import LayerCombo, ModelCombo
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from . import warmup
 from .runner import run_task
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class SynthesizeWidget(QWidget):
         self.live_box = QCheckBox("Live (regenerate while painting)")
         self._thumbnail_timer = QTimer(self, singleShot=True, interval=300)
         self._thumbnail_timer.timeout.connect(self._refresh_thumbnail)
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES)
         form = QFormLayout()
         for label, w in (("labels", self.labels_combo), ("model", self.model_combo), ("scope", self.scope),
                          ("style", self.style_a), ("blend with", self.style_b), ("blend", self.blend),

@@ -28,6 +28,7 @@ from ..tasks.train_process import train_in_child
 from ..training.history import LossHistory, draw_losses
 from ..training.registry import TrainConfig, trainers
 from .common import ProgressPanel, add_volume
+from . import warmup
 from .runner import TaskHandle, run_task
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class TrainingWidget(QWidget):
         self.figure = Figure(figsize=(4, 2.5), dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.axes = self.figure.add_subplot(1, 1, 1)
-        self.panel = ProgressPanel()
+        self.panel = ProgressPanel(warm=warmup.TRAINING_PARENT)
         self.result_line = QLabel("")
         self.result_line.setWordWrap(True)
         layout = QVBoxLayout(self)
