@@ -154,12 +154,13 @@ def test_bool_and_float16_are_stored(tmp_path, rng):
 
 @pytest.mark.parametrize("suffix", FORMATS)
 def test_temporary_file_keeps_the_extension(tmp_path, rng, monkeypatch, suffix):
+    import napari_medgen.io._itk as itk_writer
     import napari_medgen.io.writers as writers
 
     seen = []
-    for name in ("write_nifti", "write_itk"):
-        real = getattr(writers, name)
-        monkeypatch.setattr(writers, name, lambda vol, path, real=real: (seen.append(path.name), real(vol, path)))
+    for module, name in ((writers, "write_nifti"), (itk_writer, "write_itk")):  # write_itk is imported when used
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda vol, path, real=real: (seen.append(path.name), real(vol, path)))
     write_volume(_volume("identity", np.float32, False, rng), tmp_path / f"out{suffix}")
     assert len(seen) == 1 and seen[0].endswith(suffix) and seen[0] != f"out{suffix}"
 

@@ -14,8 +14,6 @@ import numpy as np
 
 from ..errors import ReadError
 from ._common import RawImage, describe_content, is_dicom_file
-from ._dicom import read_dicom_series
-from ._itk import read_itk_file
 from ._labels import guess_is_label, name_hints_label, to_label_array
 from ._nifti import read_nifti
 from .volume import Volume
@@ -39,6 +37,8 @@ def read_volume(path: str | Path, as_label: bool | None = None) -> Volume:
     """
     path = Path(path)
     if path.is_dir():
+        from ._dicom import read_dicom_series  # SimpleITK loads only when needed (~0.1 s, holds the GIL)
+
         raw = read_dicom_series(path)
     elif not path.exists():
         raise ReadError(path, "no such file or folder")
@@ -54,6 +54,8 @@ def _read_file(path: Path) -> RawImage:
     if name.endswith(NIFTI_SUFFIXES):
         return read_nifti(path)
     if name.endswith(ITK_SUFFIXES) or is_dicom_file(path):
+        from ._itk import read_itk_file
+
         return read_itk_file(path)
     what = describe_content(path)
     raise ReadError(path, f"unsupported file type{f' (it looks like {what})' if what else ''}; this reader opens "

@@ -15,7 +15,6 @@ import numpy as np
 
 from ..atomic import atomic_write_with
 from ..errors import WriteError
-from ._itk import write_itk
 from ._nifti import write_nifti
 from .volume import Volume
 
@@ -30,7 +29,12 @@ def write_volume(vol: Volume, path: str | Path) -> Path:
     if suffix is None:
         raise WriteError(path, f"unsupported file type; write one of {', '.join(WRITE_SUFFIXES)}")
     vol = _storable(path, vol)
-    write = write_nifti if suffix.startswith(".nii") else write_itk
+    if suffix.startswith(".nii"):
+        write = write_nifti
+    else:
+        from ._itk import write_itk  # SimpleITK loads only when needed
+
+        write = write_itk
     try:
         atomic_write_with(path, lambda tmp: write(vol, tmp), suffix=path.name[-len(suffix):])
     except (OSError, RuntimeError, ValueError) as exc:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FAMILIES = ("napari_medgen.models.families",)  # every model family a job may load
 OPTIMISER = ("torch._dynamo",)  # imported (with sympy) by the first optimiser step of an in-process job
-TRAINING_PARENT = ("napari_medgen.training.trainers", "napari_medgen.io.readers", "SimpleITK")  # train_in_child's side
+TRAINING_PARENT = ("multiprocessing.popen_spawn_posix",)  # train_in_child's side (the dock imports the trainers)
 
 _threads: list[threading.Thread] = []
 _requested: set[str] = set()
