@@ -231,10 +231,15 @@ def run_task(
     def make_bar() -> None:
         """napari's activity-dock bar: built in its own event-loop turn (a new bar widget costs tens of ms
         on a slow machine), after the click that started the task has returned; not at all if it ended."""
-        if handle.status is None and handle._outcome is None:
-            handle._bar = napari_progress(total=0, desc=name)
-            if handle.last is not None:
-                show_progress(handle.last)
+        if handle.status is not None or handle._outcome is not None:
+            return
+        bar = napari_progress(total=0, desc=name)  # may process events: the task can end meanwhile
+        if handle.status is not None or handle._outcome is not None:
+            bar.close()
+            return
+        handle._bar = bar
+        if handle.last is not None:
+            show_progress(handle.last)
 
     QTimer.singleShot(0, make_bar)
     worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
