@@ -214,3 +214,20 @@ def test_style_estimate_separates_vendors_far_more_than_geometry_moves_it():
     assert vendors[0] > vendors[1] > vendors[2]
     drift = D.phantom_factors(_phantom_outputs("body_scale", np.linspace(0.9, 1.1, 5), seed=2), 6.0)["style"]
     assert np.ptp(drift) < 0.1 * (vendors[0] - vendors[2])
+
+
+def test_class_balanced_weights_favour_rare_classes_and_default_loss_is_unchanged(tmp_path):
+    from napari_medgen.training.latent_trainers import VAETrainer, balanced_class_weights
+    from napari_medgen.training.registry import TrainConfig
+
+    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
+    w = balanced_class_weights(labels, 4)
+    assert w[2] > w[1] > w[0] and w[3] > w[2]  # rarer (or absent) classes weigh more
+    assert torch.isclose(w.mean(), torch.tensor(1.0))
+    extra = {"n_subjects": 8, "size": 16, "latent_dim": 4, "anatomy_seed": 0}
+    plain = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=4, extra=dict(extra)))
+    assert plain.class_weights is None and plain.seg_weight == 0.1
+    balanced = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=4,
+                                      extra={**extra, "class_balanced": True, "seg_weight": 1.0}))
+    assert balanced.class_weights is not None and balanced.class_weights.argmax() != 0
+    assert np.isfinite(balanced.train_step(0)["loss"])

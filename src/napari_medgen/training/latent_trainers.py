@@ -9,6 +9,9 @@ Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels
 
 Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae),
 kl_warmup (vae: steps over which the KL weight ramps up from 0, against posterior collapse),
+seg_weight (vae: weight of the label cross-entropy, 0.1), class_balanced (vae: weight each class by
+sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as the tumour are
+reconstructed too; false),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -94,6 +97,13 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
     return images, labels.numpy().astype(np.uint8), names, desc, pixel_mm
 
 
+def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Cross-entropy weights (n_classes,) proportional to sqrt(1 / pixel frequency), mean 1; labels: int tensor."""
+    counts = torch.bincount(labels.flatten(), minlength=n_classes).float()
+    weights = (counts.sum() / (counts + 1.0)).sqrt()
+    return weights / weights.mean()
+
+
 class _LatentTrainer:
     """Shared data handling, preview and export for the vae and gan trainers."""
 
@@ -146,6 +156,9 @@ class VAETrainer(AttributeState, _LatentTrainer):
         self.network = self.model.config
         self.beta = float(config.extra.get("beta", 1e-3))
         self.kl_warmup = int(config.extra.get("kl_warmup", 0))
+        self.seg_weight = float(config.extra.get("seg_weight", 0.1))
+        self.class_weights = (balanced_class_weights(self.labels, self.n_classes)
+                              if config.extra.get("class_balanced", False) else None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -154,10 +167,10 @@ class VAETrainer(AttributeState, _LatentTrainer):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         out = self.model.decode_raw(z)
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
-        seg = F.cross_entropy(out[:, 1:], labels)
+        seg = F.cross_entropy(out[:, 1:], labels, weight=self.class_weights)
         kl = gaussian_kl(mu, logvar)
         beta = self.beta * min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else self.beta
-        loss = rec + 0.1 * seg + beta * kl
+        loss = rec + self.seg_weight * seg + beta * kl
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
