@@ -98,10 +98,13 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
 
 
 def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Cross-entropy weights (n_classes,) proportional to sqrt(1 / pixel frequency), mean 1; labels: int tensor."""
+    """Cross-entropy weights (n_classes,) proportional to sqrt(1 / pixel frequency), mean 1 over the classes
+    present; absent classes (no target pixel to weigh) get 0. labels: int tensor."""
     counts = torch.bincount(labels.flatten(), minlength=n_classes).float()
-    weights = (counts.sum() / (counts + 1.0)).sqrt()
-    return weights / weights.mean()
+    present = counts > 0
+    weights = torch.zeros(n_classes)
+    weights[present] = (counts.sum() / counts[present]).sqrt()
+    return weights / weights[present].mean()
 
 
 class _LatentTrainer:
