@@ -46,6 +46,7 @@ def warm_up(modules: Iterable[str] = ()) -> threading.Thread | None:
 
         _bar_warmed[0] = True
         progress(total=0, desc="napari-medgen warm-up").close()
+    modules = tuple(modules)  # read twice below
     names = [m for m in modules if m not in _requested and m not in sys.modules]
     _requested.update(modules)
     if not names:
