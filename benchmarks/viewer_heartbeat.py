@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import gc
 import os
 import statistics
 import sys
@@ -48,6 +49,28 @@ def percentile(values: list[float], q: float) -> float:
 
 
 STALL_LOG = None  # an open file: every thread's stack is written there when a tick is MAX_BAR_MS late
+
+
+class FullCollections:
+    """Python's full (generation 2) garbage collections and their durations (ms): each holds the GIL,
+    so the Qt thread waits for it whichever thread triggered it."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._start = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.durations.append(1000 * (time.perf_counter() - self._start))
+
+    def since(self, n: int) -> str:
+        new = self.durations[n:]
+        return f"{len(new)} ({', '.join(f'{d:.0f}' for d in new)} ms)" if new else "0"
 
 
 def measure(app, until, timeout_s: float) -> list[float]:
@@ -102,10 +125,10 @@ def start_sampling(diffusion_dock, sample_steps: int):
     return diffusion_dock.sample()
 
 
-def row(name: str, gaps: list[float], idle_p99: float) -> tuple:
+def row(name: str, gaps: list[float], idle_p99: float, collections: str) -> tuple:
     p50, p99, mx = statistics.median(gaps), percentile(gaps, 99), max(gaps)
     ok = "yes" if p99 <= P99_BAR_MS and mx <= MAX_BAR_MS else "NO"
-    return name, len(gaps), p50, p99, mx, p99 / idle_p99, ok
+    return name, len(gaps), p50, p99, mx, p99 / idle_p99, collections, ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_medgen.data.phantom import make_phantom
     from napari_medgen.widgets.common import add_volume
 
+    collections = FullCollections()
     viewer = napari.Viewer(show=True)
     app = napari.qt.get_qapp()
     image, labels = make_phantom(0)
@@ -141,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     add_volume(viewer, labels, "phantom labels")
     rows = []
     measure(app, lambda: False, 2.0)  # let the viewer draw itself first
-    t0 = time.perf_counter()
+    t0, n_gc = time.perf_counter(), len(collections.durations)
     idle = measure(app, lambda: time.perf_counter() - t0 > args.seconds, args.seconds + 5)
-    rows.append(row("idle viewer", idle, percentile(idle, 99)))
+    rows.append(row("idle viewer", idle, percentile(idle, 99), collections.since(n_gc)))
     from napari_medgen.widgets.diffusion import DiffusionWidget
     from napari_medgen.widgets.training import TrainingWidget
     from napari_medgen.widgets.warmup import warming
@@ -157,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         for dock in docks:
             viewer.window.add_dock_widget(dock)
 
-    t1 = time.perf_counter()
+    t1, n_gc = time.perf_counter(), len(collections.durations)
     QTimer.singleShot(3 * TICK_MS, open_docks)  # inside the measured loop (after its first ticks), as a menu click
     gaps = measure(app, lambda: time.perf_counter() - t1 > 1.0 and not warming(), 120)
-    rows.append(row(f"open 2 docks + import warm-up ({time.perf_counter() - t1:.0f} s)", gaps, rows[0][3]))
+    rows.append(row(f"open 2 docks + import warm-up ({time.perf_counter() - t1:.0f} s)", gaps, rows[0][3], collections.since(n_gc)))
     failed, clicks = [], []
     for phase in ("first", "again"):
         with tempfile.TemporaryDirectory() as tmp:
-            t1 = time.perf_counter()
+            t1, n_gc = time.perf_counter(), len(collections.durations)
             handles: list = []
             click: list[float] = []
 
@@ -181,14 +205,15 @@ def main(argv: list[str] | None = None) -> int:
             busy = measure(app, lambda: len(handles) == 2 and not any(h.running for h in handles), 600)
             wall = time.perf_counter() - t1
             failed += [f"{phase} {h.name}: {h.status} {h.error}" for h in handles if h.status != "done"]
-        rows.append(row(f"train + sample, {phase} ({wall:.0f} s)", busy, rows[0][3]))
+        rows.append(row(f"train + sample, {phase} ({wall:.0f} s)", busy, rows[0][3], collections.since(n_gc)))
         clicks.append(f"{phase}: train {click[0]:.0f} ms, sample {click[1]:.0f} ms")
     viewer.close()
     print(f"viewer heartbeat: {TICK_MS} ms Qt timer; torch threads {torch.get_num_threads()}, interop 1; "
           f"{os.cpu_count()} CPU cores; bars p99 <= {P99_BAR_MS:.0f} ms, max <= {MAX_BAR_MS:.0f} ms")
-    print(f"{'phase':40s} {'ticks':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'p99/idle':>9s} {'bars met':>9s}")
-    for name, n, p50, p99, mx, ratio, ok in rows:
-        print(f"{name:40s} {n:6d} {p50:8.1f} {p99:8.1f} {mx:8.1f} {ratio:9.2f} {ok:>9s}")
+    print(f"{'phase':40s} {'ticks':>6s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'p99/idle':>9s} {'bars met':>9s}"
+          "   full GCs (their durations)")
+    for name, n, p50, p99, mx, ratio, collected, ok in rows:
+        print(f"{name:40s} {n:6d} {p50:8.1f} {p99:8.1f} {mx:8.1f} {ratio:9.2f} {ok:>9s}   {collected}")
     print("time in the two click handlers (part of the phase's gaps): " + "; ".join(clicks))
     if failed:
         print("jobs that did not finish: " + "; ".join(failed))

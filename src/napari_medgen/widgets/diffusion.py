@@ -5,6 +5,7 @@ leading axis."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,12 +119,10 @@ class DiffusionWidget(QWidget):
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
                         mask=mask, preview_every=self.preview_every.value(),
                         condition=self.condition.text().strip() or None)
-        empty = placeholder(path, self.n.value(), mask)
-        if empty is not None:  # the output layer appears at once, made before the job loads the CPU
-            self._show(empty)
+        empty = placeholder(path, self.n.value(), mask)  # shown at once, before the job loads the CPU
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
                                name="Diffusion sampling", on_result=self._show, on_preview=self._show,
-                               panel=self.panel)
+                               panel=self.panel, prepare=None if empty is None else partial(self._show, empty))
         return self.handle
 
     def _show(self, vol: Any) -> None:

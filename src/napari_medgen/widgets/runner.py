@@ -28,6 +28,7 @@ from qtpy.QtCore import QTimer
 
 from ..errors import Cancelled, MedgenError
 from ..progress import CancelToken, Progress
+from . import collector
 
 if TYPE_CHECKING:
     from .common import ProgressPanel
@@ -110,6 +111,7 @@ def run_task(
     on_progress: Callable[[Progress], None] | None = None,
     on_finished: Callable[[str], None] | None = None,
     panel: ProgressPanel | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> TaskHandle:
     """Start ``make_task(token)`` in a worker thread and return its :class:`TaskHandle`.
 
@@ -123,6 +125,10 @@ def run_task(
     every Progress, in order. on_finished(status): once at the end, with "done", "cancelled" or
     "error"; ``handle.status`` is set after it.
     panel: a ProgressPanel to drive (its Cancel button cancels this task).
+    prepare(): called on the Qt thread just before the worker starts, e.g. to make the output layer
+    while the CPU is still free.
+    From ``prepare`` to the end, the task holds the cyclic garbage collector (:mod:`.collector`), so
+    no full collection of the whole heap pauses the viewer while it runs.
     """
     handle = TaskHandle(name)
 
@@ -198,6 +204,7 @@ def run_task(
         status = handle._outcome or (CANCELLED if handle.token.cancelled else DONE)
         handle._close_bar()
         _RUNNING.discard(handle)
+        collector.release()
         if panel is not None:
             panel.finish(status)
         if viewer is not None:
@@ -249,6 +256,13 @@ def run_task(
     worker.aborted.connect(partial(dispatch, aborted))
     worker.finished.connect(partial(dispatch, finished))
     handle.worker = worker
+    collector.hold(viewer)
+    if prepare is not None:
+        try:
+            prepare()
+        except BaseException:
+            collector.release()
+            raise
     _RUNNING.add(handle)
     if panel is not None:
         panel.attach(handle)

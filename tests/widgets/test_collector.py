@@ -1,0 +1,60 @@
+"""collector: no full garbage collection of the whole heap while jobs run; removed layers still freed."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from napari_medgen.progress import Progress
+from napari_medgen.widgets import collector
+from napari_medgen.widgets.runner import run_task
+
+pytestmark = pytest.mark.gui
+
+
+def test_holds_nest_and_the_last_release_gives_the_objects_back():
+    assert not collector.held() and gc.get_freeze_count() == 0
+    collector.hold()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # the objects that existed are set aside
+    collector.hold()
+    collector.release()
+    assert collector.held() and gc.get_freeze_count() == frozen
+    collector.release()
+    assert not collector.held() and gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        collector.release()
+
+
+def test_a_layer_removed_while_held_is_freed_at_once(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    data = np.zeros((4, 32, 32), np.float32)
+    alive = weakref.ref(data)
+    viewer.add_image(data, name="scan")
+    del data
+    collector.hold(viewer)
+    try:
+        viewer.layers.remove("scan")
+        qtbot.waitUntil(lambda: alive() is None, timeout=2000)  # napari layers live in reference cycles
+        assert gc.get_freeze_count() > 0  # and the collector is held again afterwards
+    finally:
+        collector.release()
+
+
+def test_run_task_holds_the_collector_from_prepare_to_the_end(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    seen: dict[str, bool] = {}
+
+    def task(cancel):
+        seen["in task"] = collector.held()
+        yield Progress(1, 1)
+        return 1
+
+    handle = run_task(viewer, task, name="held", on_result=lambda r: None,
+                      prepare=lambda: seen.setdefault("in prepare", collector.held()))
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert seen == {"in prepare": True, "in task": True}
+    assert not collector.held() and gc.get_freeze_count() == 0
