@@ -231,3 +231,20 @@ def test_class_balanced_weights_favour_rare_classes_and_default_loss_is_unchange
                                       extra={**extra, "class_balanced": True, "seg_weight": 1.0}))
     assert balanced.class_weights is not None and balanced.class_weights.argmax() != 0
     assert np.isfinite(balanced.train_step(0)["loss"])
+
+
+def test_broadcast_decoder_vae_round_trips_and_exposes_the_layer_that_reads_z(tmp_path):
+    from napari_medgen.models.store import load_model
+
+    torch.manual_seed(0)
+    vae = ImageLabelVAE(8, size=16, latent_dim=6, channels=(8, 8), decoder="broadcast")
+    assert vae.first_layer_weight().shape == (32, 6)  # (channels, latent_dim): what SeFa factorises
+    z = torch.randn(3, 6)
+    out = vae.decode(z)
+    assert out.shape == (3, 9, 16, 16) and torch.allclose(out[:, 1:].sum(1), torch.ones(3, 16, 16))
+    modules, card = load_model(_save(tmp_path, "vae", vae), "cpu")
+    assert card["network"]["decoder"] == "broadcast"
+    with torch.inference_mode():
+        assert torch.allclose(modules["model"].decode(z), out.detach(), atol=1e-6)
+    with pytest.raises(ValueError, match="decoder"):
+        ImageLabelVAE(8, size=16, decoder="mlp")

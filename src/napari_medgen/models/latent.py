@@ -8,6 +8,8 @@ image in [0, 1] (normalised units, see the card's ``normalization``) and channel
 label probabilities (softmax over C classes, class 0 = background).
 
 * "vae": MONAI ``VarAutoEncoder``; ``encode(image)`` gives the posterior (mu, logvar), (B, latent_dim) each.
+  Its decoder is MONAI's (``decoder="conv"``: a linear layer, then up-convolutions) or a spatial
+  broadcast decoder (``decoder="broadcast"``, :class:`BroadcastDecoder`).
 * "gan": MONAI ``Generator`` (a linear layer, then up-convolutions); no encoder, real images are
   inverted by optimisation (see :mod:`napari_medgen.tasks.directions`).
 
@@ -31,32 +33,71 @@ def split_output(raw: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sigmoid(raw[:, :1]), torch.softmax(raw[:, 1:], dim=1)], dim=1)
 
 
+class BroadcastDecoder(nn.Module):
+    """Spatial broadcast decoder (Watters et al. 2019): z (B, d) -> logits (B, out_channels, size, size).
+
+    The latent vector is read by one linear layer, tiled over a (size / 2)^2 grid together with the
+    grid's pixel coordinates, decoded there by 3x3 convolutions and upsampled once. Every pixel
+    sees the whole latent vector and its own position, so position, size and rotation need not be
+    spread over many latent units; this favours latent spaces whose directions change one
+    anatomical factor at a time.
+    """
+
+    def __init__(self, latent_dim: int, out_channels: int, size: int, channels: int = 32, layers: int = 3):
+        super().__init__()
+        self.grid = size // 2
+        self.read = nn.Linear(latent_dim, channels)
+        self.where = nn.Conv2d(2, channels, 1, bias=False)
+        body: list[nn.Module] = []
+        for _ in range(layers):
+            body += [nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1)]
+        self.body = nn.Sequential(*body, nn.ReLU(), nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
+                                  nn.ReLU(), nn.Conv2d(channels, out_channels, 3, padding=1))
+        axis = torch.linspace(-1.0, 1.0, self.grid)
+        self.register_buffer("coords", torch.stack(torch.meshgrid(axis, axis, indexing="ij"))[None], persistent=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(self.read(z)[:, :, None, None] + self.where(self.coords))
+
+
 class ImageLabelVAE(nn.Module):
     """VAE: image (B, 1, H, W) -> latent -> (image, label probabilities) (B, 1 + C, H, W).
 
     The encoder reads the image alone, so a real image without labels can be encoded.
+    decoder: "conv" (MONAI's) or "broadcast" (:class:`BroadcastDecoder`).
     """
 
-    def __init__(self, n_classes: int, size: int = 64, latent_dim: int = 16, channels: tuple[int, ...] = (16, 32, 64)):
+    def __init__(self, n_classes: int, size: int = 64, latent_dim: int = 16, channels: tuple[int, ...] = (16, 32, 64),
+                 decoder: str = "conv"):
         super().__init__()
+        if decoder not in ("conv", "broadcast"):
+            raise ValueError(f"decoder must be 'conv' or 'broadcast', got {decoder!r}")
         self.n_classes, self.size, self.latent_dim = n_classes, size, latent_dim
         self.config = {"n_classes": n_classes, "size": size, "latent_dim": latent_dim, "channels": list(channels)}
+        if decoder != "conv":
+            self.config["decoder"] = decoder
         self.net = VarAutoEncoder(spatial_dims=2, in_shape=(1, size, size), out_channels=1 + n_classes,
                                   latent_size=latent_dim, channels=tuple(channels), strides=(2,) * len(channels),
                                   use_sigmoid=False)
+        self.broadcast = None
+        if decoder == "broadcast":
+            self.net.decodeL, self.net.decode = None, None  # only MONAI's encoder is used
+            self.broadcast = BroadcastDecoder(latent_dim, 1 + n_classes, size)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: image (B, 1, H, W) in [0, 1] -> (mu, logvar), each (B, latent_dim)."""
         return self.net.encode_forward(x)
 
     def decode_raw(self, z: torch.Tensor) -> torch.Tensor:
+        if self.broadcast is not None:
+            return self.broadcast(z)
         return self.net.decode_forward(z, use_sigmoid=False)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return split_output(self.decode_raw(z))
 
     def first_layer_weight(self) -> torch.Tensor:
-        return self.net.decodeL.weight
+        return self.broadcast.read.weight if self.broadcast is not None else self.net.decodeL.weight
 
 
 class ImageLabelGAN(nn.Module):

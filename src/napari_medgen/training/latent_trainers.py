@@ -11,7 +11,9 @@ Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000)
 kl_warmup (vae: steps over which the KL weight ramps up from 0, against posterior collapse),
 seg_weight (vae: weight of the label cross-entropy, 0.1), class_balanced (vae: weight each class by
 sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as the tumour are
-reconstructed too; false),
+reconstructed too; false), tc_weight (vae: weight of the aggregate posterior's total correlation,
+the beta-TCVAE penalty that favours statistically independent latent dimensions; 0), decoder (vae:
+"conv", MONAI's up-convolutions, or "broadcast", a spatial broadcast decoder; conv),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -30,7 +32,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .losses import gaussian_kl
+from .losses import gaussian_kl, total_correlation
 from .registry import TrainConfig, register_trainer
 
 PHANTOM_FACTOR_RANGES = {
@@ -155,13 +157,15 @@ class VAETrainer(AttributeState, _LatentTrainer):
     def __init__(self, config: TrainConfig):
         self.latent_dim = int(config.extra.get("latent_dim", 16))
         super().__init__(config)
-        self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim)
+        self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim,
+                                   decoder=str(config.extra.get("decoder", "conv")))
         self.network = self.model.config
         self.beta = float(config.extra.get("beta", 1e-3))
         self.kl_warmup = int(config.extra.get("kl_warmup", 0))
         self.seg_weight = float(config.extra.get("seg_weight", 0.1))
         self.class_weights = (balanced_class_weights(self.labels, self.n_classes)
                               if config.extra.get("class_balanced", False) else None)
+        self.tc_weight = float(config.extra.get("tc_weight", 0.0))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -174,10 +178,15 @@ class VAETrainer(AttributeState, _LatentTrainer):
         kl = gaussian_kl(mu, logvar)
         beta = self.beta * min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else self.beta
         loss = rec + self.seg_weight * seg + beta * kl
+        logs = {"rec": rec.item(), "seg": seg.item(), "kl": kl.item()}
+        if self.tc_weight:
+            tc = total_correlation(z, mu, logvar, len(self.images))
+            loss = loss + self.tc_weight * min(1.0, (step + 1) / max(self.kl_warmup, 1)) * tc
+            logs["tc"] = tc.item()
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item(), "rec": rec.item(), "seg": seg.item(), "kl": kl.item()}
+        return {"loss": loss.item(), **logs}
 
     def export_modules(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
