@@ -58,3 +58,19 @@ def test_run_task_holds_the_collector_from_prepare_to_the_end(make_napari_viewer
     qtbot.waitUntil(lambda: not handle.running, timeout=10000)
     assert seen == {"in prepare": True, "in task": True}
     assert not collector.held() and gc.get_freeze_count() == 0
+
+
+def test_a_failing_prepare_releases_the_collector_and_starts_nothing(make_napari_viewer):
+    viewer = make_napari_viewer()
+    started: list[bool] = []
+
+    def task(cancel):
+        started.append(True)
+        yield Progress(1, 1)
+
+    def prepare():
+        raise OSError("no room for the output layer")
+
+    with pytest.raises(OSError):
+        run_task(viewer, task, name="never", on_result=lambda r: None, prepare=prepare)
+    assert not collector.held() and gc.get_freeze_count() == 0 and not started

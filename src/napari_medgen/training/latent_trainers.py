@@ -12,7 +12,8 @@ kl_warmup (vae: steps over which the KL weight ramps up from 0, against posterio
 seg_weight (vae: weight of the label cross-entropy, 0.1), class_balanced (vae: weight each class by
 sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as the tumour are
 reconstructed too; false), tc_weight (vae: weight of the aggregate posterior's total correlation,
-the beta-TCVAE penalty that favours statistically independent latent dimensions; 0), decoder (vae:
+the beta-TCVAE penalty that favours statistically independent latent dimensions, ramped up over
+kl_warmup like the KL weight; 0), decoder (vae:
 "conv", MONAI's up-convolutions, or "broadcast", a spatial broadcast decoder; conv),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """

@@ -248,6 +248,13 @@ def run_task(
         if handle.last is not None:
             show_progress(handle.last)
 
+    collector.hold(viewer)
+    if prepare is not None:
+        try:
+            prepare()
+        except BaseException:
+            collector.release()
+            raise
     QTimer.singleShot(0, make_bar)
     worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
     worker.yielded.connect(partial(dispatch, yielded))
@@ -256,13 +263,6 @@ def run_task(
     worker.aborted.connect(partial(dispatch, aborted))
     worker.finished.connect(partial(dispatch, finished))
     handle.worker = worker
-    collector.hold(viewer)
-    if prepare is not None:
-        try:
-            prepare()
-        except BaseException:
-            collector.release()
-            raise
     _RUNNING.add(handle)
     if panel is not None:
         panel.attach(handle)
