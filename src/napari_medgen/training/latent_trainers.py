@@ -13,8 +13,8 @@ seg_weight (vae: weight of the label cross-entropy, 0.1), class_balanced (vae: w
 sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as the tumour are
 reconstructed too; false), tc_weight (vae: weight of the aggregate posterior's total correlation,
 the beta-TCVAE penalty that favours statistically independent latent dimensions, ramped up over
-kl_warmup like the KL weight; 0), decoder (vae:
-"conv", MONAI's up-convolutions, or "broadcast", a spatial broadcast decoder; conv),
+kl_warmup like the KL weight; 0), decoder (vae: "conv", MONAI's up-convolutions, or "broadcast", a
+spatial broadcast decoder; conv),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -177,12 +177,12 @@ class VAETrainer(AttributeState, _LatentTrainer):
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
         seg = F.cross_entropy(out[:, 1:], labels, weight=self.class_weights)
         kl = gaussian_kl(mu, logvar)
-        beta = self.beta * min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else self.beta
-        loss = rec + self.seg_weight * seg + beta * kl
+        ramp = min(1.0, (step + 1) / self.kl_warmup) if self.kl_warmup else 1.0  # of the KL and TC weights
+        loss = rec + self.seg_weight * seg + ramp * self.beta * kl
         logs = {"rec": rec.item(), "seg": seg.item(), "kl": kl.item()}
         if self.tc_weight:
             tc = total_correlation(z, mu, logvar, len(self.images))
-            loss = loss + self.tc_weight * min(1.0, (step + 1) / max(self.kl_warmup, 1)) * tc
+            loss = loss + ramp * self.tc_weight * tc
             logs["tc"] = tc.item()
         self.opt.zero_grad()
         loss.backward()

@@ -2,15 +2,15 @@
 
 A full (generation 2) collection walks every object the collector tracks with the GIL held, so
 the Qt thread waits for it whichever thread triggered it. With torch, MONAI and napari loaded
-(about 550,000 objects) one takes 220-400 ms on a 2-core machine. CPython starts one when the
+(about 556,000 objects) one took 221-418 ms on a 2-core machine. CPython starts one when the
 long-lived objects have grown by a quarter since the last, which the first jobs of a session
 (imports, a model loaded, a new layer) regularly do: it was the longest stall of the viewer
 heartbeat benchmark's first jobs.
 
 While at least one job holds the collector (:func:`hold` ... :func:`release`; ``run_task`` does
 this around every job), the objects that existed when the first job started are set aside
-(``gc.freeze``, constant time): full collections walk only the objects made since, which takes
-about 1 ms. When the last job ends, ``gc.unfreeze`` (constant time) gives them back and CPython's
+(``gc.freeze``, constant time): full collections walk only the objects made since (under 1 ms
+right after the freeze). When the last job ends, ``gc.unfreeze`` (constant time) gives them back and CPython's
 next full collection, between jobs, walks everything again, as it would without this module.
 
 Garbage among the set-aside objects waits until the jobs end, with one exception: a layer removed
