@@ -1,10 +1,12 @@
 """Do single-factor directions exist in a phantom model's latent space at all? (a diagnostic for #6)
 
 Supervised linear probes: decode N latents drawn from the prior, measure the phantom's factors on
-the generated label maps (``tasks.directions.phantom_factors``), and fit each factor by least
-squares on the latent (factor ~ w . z + b). Each probe's w, normalised, is the best linear
-direction for that factor; the same walk as ``medgen directions measure`` then tells how
-single-factor it is. If even these supervised directions are not dominated by one factor, no
+the generated label maps (``tasks.directions.phantom_factors``), and fit all of them jointly by
+least squares on the latent (standardised factors f ~ W z + b, W of shape (n_factors, d)). The
+probe direction of factor i is column i of the pseudo-inverse of W: the smallest latent step that
+moves factor i and, to first order, none of the others. (Row i of W itself is where factor i is
+*read* from; walking it also moves every factor whose row is not orthogonal to it.) The same walk
+as ``medgen directions measure`` then tells how single-factor each direction is. If even these supervised directions are not dominated by one factor, no
 unsupervised method can find such directions in this model: the model, not the discovery method,
 is the limit. Prints each factor's linear R², the probes' cosines and the disentanglement table.
 For a VAE trained on phantoms it first checks reconstruction: on fresh phantoms drawn like the
@@ -30,15 +32,13 @@ def probe_directions(model, pixel_mm: float, n: int, seed: int):
 
     z = sample_latents(model, n, seed).numpy()
     factors = phantom_factors(decode(model, z), pixel_mm)
+    f = np.stack([np.nan_to_num(v) for v in factors.values()], 1)
+    f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-12)
     design = np.c_[z, np.ones(len(z))]
-    vectors, r2 = [], []
-    for values in factors.values():
-        ok = np.isfinite(values)
-        w, *_ = np.linalg.lstsq(design[ok], values[ok], rcond=None)
-        residual = values[ok] - design[ok] @ w
-        r2.append(1 - residual.var() / values[ok].var() if values[ok].var() > 0 else 0.0)
-        vectors.append(w[:-1] / max(np.linalg.norm(w[:-1]), 1e-12))
-    return np.array(vectors), np.array(r2), list(factors)
+    w, *_ = np.linalg.lstsq(design, f, rcond=None)  # (d + 1, n_factors)
+    r2 = 1 - (f - design @ w).var(0) / np.maximum(f.var(0), 1e-12)
+    moves = np.linalg.pinv(w[:-1].T)  # (d, n_factors): column i moves factor i alone, to first order
+    return (moves / np.maximum(np.linalg.norm(moves, axis=0), 1e-12)).T, r2, list(factors)
 
 
 def reconstruction_check(editor, n: int, seed: int) -> None:

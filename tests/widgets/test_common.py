@@ -1,4 +1,4 @@
-"""add_volume / layer_to_volume_of keep geometry; in-place updates; notes; ProgressPanel states."""
+"""add_volume / layer_to_volume_of keep geometry; in-place updates; notes; placeholders; ProgressPanel states."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import napari_medgen.widgets.common as common
 from napari_medgen.io.volume import Volume
 from napari_medgen.progress import Progress
-from napari_medgen.widgets.common import ProgressPanel, add_volume, layer_to_volume_of
+from napari_medgen.widgets.common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
 
 pytestmark = pytest.mark.gui
 
@@ -101,6 +101,33 @@ def test_points_layer_is_refused(make_napari_viewer):
     points = viewer.add_points(np.zeros((1, 3)))
     with pytest.raises(TypeError, match="not an image or labels"):
         layer_to_volume_of(points)
+
+
+def stack(n: int, value: float = 0.0) -> Volume:
+    """(n, 1, 8, 8) time series: a 2D model's n samples."""
+    return Volume(np.full((n, 1, 8, 8), value, np.float32), spacing=(2.0, 2.0, 5.0))
+
+
+def test_placeholder_grows_to_all_frames_in_the_next_turn(make_napari_viewer, qtbot):
+    """The new axis first has one step (no dims slider yet), all of them one event-loop turn later."""
+    viewer = make_napari_viewer()
+    add_volume(viewer, Volume(np.zeros((4, 8, 8), np.float32)), "scan")
+    show_placeholder(viewer, stack(3), "samples")
+    layer = viewer.layers["samples"]
+    assert layer.data.shape == (1, 1, 8, 8)
+    qtbot.waitUntil(lambda: layer.data.shape == (3, 1, 8, 8), timeout=2000)
+    assert viewer.layers["samples"] is layer and tuple(layer.scale) == (1.0, 5.0, 2.0, 2.0)
+
+
+def test_placeholder_never_overwrites_a_result_or_revives_a_removed_layer(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    show_placeholder(viewer, stack(3), "samples")
+    add_volume(viewer, stack(3, 7.0), "samples")  # a preview arrives before the placeholder's second turn
+    show_placeholder(viewer, stack(2), "gone")
+    viewer.layers.remove("gone")
+    qtbot.wait(50)
+    assert float(viewer.layers["samples"].data.min()) == 7.0
+    assert "gone" not in viewer.layers
 
 
 def test_progress_panel_states(qtbot):

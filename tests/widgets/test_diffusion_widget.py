@@ -34,8 +34,9 @@ def test_sample_adds_stacked_layer(make_napari_viewer, qtbot, tiny_model):
     w.n.setValue(3)
     w.preview_every.setValue(1)
     handle = w.sample()
-    # the layer is there before the job has produced anything: zeros placed like the result
-    assert viewer.layers[OUTPUT].data.shape == (3, 1, 16, 16) and not viewer.layers[OUTPUT].data.any()
+    # the layer is there before the job has produced anything: zeros placed like the result (its first
+    # frame at once, all three one event-loop turn later: widgets.common.show_placeholder)
+    assert viewer.layers[OUTPUT].data.shape == (1, 1, 16, 16) and not viewer.layers[OUTPUT].data.any()
     placed = viewer.layers[OUTPUT].scale.copy(), viewer.layers[OUTPUT].translate.copy()
     qtbot.waitUntil(lambda: handle.status is not None, timeout=60000)
     assert handle.status == "done"

@@ -25,7 +25,7 @@ import gc
 import weakref
 from typing import Any
 
-from qtpy.QtCore import QTimer
+from .turns import next_turn
 
 _holders = 0
 _watched: weakref.WeakSet[Any] = weakref.WeakSet()  # layer lists whose removals collect
@@ -63,7 +63,7 @@ def _on_layer_removed(event: Any = None) -> None:
     """Reclaim a removed layer's memory soon instead of when the jobs end: one full collection, in
     the next event-loop turn (during the removal napari still refers to the layer)."""
     if _holders:
-        QTimer.singleShot(0, _collect_now)
+        next_turn(_collect_now)
 
 
 def _collect_now() -> None:

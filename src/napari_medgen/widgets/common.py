@@ -5,6 +5,7 @@ Geometry goes only through :mod:`..io.layers` (napari world = LPS mm in (z, y, x
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBox
 from ..io.layers import layer_to_volume, volume_to_layer
 from ..io.volume import Volume
 from ..progress import Progress
+from .turns import next_turn
 from .warmup import warm_up
 
 if TYPE_CHECKING:
@@ -85,6 +87,28 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
         if note not in shown:
             show_info(f"{name}: {note}")
     return layer
+
+
+def show_placeholder(viewer: Any, vol: Volume, name: str) -> None:
+    """Show the empty output ``vol`` (t, z, y, x) as layer ``name`` in two event-loop turns.
+
+    A layer with a new leading axis of several steps makes napari build the layer and add a dims
+    slider in one turn; the slider shrinks and repaints the canvas. The first turn adds only the
+    first frame (the new axis has one step, so no slider appears); the next turn sets every frame,
+    unless a result has already replaced the layer's data or the layer is gone (:func:`.turns.next_turn`:
+    the viewer handles what is waiting in between). Other volumes, and an existing layer ``name``,
+    are shown at once by :func:`add_volume`.
+    """
+    if name in viewer.layers or vol.data.ndim < 4 or len(vol.data) < 2:
+        add_volume(viewer, vol, name)
+        return
+    first = add_volume(viewer, dataclasses.replace(vol, data=vol.data[:1]), name)
+
+    def grow() -> None:
+        if name in viewer.layers and viewer.layers[name] is first and first.data.shape[0] == 1:
+            add_volume(viewer, vol, name)
+
+    next_turn(grow)
 
 
 class ProgressPanel(QWidget):

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..tasks.sample import MAX_SAMPLES, placeholder, sample, shipped_models
-from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
 from . import warmup
 from .runner import TaskHandle, run_task
 
@@ -119,10 +119,11 @@ class DiffusionWidget(QWidget):
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
                         mask=mask, preview_every=self.preview_every.value(),
                         condition=self.condition.text().strip() or None)
-        empty = placeholder(path, self.n.value(), mask)  # shown at once, before the job loads the CPU
+        empty = placeholder(path, self.n.value(), mask)  # shown before the job loads the CPU
+        prepare = None if empty is None else partial(show_placeholder, self.viewer, empty, OUTPUT)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
                                name="Diffusion sampling", on_result=self._show, on_preview=self._show,
-                               panel=self.panel, prepare=None if empty is None else partial(self._show, empty))
+                               panel=self.panel, prepare=prepare)
         return self.handle
 
     def _show(self, vol: Any) -> None:

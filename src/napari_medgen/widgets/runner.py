@@ -29,6 +29,7 @@ from qtpy.QtCore import QTimer
 from ..errors import Cancelled, MedgenError
 from ..progress import CancelToken, Progress
 from . import collector
+from .turns import next_turn
 
 if TYPE_CHECKING:
     from .common import ProgressPanel
@@ -255,7 +256,7 @@ def run_task(
         except BaseException:
             collector.release()
             raise
-    QTimer.singleShot(0, make_bar)
+    next_turn(make_bar)
     worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
     worker.yielded.connect(partial(dispatch, yielded))
     worker.returned.connect(partial(dispatch, returned))
