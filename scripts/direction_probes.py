@@ -33,10 +33,11 @@ def probe_directions(model, pixel_mm: float, n: int, seed: int):
     z = sample_latents(model, n, seed).numpy()
     factors = phantom_factors(decode(model, z), pixel_mm)
     f = np.stack([np.nan_to_num(v) for v in factors.values()], 1)
-    f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-12)
+    varies = f.std(0) > 0  # a factor the model never changes has R² 0 and no direction
+    f = (f - f.mean(0)) / np.where(varies, f.std(0), 1.0)
     design = np.c_[z, np.ones(len(z))]
     w, *_ = np.linalg.lstsq(design, f, rcond=None)  # (d + 1, n_factors)
-    r2 = 1 - (f - design @ w).var(0) / np.maximum(f.var(0), 1e-12)
+    r2 = np.where(varies, 1 - (f - design @ w).var(0), 0.0)
     moves = np.linalg.pinv(w[:-1].T)  # (d, n_factors): column i moves factor i alone, to first order
     return (moves / np.maximum(np.linalg.norm(moves, axis=0), 1e-12)).T, r2, list(factors)
 
