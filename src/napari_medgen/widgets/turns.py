@@ -2,7 +2,7 @@
 
 Splitting a long Qt-thread job into turns only keeps the viewer responsive if the event loop
 handles what is waiting (input, repaints, due timers) between the turns. A 0 ms timer does not
-allow that: Qt runs it before the timers and events that were already due, so the two turns add up
+allow that for timers: Qt runs it before the timers that were already due, so the two turns add up
 to one stall (measured: a 150 ms callback that starts a 0 ms timer of 100 ms stalled a 10 ms
 heartbeat timer for 250 ms; with a 1 ms timer, for 150 ms and then 100 ms).
 """
