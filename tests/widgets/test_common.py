@@ -109,14 +109,33 @@ def stack(n: int, value: float = 0.0) -> Volume:
 
 
 def test_placeholder_grows_to_all_frames_in_the_next_turn(make_napari_viewer, qtbot):
-    """The new axis first has one step (no dims slider yet), all of them one event-loop turn later."""
+    """The first frame as a 3D layer (the viewer keeps its dimensions), all frames one event-loop turn later."""
     viewer = make_napari_viewer()
     add_volume(viewer, Volume(np.zeros((4, 8, 8), np.float32)), "scan")
     show_placeholder(viewer, stack(3), "samples")
     layer = viewer.layers["samples"]
-    assert layer.data.shape == (1, 1, 8, 8)
+    assert layer.data.shape == (1, 8, 8) and viewer.dims.ndim == 3
     qtbot.waitUntil(lambda: layer.data.shape == (3, 1, 8, 8), timeout=2000)
     assert viewer.layers["samples"] is layer and tuple(layer.scale) == (1.0, 5.0, 2.0, 2.0)
+    assert viewer.dims.ndim == 4
+
+
+@pytest.mark.parametrize("is_label", [False, True])
+def test_update_across_dimensions_keeps_the_layer_and_places_it_like_a_new_one(make_napari_viewer, rng, is_label):
+    viewer = make_napari_viewer()
+    vol = flipped_volume(rng, is_label)  # oblique: an affine, not only scale and translate
+    series = Volume(np.stack([vol.data, vol.data]), spacing=vol.spacing, origin=vol.origin, direction=vol.direction,
+                    is_label=is_label)
+    layer = add_volume(viewer, vol, "scan")
+    assert add_volume(viewer, series, "scan") is layer and len(viewer.layers) == 1
+    fresh = add_volume(viewer, series, "fresh")
+    assert layer.ndim == 4 and layer.data.shape == fresh.data.shape
+    for key in ("scale", "translate"):
+        np.testing.assert_allclose(getattr(layer, key), getattr(fresh, key))
+    np.testing.assert_allclose(layer.affine.affine_matrix, fresh.affine.affine_matrix)
+    back = layer_to_volume_of(layer)
+    np.testing.assert_allclose(back.direction, vol.direction, atol=1e-5)
+    np.testing.assert_allclose(back.origin, vol.origin, atol=1e-5)
 
 
 def test_placeholder_never_overwrites_a_result_or_revives_a_removed_layer(make_napari_viewer, qtbot):

@@ -54,7 +54,8 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
     """Show ``vol`` as layer ``name`` (Labels if ``vol.is_label``, else Image) and return the layer.
 
     An existing layer of that name and kind is updated in place (data, geometry, metadata; e.g. a
-    preview replaced by the next one); one of the other kind is replaced at the same position.
+    preview replaced by the next one; also when the number of dimensions changes); one of the other
+    kind is replaced at the same position.
     kwargs go to ``add_image``/``add_labels`` (``oblique=`` goes to ``volume_to_layer``). The
     volume's ``metadata["notes"]`` are shown as notifications when they are new for this layer.
     """
@@ -63,13 +64,17 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
     notes = list(layer_kw["metadata"].get("notes", []))
     cls = Labels if kind == "labels" else Image
     old = viewer.layers[name] if name in viewer.layers else None
-    if isinstance(old, cls) and old.ndim == data.ndim:
+    if isinstance(old, cls):
         shown = list(old.metadata.get("notes", []))
         layer_kw.setdefault("affine", np.eye(data.ndim + 1))
+        grows = old.ndim != data.ndim
+        if grows:
+            old.data = data  # first: the geometry below has the new number of dimensions
         for key in _UPDATABLE:
             if key in layer_kw and not (key in _GEOMETRY and _same_geometry(old, key, layer_kw[key])):
                 setattr(old, key, layer_kw[key])  # each geometry change re-slices the layer: skip unchanged ones
-        old.data = data
+        if not grows:
+            old.data = data
         if cls is Image and "contrast_limits" not in layer_kw:
             old.reset_contrast_limits()
         layer = old
@@ -92,20 +97,20 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
 def show_placeholder(viewer: Any, vol: Volume, name: str) -> None:
     """Show the empty output ``vol`` (t, z, y, x) as layer ``name`` in two event-loop turns.
 
-    A layer with a new leading axis of several steps makes napari build the layer and add a dims
-    slider in one turn; the slider shrinks and repaints the canvas. The first turn adds only the
-    first frame (the new axis has one step, so no slider appears); the next turn sets every frame,
-    unless a result has already replaced the layer's data or the layer is gone (:func:`.turns.next_turn`:
-    the viewer handles what is waiting in between). Other volumes, and an existing layer ``name``,
-    are shown at once by :func:`add_volume`.
+    A new layer that adds a dimension to the viewer makes napari build the layer and rebuild every
+    dims slider in one turn. The first turn adds only the first frame, as a 3D layer; the next turn
+    gives the layer all frames and its fourth dimension (:func:`.turns.next_turn`: the viewer
+    handles what is waiting in between), unless a result has already replaced the layer's data or
+    the layer is gone. Other volumes, and an existing layer ``name``, are shown at once by
+    :func:`add_volume`.
     """
-    if name in viewer.layers or vol.data.ndim < 4 or len(vol.data) < 2:
+    if name in viewer.layers or vol.data.ndim < 4:
         add_volume(viewer, vol, name)
         return
-    first = add_volume(viewer, dataclasses.replace(vol, data=vol.data[:1]), name)
+    first = add_volume(viewer, dataclasses.replace(vol, data=vol.data[0]), name)
 
     def grow() -> None:
-        if name in viewer.layers and viewer.layers[name] is first and first.data.shape[0] == 1:
+        if name in viewer.layers and viewer.layers[name] is first and first.ndim == 3:
             add_volume(viewer, vol, name)
 
     next_turn(grow)
