@@ -127,15 +127,17 @@ def test_update_across_dimensions_keeps_the_layer_and_places_it_like_a_new_one(m
     series = Volume(np.stack([vol.data, vol.data]), spacing=vol.spacing, origin=vol.origin, direction=vol.direction,
                     is_label=is_label)
     layer = add_volume(viewer, vol, "scan")
-    assert add_volume(viewer, series, "scan") is layer and len(viewer.layers) == 1
-    fresh = add_volume(viewer, series, "fresh")
-    assert layer.ndim == 4 and layer.data.shape == fresh.data.shape
-    for key in ("scale", "translate"):
-        np.testing.assert_allclose(getattr(layer, key), getattr(fresh, key))
-    np.testing.assert_allclose(layer.affine.affine_matrix, fresh.affine.affine_matrix)
-    back = layer_to_volume_of(layer)
-    np.testing.assert_allclose(back.direction, vol.direction, atol=1e-5)
-    np.testing.assert_allclose(back.origin, vol.origin, atol=1e-5)
+    for now in (series, vol):  # 3D -> 4D, then back to 3D
+        assert add_volume(viewer, now, "scan") is layer and len(viewer.layers) == 1
+        fresh = add_volume(viewer, now, "fresh")
+        assert layer.ndim == now.data.ndim and layer.data.shape == fresh.data.shape
+        for key in ("scale", "translate"):
+            np.testing.assert_allclose(getattr(layer, key), getattr(fresh, key))
+        np.testing.assert_allclose(layer.affine.affine_matrix, fresh.affine.affine_matrix)
+        back = layer_to_volume_of(layer)
+        np.testing.assert_allclose(back.direction, vol.direction, atol=1e-5)
+        np.testing.assert_allclose(back.origin, vol.origin, atol=1e-5)
+        viewer.layers.remove("fresh")
 
 
 def test_placeholder_never_overwrites_a_result_or_revives_a_removed_layer(make_napari_viewer, qtbot):
