@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 
+from napari_medgen.widgets import collector
 from napari_medgen.widgets import synthesize as widget_mod
 from napari_medgen.widgets.synthesize import SynthesizeWidget
 from tests.tasks.test_live_synthesis import tiny_spade
@@ -79,6 +80,7 @@ def _expected(w, labels_slice):
 def test_live_regenerates_the_painted_slice_only(setup, qtbot):
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)
+    assert collector.held()  # live mode holds the garbage collector while it is on (widgets.collector)
     assert not image.data[[0, 1, 3]].any() and np.ptp(image.data[2]) > 0
     before = image.data[2].copy()
     n = w.live_updates
@@ -95,6 +97,8 @@ def test_live_regenerates_the_painted_slice_only(setup, qtbot):
     np.testing.assert_allclose(image.data[0], _expected(w, layer.data[0]), atol=1e-4)
     assert not image.data[[1, 3]].any()
     assert not errors
+    w.set_live(False)
+    assert not collector.held()
 
 
 def test_burst_of_paint_events_coalesces_and_ends_on_final_labels(setup, qtbot, monkeypatch):

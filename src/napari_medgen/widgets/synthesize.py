@@ -21,7 +21,7 @@ from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, St
 from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 from .combos import LayerCombo, ModelCombo
 from .common import ProgressPanel, add_volume, layer_to_volume_of
-from . import warmup
+from . import collector, warmup
 from .runner import run_task
 
 if TYPE_CHECKING:
@@ -186,6 +186,8 @@ class SynthesizeWidget(QWidget):
         layer.events.labels_update.connect(self._on_stroke)
         layer.events.data.connect(self._on_data)
         self.viewer.dims.events.current_step.connect(self._on_dims)
+        collector.hold(self.viewer)  # live mode is a job while it is on: no full collection mid-stroke
+        ctx["held"] = True
         ctx["worker"] = create_worker(self.live.loop, _start_thread=False)
         ctx["worker"].yielded.connect(self._from_worker)
         ctx["worker"].start()
@@ -216,6 +218,8 @@ class SynthesizeWidget(QWidget):
             ctx["layer"].events.data.disconnect(self._on_data)
             self.viewer.dims.events.current_step.disconnect(self._on_dims)
             ctx["worker"].quit()
+        if ctx.get("held"):
+            collector.release()
 
     def _on_paint(self, event: Any) -> None:
         """Edits off the shown slice (3D brush, scripted edits); the shown one is handled by _on_stroke.
