@@ -67,13 +67,13 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
     if isinstance(old, cls):
         shown = list(old.metadata.get("notes", []))
         layer_kw.setdefault("affine", np.eye(data.ndim + 1))
-        grows = old.ndim != data.ndim
-        if grows:
+        new_ndim = old.ndim != data.ndim
+        if new_ndim:
             old.data = data  # first: the geometry below has the new number of dimensions
         for key in _UPDATABLE:
             if key in layer_kw and not (key in _GEOMETRY and _same_geometry(old, key, layer_kw[key])):
                 setattr(old, key, layer_kw[key])  # each geometry change re-slices the layer: skip unchanged ones
-        if not grows:
+        if not new_ndim:
             old.data = data
         if cls is Image and "contrast_limits" not in layer_kw:
             old.reset_contrast_limits()
