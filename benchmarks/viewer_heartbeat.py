@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     t1, n_gc = time.perf_counter(), len(collections.durations)
     QTimer.singleShot(3 * TICK_MS, open_docks)  # inside the measured loop (after its first ticks), as a menu click
     gaps = measure(app, lambda: time.perf_counter() - t1 > 1.0 and not warming(), 120)
-    rows.append(row(f"open 2 docks + import warm-up ({time.perf_counter() - t1:.0f} s)", gaps, rows[0][3], collections.since(n_gc)))
+    rows.append(row(f"open 2 docks + import warm-up ({time.perf_counter() - t1:.0f} s)", gaps, rows[0][3],
+                    collections.since(n_gc)))
     failed, clicks = [], []
     for phase in ("first", "again"):
         with tempfile.TemporaryDirectory() as tmp:

@@ -6,9 +6,9 @@ least squares on the latent (standardised factors f ~ W z + b, W of shape (n_fac
 probe direction of factor i is column i of the pseudo-inverse of W: the smallest latent step that
 moves factor i and, to first order, none of the others. (Row i of W itself is where factor i is
 *read* from; walking it also moves every factor whose row is not orthogonal to it.) The same walk
-as ``medgen directions measure`` then tells how single-factor each direction is. If even these supervised directions are not dominated by one factor, no
-unsupervised method can find such directions in this model: the model, not the discovery method,
-is the limit. Prints each factor's linear R², the probes' cosines and the disentanglement table.
+as ``medgen directions measure`` then tells how single-factor each direction is. If even these
+supervised directions are not dominated by one factor, no unsupervised method can find such
+directions in this model: the model, not the discovery method, is the limit. Prints each factor's linear R², the probes' cosines and the disentanglement table.
 For a VAE trained on phantoms it first checks reconstruction: on fresh phantoms drawn like the
 training data, r between each factor measured on the true and on the reconstructed label map, and
 the R² of the true factor from the encoder's posterior means (a factor the model does not

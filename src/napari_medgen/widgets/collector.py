@@ -8,10 +8,11 @@ long-lived objects have grown by a quarter since the last, which the first jobs 
 heartbeat benchmark's first jobs.
 
 While at least one job holds the collector (:func:`hold` ... :func:`release`; ``run_task`` does
-this around every job, the Synthesize dock while live mode is on), the objects that existed when the first job started are set aside
-(``gc.freeze``, constant time): full collections walk only the objects made since (under 1 ms
-right after the freeze). When the last job ends, ``gc.unfreeze`` (constant time) gives them back and CPython's
-next full collection, between jobs, walks everything again, as it would without this module.
+this around every job, the Synthesize dock while live mode is on), the objects that existed when
+the first job started are set aside (``gc.freeze``, constant time): full collections walk only the
+objects made since (under 1 ms right after the freeze). When the last job ends, ``gc.unfreeze``
+(constant time) gives them back and CPython's next full collection, between jobs, walks
+everything again, as it would without this module.
 
 Garbage among the set-aside objects waits until the jobs end, with one exception: a layer removed
 from a viewer while a job runs (napari layers are freed by the cyclic collector only) is collected
