@@ -80,6 +80,19 @@ def test_ica_recovers_independent_mixing_directions():
     assert np.all(cos.max(axis=1) > 0.98) and len(set(cos.argmax(axis=1))) == 3
 
 
+def test_axes_are_the_latent_axes_ranked_by_the_spread_of_real_images(tiny_vae):
+    editor = D.LatentEditor(tiny_vae)
+    images = np.random.default_rng(0).random((40, 16, 16)).astype(np.float32)
+    mu = run_to_completion(D._encode_all(editor.model, images, D.CancelToken()))
+    dirs = run_to_completion(D.discover(editor.model, "axes", k=3, images=images))
+    assert np.array_equal(dirs.vectors, np.eye(6, dtype=np.float32)[np.argsort(-mu.std(0))[:3]])
+    assert np.allclose(dirs.scales, np.sort(mu.std(0))[::-1][:3], rtol=1e-3)
+    unranked = run_to_completion(D.discover(editor.model, "axes", k=2))  # no images (or a GAN): in order, prior scale
+    assert np.array_equal(unranked.vectors, np.eye(6, dtype=np.float32)[:2]) and np.all(unranked.scales == 1)
+    assert editor.images_for("axes", n=3).shape == (3, 16, 16)  # a phantom VAE regenerates its data
+    assert editor.images_for("sefa") is None
+
+
 def test_bad_requests_are_clear(tiny_vae, tmp_path):
     model = D.LatentEditor(tiny_vae).model
     with pytest.raises(InputError, match="between 1 and the latent dimension"):
@@ -231,6 +244,25 @@ def test_class_balanced_weights_favour_rare_classes_and_default_loss_is_unchange
                                       extra={**extra, "class_balanced": True, "seg_weight": 1.0}))
     assert balanced.class_weights is not None and balanced.class_weights.argmax() != 0
     assert np.isfinite(balanced.train_step(0)["loss"])
+
+
+def test_pair_bank_pairs_share_all_but_one_to_five_factors(tmp_path):
+    from napari_medgen.training.latent_trainers import VAETrainer, phantom_bank
+    from napari_medgen.training.registry import TrainConfig
+
+    images, labels, factors = phantom_bank(40, 16, seed=3, anatomy_seed=None, pairs=True)
+    assert images.shape == (40, 16, 16) and labels.shape == (40, 16, 16)
+    changed = [sum(a[k] != b[k] for k in a) for a, b in zip(factors[::2], factors[1::2])]
+    assert min(changed) >= 1 and max(changed) <= 5 and len(set(changed)) > 1
+    unpaired = [sum(a[k] != b[k] for k in a) for a, b in zip(factors[1:-1:2], factors[2::2])]
+    assert min(unpaired) >= 5  # consecutive pairs are independent draws (the style may match by chance)
+    extra = {"n_subjects": 6, "size": 16, "latent_dim": 4, "anatomy_seed": 0, "pairs": True}
+    trainer = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=3, extra=extra))
+    assert len(trainer.images) == 12 and "6 pairs" in trainer.data_desc
+    batch, _ = trainer._draw(pairs=True)
+    assert batch.shape[0] == 6 and np.isfinite(trainer.train_step(0)["loss"])
+    with pytest.raises(InputError, match="pairs=true needs --sample phantom"):
+        VAETrainer(TrainConfig(sample="brain", seed=0, steps=2, batch_size=3, extra={"pairs": True, "size": 16}))
 
 
 def test_broadcast_decoder_vae_round_trips_and_exposes_the_layer_that_reads_z(tmp_path):

@@ -38,3 +38,16 @@ def test_vae_trainer_adds_the_total_correlation_term_only_when_asked():
     tc = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=4, extra={**extra, "tc_weight": 0.01}))
     logs = tc.train_step(0)
     assert math.isfinite(logs["tc"]) and math.isfinite(logs["loss"])
+
+
+def test_shared_posteriors_average_the_dimensions_a_pair_shares_and_keep_the_one_that_changed():
+    from napari_medgen.training.losses import shared_posteriors
+
+    mu = torch.tensor([[[0.0, 1.0, 2.0, 0.5]], [[0.1, 1.0, -2.0, 0.4]]])  # (2 images, 1 pair, 4 dims): dim 2 changed
+    logvar = torch.log(torch.tensor([[[0.1, 0.2, 0.1, 0.3]], [[0.3, 0.2, 0.1, 0.1]]]))
+    new_mu, new_logvar = shared_posteriors(mu, logvar)
+    shared = [0, 1, 3]
+    assert torch.allclose(new_mu[0, 0, shared], new_mu[1, 0, shared])
+    assert torch.allclose(new_mu[0, 0, shared], mu[:, 0, shared].mean(0))
+    assert torch.allclose(new_logvar[:, 0, shared].exp(), logvar[:, 0, shared].exp().mean(0).expand(2, 3))
+    assert torch.equal(new_mu[:, 0, 2], mu[:, 0, 2]) and torch.equal(new_logvar[:, 0, 2], logvar[:, 0, 2])

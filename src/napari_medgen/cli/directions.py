@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ..models.store import record_metrics
 from ..progress import run_with_bar
-from ..tasks.directions import METHODS, NEEDS_IMAGES
+from ..tasks.directions import METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def _discover(args: argparse.Namespace) -> int:
     from ..tasks.directions import discover
 
     editor = _editor(args)
-    images = editor.pca_images(seed=args.seed + 1000) if args.method in NEEDS_IMAGES else None
+    images = editor.images_for(args.method, seed=args.seed + 1000)
     editor.directions = run_with_bar(discover(editor.model, args.method, args.k, seed=args.seed, images=images,
                                               steps=args.steps), f"discover ({args.method})", disable=args.quiet)
     out = Path(args.out) if args.out else editor.save_directions()

@@ -11,6 +11,11 @@ Methods (``discover``):
   modes of variation in latent space.
 * ``ica``: independent components of the posterior means of real data (VAE only, FastICA): factors
   drawn independently mix linearly in latent space, and ICA unmixes them.
+* ``axes``: the latent coordinate axes themselves (the latent traversals of Higgins et al., 2017),
+  for a VAE ranked by the spread of real images' posterior means (active dimensions first). A
+  VAE's diagonal posterior makes its axes, not arbitrary rotations of them, the candidates for
+  factors; a VAE trained on image pairs (``--set pairs=true``) aligns them with the factors that
+  change within pairs.
 * ``voynov``: learned directions (Voynov & Babenko, 2020): a direction matrix and a reconstructor
   CNN are trained together so that the reconstructor can tell, from a pair (G(z), G(z + εA_k)),
   which direction k moved the image and by how much; the generator stays frozen.
@@ -36,7 +41,7 @@ from ..errors import InputError, ModelError
 from ..models.store import load_model, model_paths
 from ..progress import CancelToken, Progress, run_to_completion
 
-METHODS = ("sefa", "ganspace", "pca", "ica", "voynov")
+METHODS = ("sefa", "ganspace", "pca", "ica", "axes", "voynov")
 NEEDS_IMAGES = ("pca", "ica")
 
 
@@ -109,8 +114,9 @@ def discover(model: nn.Module, method: str = "sefa", k: int = 10, *, seed: int =
              ) -> Generator[Progress, None, Directions]:
     """Find k directions in ``model``'s latent space without labels.
 
-    images: (N, H, W) real images in [0, 1], needed by ``pca`` (VAE only). steps: training steps
-    for ``voynov``. Yields Progress; returns Directions.
+    images: (N, H, W) real images in [0, 1], needed by ``pca`` and ``ica`` (VAE only); ``axes``
+    ranks a VAE's axes by them. steps: training steps for ``voynov``. Yields Progress; returns
+    Directions.
     """
     cancel = cancel or CancelToken()
     d = latent_dim(model)
@@ -129,6 +135,12 @@ def discover(model: nn.Module, method: str = "sefa", k: int = 10, *, seed: int =
             raise InputError(f"Method '{method}' needs a VAE and real images to encode.")
         mu = yield from _encode_all(model, images, cancel)
         vectors = _principal_axes(mu, k) if method == "pca" else _independent_axes(mu, k, seed)
+    elif method == "axes":
+        vectors = np.eye(d, dtype=np.float32)
+        if images is not None and hasattr(model, "encode"):
+            mu = yield from _encode_all(model, images, cancel)
+            vectors = vectors[np.argsort(-mu.std(0), kind="stable")]
+        vectors = vectors[:k]
     elif method == "voynov":
         vectors = yield from _voynov(model, k, seed, steps, cancel)
     else:
@@ -395,6 +407,14 @@ class LatentEditor:
         path = self.directions_path()
         self.directions.save(path)
         return path
+
+    def images_for(self, method: str, n: int = 500, seed: int = 1000) -> np.ndarray | None:
+        """The real images (n, size, size) that ``discover(method)`` reads, else None: ``pca`` and
+        ``ica`` need them; ``axes`` ranks a VAE's axes by them where they can be regenerated."""
+        if method in NEEDS_IMAGES or (method == "axes" and self.card.get("family") == "vae"
+                                      and "phantom" in str(self.card.get("data", ""))):
+            return self.pca_images(n, seed)
+        return None
 
     def pca_images(self, n: int = 500, seed: int = 1000) -> np.ndarray:
         """Real images (n, size, size) in [0, 1] for the ``pca``/``ica`` methods: fresh phantoms drawn

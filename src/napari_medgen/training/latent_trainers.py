@@ -14,7 +14,9 @@ sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as
 reconstructed too; false), tc_weight (vae: weight of the aggregate posterior's total correlation,
 the beta-TCVAE penalty that favours statistically independent latent dimensions, ramped up over
 kl_warmup like the KL weight; 0), decoder (vae: "conv", MONAI's up-convolutions, or "broadcast", a
-spatial broadcast decoder; conv),
+spatial broadcast decoder; conv), pairs (vae on the phantom: train on n_subjects pairs of phantoms
+that differ in 1-5 unknown factors, with Ada-GVAE's shared posteriors, Locatello et al. 2020: the
+latent dimensions that change least within a pair are averaged over it; false),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -30,10 +32,11 @@ import torch.nn.functional as F
 from ..data import phantom
 from ..data.datasets import load_pairs, slices2d
 from ..data.normalize import normalize, percentile_spec
+from ..errors import InputError
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .losses import gaussian_kl, total_correlation
+from .losses import gaussian_kl, shared_posteriors, total_correlation
 from .registry import TrainConfig, register_trainer
 
 PHANTOM_FACTOR_RANGES = {
@@ -48,27 +51,38 @@ SLICE_SIZE = 128  # folders and the brain sample: slices are padded/cropped to t
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 
 
-def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, bias: float = 0.2
-                 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, bias: float = 0.2,
+                 pairs: bool = False) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """n random 2D phantoms: images (n, size, size) float32 (raw units), labels (n, size, size) uint8, factors.
 
     Every factor of :data:`PHANTOM_FACTOR_RANGES` and the MR style are drawn at random (seeded).
     anatomy_seed: one subject's anatomy for all (only the factors vary), else a new subject each.
-    bias: bias-field amplitude of the renderer.
+    bias: bias-field amplitude of the renderer. pairs: rows 2i and 2i + 1 (n even) show the same
+    subject with k of its six factors redrawn, k uniform in 1..5 (which and how many are not
+    recorded), and fresh noise: the weak supervision of follow-up scans, for ``--set pairs=true``.
     """
     rng = np.random.default_rng(seed)
     spacing = PHANTOM_FOV_MM / size
+
+    def draw() -> dict[str, Any]:
+        f: dict[str, Any] = {k: float(rng.uniform(*r)) for k, r in PHANTOM_FACTOR_RANGES.items()}
+        return {**f, "style": MR_STYLES[int(rng.integers(len(MR_STYLES)))]}
+
     images, labels, factors = [], [], []
-    for _ in range(n):
-        f = {k: float(rng.uniform(*r)) for k, r in PHANTOM_FACTOR_RANGES.items()}
-        style = MR_STYLES[int(rng.integers(len(MR_STYLES)))]
-        subject, noise_seed = int(rng.integers(1 << 30)), int(rng.integers(1 << 30))
+    for i in range(n):
+        if pairs and i % 2:
+            changed = rng.choice(len(factors[-1]), size=int(rng.integers(1, len(factors[-1]))), replace=False)
+            fresh = draw()
+            f = {k: fresh[k] if j in changed else v for j, (k, v) in enumerate(factors[-1].items())}
+        else:
+            f, subject = draw(), int(rng.integers(1 << 30))
+        shape = {k: v for k, v in f.items() if k != "style"}
         lab = phantom.make_labels(subject if anatomy_seed is None else anatomy_seed, shape=(1, size, size),
-                                  spacing=(spacing, spacing, 5.0), **f)
-        img = phantom.render(lab, style, noise_seed, bias=bias)
+                                  spacing=(spacing, spacing, 5.0), **shape)
+        img = phantom.render(lab, f["style"], int(rng.integers(1 << 30)), bias=bias)
         images.append(img.data[0])
         labels.append(lab.data[0])
-        factors.append({**f, "style": style})
+        factors.append(f)
     return np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8), factors
 
 
@@ -78,12 +92,16 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
         n = int(config.extra.get("n_subjects", 2000))
         anatomy = config.extra.get("anatomy_seed")
         bias = float(config.extra.get("bias", 0.2))
-        images, labels, _ = phantom_bank(n, size, config.seed, anatomy, bias)
+        pairs = bool(config.extra.get("pairs", False))
+        images, labels, _ = phantom_bank(2 * n if pairs else n, size, config.seed, anatomy, bias, pairs)
         config.extra["phantom_bank"] = {"anatomy_seed": anatomy, "bias": bias}
         who = "new anatomy each" if anatomy is None else f"one anatomy (seed {anatomy})"
+        what = f"{n} pairs of 2D phantoms, 1-5 factors redrawn within a pair" if pairs else f"{n} random 2D phantoms"
         return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
-                f"{n} random 2D phantoms ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
+                f"{what} ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
                 PHANTOM_FOV_MM / size)
+    if config.extra.get("pairs"):
+        raise InputError("--set pairs=true needs --sample phantom: image pairs are drawn from the phantom only.")
     if config.sample == "brain":
         from ..data.samples import brain_sample
 
@@ -127,8 +145,14 @@ class _LatentTrainer:
         self.phantom_bank = config.extra.get("phantom_bank")
         self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
 
-    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
+    def _draw(self, pairs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of images (B, 1, H, W) and labels (B, H, W); pairs: a batch of pairs of the pair
+        bank, the pairs' first images then their second ones (2B rows)."""
+        if not pairs:
+            idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
+            return self.images[idx], self.labels[idx]
+        idx = 2 * torch.randint(0, len(self.images) // 2, (self.batch,), generator=self.gen)
+        idx = torch.cat([idx, idx + 1])
         return self.images[idx], self.labels[idx]
 
     def _target(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -167,11 +191,14 @@ class VAETrainer(AttributeState, _LatentTrainer):
         self.class_weights = (balanced_class_weights(self.labels, self.n_classes)
                               if config.extra.get("class_balanced", False) else None)
         self.tc_weight = float(config.extra.get("tc_weight", 0.0))
+        self.pairs = bool(config.extra.get("pairs", False))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
-        images, labels = self._draw()
+        images, labels = self._draw(self.pairs)
         mu, logvar = self.model.encode(images)
+        if self.pairs:
+            mu, logvar = (t.flatten(0, 1) for t in shared_posteriors(*(t.unflatten(0, (2, -1)) for t in (mu, logvar))))
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         out = self.model.decode_raw(z)
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)

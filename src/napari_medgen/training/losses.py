@@ -33,3 +33,19 @@ def total_correlation(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, d
     log_qz = torch.logsumexp(log_density.sum(2) + log_w, dim=1)
     log_prod_qzd = torch.logsumexp(log_density + log_w[..., None], dim=1).sum(1)
     return (log_qz - log_prod_qzd).mean()
+
+
+def shared_posteriors(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ada-GVAE posteriors of image pairs that share an unknown subset of factors (Locatello et al. 2020).
+
+    mu, logvar: (2, B, d), the posteriors of the pairs' first and second images. Per pair, the
+    dimensions whose KL(q(z_d | x1) || q(z_d | x2)) lies below the midpoint of that pair's smallest
+    and largest per-dimension KL are taken as shared, and both images get the average of the two
+    posteriors there (mean of the means, mean of the variances). Returns mu, logvar (2, B, d).
+    """
+    var = logvar.exp()
+    kl = 0.5 * (logvar[1] - logvar[0] + (var[0] + (mu[0] - mu[1]).pow(2)) / var[1] - 1)  # (B, d)
+    lo, hi = kl.min(1, keepdim=True).values, kl.max(1, keepdim=True).values
+    shared = (kl < (lo + hi) / 2)[None]
+    return (torch.where(shared, mu.mean(0, keepdim=True), mu),
+            torch.where(shared, var.mean(0, keepdim=True).log(), logvar))

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QH
 
 from ..errors import MedgenError
 from ..io.volume import Volume
-from ..tasks.directions import METHODS, NEEDS_IMAGES, LatentEditor, discover
+from ..tasks.directions import METHODS, LatentEditor, discover
 from ..models.store import shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
@@ -127,7 +127,7 @@ class DirectionsWidget(QWidget):
             return
         editor, method, k = self.editor, self.method.currentText(), self.k.value()
         try:
-            images = editor.pca_images(300) if method in NEEDS_IMAGES else None
+            images = editor.images_for(method, 300)
         except MedgenError as exc:
             show_error(str(exc))
             return
