@@ -16,7 +16,8 @@ the beta-TCVAE penalty that favours statistically independent latent dimensions,
 kl_warmup like the KL weight; 0), decoder (vae: "conv", MONAI's up-convolutions, or "broadcast", a
 spatial broadcast decoder; conv), pairs (vae on the phantom: train on n_subjects pairs of phantoms
 that differ in 1-5 unknown factors, with Ada-GVAE's shared posteriors, Locatello et al. 2020: the
-latent dimensions that change least within a pair are averaged over it; false),
+latent dimensions that change least within a pair are averaged over it; false), pair_changes (the
+number of factors redrawn within a pair is uniform in 1..pair_changes; 5),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
 
@@ -52,14 +53,14 @@ MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 
 
 def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, bias: float = 0.2,
-                 pairs: bool = False) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+                 pairs: bool = False, max_changed: int = 5) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """n random 2D phantoms: images (n, size, size) float32 (raw units), labels (n, size, size) uint8, factors.
 
     Every factor of :data:`PHANTOM_FACTOR_RANGES` and the MR style are drawn at random (seeded).
     anatomy_seed: one subject's anatomy for all (only the factors vary), else a new subject each.
     bias: bias-field amplitude of the renderer. pairs: rows 2i and 2i + 1 (n even) show the same
-    subject with k of its six factors redrawn, k uniform in 1..5 (which and how many are not
-    recorded), and fresh noise: the weak supervision of follow-up scans, for ``--set pairs=true``.
+    subject with k of its six factors redrawn, k uniform in 1..max_changed (which and how many are
+    not recorded), and fresh noise: the weak supervision of follow-up scans, for ``--set pairs=true``.
     """
     rng = np.random.default_rng(seed)
     spacing = PHANTOM_FOV_MM / size
@@ -71,7 +72,7 @@ def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, 
     images, labels, factors = [], [], []
     for i in range(n):
         if pairs and i % 2:
-            changed = rng.choice(len(factors[-1]), size=int(rng.integers(1, len(factors[-1]))), replace=False)
+            changed = rng.choice(len(factors[-1]), size=int(rng.integers(1, max_changed + 1)), replace=False)
             fresh = draw()
             f = {k: fresh[k] if j in changed else v for j, (k, v) in enumerate(factors[-1].items())}
         else:
@@ -92,11 +93,14 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
         n = int(config.extra.get("n_subjects", 2000))
         anatomy = config.extra.get("anatomy_seed")
         bias = float(config.extra.get("bias", 0.2))
-        pairs = bool(config.extra.get("pairs", False))
-        images, labels, _ = phantom_bank(2 * n if pairs else n, size, config.seed, anatomy, bias, pairs)
+        pairs, changed = bool(config.extra.get("pairs", False)), int(config.extra.get("pair_changes", 5))
+        if pairs and not 1 <= changed <= len(PHANTOM_FACTOR_RANGES):
+            raise InputError(f"pair_changes must be between 1 and {len(PHANTOM_FACTOR_RANGES)} (of the six factors), "
+                             f"got {changed}.")
+        images, labels, _ = phantom_bank(2 * n if pairs else n, size, config.seed, anatomy, bias, pairs, changed)
         config.extra["phantom_bank"] = {"anatomy_seed": anatomy, "bias": bias}
         who = "new anatomy each" if anatomy is None else f"one anatomy (seed {anatomy})"
-        what = f"{n} pairs of 2D phantoms, 1-5 factors redrawn within a pair" if pairs else f"{n} random 2D phantoms"
+        what = f"{n} pairs of 2D phantoms, 1-{changed} factors redrawn within a pair" if pairs else f"{n} random 2D phantoms"
         return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
                 f"{what} ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
                 PHANTOM_FOV_MM / size)
