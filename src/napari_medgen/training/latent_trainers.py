@@ -100,7 +100,8 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
         images, labels, _ = phantom_bank(2 * n if pairs else n, size, config.seed, anatomy, bias, pairs, changed)
         config.extra["phantom_bank"] = {"anatomy_seed": anatomy, "bias": bias}
         who = "new anatomy each" if anatomy is None else f"one anatomy (seed {anatomy})"
-        what = f"{n} pairs of 2D phantoms, 1-{changed} factors redrawn within a pair" if pairs else f"{n} random 2D phantoms"
+        what = (f"{n} pairs of 2D phantoms, 1-{changed} factors redrawn within a pair" if pairs
+                else f"{n} random 2D phantoms")
         return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
                 f"{what} ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
                 PHANTOM_FOV_MM / size)
