@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..data import phantom
 from ..data.datasets import load_pairs, slices2d
 from ..data.normalize import normalize, percentile_spec
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
@@ -141,23 +142,26 @@ class _LatentTrainer:
     def __init__(self, config: TrainConfig):
         self.size = int(config.extra.get("size", 64))
         raw, labels, self.label_names, self.data_desc, self.pixel_mm = _bank(config, self.size)
+        self.device = resolve_device(config.device)
         self.norm = percentile_spec(raw, out_range=(0.0, 1.0))
-        self.images = torch.as_tensor(normalize(raw, self.norm))[:, None]
+        self.images = torch.as_tensor(normalize(raw, self.norm))[:, None].to(self.device)
         self.n_classes = len(self.label_names)
-        self.labels = torch.as_tensor(labels.astype(np.int64))
+        self.labels = torch.as_tensor(labels.astype(np.int64)).to(self.device)
         self.batch = config.batch_size
         self.gen = torch.Generator().manual_seed(config.seed + 1)
         self.phantom_bank = config.extra.get("phantom_bank")
-        self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2))
+        self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2)
+                                   ).to(self.device)
 
     def _draw(self, pairs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of images (B, 1, H, W) and labels (B, H, W); pairs: a batch of pairs of the pair
         bank, the pairs' first images then their second ones (2B rows)."""
         if not pairs:
             idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
-            return self.images[idx], self.labels[idx]
-        idx = 2 * torch.randint(0, len(self.images) // 2, (self.batch,), generator=self.gen)
-        idx = torch.cat([idx, idx + 1])
+        else:
+            idx = 2 * torch.randint(0, len(self.images) // 2, (self.batch,), generator=self.gen)
+            idx = torch.cat([idx, idx + 1])
+        idx = idx.to(self.device)
         return self.images[idx], self.labels[idx]
 
     def _target(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -167,7 +171,7 @@ class _LatentTrainer:
     @torch.no_grad()
     def preview(self) -> np.ndarray:
         self.model.eval()
-        out = self.model.decode(self.fixed_z)[0, 0].numpy()
+        out = self.model.decode(self.fixed_z)[0, 0].cpu().numpy()
         self.model.train()
         return out
 
@@ -188,12 +192,12 @@ class VAETrainer(AttributeState, _LatentTrainer):
         self.latent_dim = int(config.extra.get("latent_dim", 16))
         super().__init__(config)
         self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim,
-                                   decoder=str(config.extra.get("decoder", "conv")))
+                                   decoder=str(config.extra.get("decoder", "conv"))).to(self.device)
         self.network = self.model.config
         self.beta = float(config.extra.get("beta", 1e-3))
         self.kl_warmup = int(config.extra.get("kl_warmup", 0))
         self.seg_weight = float(config.extra.get("seg_weight", 0.1))
-        self.class_weights = (balanced_class_weights(self.labels, self.n_classes)
+        self.class_weights = (balanced_class_weights(self.labels.cpu(), self.n_classes).to(self.device)
                               if config.extra.get("class_balanced", False) else None)
         self.tc_weight = float(config.extra.get("tc_weight", 0.0))
         self.pairs = bool(config.extra.get("pairs", False))
@@ -232,9 +236,9 @@ class GANTrainer(AttributeState, _LatentTrainer):
     def __init__(self, config: TrainConfig):
         self.latent_dim = int(config.extra.get("latent_dim", 32))
         super().__init__(config)
-        self.model = ImageLabelGAN(self.n_classes, self.size, self.latent_dim)
+        self.model = ImageLabelGAN(self.n_classes, self.size, self.latent_dim).to(self.device)
         self.network = self.model.config
-        self.disc = make_discriminator(self.n_classes, self.size)
+        self.disc = make_discriminator(self.n_classes, self.size).to(self.device)
         lr = float(config.extra.get("lr_gan", 2e-4))
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -242,7 +246,7 @@ class GANTrainer(AttributeState, _LatentTrainer):
     def train_step(self, step: int) -> dict[str, float]:
         images, labels = self._draw()
         real = self._target(images, labels)
-        z = torch.randn(self.batch, self.latent_dim, generator=self.gen)
+        z = torch.randn(self.batch, self.latent_dim, generator=self.gen).to(self.device)
         fake = self.model.decode(z)
         d_loss = F.softplus(-self.disc(real)).mean() + F.softplus(self.disc(fake.detach())).mean()
         self.opt_d.zero_grad()
