@@ -88,11 +88,22 @@ def training_record(job: TrainJob, result: TrainResult, data: str) -> dict[str, 
         "settings": config.extra,
         "final_losses": {k: v for k, v in last.items() if k != "step"},
         "wall_time_s": round(result.elapsed_s, 3),
+        "device": device_name(config.device),
         "commit": git_commit(),
         "torch": torch.__version__,
         "monai": monai.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def device_name(device: str) -> str:
+    """What ``device`` ("auto", "cpu", "cuda", ...) trains on here, for a card: "cpu", or "cuda (GPU name)"."""
+    import torch
+
+    from ..device import resolve_device
+
+    resolved = resolve_device(device)
+    return f"cuda ({torch.cuda.get_device_name(resolved)})" if resolved.type == "cuda" else resolved.type
 
 
 def git_commit() -> str:
