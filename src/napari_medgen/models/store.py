@@ -8,7 +8,7 @@ The card is a plain JSON object. Keys every card has:
   ``{"kind": "percentile", "low": 0.5, "high": 99.5}``.
 * ``spacing`` (x, y, z mm) and ``shape`` (z, y, x or y, x) of the training data;
   ``label_names`` {"0": "background", ...} for label-conditioned families.
-* ``training``: ``command``, ``seed``, ``data``, ``wall_time_s``, ``commit``, ``steps``.
+* ``training``: ``command``, ``seed``, ``data``, ``wall_time_s``, ``device``, ``commit``, ``steps``.
 * ``metrics``: measured quality, e.g. ``{"ssim_heldout": 0.71}``.
 
 Weights load with safetensors only: nothing is ever unpickled.
