@@ -281,3 +281,20 @@ def test_broadcast_decoder_vae_round_trips_and_exposes_the_layer_that_reads_z(tm
         assert torch.allclose(modules["model"].decode(z), out.detach(), atol=1e-6)
     with pytest.raises(ValueError, match="decoder"):
         ImageLabelVAE(8, size=16, decoder="mlp")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_latent_trainers_train_on_the_gpu_and_export_for_the_cpu(tmp_path):
+    from napari_medgen.models.store import load_model
+    from napari_medgen.training.latent_trainers import GANTrainer, VAETrainer
+    from napari_medgen.training.registry import TrainConfig
+
+    extra = {"n_subjects": 6, "size": 16, "latent_dim": 4, "anatomy_seed": 0}
+    for trainer_cls, more in ((VAETrainer, {"pairs": True, "class_balanced": True}), (GANTrainer, {})):
+        trainer = trainer_cls(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=3, device="cuda",
+                                          extra={**extra, **more}))
+        assert next(trainer.model.parameters()).is_cuda and trainer.images.is_cuda
+        assert all(np.isfinite(v) for v in trainer.train_step(0).values())
+        trainer.export(tmp_path / trainer.family, {})
+        modules, _ = load_model(tmp_path / trainer.family, "cpu")
+        assert not next(next(iter(modules.values())).parameters()).is_cuda
