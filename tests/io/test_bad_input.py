@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from napari_medgen.errors import ReadError
@@ -273,11 +273,23 @@ def _corrupt_and_read(path, base: bytes, edits) -> None:
         assert vol.data.ndim in (3, 4) and vol.data.size > 0
 
 
+def test_nifti_with_a_huge_data_offset_is_refused_before_reading(tmp_path):
+    base = tmp_path / "base.nii"
+    nib.save(nib.Nifti1Image(_image((6, 5, 4)), np.eye(4)), str(base))
+    data = bytearray(base.read_bytes())
+    data[108:112] = np.float32(9e10).tobytes()  # vox_offset: the voxel data would start 90 GB in
+    bad = tmp_path / "offset.nii.gz"
+    bad.write_bytes(gzip.compress(bytes(data)))
+    with pytest.raises(ReadError, match=r"offset\.nii\.gz.*vox_offset"):
+        read_volume(bad)
+
+
 _EDITS = st.lists(st.tuples(st.integers(0, 351), st.integers(0, 255)), min_size=1, max_size=4)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=_EDITS, compressed=st.booleans())
+@example(edits=[(111, 81)], compressed=True)  # vox_offset of ~94 GB: once allocated before any check
 def test_fuzzed_nifti_header_opens_or_read_error(tmp_path, edits, compressed):
     base = tmp_path / "base.nii"
     if not base.exists():

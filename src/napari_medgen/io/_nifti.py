@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import ReadError
-from ._common import RawImage, check_header_shape, describe_content
+from ._common import RawImage, check_header_shape, describe_content, memory_limit
 from ._labels import LABEL_NAMES_KEY, label_names_from_json, label_names_to_json
 from .volume import Volume
 
@@ -43,7 +43,11 @@ def read_nifti(path: Path) -> RawImage:
     scaled = slope not in (None, 1.0) or inter not in (None, 0.0)
     itemsize = max(hdr.get_data_dtype().itemsize, 8 if scaled else 0)
     check_header_shape(path, shape, itemsize)
-    expected = int(img.dataobj.offset) + math.prod(shape) * hdr.get_data_dtype().itemsize
+    offset = int(img.dataobj.offset)
+    expected = offset + math.prod(shape) * hdr.get_data_dtype().itemsize
+    if expected > memory_limit():
+        raise ReadError(path, f"the header puts the voxel data {offset} bytes into the file (vox_offset), beyond "
+                              "what this reader allows; the header is probably damaged")
     if compressed:
         img = type(img).from_bytes(_decompress(path, expected))
     else:
