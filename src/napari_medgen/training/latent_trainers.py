@@ -206,8 +206,9 @@ class VAETrainer(AttributeState, _LatentTrainer):
     def train_step(self, step: int) -> dict[str, float]:
         images, labels = self._draw(self.pairs)
         mu, logvar = self.model.encode(images)
-        if self.pairs:
-            mu, logvar = (t.flatten(0, 1) for t in shared_posteriors(*(t.unflatten(0, (2, -1)) for t in (mu, logvar))))
+        if self.pairs:  # rows: the pairs' first images, then their second ones
+            shared = shared_posteriors(mu.unflatten(0, (2, -1)), logvar.unflatten(0, (2, -1)))
+            mu, logvar = (t.flatten(0, 1) for t in shared)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         out = self.model.decode_raw(z)
         rec = F.mse_loss(torch.sigmoid(out[:, :1]), images)
