@@ -74,3 +74,17 @@ def test_a_failing_prepare_releases_the_collector_and_starts_nothing(make_napari
     with pytest.raises(OSError):
         run_task(viewer, task, name="never", on_result=lambda r: None, prepare=prepare)
     assert not collector.held() and gc.get_freeze_count() == 0 and not started
+
+
+def test_a_worker_that_cannot_be_made_releases_the_collector(make_napari_viewer, monkeypatch):
+    from napari_medgen.widgets import runner
+
+    viewer = make_napari_viewer()
+
+    def no_worker(*args, **kwargs):
+        raise RuntimeError("no thread for the worker")
+
+    monkeypatch.setattr(runner, "create_worker", no_worker)
+    with pytest.raises(RuntimeError):
+        run_task(viewer, lambda cancel: iter(()), name="never", on_result=lambda r: None)
+    assert not collector.held() and gc.get_freeze_count() == 0

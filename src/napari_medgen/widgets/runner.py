@@ -250,22 +250,22 @@ def run_task(
             show_progress(handle.last)
 
     collector.hold(viewer)
-    if prepare is not None:
-        try:
+    try:  # until the worker runs, a failure must give the hold back (nothing else would)
+        if prepare is not None:
             prepare()
-        except BaseException:
-            collector.release()
-            raise
-    next_turn(make_bar)
-    worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
-    worker.yielded.connect(partial(dispatch, yielded))
-    worker.returned.connect(partial(dispatch, returned))
-    worker.errored.connect(partial(dispatch, errored))
-    worker.aborted.connect(partial(dispatch, aborted))
-    worker.finished.connect(partial(dispatch, finished))
+        worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
+        worker.yielded.connect(partial(dispatch, yielded))
+        worker.returned.connect(partial(dispatch, returned))
+        worker.errored.connect(partial(dispatch, errored))
+        worker.aborted.connect(partial(dispatch, aborted))
+        worker.finished.connect(partial(dispatch, finished))
+    except BaseException:
+        collector.release()
+        raise
     handle.worker = worker
     _RUNNING.add(handle)
     if panel is not None:
         panel.attach(handle)
+    next_turn(make_bar)
     worker.start()
     return handle
