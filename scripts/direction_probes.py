@@ -8,7 +8,8 @@ moves factor i and, to first order, none of the others. (Row i of W itself is wh
 *read* from; walking it also moves every factor whose row is not orthogonal to it.) The same walk
 as ``medgen directions measure`` then tells how single-factor each direction is. If even these
 supervised directions are not dominated by one factor, no unsupervised method can find such
-directions in this model: the model, not the discovery method, is the limit. Prints each factor's linear R², the probes' cosines and the disentanglement table.
+directions in this model: the model, not the discovery method, is the limit. Prints each
+factor's linear R², the probes' cosines and the disentanglement table.
 For a VAE trained on phantoms it first checks reconstruction: on fresh phantoms drawn like the
 training data, r between each factor measured on the true and on the reconstructed label map, and
 the R² of the true factor from the encoder's posterior means (a factor the model does not

@@ -260,7 +260,7 @@ def test_pair_bank_pairs_share_all_but_one_to_five_factors(tmp_path):
     extra = {"n_subjects": 6, "size": 16, "latent_dim": 4, "anatomy_seed": 0, "pairs": True}
     trainer = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=3, extra=extra))
     assert len(trainer.images) == 12 and "6 pairs" in trainer.data_desc
-    batch, _ = trainer._draw(pairs=True)
+    batch, _ = trainer._draw()
     assert batch.shape[0] == 6 and np.isfinite(trainer.train_step(0)["loss"])
     with pytest.raises(InputError, match="pairs=true needs --sample phantom"):
         VAETrainer(TrainConfig(sample="brain", seed=0, steps=2, batch_size=3, extra={"pairs": True, "size": 16}))

@@ -150,13 +150,14 @@ class _LatentTrainer:
         self.batch = config.batch_size
         self.gen = torch.Generator().manual_seed(config.seed + 1)
         self.phantom_bank = config.extra.get("phantom_bank")
+        self.pairs = bool(config.extra.get("pairs", False))  # the bank holds pairs (rows 2i, 2i + 1)
         self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2)
                                    ).to(self.device)
 
-    def _draw(self, pairs: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of images (B, 1, H, W) and labels (B, H, W); pairs: a batch of pairs of the pair
-        bank, the pairs' first images then their second ones (2B rows)."""
-        if not pairs:
+    def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of images (B, 1, H, W) and labels (B, H, W); from a pair bank, B pairs: the pairs'
+        first images, then their second ones (2B rows)."""
+        if not self.pairs:
             idx = torch.randint(0, len(self.images), (self.batch,), generator=self.gen)
         else:
             idx = 2 * torch.randint(0, len(self.images) // 2, (self.batch,), generator=self.gen)
@@ -200,11 +201,10 @@ class VAETrainer(AttributeState, _LatentTrainer):
         self.class_weights = (balanced_class_weights(self.labels.cpu(), self.n_classes).to(self.device)
                               if config.extra.get("class_balanced", False) else None)
         self.tc_weight = float(config.extra.get("tc_weight", 0.0))
-        self.pairs = bool(config.extra.get("pairs", False))
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
-        images, labels = self._draw(self.pairs)
+        images, labels = self._draw()
         mu, logvar = self.model.encode(images)
         if self.pairs:  # rows: the pairs' first images, then their second ones
             shared = shared_posteriors(mu.unflatten(0, (2, -1)), logvar.unflatten(0, (2, -1)))
