@@ -283,6 +283,55 @@ def test_broadcast_decoder_vae_round_trips_and_exposes_the_layer_that_reads_z(tm
         ImageLabelVAE(8, size=16, decoder="mlp")
 
 
+def test_layered_log_probs_paint_later_classes_over_earlier_ones():
+    from napari_medgen.models.latent import layered_log_probs
+
+    masks = torch.randn(2, 3, 4, 4) * 3
+    on = torch.sigmoid(masks)
+    expected = torch.stack([(1 - on).prod(1), on[:, 0] * (1 - on[:, 1]) * (1 - on[:, 2]), on[:, 1] * (1 - on[:, 2]),
+                            on[:, 2]], 1)
+    assert torch.allclose(layered_log_probs(masks).exp(), expected, atol=1e-6)
+    assert torch.allclose(torch.softmax(layered_log_probs(masks), 1), expected, atol=1e-6)  # valid logits
+
+
+def test_parts_decoder_keeps_each_structure_on_its_own_latent_group(tmp_path):
+    from napari_medgen.models.store import load_model
+    from napari_medgen.training.latent_trainers import VAETrainer
+    from napari_medgen.training.registry import TrainConfig
+
+    torch.manual_seed(0)
+    vae = ImageLabelVAE(4, size=16, latent_dim=None, channels=(8, 8), decoder="parts", part_dims=2, style_dims=1)
+    assert vae.latent_dim == 1 + 1 + 3 * 2  # pose, style, three foreground parts of two each
+    weight = vae.first_layer_weight()
+    assert weight.shape == (1 + 32 + 3 * 32, 8) and torch.all(weight[33:65, 4:] == 0)  # part 1 reads z[2:4] only
+    z = torch.randn(2, 8)
+    base = vae.decode_raw(z).detach()
+    for part in range(3):  # one part's group moves its class and what it covers, never the layers above it
+        moved = z.clone()
+        moved[:, 2 + 2 * part:4 + 2 * part] += 1.0
+        changed = (vae.decode_raw(moved).detach() - base)[:, 1:].abs().amax(dim=(0, 2, 3))  # per class 0..3
+        assert changed[part + 1] > 1e-4 and torch.all(changed[part + 2:] == 0)
+    restyled = z.clone()
+    restyled[:, 1] += 1.0
+    diff = (vae.decode_raw(restyled).detach() - base).abs().amax(dim=(0, 2, 3))
+    assert diff[0] > 1e-4 and torch.all(diff[1:] == 0)  # style: intensities only, never the labels
+    turned = z.clone()
+    turned[:, 0] += 2.0
+    assert torch.all((vae.decode_raw(turned).detach() - base)[:, 2:].abs().amax(dim=(0, 2, 3)) > 1e-4)  # pose: all
+    modules, card = load_model(_save(tmp_path, "vae", vae), "cpu")
+    assert card["network"]["decoder"] == "parts" and card["network"]["part_dims"] == 2
+    with torch.inference_mode():
+        assert torch.allclose(modules["model"].decode(z), vae.decode(z).detach(), atol=1e-6)
+    with pytest.raises(ValueError, match="reads 8 latent dimensions, not 5"):
+        ImageLabelVAE(4, size=16, latent_dim=5, decoder="parts", part_dims=2, style_dims=1)
+    extra = {"n_subjects": 4, "size": 16, "anatomy_seed": 0, "decoder": "parts"}
+    trainer = VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=2, extra=extra))
+    assert trainer.latent_dim == 1 + 2 + 7 and np.isfinite(trainer.train_step(0)["loss"])
+    assert trainer.preview().shape == (16, 16)
+    with pytest.raises(InputError, match="VAE settings: the parts decoder"):
+        VAETrainer(TrainConfig(sample="phantom", seed=0, steps=2, batch_size=2, extra={**extra, "latent_dim": 6}))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_latent_trainers_train_on_the_gpu_and_export_for_the_cpu(tmp_path):
     from napari_medgen.models.store import load_model

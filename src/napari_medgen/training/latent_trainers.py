@@ -151,8 +151,7 @@ class _LatentTrainer:
         self.gen = torch.Generator().manual_seed(config.seed + 1)
         self.phantom_bank = config.extra.get("phantom_bank")
         self.pairs = bool(config.extra.get("pairs", False))  # the bank holds pairs (rows 2i, 2i + 1)
-        self.fixed_z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(config.seed + 2)
-                                   ).to(self.device)
+        self.preview_seed = config.seed + 2  # the preview decodes one fixed latent
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of images (B, 1, H, W) and labels (B, H, W); from a pair bank, B pairs: the pairs'
@@ -172,7 +171,8 @@ class _LatentTrainer:
     @torch.no_grad()
     def preview(self) -> np.ndarray:
         self.model.eval()
-        out = self.model.decode(self.fixed_z)[0, 0].cpu().numpy()
+        z = torch.randn(1, self.latent_dim, generator=torch.Generator().manual_seed(self.preview_seed))
+        out = self.model.decode(z.to(self.device))[0, 0].cpu().numpy()
         self.model.train()
         return out
 
@@ -190,10 +190,15 @@ class VAETrainer(AttributeState, _LatentTrainer):
     family = "vae"
 
     def __init__(self, config: TrainConfig):
-        self.latent_dim = int(config.extra.get("latent_dim", 16))
         super().__init__(config)
-        self.model = ImageLabelVAE(self.n_classes, self.size, self.latent_dim,
-                                   decoder=str(config.extra.get("decoder", "conv"))).to(self.device)
+        try:
+            self.model = ImageLabelVAE(self.n_classes, self.size, config.extra.get("latent_dim"),
+                                       decoder=str(config.extra.get("decoder", "conv")),
+                                       part_dims=int(config.extra.get("part_dims", 1)),
+                                       style_dims=int(config.extra.get("style_dims", 2))).to(self.device)
+        except ValueError as exc:
+            raise InputError(f"VAE settings: {exc}") from None
+        self.latent_dim = self.model.latent_dim
         self.network = self.model.config
         self.beta = float(config.extra.get("beta", 1e-3))
         self.kl_warmup = int(config.extra.get("kl_warmup", 0))
