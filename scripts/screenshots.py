@@ -116,6 +116,7 @@ def focus(viewer: napari.viewer.Viewer, layer_name: str, fill: float = 0.9) -> N
 def directions(viewer: napari.Viewer) -> None:
     """The latent-directions dock on the shipped phantom VAE: its saved directions, one slider moved."""
     widget = dock(viewer, "Latent directions")
+    widget.model.setCurrentText("vae_phantom")
     widget.random_base()
     if widget.sliders:
         widget.sliders[0].setValue(20)

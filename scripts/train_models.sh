@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The exact commands that trained every shipped model (run from the repository root).
 set -euo pipefail
-medgen train vae --sample phantom --steps 2500 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/vae_phantom --out src/napari_medgen/sample_data/models/vae_phantom
+medgen --quiet train vae --sample phantom --steps 4000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set beta=2e-3 --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --no-resume --workdir medgen-runs/vae_phantom --out medgen-runs/vae_phantom_4000
+medgen --quiet train vae --sample phantom --steps 8000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set beta=2e-3 --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --workdir medgen-runs/vae_phantom --out src/napari_medgen/sample_data/models/vae_phantom  # resumes the run above; the shipped run wrote to /tmp/exp10/vaeB8 (workdir runB) and was copied (card: training.command)
+medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_phantom --method axes --k 8
+medgen --quiet directions measure --model src/napari_medgen/sample_data/models/vae_phantom --bases 12 --record
 medgen train gan --sample phantom --steps 1500 --batch-size 16 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/gan_phantom --out src/napari_medgen/sample_data/models/gan_phantom
 medgen --device cpu train anomaly_ae --sample phantom --steps 600 --batch-size 8 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/anomaly_ae --workdir /tmp/evalruns/anomaly_ae
 OMP_NUM_THREADS=1 medgen --device cpu --quiet train spade --sample phantom --steps 3000 --batch-size 4 --lr 3e-4 --seed 0 --checkpoint-every 100 --set subjects=96 --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom_s96  # shipped run wrote to /tmp/runs/spade_phantom_s96 and was copied (card: training.command)

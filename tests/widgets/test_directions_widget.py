@@ -82,3 +82,13 @@ def test_pca_on_a_non_phantom_model_is_a_message_not_a_crash(widget, tmp_path):
     w.method.setCurrentText("pca")
     w.discover()
     assert w.sliders == []
+
+
+def test_the_dock_opens_on_the_shipped_vae_and_its_saved_directions(widget):
+    from napari_medgen.models.store import load_card, shipped_models
+
+    _, w, _ = widget
+    families = [load_card(p)["family"] for p in shipped_models(("vae", "gan"))]
+    assert families == sorted(families, key=("vae", "gan").index)  # the VAE (encoder, measured directions) first
+    if families:
+        assert w.model.itemText(0) == shipped_models(("vae", "gan"))[0].stem

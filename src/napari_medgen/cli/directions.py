@@ -1,4 +1,4 @@
-"""``medgen directions discover|measure|apply``: latent-direction discovery and editing."""
+"""``medgen directions discover|measure|quality|apply``: latent-direction discovery and editing."""
 
 from __future__ import annotations
 
@@ -34,6 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--csv", help="write the table as CSV")
     m.add_argument("--record", action="store_true", help="write the table into the model card's metrics")
     m.set_defaults(func=_measure)
+
+    q = dsub.add_parser("quality", help="how well a VAE reconstructs data like its training data (label Dice, PSNR)")
+    q.add_argument("--model", required=True)
+    q.add_argument("--n", type=int, default=500, help="images (phantom models; a brain model uses all its slices)")
+    q.add_argument("--record", action="store_true", help="write the figures into the model card's metrics")
+    q.set_defaults(func=_quality)
 
     a = dsub.add_parser("apply", help="edit a random sample or a real image slice and write the result")
     a.add_argument("--model", required=True)
@@ -93,6 +99,21 @@ def _measure(args: argparse.Namespace) -> int:
             w.writerow(["direction", *names])
             for name, row in zip(editor.directions.names, table, strict=True):
                 w.writerow([name, *(f"{v:.3f}" for v in row)])
+    return 0
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from ..tasks.directions import reconstruction_quality
+
+    editor = _editor(args)
+    images, labels = editor.training_data(args.n, seed=2000)
+    figures = reconstruction_quality(editor.model, images, labels)
+    names = editor.card.get("label_names", {})
+    for c, d in figures["dice"].items():
+        print(f"Dice {names.get(c, c):<14} {d:.3f}")
+    print(f"image PSNR {figures['psnr_db']:.2f} dB over {figures['n_images']} images")
+    if args.record:
+        record_metrics(args.model, "reconstruction", figures)
     return 0
 
 

@@ -51,8 +51,9 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
 
 
 def shipped_models(families: tuple[str, ...] | None = None) -> list[Path]:
-    """Card paths of the models shipped with the package (optionally only these families), sorted."""
-    out = []
+    """Card paths of the models shipped with the package, sorted by name; given ``families``, only
+    those, in the order of ``families`` first."""
+    found: list[tuple[int, Path]] = []
     for card_path in sorted(SHIPPED_DIR.glob("*.json")):
         if card_path.name.endswith(".directions.json"):
             continue
@@ -61,8 +62,8 @@ def shipped_models(families: tuple[str, ...] | None = None) -> list[Path]:
         except ModelError:
             continue
         if families is None or family in families:
-            out.append(card_path)
-    return out
+            found.append((0 if families is None else families.index(family), card_path))
+    return [path for _, path in sorted(found)]
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:

@@ -30,6 +30,7 @@ import json
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -375,6 +376,30 @@ def dominated(table: np.ndarray, strong: float = 0.7, weak: float = 0.3) -> list
     return out
 
 
+@torch.inference_mode()
+def reconstruction_quality(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 64) -> dict[str, Any]:
+    """How well a VAE reproduces real data: encode images (N, H, W) in [0, 1], decode the posterior means.
+
+    Returns {"dice": {class: mean Dice over the images that hold it in either map}, "psnr_db": mean PSNR
+    of the decoded image (peak 1), "n_images": N}; labels (N, H, W) integer classes.
+    """
+    if not hasattr(model, "encode"):
+        raise InputError("The reconstruction check needs a VAE (a model with an encoder).")
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
+    out = torch.cat([model.decode(model.encode(x[i:i + batch])[0]) for i in range(0, len(x), batch)]).numpy()
+    decoded, truth = out[:, 1:].argmax(1), np.asarray(labels)
+    dice: dict[str, float] = {}
+    for c in range(1, out.shape[1] - 1):
+        a, b = decoded == c, truth == c
+        held = (a | b).any(axis=(1, 2))
+        if held.any():
+            inter, total = (a & b).sum(axis=(1, 2))[held], (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2)))[held]
+            dice[str(c)] = round(float(np.mean(2 * inter / total)), 4)
+    mse = ((out[:, 0] - np.asarray(images)) ** 2).mean(axis=(1, 2))
+    psnr = float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
+    return {"dice": dice, "psnr_db": round(psnr, 2), "n_images": len(x)}
+
+
 class LatentEditor:
     """A latent model, its directions and a current base latent: the fast path behind the sliders.
 
@@ -412,21 +437,36 @@ class LatentEditor:
         """The real images (n, size, size) that ``discover(method)`` reads, else None: ``pca`` and
         ``ica`` need them; ``axes`` ranks a VAE's axes by them where they can be regenerated."""
         if method in NEEDS_IMAGES or (method == "axes" and self.card.get("family") == "vae"
-                                      and "phantom" in str(self.card.get("data", ""))):
-            return self.pca_images(n, seed)
+                                      and self._data_kind() is not None):
+            return self.training_data(n, seed)[0]
         return None
 
-    def pca_images(self, n: int = 500, seed: int = 1000) -> np.ndarray:
-        """Real images (n, size, size) in [0, 1] for the ``pca``/``ica`` methods: fresh phantoms drawn
-        like the training data (phantom models only)."""
-        if "phantom" not in str(self.card.get("data", "")):
-            raise InputError("Methods 'pca' and 'ica' encode images like the training data, which are only "
-                             "regenerated for phantom models; use sefa, ganspace or voynov for this model.")
-        from ..training.latent_trainers import phantom_bank
+    def _data_kind(self) -> str | None:
+        """"phantom" or "brain" where the training data can be regenerated, else None."""
+        from ..training.latent_trainers import BRAIN_DATA
 
-        bank = self.card.get("phantom_bank", {})
-        return normalize(phantom_bank(n, self.size, seed, bank.get("anatomy_seed"), bank.get("bias", 0.2))[0],
-                         self.card["normalization"])
+        data = str(self.card.get("data", ""))
+        return "phantom" if "phantom" in data else "brain" if data == BRAIN_DATA else None
+
+    def training_data(self, n: int = 500, seed: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+        """Images (m, size, size) in [0, 1] and labels (m, size, size) like the training data: n fresh
+        phantoms for a phantom model, the brain sample's slices (all of them, m <= n) for a brain model."""
+        from ..training import latent_trainers as lt
+
+        kind = self._data_kind()
+        if kind is None:
+            raise InputError(f"This model was trained on {self.card.get('data', 'unknown data')!r}, which is not "
+                             "regenerated here (only the phantom and the shipped brain sample are); methods pca and "
+                             "ica and the reconstruction check need it: use sefa, ganspace or voynov.")
+        if kind == "phantom":
+            bank = self.card.get("phantom_bank", {})
+            raw, labels, _ = lt.phantom_bank(n, self.size, seed, bank.get("anatomy_seed"), bank.get("bias", 0.2))
+        else:
+            from ..data.samples import brain_sample
+
+            raw, labels, _ = lt.volume_slices([brain_sample()], self.size)
+            raw, labels = raw[:n], labels[:n]
+        return normalize(raw, self.card["normalization"]), labels
 
     def random_base(self, seed: int) -> None:
         self.z = sample_latents(self.model, 1, seed).numpy()[0]

@@ -13,10 +13,13 @@ seg_weight (vae: weight of the label cross-entropy, 0.1), class_balanced (vae: w
 sqrt(1 / its pixel frequency) in that cross-entropy, so small structures such as the tumour are
 reconstructed too; false), tc_weight (vae: weight of the aggregate posterior's total correlation,
 the beta-TCVAE penalty that favours statistically independent latent dimensions, ramped up over
-kl_warmup like the KL weight; 0), decoder (vae: "conv", MONAI's up-convolutions, or "broadcast", a
-spatial broadcast decoder; conv), pairs (vae on the phantom: train on n_subjects pairs of phantoms
-that differ in 1-5 unknown factors, with Ada-GVAE's shared posteriors, Locatello et al. 2020: the
-latent dimensions that change least within a pair are averaged over it; false), pair_changes (the
+kl_warmup like the KL weight; 0), decoder (vae: "conv", MONAI's up-convolutions, "broadcast", a
+spatial broadcast decoder, or "parts", one latent group per labelled structure, see
+:class:`..models.latent.PartsDecoder`; conv), part_dims and style_dims (vae, parts decoder: latent
+dimensions per structure, 1, and for the class intensities, 2; they fix latent_dim), pairs (vae on
+the phantom: train on n_subjects pairs of phantoms that differ in 1-5 unknown factors, with
+Ada-GVAE's shared posteriors, Locatello et al. 2020: the latent dimensions that change least within
+a pair are averaged over it; false), pair_changes (the
 number of factors redrawn within a pair is uniform in 1..pair_changes; 5),
 anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phantom bias field, 0.2).
 """
@@ -111,17 +114,28 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
     if config.sample == "brain":
         from ..data.samples import brain_sample
 
-        pairs, names, desc = [brain_sample()], {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}, \
-            "shipped brain sample (MNI152 2009, 2 mm), axial slices"
+        pairs, names = [brain_sample()], BRAIN_LABELS
     else:
         pairs = load_pairs(config.images, config.labels)
         n_classes = int(max(int(lab.data.max()) for _, lab in pairs)) + 1
-        names, desc = {str(i): f"label {i}" for i in range(n_classes)}, f"axial slices of {config.data_description()}"
+        names = {str(i): f"label {i}" for i in range(n_classes)}
+    images, labels, pixel_mm = volume_slices(pairs, size)
+    desc = BRAIN_DATA if config.sample == "brain" else f"axial slices of {config.data_description()}"
+    return images, labels, names, desc, pixel_mm
+
+
+BRAIN_LABELS = {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}
+BRAIN_DATA = "shipped brain sample (MNI152 2009, 2 mm), axial slices"  # a card's "data" for --sample brain
+
+
+def volume_slices(pairs: list, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Axial slices of (image, labels) Volume pairs with >= 5 % foreground, padded/cropped to
+    :data:`SLICE_SIZE` and resized to ``size``: images (n, size, size) float32 (raw units), labels
+    (n, size, size) uint8, pixel size in mm."""
     images, labels = slices2d(pairs, size=(SLICE_SIZE, SLICE_SIZE), min_foreground=0.05)
     images = F.interpolate(torch.as_tensor(images)[:, None], size=(size, size), mode="area")[:, 0].numpy()
     labels = F.interpolate(torch.as_tensor(labels)[:, None].float(), size=(size, size), mode="nearest")[:, 0]
-    pixel_mm = float(min(pairs[0][0].spacing[:2])) * SLICE_SIZE / size
-    return images, labels.numpy().astype(np.uint8), names, desc, pixel_mm
+    return images, labels.numpy().astype(np.uint8), float(min(pairs[0][0].spacing[:2])) * SLICE_SIZE / size
 
 
 def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
