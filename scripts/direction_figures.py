@@ -3,9 +3,10 @@ directions, and its disentanglement table as a heat map.
 
     python scripts/direction_figures.py [--out docs/images]
 
-Reads the shipped ``vae_phantom`` and ``gan_phantom`` (with their saved directions) and the table
-recorded in the VAE's card (``medgen directions measure --record``); writes
-``directions_samples.png``, ``directions_walks.png`` and ``directions_table.png``.
+Reads the shipped ``vae_phantom``, ``vae_brain`` and ``gan_phantom`` (with their saved directions)
+and the table recorded in the phantom VAE's card (``medgen directions measure --record``); writes
+``directions_samples.png``, ``directions_walks.png`` (phantom), ``directions_walks_brain.png`` and
+``directions_table.png``.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def samples(editors: dict[str, LatentEditor], out: Path, n: int = 8) -> None:
     plt.close(fig)
 
 
-def walks(ed: LatentEditor, out: Path, table: np.ndarray | None, factors: list[str]) -> None:
+def walks(ed: LatentEditor, path: Path, name: str, table: np.ndarray | None = None, factors: list[str] = ()) -> None:
     dirs = ed.directions
     z = sample_latents(ed.model, 1, seed=3).numpy()[0]
     lead = dict(dominated(table)) if table is not None else {}
@@ -63,9 +64,9 @@ def walks(ed: LatentEditor, out: Path, table: np.ndarray | None, factors: list[s
                 axes[k, i].set_title(f"{a:+.0f} std", fontsize=8)
         tag = f"\n= {factors[lead[k]]}" if k in lead else ""
         axes[k, 0].set_ylabel(dirs.names[k] + tag, fontsize=8)
-    fig.suptitle(f"walks along the shipped vae_phantom's {dirs.method} directions", fontsize=9)
+    fig.suptitle(f"walks along the shipped {name}'s {dirs.method} directions", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "directions_walks.png", dpi=90)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -89,13 +90,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("docs/images"))
     args = ap.parse_args()
-    editors = {name: LatentEditor(SHIPPED_DIR / name) for name in ("vae_phantom", "gan_phantom")}
+    editors = {name: LatentEditor(SHIPPED_DIR / name) for name in ("vae_phantom", "vae_brain", "gan_phantom")}
     samples(editors, args.out)
     vae = editors["vae_phantom"]
     recorded = vae.card.get("metrics", {}).get("directions")
     table = np.asarray([recorded["r"][name] for name in vae.directions.names]) if recorded else None
     factors = recorded["factors"] if recorded else []
-    walks(vae, args.out, table, factors)
+    walks(vae, args.out / "directions_walks.png", "vae_phantom", table, factors)
+    walks(editors["vae_brain"], args.out / "directions_walks_brain.png", "vae_brain")
     if table is not None:
         table_figure(vae, args.out, table, factors)
     print(f"wrote figures to {args.out}")

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The exact commands that trained every shipped model (run from the repository root).
 set -euo pipefail
-medgen --quiet train vae --sample phantom --steps 4000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set beta=2e-3 --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --no-resume --workdir medgen-runs/vae_phantom --out medgen-runs/vae_phantom_4000
-medgen --quiet train vae --sample phantom --steps 8000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set beta=2e-3 --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --workdir medgen-runs/vae_phantom --out src/napari_medgen/sample_data/models/vae_phantom  # resumes the run above; the shipped run wrote to /tmp/exp10/vaeB8 (workdir runB) and was copied (card: training.command)
+# vae_phantom: three stages in one work folder (8,000 steps at beta 2e-3, then 1,500 more at beta 1e-2, which pulls unused latent
+# coordinates back to the prior); the shipped run used workdir /tmp/exp10/runB (copied to runD for the last stage) and --out vaeB / vaeB8 / vaeD,
+# and vaeD was copied here (card: training.command is the last stage's)
+medgen --quiet train vae --sample phantom --steps 4000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --workdir medgen-runs/vae_phantom --set beta=2e-3 --no-resume --out medgen-runs/vae_phantom_4000
+medgen --quiet train vae --sample phantom --steps 8000 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --workdir medgen-runs/vae_phantom --set beta=2e-3 --out medgen-runs/vae_phantom_8000
+medgen --quiet train vae --sample phantom --steps 9500 --batch-size 32 --lr 1e-3 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set decoder=parts --set class_balanced=true --set seg_weight=1 --set kl_warmup=1000 --checkpoint-every 500 --workdir medgen-runs/vae_phantom --set beta=1e-2 --out src/napari_medgen/sample_data/models/vae_phantom
 medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_phantom --method axes --k 8
 medgen --quiet directions measure --model src/napari_medgen/sample_data/models/vae_phantom --bases 12 --record
+medgen --quiet directions quality --model src/napari_medgen/sample_data/models/vae_phantom --record
+medgen --quiet train vae --sample brain --steps 2000 --batch-size 16 --lr 1e-3 --seed 0 --set latent_dim=8 --set beta=0.02 --set seg_weight=1 --set class_balanced=true --set kl_warmup=500 --checkpoint-every 500 --no-resume --workdir medgen-runs/vae_brain --out src/napari_medgen/sample_data/models/vae_brain  # shipped run wrote to /tmp/exp10/vae_brain2 (workdir runBrain2) and was copied (card: training.command)
+medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_brain --method pca --k 6
+medgen --quiet directions quality --model src/napari_medgen/sample_data/models/vae_brain --record
 medgen train gan --sample phantom --steps 1500 --batch-size 16 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/gan_phantom --out src/napari_medgen/sample_data/models/gan_phantom
 medgen --device cpu train anomaly_ae --sample phantom --steps 600 --batch-size 8 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/anomaly_ae --workdir /tmp/evalruns/anomaly_ae
 OMP_NUM_THREADS=1 medgen --device cpu --quiet train spade --sample phantom --steps 3000 --batch-size 4 --lr 3e-4 --seed 0 --checkpoint-every 100 --set subjects=96 --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom_s96  # shipped run wrote to /tmp/runs/spade_phantom_s96 and was copied (card: training.command)
