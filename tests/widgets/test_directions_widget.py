@@ -84,7 +84,7 @@ def test_pca_on_a_non_phantom_model_is_a_message_not_a_crash(widget, tmp_path):
     assert w.sliders == []
 
 
-def test_the_dock_opens_on_the_shipped_vae_and_its_saved_directions(widget):
+def test_the_dock_lists_the_shipped_vaes_before_the_gans(widget):
     from napari_medgen.models.store import load_card, shipped_models
 
     _, w, _ = widget

@@ -380,21 +380,17 @@ def dominated(table: np.ndarray, strong: float = 0.7, weak: float = 0.3) -> list
 def reconstruction_quality(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: int = 64) -> dict[str, Any]:
     """How well a VAE reproduces real data: encode images (N, H, W) in [0, 1], decode the posterior means.
 
-    Returns {"dice": {class: mean Dice over the images that hold it in either map}, "psnr_db": mean PSNR
+    Returns {"dice": {class: mean Dice over the images whose true map holds it}, "psnr_db": mean PSNR
     of the decoded image (peak 1), "n_images": N}; labels (N, H, W) integer classes.
     """
+    from .usefulness import dice_per_class
+
     if not hasattr(model, "encode"):
         raise InputError("The reconstruction check needs a VAE (a model with an encoder).")
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
     out = torch.cat([model.decode(model.encode(x[i:i + batch])[0]) for i in range(0, len(x), batch)]).numpy()
-    decoded, truth = out[:, 1:].argmax(1), np.asarray(labels)
-    dice: dict[str, float] = {}
-    for c in range(1, out.shape[1] - 1):
-        a, b = decoded == c, truth == c
-        held = (a | b).any(axis=(1, 2))
-        if held.any():
-            inter, total = (a & b).sum(axis=(1, 2))[held], (a.sum(axis=(1, 2)) + b.sum(axis=(1, 2)))[held]
-            dice[str(c)] = round(float(np.mean(2 * inter / total)), 4)
+    per_class = dice_per_class(out[:, 1:].argmax(1), np.asarray(labels), out.shape[1] - 1)
+    dice = {str(c + 1): round(float(d), 4) for c, d in enumerate(per_class) if np.isfinite(d)}
     mse = ((out[:, 0] - np.asarray(images)) ** 2).mean(axis=(1, 2))
     psnr = float(np.mean(10 * np.log10(1.0 / np.maximum(mse, 1e-10))))
     return {"dice": dice, "psnr_db": round(psnr, 2), "n_images": len(x)}
