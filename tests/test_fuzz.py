@@ -25,7 +25,8 @@ from napari_medgen.io.readers import read_volume
 from napari_medgen.io.volume import Volume
 from napari_medgen.io.writers import write_volume
 from napari_medgen.models.bundle import load_bundle
-from napari_medgen.models.store import load_card, load_model, save_model
+from napari_medgen.models.families import load_model
+from napari_medgen.models.store import load_card, save_model
 
 from .models.test_bundle import make_bundle
 

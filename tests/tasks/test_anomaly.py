@@ -8,7 +8,7 @@ import pytest
 from napari_medgen.data.phantom import STYLES, make_phantom
 from napari_medgen.errors import InputError, ModelError
 from napari_medgen.models.anomaly_ae import phantom_tumour_auc
-from napari_medgen.models.store import load_model
+from napari_medgen.models.families import load_model
 from napari_medgen.progress import CancelToken, run_to_completion
 from napari_medgen.tasks.anomaly import DEFAULT_MODEL, anomaly_map, tumour_auc
 from napari_medgen.training.loop import train

@@ -268,7 +268,7 @@ def test_pair_bank_pairs_share_all_but_one_to_five_factors(tmp_path):
 
 
 def test_broadcast_decoder_vae_round_trips_and_exposes_the_layer_that_reads_z(tmp_path):
-    from napari_medgen.models.store import load_model
+    from napari_medgen.models.families import load_model
 
     torch.manual_seed(0)
     vae = ImageLabelVAE(8, size=16, latent_dim=6, channels=(8, 8), decoder="broadcast")
@@ -296,7 +296,7 @@ def test_layered_log_probs_paint_later_classes_over_earlier_ones():
 
 
 def test_parts_decoder_keeps_each_structure_on_its_own_latent_group(tmp_path):
-    from napari_medgen.models.store import load_model
+    from napari_medgen.models.families import load_model
     from napari_medgen.training.latent_trainers import VAETrainer
     from napari_medgen.training.registry import TrainConfig
 
@@ -335,7 +335,7 @@ def test_parts_decoder_keeps_each_structure_on_its_own_latent_group(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_latent_trainers_train_on_the_gpu_and_export_for_the_cpu(tmp_path):
-    from napari_medgen.models.store import load_model
+    from napari_medgen.models.families import load_model
     from napari_medgen.training.latent_trainers import GANTrainer, VAETrainer
     from napari_medgen.training.registry import TrainConfig
 

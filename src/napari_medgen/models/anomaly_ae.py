@@ -18,7 +18,6 @@ from monai.networks.nets import VarAutoEncoder
 from scipy import ndimage
 
 from .features import scale_unit
-from .store import register_family
 
 FAMILY = "anomaly_ae"
 DEFAULT_NETWORK: dict[str, Any] = {"in_shape": [128, 128], "latent_size": 64, "channels": [16, 32, 64, 64],
@@ -26,7 +25,6 @@ DEFAULT_NETWORK: dict[str, Any] = {"in_shape": [128, 128], "latent_size": 64, "c
 NORMALIZATION = {"kind": "percentile", "low": 1.0, "high": 99.0, "per": "image", "range": [0.0, 1.0]}
 
 
-@register_family(FAMILY)
 def build_anomaly_ae(cfg: dict[str, Any]) -> VarAutoEncoder:
     """VarAutoEncoder: (b, 1, y, x) in [0, 1] -> (reconstruction in [0, 1], mu, logvar, z)."""
     c = {**DEFAULT_NETWORK, **cfg}

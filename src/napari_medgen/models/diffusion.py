@@ -42,7 +42,7 @@ from monai.networks.schedulers import (
 from monai.utils import OptionalImportError
 
 from ..errors import InputError, ModelError
-from .store import load_model, register_family
+from .store import load_family
 
 SAMPLERS = ("ddpm", "ddim", "rflow")
 _SAMPLERS_OF = {"ddpm": ("ddim", "ddpm"), "rflow": ("rflow",)}
@@ -52,7 +52,6 @@ _NOT_FOR = {"ddpm": ("set_alpha_to_one", "steps_offset"), "ddim": ("variance_typ
 CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, ArithmeticError)
 
 
-@register_family("diffusion")
 def build_unet(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
     """Network config -> {"unet": DiffusionModelUNet | SPADEDiffusionModelUNet}."""
     cfg = dict(config)
@@ -233,9 +232,7 @@ def make_scheduler(spec: dict[str, Any], sampler: str, steps: int, source: str =
 
 def load_diffusion(path: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
     """Load a shipped/trained model (``NAME.safetensors`` + ``NAME.json``) of family "diffusion"."""
-    modules, card = load_model(path, device)
-    if card.get("family") != "diffusion":
-        raise ModelError(f"Model '{path}' is of family '{card.get('family')}', not a diffusion model.")
+    modules, card = load_family(path, "diffusion", build_unet, device)
     shape = card.get("shape")
     if not isinstance(shape, list) or len(shape) not in (2, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ModelError(f"Model card '{path}' needs 'shape': the spatial shape of one sample, (y, x) or (z, y, x).")

@@ -25,13 +25,12 @@ import torch.nn.functional as F
 from monai.networks.nets import ResNet
 
 from ..errors import ModelError
-from .store import load_card, load_model, model_paths, register_family
+from .store import load_family, model_paths
 
 FAMILY = "feature_encoder"
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "models" / "feature_encoder"
 
 
-@register_family(FAMILY)
 def build_feature_encoder(cfg: dict[str, Any]) -> dict[str, torch.nn.Module]:
     """A 2D ResNet encoder: (b, 1, s, s) -> (b, block_inplanes[-1]) pooled features."""
     return {"encoder": ResNet(block="basic", layers=list(cfg.get("layers", [1, 1, 1, 1])),
@@ -92,10 +91,7 @@ def load_extractor(spec: str | Path = "default", device: torch.device | str = "c
     path = DEFAULT_MODEL if str(spec) == "default" else Path(spec)
     weights, card_path = model_paths(path)
     if card_path.is_file() and weights.is_file():
-        card = load_card(path)
-        if card["family"] != FAMILY:
-            raise ModelError(f"'{card_path}' is a '{card['family']}' model, not a '{FAMILY}'.")
-        modules, card = load_model(path, device)
+        modules, card = load_family(path, FAMILY, build_feature_encoder, device)
         size = int(card["network"].get("input_size", 64))
         return FeatureExtractor(modules["encoder"], (size, size), 1, card_path.stem, device)
     if str(spec) == "default":

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from monai.networks.nets import VarAutoEncoder
 
 from ..device import resolve_device
-from ..errors import InputError, ModelError
-from .store import load_model, register_family
+from ..errors import InputError
+from .store import load_family
 
 FAMILY = "label_vae"
 SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
@@ -26,7 +26,6 @@ DEFAULT_NETWORK: dict[str, Any] = {"n_classes": 8, "slice_shape": [128, 128], "l
                                    "channels": [16, 32, 64, 64], "strides": [2, 2, 2, 2], "num_res_units": 0}
 
 
-@register_family(FAMILY)
 def build_label_vae(cfg: dict[str, Any]) -> VarAutoEncoder:
     """VarAutoEncoder(2D) mapping one-hot (n, C, y, x) to logits (n, C, y, x) through a latent vector."""
     c = {**DEFAULT_NETWORK, **cfg}
@@ -64,9 +63,7 @@ class LabelVAE:
         p = Path(model_path)
         if not (p.with_suffix(".json").is_file() or p.is_file()):
             model_path = shipped_models().get(str(model_path), p)
-        modules, self.card = load_model(model_path, self.device)
-        if self.card.get("family") != FAMILY:
-            raise ModelError(f"'{model_path}' is a '{self.card.get('family')}' model, not a label VAE.")
+        modules, self.card = load_family(model_path, FAMILY, build_label_vae, self.device)
         self.net: VarAutoEncoder = modules["model"]
         net = {**DEFAULT_NETWORK, **self.card.get("network", {})}
         self.n_classes = int(net["n_classes"])

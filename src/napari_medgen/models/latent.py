@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from monai.networks.nets import Discriminator, Generator, VarAutoEncoder
 from torch import nn
 
-from .store import register_family
 
 
 def split_output(raw: torch.Tensor) -> torch.Tensor:
@@ -238,11 +237,9 @@ def make_discriminator(n_classes: int, size: int, channels: tuple[int, ...] = (1
                          strides=(2,) * len(channels) + (1,), num_res_units=1, last_act=None, dropout=0.1)
 
 
-@register_family("vae")
 def build_vae(cfg: dict[str, Any]) -> nn.Module:
     return ImageLabelVAE(**cfg)
 
 
-@register_family("gan")
 def build_gan(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     return {"generator": ImageLabelGAN(**cfg)}

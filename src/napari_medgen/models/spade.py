@@ -24,7 +24,6 @@ import torch
 from monai.networks.blocks import Convolution
 from monai.networks.nets import SPADENet
 
-from .store import register_family
 
 DEFAULTS: dict[str, Any] = {
     "spatial_dims": 2,
@@ -87,7 +86,6 @@ def network_config(**overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-@register_family("spade")
 def build_spade(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
     """Network config (see DEFAULTS) -> {"generator": SpadeGenerator}."""
     cfg = network_config(**config)

@@ -2,7 +2,7 @@
 
 The card is a plain JSON object. Keys every card has:
 
-* ``family``: which builder makes the network (see :func:`register_family`).
+* ``family``: which builder makes the network (the registry: :mod:`.families`).
 * ``network``: keyword arguments for that builder (plain JSON values only).
 * ``normalization``: how intensities were scaled for training, e.g.
   ``{"kind": "percentile", "low": 0.5, "high": 99.5}``.
@@ -28,23 +28,7 @@ from safetensors.torch import load_file, save
 from ..atomic import atomic_write_bytes
 from ..errors import ModelError
 
-Builder = Callable[[dict[str, Any]], torch.nn.Module]
-_FAMILIES: dict[str, Builder] = {}
-
-
-def register_family(name: str) -> Callable[[Builder], Builder]:
-    """Decorator: register ``builder(network_config) -> nn.Module`` under a family name."""
-
-    def deco(fn: Builder) -> Builder:
-        _FAMILIES[name] = fn
-        return fn
-
-    return deco
-
-
-def families() -> list[str]:
-    _import_families()
-    return sorted(_FAMILIES)
+Builder = Callable[[dict[str, Any]], torch.nn.Module | dict[str, torch.nn.Module]]
 
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
@@ -141,23 +125,21 @@ def load_state(path: str | Path) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
-    """Build the family's modules from the card and load their weights; eval mode, on ``device``.
+def load_family(path: str | Path, family: str, build: Builder,
+                device: torch.device | str = "cpu") -> tuple[dict[str, torch.nn.Module], dict[str, Any]]:
+    """Build ``family``'s modules with ``build(card["network"])`` and load their weights; eval mode, on ``device``.
 
-    Returns ({module_name: module}, card). The family builder returns either one module or a
-    dict of modules matching the names stored in the weights.
+    Returns ({module_name: module}, card). ``build`` returns either one module or a dict of modules
+    matching the names stored in the weights. A card of another family is a ModelError.
     """
     card = load_card(path)
-    _import_families()
-    builder = _FAMILIES.get(card["family"])
-    if builder is None:
-        raise ModelError(f"Model '{path}' is of family '{card['family']}', which this version does not know "
-                         f"(known: {', '.join(sorted(_FAMILIES))}).")
+    if card["family"] != family:
+        raise ModelError(f"Model '{path}' is of family '{card['family']}', not '{family}'.")
     try:
-        built = builder(card.get("network", {}))
+        built = build(card.get("network", {}))
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, ZeroDivisionError) as exc:
         raise ModelError(f"Model card '{model_paths(path)[1]}': its 'network' settings do not build a "
-                         f"'{card['family']}' network ({type(exc).__name__}: {str(exc)[:200]}).") from None
+                         f"'{family}' network ({type(exc).__name__}: {str(exc)[:200]}).") from None
     modules = built if isinstance(built, dict) else {"model": built}
     state = load_state(path)
     for mname, module in modules.items():
@@ -176,8 +158,3 @@ def _check_json(obj: Any) -> None:
         json.dumps(obj)
     except TypeError as exc:
         raise ModelError(f"Model card must hold plain JSON values only: {exc}") from None
-
-
-def _import_families() -> None:
-    """Import the family modules so that they register their builders."""
-    from . import families as _  # noqa: F401

@@ -22,7 +22,6 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
-from .store import register_family
 
 
 class TemporalAE(nn.Module):
@@ -84,7 +83,6 @@ def make_temporal_discriminator(channels: int = 16) -> nn.Module:
     return PatchDiscriminator(spatial_dims=2, channels=channels, in_channels=6, num_layers_d=2, norm="INSTANCE")
 
 
-@register_family("temporal")
 def build_temporal(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     cfg = dict(cfg)
     bank_size = int(cfg.pop("bank_size", 0))

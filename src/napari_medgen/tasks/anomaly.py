@@ -15,7 +15,7 @@ from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models.anomaly_ae import FAMILY, anomaly_scores, roc_auc
 from ..models.features import scale_unit
-from ..models.store import load_model
+from ..models.families import load_model
 from ..progress import CancelToken, Progress, Task
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "models" / "anomaly_ae"

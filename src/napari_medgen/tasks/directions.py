@@ -39,7 +39,8 @@ from torch import nn
 from ..atomic import atomic_write_bytes
 from ..data.normalize import denormalize, normalize
 from ..errors import InputError, ModelError
-from ..models.store import load_model, model_paths
+from ..models.families import load_model
+from ..models.store import model_paths
 from ..progress import CancelToken, Progress, run_to_completion
 
 METHODS = ("sefa", "ganspace", "pca", "ica", "axes", "voynov")

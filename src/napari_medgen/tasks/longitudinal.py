@@ -28,7 +28,8 @@ from scipy import ndimage
 
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
-from ..models.store import load_card, load_model
+from ..models.families import load_model
+from ..models.store import load_card
 from ..progress import CancelToken, Progress, run_to_completion
 
 METHODS = ("direction", "manifold")

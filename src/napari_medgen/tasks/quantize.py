@@ -37,7 +37,7 @@ import torch
 
 from ..atomic import atomic_write_bytes
 from ..errors import InputError
-from ..models.store import load_model
+from ..models.families import load_model
 from ..progress import CancelToken, Progress, Task
 from .evaluate import frechet_distance, paired_ssim_psnr
 

@@ -29,7 +29,7 @@ from ..device import resolve_device
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models import spade
-from ..models.store import load_model
+from ..models.families import load_model
 from ..progress import CancelToken, Progress
 from . import memory
 
