@@ -34,7 +34,11 @@ def label_volume(shape=(6, 30, 28), spacing=(2.0, 2.0, 2.0), seed=0) -> Volume:
     rng = np.random.default_rng(seed)
     data = rng.integers(0, 3, size=shape).astype(np.uint8)
     direction = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    return Volume(data, spacing, (-10.0, 5.0, 3.0), direction, is_label=True, metadata={"source": "lab.nii.gz"})
+    return Volume(data, spacing, (-10.0, 5.0, 3.0), direction, is_label=True,
+                  metadata={"source": "lab.nii.gz", "label_names": dict(TOY_NAMES)})
+
+
+TOY_NAMES = {0: "background", 1: "disc", 2: "core"}  # the toy model's classes
 
 
 def test_output_has_the_labels_geometry_and_matches_the_fast_path(toy_model):
@@ -85,19 +89,39 @@ def _progress(task):
             return
 
 
-@pytest.mark.parametrize("data, message", [
-    (np.array([0, 1, 5, 7], np.int16), "label values 5, 7"),
-    (np.array([0.0, 0.5, 1.0], np.float32), "non-integer"),
-    (np.array([0, -1, 2], np.int32), "label values -1"),
+@pytest.mark.parametrize("data, message, volume_message", [
+    (np.array([0, 1, 5, 7], np.int16), "label values 5, 7", r"no class for: 1 \(unnamed\), 5 \(unnamed\), 7"),
+    (np.array([0.0, 0.5, 1.0], np.float32), "non-integer", "non-integer"),
+    (np.array([0, -1, 2], np.int32), "label values -1", "negative values"),
 ])
-def test_bad_labels_are_refused_with_a_plain_message(toy_model, data, message):
+def test_bad_labels_are_refused_with_a_plain_message(toy_model, data, message, volume_message):
     labels = np.zeros((2, 32, 32), data.dtype)
     labels[0, 0, : data.size] = data
     with pytest.raises(InputError, match=message) as err:
         toy_model.synthesize_slices(labels, toy_model.random_style(0))
     assert "3 classes" in str(err.value) or "label map" in str(err.value)
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError, match=volume_message):
         run_to_completion(synthesize(Volume(labels, is_label=True), toy_model))
+
+
+def test_user_values_become_the_classes_their_names_mean(toy_model):
+    """A map whose 1 is named "core" and 2 "disc" (the model's 2 and 1) is synthesised as those classes;
+    the same map without names is refused, naming the values and the model's classes."""
+    model_space = label_volume()
+    swapped = model_space.with_data(np.choose(model_space.data, [0, 2, 1]).astype(np.uint8),
+                                    label_names={0: "background", 1: "Core", 2: "disc"})
+    expected = run_to_completion(synthesize(model_space, toy_model, style="mean"))
+    image = run_to_completion(synthesize(swapped, toy_model, style="mean"))
+    np.testing.assert_allclose(image.data, expected.data, atol=1e-5)
+    assert image.metadata["synthesis"]["label_mapping"] == {"0": 0, "1": 2, "2": 1}
+    unnamed = swapped.with_data(swapped.data, label_names={})
+    with pytest.raises(InputError) as err:
+        run_to_completion(synthesize(unnamed, toy_model))
+    assert "lab.nii.gz" in str(err.value) and "1 (unnamed), 2 (unnamed)" in str(err.value)
+    assert "0 background, 1 disc, 2 core" in str(err.value)
+    mapping = toy_model.mapping_for(unnamed, explicit={1: 2, 2: 1})
+    np.testing.assert_allclose(run_to_completion(synthesize(unnamed, toy_model, style="mean", mapping=mapping)).data,
+                               expected.data, atol=1e-5)
 
 
 def test_integer_valued_float_labels_are_accepted_and_4d_refused(toy_model):
@@ -139,6 +163,34 @@ def test_cli_writes_a_geometry_correct_nifti(toy_model, tmp_path, capsys):
     assert main(["--quiet", "synthesize", "--labels", str(tmp_path / "float.nii.gz"), "--model", toy_model.path,
                  "--out", str(tmp_path / "x.nii.gz")]) == 2
     assert "non-integer" in capsys.readouterr().err and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_cli_map_option_and_refusal(toy_model, tmp_path, capsys):
+    """--map VALUE=CLASS (by name or number) or --map identity; without it an unnamed map is refused."""
+    from napari_medgen.io.readers import read_volume
+    from napari_medgen.io.writers import write_volume
+
+    labels = label_volume(shape=(4, 32, 32))
+    swapped = labels.with_data(np.choose(labels.data, [0, 2, 1]).astype(np.uint8), label_names={})
+    write_volume(labels, tmp_path / "named.nii.gz")
+    write_volume(swapped, tmp_path / "lesion.nii.gz")
+    args = ["--quiet", "synthesize", "--model", toy_model.path, "--style", "mean"]
+    assert main([*args, "--labels", str(tmp_path / "named.nii.gz"), "--out", str(tmp_path / "ref.nii.gz")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--labels", str(tmp_path / "lesion.nii.gz"), "--out", str(tmp_path / "no.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "1 (unnamed), 2 (unnamed)" in err and "0 background, 1 disc, 2 core" in err and "--map" in err
+    assert not (tmp_path / "no.nii.gz").exists()
+    assert main([*args, "--labels", str(tmp_path / "lesion.nii.gz"), "--map", "1=core,2=1",
+                 "--out", str(tmp_path / "mapped.nii.gz")]) == 0
+    ref, mapped = read_volume(tmp_path / "ref.nii.gz", as_label=False), read_volume(tmp_path / "mapped.nii.gz", as_label=False)
+    np.testing.assert_allclose(mapped.data, ref.data, atol=1e-4)
+    assert main([*args, "--labels", str(tmp_path / "lesion.nii.gz"), "--map", "identity",
+                 "--out", str(tmp_path / "same.nii.gz")]) == 0
+    assert not np.allclose(read_volume(tmp_path / "same.nii.gz", as_label=False).data, ref.data, atol=1e-3)
+    assert main([*args, "--labels", str(tmp_path / "lesion.nii.gz"), "--map", "1=liver",
+                 "--out", str(tmp_path / "bad.nii.gz")]) == 2
+    assert "'liver' is not a class" in capsys.readouterr().err
 
 
 # --- shipped models: the issue's quality bars -------------------------------------------------------

@@ -78,6 +78,9 @@ def test_vae_interpolation_between_two_layers(setup, qtbot, tmp_path):
     w.method.setCurrentText("vae-interpolate")
     w.other.setCurrentText("other")
     w.t.setValue(30)
+    assert _run(w, qtbot).status == "error"  # unnamed values 1, 2 are not the VAE's classes "a", "b" unasked
+    assert "1 (unnamed), 2 (unnamed)" in errors[-1] and "0 bg, 1 a, 2 b" in errors[-1]
+    w.label_map.setText("1=b, 2=a")
     assert _run(w, qtbot).status == "done", errors
     out = viewer.layers["lab vae-interpolate"]
     assert out.data.shape == layer.data.shape and out.data.dtype == layer.data.dtype

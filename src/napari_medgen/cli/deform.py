@@ -2,8 +2,9 @@
 
 Methods (tasks.label_deform): elastic (--sigma-mm, --magnitude-mm, --seed), dilate/erode (--label,
 --radius, --unit voxel|mm), affine (--rotation, --scale), vae-sample (--model, --n, --seed; --labels
-optional, gives the geometry), vae-interpolate (--model, --other B, --t, --linear). The output keeps
-the input's geometry and label dtype.
+optional, gives the geometry), vae-interpolate (--model, --other B, --t, --linear, --map VALUE=CLASS:
+the subjects' label values as the VAE's classes, as for ``medgen synthesize``). The output keeps
+the input's geometry and label dtype (vae-interpolate: the VAE's classes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--other", type=Path, help="vae-interpolate: subject B's label map")
     p.add_argument("--t", type=float, default=0.5, help="vae-interpolate: 0 = A, 1 = B")
     p.add_argument("--linear", action="store_true", help="vae-interpolate: lerp instead of slerp")
+    p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
+                   help="vae-interpolate: label value -> the VAE's class (number or name), e.g. --map 1=tumour; "
+                        "'identity' confirms unnamed values are its class numbers")
     p.set_defaults(func=run)
 
 
@@ -52,7 +56,8 @@ def params_for(args: argparse.Namespace) -> dict[str, Any]:
         return {"rotation_deg": args.rotation, "scale": args.scale}
     if m == "vae-sample":
         return {"model": args.model, "n": args.n, "device": args.device}
-    return {"model": args.model, "t": args.t, "spherical": not args.linear, "device": args.device}
+    return {"model": args.model, "t": args.t, "spherical": not args.linear, "label_map": list(args.map),
+            "device": args.device}
 
 
 def run(args: argparse.Namespace) -> int:

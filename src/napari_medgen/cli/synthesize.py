@@ -5,6 +5,12 @@ as ``spade_brain``) and writes it with the labels' exact geometry. Styles: ``ran
 ``--seed``), ``mean``, ``vendor:NAME`` (a named style of the model, e.g. the phantom's vendors),
 ``like:IMAGE`` (encoded from a reference image; its labels are ``--like-labels``, default the
 input labels, which must then share the image's grid).
+
+Label meaning: each value of the label map must have a model class. Values named like a class
+(the file's label names vs the model card's) are mapped to it; others are refused, naming both
+sides, until mapped with ``--map VALUE=CLASS`` (class by number or name, repeatable or
+comma-separated, e.g. ``--map 1=tumour,2=lung``) or confirmed with ``--map identity`` (the map's
+unnamed values are the model's class numbers).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", default="random",
                    help="random | mean | vendor:NAME | like:IMAGE (default random, drawn with --seed)")
     p.add_argument("--like-labels", type=Path, help="labels of the like:IMAGE reference (default: --labels)")
+    p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
+                   help="label value -> model class (number or name), e.g. --map 1=tumour; repeatable or "
+                        "comma-separated; 'identity' confirms unnamed values are the model's class numbers")
     p.add_argument("--seed", type=int, default=0, help="seed of the random style")
     p.add_argument("--batch", type=int, default=16, help="slices per forward pass")
     p.add_argument("--out", type=Path, required=True, help="output image (.nii.gz, .nii, .nrrd, .mha)")
@@ -34,17 +43,23 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.label_mapping import parse_map, user_label_names
     from ..io.readers import read_volume
     from ..io.writers import write_volume
 
     labels = read_volume(args.labels)
     synth = Synthesizer(args.model, device=args.device)
+    explicit, identity = parse_map(args.map, synth.label_names, synth.n_classes)
+    mapping = synth.mapping_for(labels, explicit, identity)
+    if not args.quiet:
+        names = user_label_names(labels.metadata)
+        print(f"medgen: label mapping: {mapping.describe(names, synth.label_names)}", file=sys.stderr)
     style: Any = args.style
     if style.startswith("like:"):
         reference = read_volume(style.split(":", 1)[1], as_label=False)
         ref_labels = read_volume(args.like_labels) if args.like_labels else labels
         style = synth.encode_style(reference, ref_labels)
-    image = run_with_bar(synthesize(labels, synth, style=style, seed=args.seed, batch=args.batch),
+    image = run_with_bar(synthesize(labels, synth, style=style, seed=args.seed, batch=args.batch, mapping=mapping),
                          desc="synthesize", disable=args.quiet)
     for note in image.metadata.get("notes", []):
         print(f"medgen: {note}", file=sys.stderr)

@@ -14,20 +14,23 @@ With a label VAE (models/label_vae.py, 2D slices):
 
 * ``vae-sample``: ``n`` new plausible slices decoded from random latents (seeded).
 * ``vae-interpolate``: encode two subjects slice by slice, interpolate the latents at ``t``
-  (spherical or linear), decode.
+  (spherical or linear), decode. The subjects' label values become the VAE's classes through
+  :mod:`..data.label_mapping` (proposed from label names; ``label_map`` specs ``VALUE=CLASS`` or
+  ``identity`` as the CLI's ``--map``); the result holds the VAE's classes, named in its metadata.
 
 :func:`deform` is the generator that both the widget and ``medgen deform`` run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from ..data import label_mapping
 from ..errors import InputError
 from ..io.volume import Volume
 from ..progress import CancelToken, Progress
@@ -171,21 +174,34 @@ def vae_sample(model: Any, *, n: int = 8, seed: int = 0, like: Volume | None = N
 
 
 def vae_interpolate(model: Any, a: Volume, b: Volume, *, t: float = 0.5, spherical: bool = True,
-                    device: str = "auto", cancel: CancelToken | None = None) -> Generator[Progress, None, Volume]:
+                    label_map: Sequence[str] = (), device: str = "auto",
+                    cancel: CancelToken | None = None) -> Generator[Progress, None, Volume]:
     """Interpolate two label maps of the same shape slice by slice in the VAE latent space.
 
-    t: 0 gives (the VAE's reconstruction of) ``a``, 1 of ``b``. Result: ``a``'s geometry.
+    t: 0 gives (the VAE's reconstruction of) ``a``, 1 of ``b``. label_map: ``VALUE=CLASS`` /
+    ``identity`` specs for both subjects (see :func:`..data.label_mapping.parse_map`). Result:
+    ``a``'s geometry, the VAE's classes (``metadata["label_names"]``).
     """
     if a.spatial_shape != b.spatial_shape or a.is_time_series or b.is_time_series:
         raise InputError(f"Interpolation needs two 3D label maps of the same shape (got {a.data.shape} "
                          f"and {b.data.shape}).")
     vae = _vae(model, device)
-    za = vae.encode(vae.check(_check_labels(a)))
-    zb = vae.encode(vae.check(_check_labels(b)))
+    explicit, identity = label_mapping.parse_map(label_map, vae.label_names, vae.n_classes)
+    za = vae.encode(vae.check(_vae_classes(vae, a, "Subject A", explicit, identity)))
+    zb = vae.encode(vae.check(_vae_classes(vae, b, "Subject B", explicit, identity)))
     z = slerp(za, zb, t) if spherical else (1 - t) * za + t * zb
     out = yield from _decode_batches(vae, z, cancel, "interpolating", a.spatial_shape[1:])
-    vol = a.with_data(out.astype(np.asarray(a.data).dtype, copy=False), is_label=True)
+    vol = a.with_data(out, is_label=True, label_names=dict(vae.label_names))
     return _noted(vol, f"label VAE interpolation (t {t}, {'slerp' if spherical else 'lerp'})")
+
+
+def _vae_classes(vae: Any, labels: Volume, what: str, explicit: dict[int, int], identity: bool) -> np.ndarray:
+    """A subject's label values as the VAE's classes (InputError naming both sides where one has none)."""
+    data = _check_labels(labels)
+    mapping = label_mapping.resolve(label_mapping.label_values(data, what),
+                                    label_mapping.user_label_names(labels.metadata), vae.label_names,
+                                    vae.n_classes, explicit, identity, what=what, model="the label VAE")
+    return mapping.apply(data, what, vae.label_names, vae.n_classes)
 
 
 def _decode_batches(vae: Any, z: np.ndarray, cancel: CancelToken | None, what: str,

@@ -242,15 +242,17 @@ class _Decode(torch.nn.Module):
 
 
 class SliceRenderer:
-    """Label slices (n, rows, cols) -> images (n, rows, cols) float32 with a Synthesizer and a style.
+    """The user's label slices (n, rows, cols) -> images (n, rows, cols) float32 with a Synthesizer and a style.
 
     plan: the spade.SlicePlan of the label volume (resampling/padding to the model's input).
-    The generator's decode is traced once (:func:`..models.tracing.freeze_trace`) for one slice at a time; values
-    are checked like Synthesizer.synthesize_slices (InputError for unknown classes).
+    mapping: the user's values -> the model's classes (a data.label_mapping.LabelMapping; None: the
+    slices hold model classes). The generator's decode is traced once
+    (:func:`..models.tracing.freeze_trace`) for one slice at a time; a value the mapping does not
+    cover, or an unknown class, raises InputError naming both sides.
     """
 
-    def __init__(self, synth: Any, plan: Any, style: np.ndarray):
-        self.synth, self.plan = synth, plan
+    def __init__(self, synth: Any, plan: Any, style: np.ndarray, mapping: Any = None):
+        self.synth, self.plan, self.mapping = synth, plan, mapping
         self.style = torch.as_tensor(np.asarray(style, dtype=np.float32), device=synth.device).reshape(1, -1)
         example = torch.zeros(1, synth.n_classes, *synth.slice_shape, device=synth.device)
         # None: eager Synthesizer.synthesize_slices (where TorchScript is unavailable)
@@ -258,6 +260,8 @@ class SliceRenderer:
 
     @torch.inference_mode()
     def __call__(self, labels: np.ndarray) -> np.ndarray:
+        if self.mapping is not None:
+            labels = self.mapping.apply(labels, "The painted label map", self.synth.label_names, self.synth.n_classes)
         padded = spade.to_model(labels, self.plan, nearest=True)
         if self.net is None:
             return spade.from_model(self.synth.synthesize_slices(padded, self.style[0].cpu().numpy()), self.plan)

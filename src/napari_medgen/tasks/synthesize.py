@@ -7,6 +7,12 @@ image, the model's named styles such as the phantom's vendors, interpolation).
 cuts a label volume into slices along the through-plane axis, synthesises them in batches and
 returns an image Volume with exactly the labels' geometry.
 
+Label meaning: the user's label values are turned into the model's classes by one
+:class:`..data.label_mapping.LabelMapping` (proposed from the label names of the file or layer and
+of the model card, or given by the user); a label map with a value that has no class is refused,
+naming both sides. :meth:`Synthesizer.synthesize_slices` and :meth:`Synthesizer.check_labels` take
+model classes.
+
 Slice axis: the axis with the largest spacing when the volume is clearly anisotropic, else the
 index axis closest to the model's training orientation (axial for the shipped models). Slices
 whose in-plane spacing is more than 1.5x away from the model's, or that do not fit its input,
@@ -24,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data import label_mapping
+from ..data.label_mapping import LabelMapping
 from ..data.normalize import denormalize, normalize
 from ..device import resolve_device
 from ..errors import InputError, ModelError
@@ -122,7 +130,8 @@ class Synthesizer:
         lab = labels.data if isinstance(labels, Volume) else np.asarray(labels)
         if img.shape != lab.shape:
             raise InputError(f"The reference image {img.shape} and its labels {lab.shape} must have the same shape.")
-        plan = self.check_labels(labels)
+        label_mapping.label_values(lab, "The reference image's label map")
+        plan = self.plan_slices(labels)
         fill = spade.background_value(img.astype(np.float32), lab)
         img_s = spade.to_model(spade.cut(img.astype(np.float32), plan.axis), plan, nearest=False, fill=fill)
         fg = (spade.cut(lab, plan.axis) > 0).reshape(img_s.shape[0], -1).mean(1)
@@ -133,18 +142,41 @@ class Synthesizer:
         return mu.mean(0).numpy().astype(np.float32)
 
     # --- input checks -------------------------------------------------------------------------
+    def mapping_for(self, labels: Volume | np.ndarray, explicit: dict[int, int] | None = None,
+                    identity: bool = False, user_names: dict[int, str] | None = None) -> LabelMapping:
+        """The label mapping (user value -> model class) for the values of ``labels``: ``explicit``
+        choices, then classes named like the user's labels (``user_names``, default the Volume's
+        ``metadata["label_names"]``), then, with ``identity``, the same number for unnamed values.
+
+        Raises InputError naming the unmapped values and the model's classes.
+        """
+        data = labels.data if isinstance(labels, Volume) else np.asarray(labels)
+        what = _what(labels)
+        if user_names is None:
+            user_names = label_mapping.user_label_names(labels.metadata if isinstance(labels, Volume) else None)
+        return label_mapping.resolve(label_mapping.label_values(data, what), user_names, self.label_names,
+                                     self.n_classes, explicit, identity, what=what, model=f"model '{self.name}'")
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
     def check_labels(self, labels: Volume | np.ndarray) -> spade.SlicePlan:
-        """Check a label map and return how it will be sliced (and resampled, see the plan's notes).
+        """Check a map of model classes and return how it will be sliced (and resampled, see the plan's notes).
 
         Raises InputError for non-integer values, negative values, or values >= n_classes.
         A numpy array (n, y, x) is taken as slices at the model's in-plane spacing.
         """
         data = labels.data if isinstance(labels, Volume) else np.asarray(labels)
-        what = f"Label map '{labels.metadata['source']}'" if isinstance(labels, Volume) and \
-            labels.metadata.get("source") else "The label map"
+        _check_values(data, self.n_classes, self.label_names, _what(labels))
+        return self.plan_slices(labels)
+
+    def plan_slices(self, labels: Volume | np.ndarray) -> spade.SlicePlan:
+        """How a 3D label map (Volume, or array (n, y, x) of slices at the model's spacing) is cut into slices."""
+        data = labels.data if isinstance(labels, Volume) else np.asarray(labels)
         if data.ndim != 3:
-            raise InputError(f"{what} must be 3D (z, y, x) or a stack of 2D slices (n, y, x); got shape {data.shape}.")
-        _check_values(data, self.n_classes, self.label_names, what)
+            raise InputError(f"{_what(labels)} must be 3D (z, y, x) or a stack of 2D slices (n, y, x); "
+                             f"got shape {data.shape}.")
         if isinstance(labels, Volume):
             axis = spade.slice_axis(labels.spacing, labels.direction, self.orientation)
             return spade.plan_slices(data.shape, labels.spacing, axis, self.slice_shape, self.plane_spacing)
@@ -184,6 +216,13 @@ class Synthesizer:
         return denormalize(out[:, 0].cpu().numpy(), self._norm).astype(np.float32, copy=False)
 
 
+def _what(labels: Volume | np.ndarray) -> str:
+    """How messages name a label map: its file when known."""
+    if isinstance(labels, Volume) and labels.metadata.get("source"):
+        return f"Label map '{labels.metadata['source']}'"
+    return "The label map"
+
+
 def _check_values(data: np.ndarray, n_classes: int, names: dict[int, str], what: str) -> None:
     """InputError for float maps with non-integer values, negative values or values >= n_classes."""
     if data.dtype.kind == "f":
@@ -206,20 +245,26 @@ def _check_values(data: np.ndarray, n_classes: int, names: dict[int, str], what:
 
 def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style = "random", seed: int = 0,
                slices: Sequence[int] | None = None, batch: int = 16, device: str = "auto",
+               mapping: LabelMapping | None = None,
                cancel: CancelToken | None = None) -> Generator[Progress, None, Volume]:
     """Synthesise an image for a 3D label Volume; yields Progress (preview = the partial (z, y, x) image).
 
     style: "random" (drawn with ``seed``), "mean", "vendor:NAME", or a style vector. slices:
     indices along the chosen slice axis to synthesise (None = all); the others stay 0.
+    mapping: the user's label values -> the model's classes (default: :meth:`Synthesizer.mapping_for`,
+    proposed from label names; InputError when a value has no class).
     Returns a float32 image Volume with the labels' exact geometry; ``metadata["notes"]`` lists
-    resampling notes, ``metadata["synthesis"]`` the model, style and slice axis.
+    resampling notes, ``metadata["synthesis"]`` the model, style, slice axis and label mapping.
     """
     synth = model if isinstance(model, Synthesizer) else Synthesizer(model, device)
     if labels.is_time_series:
         raise InputError("Synthesis needs a 3D label map; this one is a 4D time series: pick one time point.")
-    plan = synth.check_labels(labels)
+    if mapping is None:
+        mapping = synth.mapping_for(labels)
+    classes = mapping.apply(labels.data, _what(labels), synth.label_names, synth.n_classes)
+    plan = synth.check_labels(labels.with_data(classes))
     z = synth.resolve_style(style, seed)
-    lab = spade.cut(labels.data, plan.axis)
+    lab = spade.cut(classes, plan.axis)
     n = lab.shape[0]
     todo = list(range(n)) if slices is None else sorted({int(i) for i in slices})
     if any(i < 0 or i >= n for i in todo):
@@ -241,7 +286,8 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
         yield Progress(done, total, f"slice {done}/{total}", preview=out)
     meta: dict[str, Any] = {"notes": list(plan.notes), "synthesis": {
         "model": synth.path, "style": style if isinstance(style, str) else "vector",
-        "style_vector": z.tolist(), "seed": seed, "slice_axis": plan.axis}}
+        "style_vector": z.tolist(), "seed": seed, "slice_axis": plan.axis,
+        "label_mapping": {str(v): c for v, c in sorted(mapping.table.items())}}}
     return Volume(out, labels.spacing, labels.origin, labels.direction.copy(), False, meta)
 
 

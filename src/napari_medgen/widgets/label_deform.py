@@ -1,5 +1,7 @@
 """The "Label deformation" dock: labels layer + method + parameters + seed -> a new labels layer with
-the same geometry, ready to synthesise (tasks.label_deform does the work)."""
+the same geometry, ready to synthesise (tasks.label_deform does the work). For the label VAE's
+interpolation, "label map" says which VAE class each label value is (``1=tumour, 2=lung`` or
+``identity``, as ``medgen deform --map``); values named like a class need no entry."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QPushButton, QSlider, QSpinBox,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLineEdit, QPushButton, QSlider,
+                            QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import MedgenError
 from ..models.label_vae import shipped_models
@@ -61,6 +63,8 @@ class LabelDeformWidget(QWidget):
         self.t.setValue(50)
         self.spherical = QCheckBox("spherical (slerp)")
         self.spherical.setChecked(True)
+        self.label_map = QLineEdit()
+        self.label_map.setPlaceholderText("e.g. 1=tumour, 2=lung (or identity)")
         self.run_button = QPushButton("Deform")
         self.panel = ProgressPanel()
         self.form = QFormLayout()
@@ -68,7 +72,7 @@ class LabelDeformWidget(QWidget):
                       "sigma (mm)": self.sigma_mm, "magnitude (mm)": self.magnitude_mm, "label": self.label,
                       "radius": self.radius, "unit": self.unit, "rotation (deg)": self.rotation, "scale": self.scale,
                       "label VAE": self.model_combo, "slices": self.n, "subject B": self.other,
-                      "A -> B": self.t, "": self.spherical}
+                      "A -> B": self.t, "": self.spherical, "label map": self.label_map}
         for name, w in self._rows.items():
             self.form.addRow(name, w)
         layout = QVBoxLayout(self)
@@ -82,7 +86,7 @@ class LabelDeformWidget(QWidget):
 
     _VISIBLE = {"elastic": ("seed", "sigma (mm)", "magnitude (mm)"), "dilate": ("label", "radius", "unit"),
                 "erode": ("label", "radius", "unit"), "affine": ("rotation (deg)", "scale"),
-                "vae-sample": ("seed", "label VAE", "slices"), "vae-interpolate": ("label VAE", "subject B", "A -> B", "")}
+                "vae-sample": ("seed", "label VAE", "slices"), "vae-interpolate": ("label VAE", "subject B", "A -> B", "", "label map")}
 
     def _show_rows(self, *_: Any) -> None:
         keep = {"labels", "method", *self._VISIBLE[self.method.currentText()]}
@@ -103,7 +107,8 @@ class LabelDeformWidget(QWidget):
             return {"model": model, "n": self.n.value()}
         other = self.other.layer()
         return {"model": model, "t": self.t.value() / 100.0, "spherical": self.spherical.isChecked(),
-                "other": layer_to_volume_of(other) if other is not None else None}
+                "other": layer_to_volume_of(other) if other is not None else None,
+                "label_map": [self.label_map.text()] if self.label_map.text().strip() else []}
 
     def run(self) -> Any:
         """Start the deformation; the result becomes the labels layer "<input> <method>". Returns the handle."""

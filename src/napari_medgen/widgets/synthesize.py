@@ -1,5 +1,8 @@
 """The "Synthesize" dock: labels layer + spade model + style -> an aligned image layer, optionally
-regenerated live while the user paints (tasks.synthesize and tasks.live_synthesis do the work)."""
+regenerated live while the user paints (tasks.synthesize and tasks.live_synthesis do the work).
+
+The label table (:class:`.label_map.LabelMapTable`) says which model class each of the layer's
+values is; Synthesize and Live refuse while a value is still "(choose)"."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, St
                                     style_vector)
 from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 from .combos import LayerCombo, ModelCombo
+from .label_map import LabelMapTable, layer_label_names
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import collector, warmup
 from .runner import run_task
@@ -50,6 +54,7 @@ class SynthesizeWidget(QWidget):
         self.reference = LayerCombo(viewer, Image, optional=True)
         self.blend = QSlider(Qt.Orientation.Horizontal)
         self.blend.setRange(0, 100)
+        self.label_table = LabelMapTable()
         self.run_button = QPushButton("Synthesize")
         self.live_box = QCheckBox("Live (regenerate while painting)")
         self._thumbnail_timer = QTimer(self, singleShot=True, interval=300)
@@ -58,7 +63,7 @@ class SynthesizeWidget(QWidget):
         form = QFormLayout()
         for label, w in (("labels", self.labels_combo), ("model", self.model_combo), ("scope", self.scope),
                          ("style", self.style_a), ("blend with", self.style_b), ("blend", self.blend),
-                         ("seed", self.seed), ("reference image", self.reference)):
+                         ("seed", self.seed), ("reference image", self.reference), ("label -> class", self.label_table)):
             form.addRow(label, w)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -66,6 +71,8 @@ class SynthesizeWidget(QWidget):
             layout.addWidget(w)
         layout.addStretch(1)
         self.model_combo.currentTextChanged.connect(self._fill_styles)
+        self.labels_combo.currentTextChanged.connect(self.refresh_label_table)
+        self.label_table.changed.connect(self._on_mapping_changed)
         self.run_button.clicked.connect(self.synthesize)
         self.live_box.toggled.connect(self.set_live)
         self._fill_styles()
@@ -81,9 +88,12 @@ class SynthesizeWidget(QWidget):
 
     def _fill_styles(self, *_: Any) -> None:
         try:
-            vendors = [f"vendor:{k}" for k in self.synthesizer().named_styles()]
+            synth = self.synthesizer()
+            vendors = [f"vendor:{k}" for k in synth.named_styles()]
+            self.label_table.set_model(synth.label_names, synth.n_classes)
         except MedgenError:
             vendors = []
+            self.label_table.set_model({}, 0)
         for combo in (self.style_a, self.style_b):
             current = combo.currentText()
             combo.clear()
@@ -106,6 +116,21 @@ class SynthesizeWidget(QWidget):
         return (self._source(self.style_a.currentText(), seed), self._source(self.style_b.currentText(), seed + 1),
                 self.blend.value() / 100.0)
 
+    def refresh_label_table(self, *_: Any) -> None:
+        """Show the chosen labels layer's values and names in the label table."""
+        layer = self.labels_combo.layer()
+        self.label_table.set_labels(None if layer is None else np.asarray(layer.data),
+                                    {} if layer is None else layer_label_names(layer))
+
+    def mapping(self, layer: Labels, synth: Synthesizer) -> Any:
+        """The layer's label values -> the model's classes (table shown up to date); InputError if one has none."""
+        self.refresh_label_table()
+        return self.label_table.mapping(f"Labels layer '{layer.name}'", f"model '{synth.name}'")
+
+    def _on_mapping_changed(self) -> None:
+        if self.live is not None:  # the live image follows the new meaning of the labels
+            self.set_live(True)
+
     def labels_layer(self) -> Labels:
         layer = self.labels_combo.layer()
         if layer is None:
@@ -126,17 +151,17 @@ class SynthesizeWidget(QWidget):
         """Start synthesis of the chosen scope; returns the task handle (None on bad input)."""
         try:
             layer, synth = self.labels_layer(), self.synthesizer()
-            vol, styles = layer_to_volume_of(layer), self.style_args()
+            vol, styles, mapping = layer_to_volume_of(layer), self.style_args(), self.mapping(layer, synth)
             slices = None
             if self.scope.currentText() == "current slice":
-                slices = [self.current_index(layer, synth.check_labels(vol).axis)]
+                slices = [self.current_index(layer, synth.plan_slices(vol).axis)]
         except MedgenError as exc:
             show_error(f"Synthesize: {exc}")
             return None
 
         def task(cancel):
             style = style_vector(synth, *styles)
-            return (yield from synthesize(vol, synth, style=style, slices=slices, cancel=cancel))
+            return (yield from synthesize(vol, synth, style=style, slices=slices, mapping=mapping, cancel=cancel))
 
         return run_task(self.viewer, task, name="Synthesize", panel=self.panel,
                         on_result=lambda out: self._show(layer, out, slices))
@@ -167,7 +192,8 @@ class SynthesizeWidget(QWidget):
     def _start_live(self) -> None:
         layer, synth = self.labels_layer(), self.synthesizer()
         vol = layer_to_volume_of(layer)
-        plan = synth.check_labels(vol)
+        mapping = self.mapping(layer, synth)
+        plan = synth.plan_slices(vol)
         if layer.ndim == 2:  # one slice: always cut along z, whatever the spacing says
             plan = spade.plan_slices(vol.data.shape, vol.spacing, 0, synth.slice_shape, synth.plane_spacing)
         ctx: dict[str, Any] = {"layer": layer, "plan": plan, "renderer": None, "styles": self.style_args(),
@@ -176,7 +202,7 @@ class SynthesizeWidget(QWidget):
         def render(lab: np.ndarray) -> np.ndarray:  # worker thread: style and tracing happen there
             if ctx["renderer"] is None:
                 ctx["style"] = style_vector(synth, *ctx["styles"])
-                ctx["renderer"] = SliceRenderer(synth, plan, ctx["style"])
+                ctx["renderer"] = SliceRenderer(synth, plan, ctx["style"], mapping)
             return ctx["renderer"](lab)
 
         self.live = LiveSynthesis(self._slices(layer.data, plan.axis), render)
@@ -270,6 +296,7 @@ class SynthesizeWidget(QWidget):
             return
         if isinstance(update, MedgenError):
             show_error(f"Live synthesis: {update}")
+            self.refresh_label_table()  # a newly painted value gets its row
             return
         image: Image = self._live_ctx["image"]
         self._slices(image.data, self._live_ctx["plan"].axis)[update.indices] = update.images
