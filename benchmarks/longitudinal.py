@@ -25,11 +25,8 @@ import torch
 from napari_medgen.io.volume import Volume
 from napari_medgen.models.store import record_metrics
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.longitudinal import (
-    TemporalModel,
-    compare_series,
-    predict_followups,
-)
+from napari_medgen.models.temporal import TemporalModel
+from napari_medgen.tasks.longitudinal import compare_series, predict_followups
 from napari_medgen.training.temporal_trainer import (
     HELDOUT_SEED_START,
     PIXEL_MM,

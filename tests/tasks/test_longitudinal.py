@@ -14,12 +14,8 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.models.store import SHIPPED_DIR, save_model
 from napari_medgen.models.temporal import ProgressionBank, TemporalAE
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.longitudinal import (
-    compare_series,
-    difference,
-    export_series,
-    predict_followups,
-)
+from napari_medgen.tasks.followup import difference, export_series
+from napari_medgen.tasks.longitudinal import compare_series, predict_followups
 
 SIZE, PIXEL = 32, 12.0
 
@@ -91,8 +87,13 @@ def test_other_grid_is_resampled_with_a_note(tiny):
 def test_bad_inputs_give_clear_errors(tiny, tmp_path):
     image, labels = _baseline()
     ct = image.with_data(image.data * 1000 - 1000)
-    with pytest.raises(InputError, match="Hounsfield"):
+    with pytest.raises(InputError, match="Hounsfield.*trained on MR.*without a model"):
         run_to_completion(predict_followups(ct, tiny))
+    relabelled = labels.with_data(np.where(labels.data == 7, 200, 1).astype(np.uint8))
+    with pytest.raises(InputError, match="follows label 7 \\(tumour\\).*no label 7 \\(it holds 1, 200\\)"):
+        run_to_completion(predict_followups(image, tiny, labels=relabelled))
+    with pytest.raises(InputError, match="follows label 7 \\(tumour\\).*is label 200"):
+        run_to_completion(predict_followups(image, tiny, labels=relabelled, tracked=200))
     with pytest.raises(InputError, match="time series"):
         run_to_completion(predict_followups(image.with_data(np.stack([image.data] * 2)), tiny))
     with pytest.raises(InputError, match="shape"):
@@ -160,7 +161,7 @@ def test_shipped_model_on_heldout_subjects(method):
     spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "benchmarks" / "longitudinal.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    from napari_medgen.tasks.longitudinal import TemporalModel
+    from napari_medgen.models.temporal import TemporalModel
 
     scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method=method, with_labels=True)
     assert scores["dice"][:, 1:].mean(0).min() >= DICE_BAR
@@ -173,7 +174,7 @@ def test_shipped_model_on_heldout_subjects(method):
 def test_calibrated_rate_matches_the_data_change_per_step():
     """The card's time_rate, fitted on training-distribution series, is found again on other fresh
     series, and it is the rate predict_followups uses by default."""
-    from napari_medgen.tasks.longitudinal import TemporalModel, calibrate_rate
+    from napari_medgen.models.temporal import TemporalModel, calibrate_rate
     from napari_medgen.training.temporal_trainer import HELDOUT_SEED_START, PIXEL_MM, phantom_series_2d
 
     model = TemporalModel.load(SHIPPED)
@@ -182,11 +183,11 @@ def test_calibrated_rate_matches_the_data_change_per_step():
     series = []
     for _ in range(3):
         img, lab, _ = phantom_series_2d(int(rng.integers(HELDOUT_SEED_START)), model.size, 3, 14.0, rng)
-        spacing = (PIXEL_MM, PIXEL_MM, 5.0)
-        series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
+        series.append((img, lab))
     rate = model.card["time_rate"]
     assert calibrate_rate(model, series)["time_rate"] == pytest.approx(rate, rel=0.25)  # other series, same fit
-    image, labels = series[0]
+    spacing = (PIXEL_MM, PIXEL_MM, 5.0)
+    image, labels = Volume(series[0][0][:, None], spacing), Volume(series[0][1][:, None], spacing, is_label=True)
     default = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1))
     explicit = run_to_completion(predict_followups(image.frame(0), model, labels=labels.frame(0), steps=1, rate=rate))
     np.testing.assert_array_equal(default.labels.data, explicit.labels.data)
@@ -231,7 +232,7 @@ def _benchmark():
 def test_shipped_breathing_model_on_heldout_subjects():
     """3 held-out breathing series (never trained on): lung Dice and area error at the first follow-ups, the
     predicted lung area growing at every step to full inhale, the card describing the series."""
-    from napari_medgen.tasks.longitudinal import TemporalModel
+    from napari_medgen.models.temporal import TemporalModel
 
     model = TemporalModel.load(SHIPPED_BREATHING)
     assert model.card["series"] == "breathing" and model.tracked == 2 and model.tracked_name == "lung"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..progress import run_with_bar
-from ..tasks.longitudinal import METHODS
+from . import options
+
+METHODS = options.names("napari_medgen.tasks.longitudinal", "METHODS")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ..io.readers import read_volume
-    from ..tasks.longitudinal import export_series, predict_followups
+    from ..progress import run_with_bar
+    from ..tasks.followup import export_series
+    from ..tasks.longitudinal import predict_followups
 
     baseline = read_volume(args.baseline, as_label=False)
     labels = read_volume(args.labels, as_label=True) if args.labels else None

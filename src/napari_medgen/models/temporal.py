@@ -11,17 +11,27 @@ channels (image and tracked-structure probability of each: 6 channels). It is us
 
 ``bank`` (module "bank", buffers ``keys`` (N, C) and ``steps`` (N, C)): spatially pooled latents of
 training baselines and their mean latent displacement per time step, for manifold extrapolation.
+
+:class:`TemporalModel` (a loaded model and its card), :func:`invert`, :func:`walk`,
+:func:`progression_speed` and :func:`calibrate_rate` are the slice-level operations that the
+follow-up task (tasks/longitudinal.py) and the trainer share.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.networks.blocks import Convolution, ResidualUnit
 from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
+from ..errors import ModelError
+from .store import load_card, load_family
 
 
 class TemporalAE(nn.Module):
@@ -90,3 +100,148 @@ def build_temporal(cfg: dict[str, Any]) -> dict[str, nn.Module]:
     if bank_size:
         modules["bank"] = ProgressionBank(bank_size, int(cfg.get("latent_channels", 16)))
     return modules
+
+
+@dataclass
+class TemporalModel:
+    """A loaded "temporal" model: modules, card and the facts the follow-up task needs from it."""
+
+    modules: dict[str, nn.Module]
+    card: dict[str, Any]
+    name: str = ""
+
+    @classmethod
+    def load(cls, path: str | Path) -> TemporalModel:
+        family = load_card(path)["family"]
+        if family != "temporal":
+            raise ModelError(f"Model '{path}' is a '{family}' model; synthetic follow-ups need a 'temporal' model.")
+        modules, card = load_family(path, "temporal", build_temporal)
+        return cls(modules, card, Path(path).name.removesuffix(".json").removesuffix(".safetensors"))
+
+    @property
+    def net(self) -> TemporalAE:
+        return self.modules["model"]  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        return int(self.card["shape"][0])
+
+    @property
+    def pixel_mm(self) -> float:
+        return float(self.card["pixel_mm"])
+
+    @property
+    def tracked(self) -> int:
+        return int(self.card.get("tracked_label", 7))
+
+    @property
+    def tracked_name(self) -> str:
+        return str(self.card.get("label_names", {}).get(str(self.tracked), f"label {self.tracked}"))
+
+    @property
+    def modality(self) -> str:
+        """The card's modality, e.g. "MR magnitude (a.u., >= 0)" (the shipped models')."""
+        return str(self.card.get("modality", "MR magnitude (a.u., >= 0)"))
+
+
+def invert(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, refine_steps: int
+           ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Latent z (1, C, S/4, S/4) and skips of slice x (1, 1, S, S): the encoder's, then ``refine_steps``
+    Adam steps on z against x (and its labels y (1, S, S), when given)."""
+    net = tm.net
+    with torch.no_grad():
+        z0, skips = net.encode(x)
+    z = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=0.05)
+    for _ in range(refine_steps):
+        with torch.enable_grad():
+            raw = net.decode(z, skips)
+            loss = F.l1_loss(torch.sigmoid(raw[:, :1]), x)
+            if y is not None:
+                loss = loss + F.cross_entropy(raw[:, 1:], y[:, 0] if y.ndim == 4 else y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return z.detach(), skips
+
+
+@torch.no_grad()
+def decode_at(tm: TemporalModel, z: torch.Tensor, skips: tuple[torch.Tensor, ...], times: list[float],
+              direction: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode z moved to each of ``times`` along ``direction`` (default: the learned one): (T, 1 + K, S, S) raw."""
+    n = len(times)
+    zt = tm.net.move(z.repeat(n, 1, 1, 1), torch.tensor(times), None if direction is None else direction.repeat(n, 1))
+    return tm.net.decode(zt, tuple(s.repeat(n, 1, 1, 1) for s in skips))
+
+
+def walk(tm: TemporalModel, x: torch.Tensor, y: torch.Tensor | None, times: list[float], method: str, k: int,
+         refine_steps: int) -> torch.Tensor:
+    """Invert slice x (1, 1, S, S) (labels y (1, S, S) optional) and decode it at ``times``: (T, 1 + K, S, S) raw.
+
+    method "direction": the learned time direction; "manifold": the mean step of the k nearest bank entries.
+    """
+    z, skips = invert(tm, x, y, refine_steps)
+    direction = None
+    if method == "manifold":
+        if "bank" not in tm.modules:
+            raise ModelError("This model has no bank of training progressions: use method 'direction'.")
+        with torch.no_grad():
+            direction = tm.modules["bank"].neighbour_step(z.mean((2, 3)), k)
+    return decode_at(tm, z, skips, times, direction)
+
+
+SPEED_GRID = tuple(2 ** (i / 4) for i in range(-8, 9))  # candidate speeds 0.25..4 (model steps per true step), x1.19 apart
+
+
+def progression_speed(tm: TemporalModel, images: torch.Tensor, labels: torch.Tensor, refine_steps: int = 20
+                      ) -> tuple[torch.Tensor, float]:
+    """One known progression: its baseline's pooled latent (C,) and its speed along the learned direction.
+
+    images (T, S, S) in [0, 1] and labels (T, S, S) of one training series, frame 0 = baseline. The
+    baseline is inverted as follow-up prediction inverts it; the speed is the value in SPEED_GRID
+    whose walk z0 + speed * t * direction best matches the series' tracked area over t = 1..T-1
+    (least squares on log areas). A series without the tracked structure gets speed 1.
+    """
+    z, skips = invert(tm, images[:1, None].float(), labels[:1].long(), refine_steps)
+    key = z.mean((2, 3))[0]
+    true_area = (labels[1:] == tm.tracked).flatten(1).sum(1).float()
+    if not (labels[0] == tm.tracked).any() or not (true_area > 0).all():
+        return key, 1.0
+    steps = torch.arange(1, len(labels), dtype=torch.float32)
+    times = [float(v * t) for v in SPEED_GRID for t in steps]
+    raw = decode_at(tm, z, skips, times)
+    area = (raw[:, 1:].argmax(1) == tm.tracked).flatten(1).sum(1).float().reshape(len(SPEED_GRID), -1)
+    err = ((torch.log(area + 1) - torch.log(true_area + 1)[None]) ** 2).sum(1)
+    return key, float(SPEED_GRID[int(err.argmin())])
+
+
+def normalize_slice(image: np.ndarray) -> np.ndarray:
+    """Intensities -> [0, 1] by the 0.5-99.5 percentile range, as the follow-up task maps a baseline."""
+    lo, hi = np.percentile(image[np.isfinite(image)], [0.5, 99.5])
+    return np.clip((image - lo) / float(max(hi - lo, 1e-6)), 0.0, 1.0).astype(np.float32)
+
+
+def calibrate_rate(tm: TemporalModel, series: list[tuple[np.ndarray, np.ndarray]], steps: int = 2,
+                   refine_steps: int = 20) -> dict[str, Any]:
+    """Model time steps per true time step, fitted on calibration series (never the evaluation ones).
+
+    series: (images, labels) pairs (T, S, S) on the model's grid, frame 0 = baseline, T >= ``steps`` + 1.
+    Each baseline (labels given) is walked at rate 1; the tracked structure's log area ratio to the
+    baseline, summed over subjects and t = 1..steps, true over predicted, is the rate that makes the
+    model's change per time point match the data's, if log area is linear in model time.
+    Returns {"time_rate", "true_log_ratio", "predicted_log_ratio", "subjects"}.
+    """
+    true_log, pred_log = np.zeros(steps), np.zeros(steps)
+    for images, labels in series:
+        x = torch.as_tensor(normalize_slice(np.asarray(images[0], np.float32)))[None, None]
+        y = torch.as_tensor(np.asarray(labels[0]).astype(np.int64))[None]
+        raw = walk(tm, x, y, [float(t) for t in range(steps + 1)], "direction", 0, refine_steps)
+        area0 = max(float((labels[0] == tm.tracked).sum()), 1e-9)
+        pred = (raw[1:, 1:].argmax(1) == tm.tracked).flatten(1).sum(1).numpy()
+        true = (np.asarray(labels[1:steps + 1]) == tm.tracked).reshape(steps, -1).sum(1)
+        true_log += np.log(np.maximum(true, 1e-9) / area0)
+        pred_log += np.log(np.maximum(pred, 1e-9) / area0)
+    if not np.all(pred_log < 0) and not np.all(pred_log > 0):
+        raise ModelError(f"Model '{tm.name}' does not change the tracked structure consistently; cannot calibrate.")
+    return {"time_rate": float(true_log.sum() / pred_log.sum()), "true_log_ratio": (true_log / len(series)).tolist(),
+            "predicted_log_ratio": (pred_log / len(series)).tolist(), "subjects": len(series)}

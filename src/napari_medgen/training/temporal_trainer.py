@@ -39,9 +39,16 @@ from ..data import phantom
 from ..data.normalize import normalize, percentile_spec
 from ..errors import InputError
 from ..models.store import save_model
-from ..models.temporal import ProgressionBank, TemporalAE, make_temporal_discriminator
+from ..models.temporal import (
+    ProgressionBank,
+    TemporalAE,
+    TemporalModel,
+    calibrate_rate,
+    make_temporal_discriminator,
+    progression_speed,
+)
 from .checkpoint import AttributeState
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 PIXEL_MM = 3.0  # in-plane pixel size of the phantom's default grid (128 x 128 over 384 mm)
 RADIUS_RATIO = (6.0 / 16.0) ** (1 / 5)  # tumour radius factor per time step (~0.822)
@@ -251,9 +258,7 @@ class TemporalTrainer(AttributeState):
     def progression_bank(self, card: dict[str, Any]) -> ProgressionBank:
         """The first ``bank_size`` training series as known progressions: each baseline's pooled latent
         (inverted as follow-up prediction inverts it) and its step, speed x the learned direction, with
-        the speed fitted to the series' tracked area (tasks.longitudinal.progression_speed)."""
-        from ..tasks.longitudinal import TemporalModel, progression_speed
-
+        the speed fitted to the series' tracked area (models.temporal.progression_speed)."""
         self.model.eval()
         n = min(self.bank_size, len(self.images))
         bank = ProgressionBank(n, self.model.latent_channels)
@@ -276,26 +281,19 @@ class TemporalTrainer(AttributeState):
         save_model(path, {"model": self.model, "bank": bank}, card)
 
     def calibration(self, bank: ProgressionBank, card: dict[str, Any]) -> dict[str, Any]:
-        """Card entries ``time_rate`` and ``time_rate_calibration``: the rate fitted (tasks.longitudinal
+        """Card entries ``time_rate`` and ``time_rate_calibration``: the rate fitted (models.temporal
         .calibrate_rate) on CALIBRATION_SUBJECTS fresh series from the training distribution
         (seeds below HELDOUT_SEED_START, drawn with seed + 2), t = 0..CALIBRATION_STEPS[series]."""
-        from ..io.volume import Volume
-        from ..tasks.longitudinal import TemporalModel, calibrate_rate
-
         self.model.eval()
         rng = np.random.default_rng(self.seed + 2)
         steps = CALIBRATION_STEPS[self.series]
         series = []
         for _ in range(CALIBRATION_SUBJECTS):
             img, lab, _ = draw_series(self.series, int(rng.integers(HELDOUT_SEED_START)), self.size, steps + 1, rng)
-            spacing = (PIXEL_MM, PIXEL_MM, 5.0)
-            series.append((Volume(img[:, None], spacing), Volume(lab[:, None], spacing, is_label=True)))
+            series.append((img, lab))
         fitted = calibrate_rate(TemporalModel({"model": self.model, "bank": bank}, card, "calibrating"), series, steps)
         self.model.train()
         return {"time_rate": round(fitted.pop("time_rate"), 4),
                 "time_rate_calibration": {**fitted, "data": f"{CALIBRATION_SUBJECTS} fresh training-distribution "
                                                             f"series (seeds < {HELDOUT_SEED_START}, rng seed "
                                                             f"{self.seed + 2}), follow-ups 1-{steps}"}}
-
-
-register_trainer("temporal", TemporalTrainer, "2D encoder-decoder with a latent time direction (synthetic follow-ups)")

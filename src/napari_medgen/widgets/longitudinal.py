@@ -25,13 +25,8 @@ from qtpy.QtWidgets import (
 
 from ..errors import MedgenError
 from ..models.store import load_card, shipped_models
-from ..tasks.longitudinal import (
-    METHODS,
-    FollowUps,
-    difference,
-    export_series,
-    predict_followups,
-)
+from ..tasks.followup import FollowUps, difference, export_series
+from ..tasks.longitudinal import METHODS, predict_followups
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
 from .runner import run_task
