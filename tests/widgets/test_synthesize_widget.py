@@ -35,6 +35,7 @@ def setup(make_napari_viewer, tiny_model, monkeypatch):
     w = SynthesizeWidget(viewer)
     w.model_combo.add_path(tiny_model)
     w.labels_combo.setCurrentText("lab")
+    w.label_table.confirm_same_numbers()  # the painted values are the tiny model's class numbers
     yield viewer, layer, w, errors
     w.stop_live()
 
@@ -54,6 +55,32 @@ def test_style_choices_include_vendors_and_synthesize_gives_aligned_image(setup,
     synth = w.synthesizer()
     expected = synth.synthesize_slices(layer.data[:1], synth.resolve_style("vendor:vendor_a"))
     np.testing.assert_allclose(out.data[0], expected[0], atol=1e-4)
+
+
+def test_label_table_proposes_classes_from_names_and_refuses_unmapped_values(setup, qtbot):
+    """A lesion painted as 1 is never the model's class 1 unasked: unnamed values wait for the user's
+    choice (Synthesize refuses, naming both sides); names in the layer's features propose classes."""
+    viewer, layer, w, errors = setup
+    lesion = viewer.add_labels(_labels(), name="lesion", scale=layer.scale, translate=layer.translate)
+    w.labels_combo.setCurrentText("lesion")
+    assert w.label_table.values == [0, 1, 2] and w.label_table.selected(1) is None
+    assert w.synthesize() is None
+    assert "1 (unnamed), 2 (unnamed)" in errors[-1] and "0 class0, 1 class1" in errors[-1]
+    w.live_box.setChecked(True)
+    assert not w.live_box.isChecked() and "1 (unnamed)" in errors[-1]
+    lesion.features = {"index": [0, 1, 2], "name": ["class0", "Class5", "class_3"]}
+    w.refresh_label_table()
+    assert [w.label_table.selected(v) for v in (0, 1, 2)] == [0, 5, 3]
+    w.label_table.choose(2, 6)
+    handle = w.synthesize()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
+    assert handle.status == "done", errors
+    synth = w.synthesizer()
+    mapped = np.choose(lesion.data[:1], [0, 5, 6])
+    expected = synth.synthesize_slices(mapped, w._live_ctx.get("style", synth.random_style(0)))
+    out = viewer.layers["lesion synthetic"]
+    np.testing.assert_allclose(out.data[:1], expected, atol=1e-4)
+    assert out.metadata["synthesis"]["label_mapping"] == {"0": 0, "1": 5, "2": 6}
 
 
 def test_current_slice_scope_fills_only_that_slice(setup, qtbot):
@@ -146,7 +173,7 @@ def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running
     n = w.live_updates
     layer.paint((2, 16, 16), 12)  # class 12 does not exist in an 8-class model
     qtbot.waitUntil(lambda: len(errors) >= 1, timeout=30000)
-    assert "12" in errors[0] and "does not know" in errors[0]
+    assert "12 (unnamed)" in errors[0] and "no model class" in errors[0] and "7 class7" in errors[0]
     assert w.live_updates == n  # the image was not touched
     layer.paint((2, 16, 16), 3)  # fixing the labels brings live synthesis back
     qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
@@ -157,9 +184,8 @@ def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running
     w.labels_combo.setCurrentText("bad")
     w.live_box.setChecked(True)
     assert not w.live_box.isChecked() and "9" in errors[-1]
-    handle = w.synthesize()
-    qtbot.waitUntil(lambda: handle.status is not None, timeout=30000)
-    assert handle.status == "error" and "9" in errors[-1]
+    n_errors = len(errors)
+    assert w.synthesize() is None and len(errors) == n_errors + 1 and "9 (unnamed)" in errors[-1]
     viewer.add_image(np.ones((4, 4)), name="still alive")
     assert "still alive" in viewer.layers and bad in viewer.layers
 
@@ -171,6 +197,7 @@ def test_docked_from_the_plugin_menu_live_works_through_napari_s_proxy(make_napa
     assert isinstance(w, SynthesizeWidget)
     w.model_combo.add_path(tiny_model)
     w.labels_combo.setCurrentText("lab")
+    w.label_table.confirm_same_numbers()
     try:
         _start_live(viewer, layer, w, qtbot)
         n = w.live_updates

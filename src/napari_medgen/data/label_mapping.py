@@ -45,7 +45,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "rv": ("rv", "right ventricle", "rv blood", "rv blood pool"),
     "spine": ("spine", "vertebra", "vertebrae", "spinal column"),
 }
-_CONCEPT = {word: key for key, words in SYNONYMS.items() for word in words}
+_CONCEPT = {word.replace(" ", ""): key for key, words in SYNONYMS.items() for word in words}
 #: Feature/property columns of a napari Labels layer that may hold a label's name, in order of preference.
 NAME_COLUMNS = ("name", "label_name", "label", "class", "segment", "description")
 
@@ -56,8 +56,9 @@ def normalize_name(name: str) -> str:
 
 
 def concept(name: str) -> str:
-    """The canonical meaning of a label name ("Tumor", "lesion" -> "tumour"); else its normalised form."""
-    norm = normalize_name(name)
+    """The canonical meaning of a label name ("Tumor", "lesion" -> "tumour"); else its normalised form
+    without spaces ("Class_3" -> "class3")."""
+    norm = normalize_name(name).replace(" ", "")
     return _CONCEPT.get(norm, norm)
 
 
@@ -179,13 +180,19 @@ def parse_map(specs: Iterable[str], model_names: Mapping[int, str], n_classes: i
 
 @dataclass(frozen=True)
 class LabelMapping:
-    """User value -> model class. ``table`` covers every value the mapping accepts."""
+    """User value -> model class: ``table``, and for values not in it but below ``same_below``
+    (the user confirmed "my values are the model's classes"), the same number."""
 
     table: dict[int, int]
+    same_below: int = 0
 
     @property
     def is_identity(self) -> bool:
         return all(v == c for v, c in self.table.items())
+
+    def class_of(self, value: int) -> int | None:
+        """The model class of a user value (None: the mapping has none)."""
+        return self.table.get(int(value), int(value) if 0 <= int(value) < self.same_below else None)
 
     def apply(self, data: np.ndarray, what: str = "The label map", model_names: Mapping[int, str] | None = None,
               n_classes: int | None = None) -> np.ndarray:
@@ -195,23 +202,26 @@ class LabelMapping:
         Raises InputError naming the unmapped values and, when given, the model's classes.
         """
         values = label_values(data, what)
-        missing = [int(v) for v in values if int(v) not in self.table]
+        classes = [self.class_of(v) for v in values]
+        missing = [int(v) for v, c in zip(values, classes) if c is None]
         if missing:
-            classes = f" The model's classes: {describe_classes(model_names, n_classes)}." if model_names else ""
+            known = f" The model's classes: {describe_classes(model_names, n_classes)}." if model_names else ""
             raise InputError(f"{what} has values with no model class in the label mapping: "
-                             f"{_describe_values(missing, {})}.{classes} Choose a class for each "
+                             f"{_describe_values(missing, {})}.{known} Choose a class for each "
                              f"(CLI: --map VALUE=CLASS; dock: the label table).")
-        if self.is_identity:
+        if all(int(v) == c for v, c in zip(values, classes)):
             return np.asarray(data)
-        keys = np.array(sorted(self.table), dtype=np.int64)
-        classes = np.array([self.table[int(k)] for k in keys])
-        classes = classes.astype(np.uint8 if classes.max(initial=0) < 256 else np.int32)
-        return classes[np.searchsorted(keys, np.asarray(data).astype(np.int64, copy=False))]
+        lut = np.array(classes)
+        lut = lut.astype(np.uint8 if lut.max(initial=0) < 256 else np.int32)
+        return lut[np.searchsorted(values, np.asarray(data).astype(np.int64, copy=False))]
 
     def describe(self, user_names: Mapping[int, str], model_names: Mapping[int, str]) -> str:
         """"1 (lesion) -> 7 tumour; ..." for notes and logs."""
-        return "; ".join(f"{v}{f' ({user_names[v]})' if v in user_names else ''} -> {c} {model_names.get(c, '')}".strip()
-                         for v, c in sorted(self.table.items()))
+        rows = [f"{v}{f' ({user_names[v]})' if v in user_names else ''} -> {c} {model_names.get(c, '')}".strip()
+                for v, c in sorted(self.table.items())]
+        if self.same_below:
+            rows.append(f"other values below {self.same_below} -> the same class number")
+        return "; ".join(rows)
 
 
 def resolve(values: Iterable[int], user_names: Mapping[int, str], model_names: Mapping[int, str], n_classes: int,
@@ -243,7 +253,7 @@ def resolve(values: Iterable[int], user_names: Mapping[int, str], model_names: M
                          f"{describe_classes(model_names, n_classes)}. Choose a class for each "
                          f"(CLI: --map VALUE=CLASS, e.g. --map {missing[0]}=<class name or number>; dock: the label "
                          f"table), or pick a model trained with these labels.")
-    return LabelMapping(table)
+    return LabelMapping(table, n_classes if identity else 0)
 
 
 def tracked_candidates(values: Iterable[int], user_names: Mapping[int, str]) -> list[int]:

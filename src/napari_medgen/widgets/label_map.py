@@ -1,6 +1,8 @@
 """A small table from the user's label values to a model's classes (the rules are in
-:mod:`..data.label_mapping`): one row per value in the labels layer, its name when the layer or
-file has one, and a class chooser pre-set to the class of the same meaning, or "(choose)"."""
+:mod:`..data.label_mapping`): one row per value in the labels layer or named by it, its name when
+the layer or file has one, and a class chooser pre-set to the class of the same meaning, or
+"(choose)". "Same numbers" confirms that the layer's values are the model's class numbers, also
+for values painted later."""
 
 from __future__ import annotations
 
@@ -51,21 +53,27 @@ class LabelMapTable(QWidget):
         self.user_names: dict[int, str] = {}
         self.model_names: dict[int, str] = {}
         self.n_classes = 0
-        self._chosen: dict[int, int] = {}  # the user's own picks, kept while the model stays the same
+        self._chosen: dict[int, int] = {}  # the user's own picks, kept while the model and layer stay the same
+        self.identity = False  # the user confirmed "same numbers"
+        self._key: object = None  # which layer the picks are for
 
     def set_model(self, model_names: Mapping[int, str], n_classes: int) -> None:
         if dict(model_names) != self.model_names or n_classes != self.n_classes:
-            self._chosen = {}
+            self._chosen, self.identity = {}, False
         self.model_names, self.n_classes = dict(model_names), int(n_classes)
         self._rebuild()
 
-    def set_labels(self, data: np.ndarray | None, user_names: Mapping[int, str]) -> None:
-        """The layer's values (np.unique of ``data``; None: no layer) and names."""
+    def set_labels(self, data: np.ndarray | None, user_names: Mapping[int, str], key: object = None) -> None:
+        """The layer's values (np.unique of ``data``; None: no layer) and names; ``key`` names the
+        layer (another key forgets the user's picks)."""
+        if key != self._key:
+            self._chosen, self.identity, self._key = {}, False, key
         try:
-            self.values = [] if data is None else [int(v) for v in label_mapping.label_values(data)]
+            present = set() if data is None else {int(v) for v in label_mapping.label_values(data)}
         except InputError:
-            self.values = []  # not a label map: Synthesize reports it
+            present = set()  # not a label map: Synthesize reports it
         self.user_names = dict(user_names)
+        self.values = sorted(present | (set(self.user_names) if data is not None else set()))
         self._rebuild()
 
     def _rebuild(self) -> None:
@@ -101,9 +109,11 @@ class LabelMapTable(QWidget):
         self.changed.emit()
 
     def confirm_same_numbers(self) -> None:
-        """The user confirms: each value still "(choose)" is the model class of the same number."""
+        """The user confirms: each value still "(choose)", and each painted later, is the model class
+        of the same number."""
+        self.identity = True
         for v in self.values:
-            if self.selected(v) is None and v < self.n_classes:
+            if self.selected(v) is None and v < self.n_classes and v not in self.user_names:
                 self._chosen[v] = v
         self._rebuild()
         self.changed.emit()
@@ -119,4 +129,4 @@ class LabelMapTable(QWidget):
         """The table's mapping; InputError naming both sides when a value is still "(choose)"."""
         shown = {v: c for v in self.values if (c := self.selected(v)) is not None}
         return label_mapping.resolve(self.values, self.user_names, self.model_names, self.n_classes,
-                                     explicit=shown, what=what, model=model)
+                                     explicit=shown, identity=self.identity, what=what, model=model)

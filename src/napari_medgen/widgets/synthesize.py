@@ -76,6 +76,7 @@ class SynthesizeWidget(QWidget):
         self.run_button.clicked.connect(self.synthesize)
         self.live_box.toggled.connect(self.set_live)
         self._fill_styles()
+        self.refresh_label_table()
 
     # --- parameters ---------------------------------------------------------------------------
     def synthesizer(self) -> Synthesizer:
@@ -120,7 +121,7 @@ class SynthesizeWidget(QWidget):
         """Show the chosen labels layer's values and names in the label table."""
         layer = self.labels_combo.layer()
         self.label_table.set_labels(None if layer is None else np.asarray(layer.data),
-                                    {} if layer is None else layer_label_names(layer))
+                                    {} if layer is None else layer_label_names(layer), key=layer)
 
     def mapping(self, layer: Labels, synth: Synthesizer) -> Any:
         """The layer's label values -> the model's classes (table shown up to date); InputError if one has none."""
