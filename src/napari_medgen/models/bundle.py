@@ -1,166 +1,271 @@
-"""Read a MONAI model-zoo generative bundle from disk without running any of its code.
+"""Open a MONAI model-zoo generative bundle folder as published, without running any of its code.
 
-A bundle folder holds ``configs/metadata.json``, ``configs/inference.json`` (or ``.yaml``/``.yml``,
-optionally with ``configs/common.*``) and ``models/model.pt``. MONAI's ConfigParser would evaluate
-``$`` expressions and imports from those files; here only these entries are read:
+A bundle folder holds ``configs/metadata.json``, ``configs/inference.json`` (or ``.yaml``, optionally
+``configs/common.*``) and its weights under ``models/``. :mod:`.bundle_config` resolves the config's
+references and recognises its wiring lines (:mod:`.bundle_wiring`); this module finds, in order:
 
-* the diffusion network (``network_def`` or ``diffusion_def``; ``diffusion_def`` first in latent
-  bundles, whose ``network_def`` may be the autoencoder): ``_target_`` must be MONAI's
-  ``DiffusionModelUNet`` or ``SPADEDiffusionModelUNet``; weights ``models/model.pt``;
-* the scheduler (``scheduler`` or ``noise_scheduler``): MONAI's ``DDPMScheduler``,
-  ``DDIMScheduler`` or ``RFlowScheduler``;
-* latent bundles (MONAI's brain_image_synthesis_latent_diffusion_model layout): ``autoencoder_def``,
-  MONAI's ``AutoencoderKL``, weights ``models/autoencoder.pt`` (or ``models/model_autoencoder.pt``);
-  ``scale_factor`` (1 when absent: the bundle's sampler then decodes latents unscaled) and
-  ``latent_shape`` ([channels,] *spatial) when they are plain numbers.
+* the diffusion network: the one the config's sampling lambda names, else the first of
+  ``diffusion_unet_def``, ``diffusion_def``, ``network_def`` that is a diffusion UNet (MONAI's
+  ``DiffusionModelUNet``, ``SPADEDiffusionModelUNet`` or MAISI's ``DiffusionModelUNetMaisi``);
+* ``autoencoder_def`` (``AutoencoderKL`` or ``AutoencoderKlMaisi``): a latent bundle;
+* ``controlnet_def`` (``ControlNetMaisi``): MAISI's label-map -> CT path (:mod:`.bundle_maisi`);
+* the scheduler (the sampling lambda's, else ``noise_scheduler`` or ``scheduler``): DDPM, DDIM or RFlow.
 
-Their arguments must be plain JSON values: any string starting with ``$``, ``@`` or ``%``
-(expression, reference, macro) or any ``_key_`` other than ``_requires_``/``_desc_`` (evaluation
-order and description, ignored) is refused with a message naming the key. Weights load with
-``torch.load(weights_only=True)``: a file holding pickled objects is refused; weights saved by MONAI
-Generative (before MONAI 1.4) are renamed with MONAI's own ``load_old_state_dict``.
-The spatial shape of a sample comes from ``metadata.json`` (``network_data_format`` inputs or
-outputs ``spatial_shape``, divided by the autoencoder's downsampling in latent bundles) when it is a
-list of numbers; otherwise the caller gives it. Where a latent bundle's ``scale_factor`` is an
-expression, the model's ``scale_factor`` is None and the caller gives the value.
+Each network's parameter count is taken from a copy built on PyTorch's ``meta`` device (nothing
+allocated); a bundle whose weights alone would take more than half the free memory of the device is
+refused with the estimate. Weights come from the config's own loading lines (``torch.load`` paths,
+``['key']`` entries of a checkpoint dict) or, without such lines, ``models/model.pt`` and
+``models/autoencoder.pt``/``model_autoencoder.pt``; they load with ``torch.load(weights_only=True)``
+(a file holding pickled objects is refused), MONAI Generative names through the network's own
+``load_old_state_dict``. Arrays of a bundle are in MONAI's (x, y[, z]) order, RAS for 3D.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import pickle
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import torch
-import yaml
-from monai.networks.nets import AutoencoderKL
+from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
+from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
+from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import DiffusionModelUNetMaisi
+from monai.inferers import DiffusionInferer, LatentDiffusionInferer
+from monai.networks.nets import AutoencoderKL, DiffusionModelUNet, SPADEDiffusionModelUNet
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
+from monai.utils import OptionalImportError
 
 from ..errors import ModelError
-from .diffusion import CONFIG_ERRORS, DiffusionModel, build_unet
+from .bundle_config import BundleConfig, Component, ConfigRefused, read_file
+from .bundle_wiring import ConditionVector, CopyState, LoadWeights, SampleCall, WeightFile
+from .diffusion import CONFIG_ERRORS, DiffusionModel
 
-_PREFIXES = ("monai.networks.nets.", "monai.networks.schedulers.", "generative.networks.nets.",
-             "generative.networks.schedulers.", "monai.networks.nets.diffusion_model_unet.")
-NETWORKS = {"DiffusionModelUNet", "SPADEDiffusionModelUNet"}
-AUTOENCODERS = {"AutoencoderKL"}
-SCHEDULERS = {"DDPMScheduler": "ddpm", "DDIMScheduler": "ddpm", "RFlowScheduler": "rflow"}
-# MONAI Generative (before MONAI 1.4) argument names
-_RENAMED = {"num_channels": "channels", "use_checkpointing": "use_checkpoint"}
-_IGNORED = ("_requires_", "_desc_")  # config-parser evaluation order and description: nothing to build
-_CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
-_AUTOENCODER_WEIGHTS = ("autoencoder.pt", "model_autoencoder.pt")
+UNETS = {c.__name__: c for c in (DiffusionModelUNet, SPADEDiffusionModelUNet, DiffusionModelUNetMaisi)}
+AUTOENCODERS = {c.__name__: c for c in (AutoencoderKL, AutoencoderKlMaisi)}
+CONTROLNETS = {ControlNetMaisi.__name__: ControlNetMaisi}
+SCHEDULERS = {DDPMScheduler.__name__: "ddpm", DDIMScheduler.__name__: "ddpm", RFlowScheduler.__name__: "rflow"}
+_SCHEDULER_CLASSES = {c.__name__: c for c in (DDPMScheduler, DDIMScheduler, RFlowScheduler)}
+INFERERS = {c.__name__: c for c in (DiffusionInferer, LatentDiffusionInferer)}
+ALLOWED = {**UNETS, **AUTOENCODERS, **CONTROLNETS, **_SCHEDULER_CLASSES, **INFERERS}
+PREFIXES = tuple(f"monai.{p}." for p in (
+    "networks.nets", "networks.nets.diffusion_model_unet", "networks.nets.spade_diffusion_model_unet",
+    "networks.nets.autoencoderkl", "networks.schedulers", "networks.schedulers.ddpm", "networks.schedulers.ddim",
+    "networks.schedulers.rectified_flow", "inferers", "inferers.inferer",
+    "apps.generation.maisi.networks.autoencoderkl_maisi", "apps.generation.maisi.networks.controlnet_maisi",
+    "apps.generation.maisi.networks.diffusion_model_unet_maisi")) + (
+    "generative.networks.nets.", "generative.networks.schedulers.", "generative.inferers.")
+MEMORY_SHARE = 0.5  # the weights may take at most this share of the device's free memory
+_VOXEL_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)\s*mm")
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ConditionField:
+    """One named conditioning value a bundle defines: ``key`` (config id), ``label`` (metadata name),
+    ``default``, and either a numeric range [low, high] or ``choices``."""
+
+    key: str
+    label: str
+    default: float | str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def load_bundle(folder: str | Path, device: torch.device | str = "cpu",
+                overrides: dict[str, Any] | None = None) -> DiffusionModel:
+    """Open a bundle folder: its networks built from the config, weights loaded, on ``device``.
+    overrides: {config id: plain value} over the config files' values (``a::b`` paths).
+
+    Returns a DiffusionModel (a ``MaisiModel`` for MAISI's ControlNet bundle) whose ``extra`` holds
+    ``condition_fields`` (tuple of ConditionField), ``array_axes`` ("xyz") and the bundle's name."""
+    folder = Path(folder)
+    if not (folder / "configs" / "metadata.json").is_file():
+        raise ModelError(f"'{folder}' is not a complete MONAI bundle: configs/metadata.json is missing.")
+    meta = read_file(folder / "configs" / "metadata.json")
+    meta = meta if isinstance(meta, dict) else {}
+    cfg = BundleConfig(folder, ALLOWED, PREFIXES, overrides)
+    if "vqvae_def" in cfg.data and "autoencoder_def" not in cfg.data:
+        raise ModelError(f"Bundle config '{cfg.path}' defines 'vqvae_def': VQ-VAE latent bundles are not supported.")
+    wiring = _wiring(cfg)
+    sample_call = next((w for w in wiring if isinstance(w, SampleCall)), None)
+    unet_c = (sample_call and sample_call.network) or _find(cfg, ("diffusion_unet_def", "diffusion_def", "network_def"),
+                                                            UNETS, "diffusion network")
+    sched_c = (sample_call and sample_call.scheduler) or _find(cfg, ("noise_scheduler", "scheduler"),
+                                                               _SCHEDULER_CLASSES, "scheduler")
+    ae_c = _find(cfg, ("autoencoder_def",), AUTOENCODERS, "autoencoder") if "autoencoder_def" in cfg.data else None
+    cn_c = _find(cfg, ("controlnet_def",), CONTROLNETS, "ControlNet") if "controlnet_def" in cfg.data else None
+    comps = [c for c in (unet_c, ae_c, cn_c) if c is not None]
+    kwargs = {c.id: _runnable(cfg.arguments(c), device) for c in comps}
+    check_memory({c.id: (c.cls, kwargs[c.id]) for c in comps}, device, cfg.path)
+    nets = {c.id: _build(c, kwargs[c.id], cfg.path) for c in comps}
+    loads = [w for w in wiring if isinstance(w, LoadWeights)]
+    defaults = {unet_c.id: ("model.pt",), **({ae_c.id: ("autoencoder.pt", "model_autoencoder.pt")} if ae_c else {})}
+    for c in comps:
+        _load_weights(folder, cfg, c, nets[c.id], loads, defaults.get(c.id, ()), wiring)
+    sched_kwargs = cfg.arguments(sched_c)
+    common: dict[str, Any] = {
+        "unet": nets[unet_c.id].to(device).eval(),
+        "scheduler": {"objective": SCHEDULERS[sched_c.name], **sched_kwargs},
+        "shape": (),
+        "in_channels": int(kwargs[unet_c.id].get("out_channels", kwargs[unet_c.id].get("in_channels", 1))),
+        "spacing": _spacing(cfg, meta),
+        "source": str(folder),
+        "extra": {"bundle_name": meta.get("name", folder.name), "version": meta.get("version"), "notes": {},
+                  "array_axes": "xyz", "condition_fields": ()},
+    }
+    if ae_c is not None:
+        _check_latent(kwargs[unet_c.id], kwargs[ae_c.id], cfg.path)
+        common["autoencoder"] = nets[ae_c.id].to(device).eval()
+        common["scale_factor"] = _scale_factor(folder, cfg, wiring)
+    if cn_c is not None:
+        from .bundle_maisi import open_maisi
+
+        return open_maisi(cfg, meta, common, nets[cn_c.id].to(device).eval(), kwargs[ae_c.id] if ae_c else {})
+    model = DiffusionModel(**common)
+    model.shape = _shape(cfg, meta, model, int(kwargs[unet_c.id].get("spatial_dims", 2)))
+    model.extra["condition_fields"] = _condition_fields(cfg, meta, wiring, model.condition_size)
+    model.condition_names = tuple(f.label for f in model.extra["condition_fields"])
+    return model
+
+
+def _runnable(kwargs: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Constructor arguments that run on ``device``: MAISI's networks refuse ``use_flash_attention`` without
+    CUDA (the project turns on PyTorch's fused attention itself, :func:`.diffusion.speed_up`), and its
+    autoencoder's ``norm_float16`` (a CUDA memory saving) fails on the CPU."""
+    out = dict(kwargs)
+    if out.get("use_flash_attention") and not torch.cuda.is_available():
+        out["use_flash_attention"] = False
+    if out.get("norm_float16") and torch.device(device).type != "cuda":
+        out["norm_float16"] = False
+    return out
+
+
+def _check_latent(unet: dict[str, Any], ae: dict[str, Any], where: Path) -> None:
+    """ModelError unless the UNet's dimensions and output channels are the autoencoder's latent's."""
+    dims, out = unet.get("spatial_dims"), unet.get("out_channels")
+    if dims != ae.get("spatial_dims") or out != ae.get("latent_channels", 3):
+        raise ModelError(f"Bundle config '{where}': the diffusion network ({dims}D, {out} output channels) does not "
+                         f"fit the autoencoder ({ae.get('spatial_dims')}D, {ae.get('latent_channels', 3)} latent channels).")
+
+
+def _wiring(cfg: BundleConfig) -> list[Any]:
+    """The recognised wiring lines among the config's top-level ``$`` entries (others are never used)."""
+    found = []
+    for id_, raw in cfg.entries():
+        if isinstance(raw, str) and raw.startswith("$"):
+            with contextlib.suppress(ModelError):
+                found.append(cfg.get(id_))
+    return found
+
+
+def _find(cfg: BundleConfig, keys: tuple[str, ...], classes: dict[str, type], what: str) -> Component:
+    """The first of ``keys`` that resolves to a component of ``classes`` (refusals of those keys propagate)."""
+    for key in keys:
+        if key in cfg.data:
+            value = cfg.get(key)
+            if isinstance(value, Component) and value.name in classes:
+                return value
+    raise ModelError(f"Bundle config '{cfg.path}' has no {what} napari-medgen can build (looked for "
+                     f"{', '.join(keys)} with _target_ one of {', '.join(sorted(classes))}).")
+
+
+def weight_bytes(cls: type, kwargs: dict[str, Any]) -> int:
+    """float32 bytes of the parameters of ``cls(**kwargs)``, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        net = cls(**kwargs)
+    return 4 * sum(p.numel() for p in net.parameters())
+
+
+def check_memory(nets: dict[str, tuple[type, dict[str, Any]]], device: torch.device | str, where: Path) -> None:
+    """ModelError naming the estimate when the networks' weights would take more than MEMORY_SHARE of the
+    free memory of ``device``, or when MONAI refuses their arguments."""
+    total = 0
+    for id_, (cls, kwargs) in nets.items():
+        try:
+            total += weight_bytes(cls, kwargs)
+        except OptionalImportError as exc:
+            raise ModelError(f"Bundle network '{id_}' needs an optional package: {str(exc).splitlines()[0]}.") from None
+        except CONFIG_ERRORS as exc:
+            raise ModelError(f"Bundle config '{where}': '{id_}' is not valid for MONAI's {cls.__name__}: {exc!r}") from None
+    dev = torch.device(device)
+    free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else psutil.virtual_memory().available
+    if total > MEMORY_SHARE * free:
+        raise ModelError(f"Bundle '{where.parent.parent}': its networks' weights alone need about {total / 2**30:.3g} GiB "
+                         f"({total // 4:,} parameters), more than {MEMORY_SHARE:.0%} of the {free / 2**30:.3g} GiB free "
+                         f"on {dev}; they were not built.")
+
+
+def _build(comp: Component, kwargs: dict[str, Any], where: Path) -> torch.nn.Module:
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ModelError(f"Bundle config '{path}' cannot be read: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ModelError(f"Bundle config '{path}' must hold a mapping of keys, not {type(data).__name__}.")
-    return data
+        return comp.cls(**kwargs)
+    except CONFIG_ERRORS as exc:
+        raise ModelError(f"Bundle config '{where}': '{comp.id}' is not valid for MONAI's {comp.name}: {exc!r}") from None
 
 
-def _plain(value: Any, key: str, where: Path) -> Any:
-    """Check that ``value`` is a plain JSON value with no expression/reference/macro strings."""
-    if isinstance(value, str):
-        if value[:1] in ("$", "@", "%"):
-            raise ModelError(f"Bundle config '{where}': '{key}' is '{value[:60]}', an expression or reference that "
-                             "napari-medgen does not evaluate (bundle configs are code); only plain values are read.")
-        return value
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, list):
-        return [_plain(v, f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: _plain(v, f"{key}.{k}", where) for k, v in value.items()}
-    raise ModelError(f"Bundle config '{where}': '{key}' is not a plain value.")
+def _weight_path(folder: Path, rel: str, cfg: BundleConfig) -> Path:
+    path = (folder / rel).resolve()
+    if folder.resolve() not in path.parents:
+        raise ConfigRefused(f"Bundle config '{cfg.path}' loads weights from '{rel}', outside the bundle folder.")
+    return path
 
 
-def _component(config: dict[str, Any], keys: tuple[str, ...], allowed: set[str] | dict[str, str], what: str,
-               where: Path) -> tuple[str, dict[str, Any]]:
-    """(class name, plain kwargs) of the first of ``keys`` in the config; refuses anything else."""
-    key = next((k for k in keys if k in config), None)
-    if key is None:
-        raise ModelError(f"Bundle config '{where}' has no {what} definition (looked for {', '.join(keys)}).")
-    entry = config[key]
-    if not isinstance(entry, dict) or not isinstance(entry.get("_target_"), str):
-        raise ModelError(f"Bundle config '{where}': '{key}' must be a mapping with a '_target_' class name.")
-    target = entry["_target_"]
-    name = target
-    for prefix in _PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
-    if name not in allowed:
-        raise ModelError(f"Bundle config '{where}': '{key}._target_' is '{target}', which is not allowed; "
-                         f"napari-medgen builds only MONAI's {', '.join(sorted(allowed))}.")
-    kwargs: dict[str, Any] = {}
-    for k, v in entry.items():
-        if k == "_target_" or k in _IGNORED:
-            continue
-        if k.startswith("_"):
-            raise ModelError(f"Bundle config '{where}': '{key}.{k}' is a config-parser directive; it is not supported.")
-        kwargs[_RENAMED.get(k, k)] = _plain(v, f"{key}.{k}", where)
-    return name, kwargs
-
-
-def _data_formats(meta: dict[str, Any]) -> list[dict[str, Any]]:
-    """metadata.json's ``network_data_format`` output specs, then input specs (mappings only)."""
-    fmt = meta.get("network_data_format", {}) if isinstance(meta, dict) else {}
-    fmt = fmt if isinstance(fmt, dict) else {}
-    return [spec for part in ("outputs", "inputs") if isinstance(fmt.get(part), dict)
-            for spec in fmt[part].values() if isinstance(spec, dict)]
-
-
-def _shape_from_metadata(meta: dict[str, Any]) -> tuple[int, ...] | None:
-    for spec in _data_formats(meta):
-        shp = spec.get("spatial_shape")
-        if isinstance(shp, list) and shp and all(isinstance(s, int) and s > 0 for s in shp):
-            return tuple(shp)
-    return None
-
-
-def _condition_names(meta: dict[str, Any], size: int) -> tuple[str, ...]:
-    """Names of ``size`` conditioning values: the ``channel_def`` of a tabular input in metadata.json."""
-    for spec in _data_formats(meta):
-        names = spec.get("channel_def")
-        if spec.get("type") == "tabular" and isinstance(names, dict) and len(names) == size:
-            return tuple(str(names.get(str(i), names.get(i, i))) for i in range(size))
-    return ()
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``model.pt`` with ``torch.load(weights_only=True)``; unwraps {"model": sd}-style
-    checkpoints and DistributedDataParallel's ``module.`` prefixes. Pickled code -> ModelError."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError, OSError) as exc:
-        raise ModelError(f"Bundle weights '{path}' hold more than plain tensors (pickled objects or code), or are "
-                         f"damaged; they were not loaded and nothing in them was run. ({str(exc).splitlines()[0][:160]})") from None
-    for key in ("state_dict", "model", "network", "diffusion", "autoencoder"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"Bundle weights '{path}' are not a state dict of tensors.")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _load_into(net: torch.nn.Module, weights: Path, config_path: Path) -> None:
-    """Load a state dict from ``weights`` into ``net``; keys of MONAI Generative (before MONAI 1.4) are
-    renamed by the network's own ``load_old_state_dict``. ModelError when they do not fit."""
-    state = load_weights(weights)
+def _load_weights(folder: Path, cfg: BundleConfig, comp: Component, net: torch.nn.Module, loads: list[LoadWeights],
+                  defaults: tuple[str, ...], wiring: list[Any]) -> None:
+    """Load ``comp``'s weights from the config's loading line for it, or the first default file present."""
+    line = next((w for w in loads if w.target is comp), None)
+    if line is None:
+        copy = next((w for w in wiring if isinstance(w, CopyState) and w.target is comp), None)
+        candidates = [folder / "models" / n for n in defaults]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise ModelError(f"Bundle '{folder}' has no weights for '{comp.id}' (looked for "
+                             f"{', '.join(str(p.relative_to(folder)) for p in candidates) or 'a loading line'})"
+                             + (", and it would only copy another network's" if copy else "") + ".")
+        source = WeightFile(str(path.relative_to(folder)))
+    else:
+        source = line.source
+    path = _weight_path(folder, source.path, cfg)
+    if not path.is_file():
+        raise ModelError(f"Bundle '{folder}' is missing the weights file '{source.path}' for '{comp.id}' "
+                         "(download the bundle with its weights, e.g. python -m monai.bundle download).")
+    state = load_weights(path, source.key)
     try:
         net.load_state_dict(state)
     except RuntimeError as exc:
         if not _load_old(net, state):
-            raise ModelError(f"Bundle weights '{weights}' do not fit the network in '{config_path}': "
-                             f"{str(exc)[:300]}") from None
+            raise ModelError(f"Bundle weights '{path}' do not fit '{comp.id}' in '{cfg.path}': {str(exc)[:300]}") from None
+
+
+def load_weights(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
+    """A state dict from ``path`` with ``torch.load(weights_only=True)``: the ``key`` entry of a checkpoint
+    dict, else unwrapped from {"state_dict"/"model"/...: sd}; DistributedDataParallel's ``module.``
+    prefixes dropped. ModelError for pickled objects or code, damaged files, or no tensors."""
+    obj = _torch_load(path)
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            raise ModelError(f"Bundle weights '{path}' have no entry '{key}'.")
+        obj = obj[key]
+    for k in ("state_dict", "model", "network", "diffusion", "autoencoder"):
+        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
+            obj = obj[k]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelError(f"Bundle weights '{path}'{f' [{key!r}]' if key else ''} are not a state dict of tensors.")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError, OSError) as exc:
+        raise ModelError(f"Bundle weights '{path}' hold more than plain tensors (pickled objects or code), or are "
+                         f"damaged; they were not loaded and nothing in them was run. ({str(exc).splitlines()[0][:160]})") from None
 
 
 def _load_old(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -178,105 +283,75 @@ def _load_old(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
     return not remaining
 
 
-def _scale_factor(config: dict[str, Any], where: Path) -> tuple[float | None, str]:
-    """(scale factor, "") from the config's plain ``scale_factor`` (1.0 when absent), or (None, why) when it
-    is an expression."""
-    value = config.get("scale_factor", 1.0)
-    if isinstance(value, str) and value[:1] in ("$", "@", "%"):
-        return None, (f"its config '{where}' gives 'scale_factor' as '{value[:60]}', an expression that "
-                      "napari-medgen does not evaluate")
+def _scale_factor(folder: Path, cfg: BundleConfig, wiring: list[Any]) -> float:
+    """The latent scale factor: a plain ``scale_factor``, an entry of a weights file, or 1 (the zoo's latent
+    samplers without one decode latents unscaled)."""
+    value = cfg.get("scale_factor") if "scale_factor" in cfg.data else 1.0
+    if isinstance(value, WeightFile) and value.key:
+        tensor = _torch_load(_weight_path(folder, value.path, cfg))
+        value = tensor.get(value.key) if isinstance(tensor, dict) else None
+        value = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ModelError(f"Bundle config '{where}': 'scale_factor' must be a positive number, got {value!r}.")
-    return float(value), ""
+        raise ModelError(f"Bundle config '{cfg.path}': 'scale_factor' must be a positive number, got {str(value)[:60]}.")
+    return float(value)
 
 
-def _latent_shape(config: dict[str, Any], meta: dict[str, Any], dims: int, factor: int,
-                  where: Path) -> tuple[tuple[int, ...], str]:
-    """(latent spatial shape, "") from a plain ``latent_shape`` ([C,] *spatial) or metadata's image shape
-    divided by ``factor``; ((), why not) when neither gives it."""
-    value = config.get("latent_shape")
-    if isinstance(value, list) and len(value) in (dims, dims + 1) \
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        return tuple(value[-dims:]), ""
-    image = _shape_from_metadata(meta)
-    if image is not None and len(image) == dims and all(s % factor == 0 for s in image):
-        return tuple(s // factor for s in image), ""
-    if value is not None:
-        return (), f"its config '{where}' gives 'latent_shape' as {str(value)[:60]}, which napari-medgen does not evaluate"
-    return (), f"its metadata gives no image shape that is a multiple of the autoencoder's downsampling {factor}"
+def _spacing(cfg: BundleConfig, meta: dict[str, Any]) -> tuple[float, float, float]:
+    """Voxel size (x, y, z) mm: a plain ``spacing`` entry, else metadata's "... AxBxC mm voxel size", else 1."""
+    with contextlib.suppress(ModelError):
+        value = cfg.get("spacing") if "spacing" in cfg.data else None
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in value):
+            return tuple(float(v) for v in value)  # type: ignore[return-value]
+    found = _VOXEL_SIZE.search(str(meta.get("image_classes", "")))
+    return tuple(float(g) for g in found.groups()) if found else (1.0, 1.0, 1.0)  # type: ignore[return-value]
 
 
-def load_bundle(folder: str | Path, device: torch.device | str = "cpu") -> DiffusionModel:
-    """Build the bundle's diffusion network and scheduler from plain config values and load its weights."""
-    folder = Path(folder)
-    configs = folder / "configs"
-    config_path = next((configs / n for n in _CONFIG_NAMES if (configs / n).is_file()), None)
-    missing = [str(p.relative_to(folder)) for p in (configs / "metadata.json", folder / "models" / "model.pt")
-               if not p.is_file()]
-    if config_path is None:
-        missing.insert(0, "configs/inference.json (or .yaml)")
-    if missing:
-        raise ModelError(f"'{folder}' is not a complete MONAI bundle: missing {', '.join(missing)}.")
-    meta = _read_config(configs / "metadata.json")
-    config: dict[str, Any] = {}
-    for name in ("common.json", "common.yaml", "common.yml"):
-        if (configs / name).is_file():
-            config.update(_read_config(configs / name))
-    config.update(_read_config(config_path))
-    if "vqvae_def" in config and "autoencoder_def" not in config:
-        raise ModelError(f"Bundle config '{config_path}' defines 'vqvae_def': VQ-VAE latent bundles are not "
-                         "supported (latent bundles with an AutoencoderKL 'autoencoder_def' are).")
-    latent = "autoencoder_def" in config
-    net_keys = ("diffusion_def", "network_def") if latent else ("network_def", "diffusion_def")
-    net_name, net_kwargs = _component(config, net_keys, NETWORKS, "network", config_path)
-    sched_name, sched_kwargs = _component(config, ("scheduler", "noise_scheduler"), SCHEDULERS, "scheduler", config_path)
-    if (net_name == "SPADEDiffusionModelUNet") != ("label_nc" in net_kwargs):
-        raise ModelError(f"Bundle config '{config_path}': SPADEDiffusionModelUNet needs 'label_nc'.")
-    if latent and "label_nc" in net_kwargs:
-        raise ModelError(f"Bundle config '{config_path}': label-conditioned (SPADE) latent diffusion is not supported.")
-    unet = build_unet(net_kwargs)["unet"]
-    _load_into(unet, folder / "models" / "model.pt", config_path)
-    fields: dict[str, Any] = {"in_channels": int(net_kwargs.get("in_channels", 1))}
-    notes: dict[str, str] = {}
-    if latent:
-        fields, notes["scale_factor"] = _latent_fields(folder, config, net_kwargs, config_path, device)
-    model = DiffusionModel(
-        unet=unet.to(device).eval(),
-        scheduler={"objective": SCHEDULERS[sched_name], **sched_kwargs},
-        shape=(),
-        normalization=None,
-        source=str(folder),
-        extra={"bundle_name": meta.get("name", folder.name), "version": meta.get("version"), "notes": notes},
-        **fields,
-    )
-    dims = int(net_kwargs.get("spatial_dims", 2))
-    if latent:
-        model.shape, notes["shape"] = _latent_shape(config, meta, dims, model.latent_factor, config_path)
-    else:
-        shape = _shape_from_metadata(meta)
-        model.shape = shape if shape is not None and len(shape) == dims else ()
-    model.condition_names = _condition_names(meta, model.condition_size)
-    return model
+def _data_formats(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """metadata.json's ``network_data_format`` output specs, then input specs (mappings only)."""
+    fmt = meta.get("network_data_format", {})
+    fmt = fmt if isinstance(fmt, dict) else {}
+    return [spec for part in ("outputs", "inputs") if isinstance(fmt.get(part), dict)
+            for spec in fmt[part].values() if isinstance(spec, dict)]
 
 
-def _latent_fields(folder: Path, config: dict[str, Any], net_kwargs: dict[str, Any], config_path: Path,
-                   device: torch.device | str) -> tuple[dict[str, Any], str]:
-    """DiffusionModel fields of a latent bundle (its AutoencoderKL with weights, on ``device``; in_channels =
-    the latent's; scale_factor), and why the scale factor is unknown ("" when it is known)."""
-    _, kwargs = _component(config, ("autoencoder_def",), AUTOENCODERS, "autoencoder", config_path)
-    try:
-        ae = AutoencoderKL(**kwargs)
-    except CONFIG_ERRORS as exc:
-        raise ModelError(f"Bundle config '{config_path}': 'autoencoder_def' is not valid for MONAI: {exc!r}") from None
-    channels, dims = int(ae.latent_channels), int(ae.encoder.spatial_dims)
-    net_dims, out = int(net_kwargs.get("spatial_dims", 2)), int(net_kwargs.get("out_channels", 0))
-    if dims != net_dims or out != channels:
-        raise ModelError(f"Bundle config '{config_path}': the diffusion network ({net_dims}D, {out} output channels) "
-                         f"does not fit the autoencoder ({dims}D, {channels} latent channels).")
-    weights = next((folder / "models" / n for n in _AUTOENCODER_WEIGHTS if (folder / "models" / n).is_file()), None)
-    if weights is None:
-        raise ModelError(f"'{folder}' is a latent-diffusion bundle but has no autoencoder weights "
-                         f"(looked for {', '.join('models/' + n for n in _AUTOENCODER_WEIGHTS)}).")
-    _load_into(ae, weights, config_path)
-    scale, note = _scale_factor(config, config_path)
-    return {"autoencoder": ae.to(device).eval(), "in_channels": channels, "scale_factor": scale}, note
+def _shape(cfg: BundleConfig, meta: dict[str, Any], model: DiffusionModel, dims: int) -> tuple[int, ...]:
+    """Network sample shape (x, y[, z]): a plain ``latent_shape`` ([C,] *spatial), else metadata's image shape
+    (a leading channel dropped) divided by the latent factor; () when neither gives it."""
+    value = None
+    with contextlib.suppress(ModelError):
+        value = cfg.get("latent_shape") if "latent_shape" in cfg.data else None
+    if _ints(value) and len(value) in (dims, dims + 1):
+        return tuple(value[-dims:])
+    f = model.latent_factor
+    for spec in _data_formats(meta):
+        shp = spec.get("spatial_shape")
+        if _ints(shp) and len(shp) == dims + 1 and shp[0] == spec.get("num_channels", 1):
+            shp = shp[1:]
+        if _ints(shp) and len(shp) == dims and all(s % f == 0 for s in shp):
+            return tuple(s // f for s in shp)
+    return ()
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                         for v in value)
+
+
+def _condition_fields(cfg: BundleConfig, meta: dict[str, Any], wiring: list[Any], size: int) -> tuple[ConditionField, ...]:
+    """Named conditioning values: the config ids of its conditioning vector (defaults: their values), labelled
+    and ranged by metadata's tabular input (``channel_def``, ``value_range``)."""
+    if not size:
+        return ()
+    vec = next((w for w in wiring if isinstance(w, ConditionVector) and len(w.ids) == size), None)
+    spec = next((s for s in _data_formats(meta) if s.get("type") == "tabular"
+                 and isinstance(s.get("channel_def"), dict) and len(s["channel_def"]) == size), {})
+    names = spec.get("channel_def", {})
+    rng = spec.get("value_range")
+    low, high = (float(rng[0]), float(rng[1])) if isinstance(rng, list) and len(rng) == 2 else (None, None)
+    fields = []
+    for i in range(size):
+        key = vec.ids[i] if vec else f"c{i}"
+        default = cfg.get(key) if vec else (low if low is not None else 0.0)
+        default = float(default) if isinstance(default, (int, float)) and not isinstance(default, bool) else 0.0
+        fields.append(ConditionField(key, str(names.get(str(i), key)), default, low, high))
+    return tuple(fields)

@@ -4,18 +4,19 @@ The loop is ours (over MONAI's schedulers) so that every step can check for canc
 report the current estimate of the clean image x0 as a preview. Latent models (MONAI bundles with
 an autoencoder) run the same loop in latent space and decode ``latent / scale_factor`` for every
 preview and for the result, one sample at a time. Output: a 4D Volume (n, z, y, x): samples stacked
-on the leading axis; 2D models give (n, 1, y, x).
+on the leading axis; 2D models give (n, 1, y, x). MONAI bundles (:mod:`..models.bundle`) open
+as published; MAISI's bundle generates CT (HU) from a label map at the bundle's voxel size
+(:mod:`..models.bundle_maisi`). Masks, conditioning values and output geometry: :mod:`.sample_inputs`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..device import inference_autocast, native_bf16_cpu, resolve_device
 from ..errors import InputError, MedgenError, ModelError
@@ -23,15 +24,19 @@ from ..io.volume import Volume
 from ..models.diffusion import (
     CONFIG_ERRORS,
     DEFAULT_STEPS,
+    SAMPLERS,
     DiffusionModel,
     load_diffusion,
     make_scheduler,
     speed_up,
 )
+from ..models.bundle import ConditionField
+from ..models.bundle_maisi import AUTO, REGIONS, MaisiModel, body_regions
 from ..models.store import load_card
 from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
 from . import memory
+from .sample_inputs import Grid, condition_values, default_grid, is_xyz, label_grid, mask_inputs, mask_slice
 
 MAX_SAMPLES = 64
 # steps x samples from which tracing the network pays back its one-time cost on CPU (about 0.5 s
@@ -63,28 +68,26 @@ def default_sampler(model: DiffusionModel) -> str:
 
 
 def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
-    """Label map (z, y, x), or a series of them (t, z, y, x), -> one-hot (1 or t, label_nc, *model.shape).
+    """Label map (z, y, x) or a series (t, z, y, x) -> one-hot (1 or t, label_nc, *model.shape) on the
+    model's grid (:func:`.sample_inputs.mask_inputs`)."""
+    return mask_inputs(model, mask)[0]
 
-    InputError when the model is not conditioned, or the shape or classes do not fit."""
-    where = mask.metadata.get("source", "the mask")
-    if not model.label_nc:
-        raise InputError(f"Model '{model.source}' is not mask-conditioned: sample it without a mask.")
-    frames = mask.data if mask.is_time_series else mask.data[None]
-    data = frames[:, 0] if model.spatial_dims == 2 and frames.shape[1] == 1 else frames
-    if tuple(data.shape[1:]) != tuple(model.shape):
-        want = "1 x " + " x ".join(map(str, model.shape)) if model.spatial_dims == 2 else " x ".join(map(str, model.shape))
-        raise InputError(f"{where}: mask shape {' x '.join(map(str, mask.spatial_shape))} (z, y, x) does not fit "
-                         f"the model, which samples {want}.")
-    if not np.issubdtype(data.dtype, np.integer) and not np.array_equal(data, np.round(data)):
-        raise InputError(f"{where}: the mask holds non-integer values; it must be a label map.")
-    classes = np.unique(data).astype(int)
-    bad = [int(c) for c in classes if c < 0 or c >= model.label_nc]
-    if bad:
-        names = ", ".join(f"{k} {v}" for k, v in (model.label_names or {}).items())
-        raise InputError(f"{where}: label value(s) {bad} are not classes of the model "
-                         f"(it knows 0..{model.label_nc - 1}{': ' + names if names else ''}).")
-    lab = torch.from_numpy(np.ascontiguousarray(data).astype(np.int64))
-    return F.one_hot(lab, model.label_nc).movedim(-1, 1).float()
+
+def supported_samplers(model: DiffusionModel) -> tuple[str, ...]:
+    """The samplers ``model``'s training objective allows (what :func:`make_scheduler` accepts)."""
+    ok = []
+    for name in SAMPLERS:
+        try:
+            make_scheduler(model.scheduler, name, 1)
+        except ModelError:
+            continue
+        ok.append(name)
+    return tuple(ok)
+
+
+def condition_fields(model: DiffusionModel) -> tuple[ConditionField, ...]:
+    """The named conditioning values a model defines (bundles); () for others."""
+    return tuple(model.extra.get("condition_fields", ()))
 
 
 def _to_image(model: DiffusionModel, x: torch.Tensor, autocast: AbstractContextManager | None = None) -> np.ndarray:
@@ -94,6 +97,8 @@ def _to_image(model: DiffusionModel, x: torch.Tensor, autocast: AbstractContextM
         with torch.inference_mode(), autocast or nullcontext():
             x = torch.cat([model.decode(z[None]).float() for z in x])
     arr = x[:, 0].float().cpu().numpy()
+    if is_xyz(model):
+        arr = arr.transpose(0, *range(arr.ndim - 1, 0, -1))
     if model.spatial_dims == 2:
         arr = arr[:, None]
     if model.normalization:
@@ -104,26 +109,31 @@ def _to_image(model: DiffusionModel, x: torch.Tensor, autocast: AbstractContextM
 
 
 def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, steps: int | None = None, n: int = 1,
-           seed: int = 0, mask: Volume | None = None, condition: Sequence[float] | str | None = None,
+           seed: int = 0, mask: Volume | None = None,
+           condition: Sequence[float] | Mapping[str, object] | str | None = None,
            preview_every: int = 5, device: str | torch.device = "auto", cancel: CancelToken | None = None,
            fast: bool = True, shape: tuple[int, ...] | None = None,
-           scale_factor: float | None = None) -> Generator[Progress, None, Volume]:
+           scale_factor: float | None = None, slice_index: int | None = None) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
 
     sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
     models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
-    each); its geometry is used for the output (otherwise the card's spacing, origin 0).
-    condition: the conditioning values of models conditioned on a vector (cross-attention context
-    and/or extra input channels), as a list of numbers or "0.5,0.3,...", the same for all samples.
+    each), of any size: it is resampled (nearest neighbour) to the model's grid and the samples back
+    to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the middle one).
+    MAISI: the label map (MAISI's label indices) is resampled onto the bundle's RAS grid of ``shape``
+    (z, y, x) voxels at the chosen voxel size, and the CT (HU) is returned on that grid.
+    condition: the conditioning values of conditioned models: numbers in order, or by name
+    ({"age": 0.3} or "age=0.3,gender=1"; missing names take the bundle's defaults), the same for all
+    samples; :func:`condition_fields` lists the names, defaults and ranges.
     fast: fused attention and channels-last memory (2D) for the network calls; reduced-precision
     autocast where the hardware computes it natively (float16 on CUDA, bfloat16 on CPUs with AMX
     or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
     TRACE_MIN_CALLS sample-steps, the network traced and frozen (:mod:`..models.tracing`).
-    shape: spatial shape of the output images, for models (bundles) that do not fix it (latent models
-    sample latents of shape / their autoencoder's downsampling). scale_factor: latent scale for latent
-    bundles whose config gives it as an expression (or to override the bundle's).
+    shape: spatial shape (z, y, x) / (y, x) of the output images, for models (bundles) that do not fix
+    it or to change it (latent models sample latents of shape / their autoencoder's downsampling).
+    scale_factor: latent scale, to override the bundle's.
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
@@ -134,7 +144,16 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
-    seg = mask_to_seg(m, mask).to(dev) if mask is not None else None
+    named = condition_values(condition_fields(m), condition, m.source) if condition_fields(m) else {}
+    grid = default_grid(m)
+    if isinstance(m, MaisiModel):
+        seg, grid = _maisi_inputs(m, mask, named)
+        named = {}
+    elif mask is not None:
+        seg, grid = mask_inputs(m, mask, slice_index)
+    else:
+        seg = None
+    seg = seg.to(dev) if seg is not None else None
     if seg is not None and len(seg) > 1:
         if n not in (1, len(seg)):
             raise InputError(f"{len(seg)} masks were given for {n} samples: give one mask, or one per sample.")
@@ -143,7 +162,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
-    context = m.condition_tensor(condition, n)
+    context = m.condition_tensor(list(named.values()) if named else condition, n)
     context = context.to(dev) if context is not None else None
     try:  # refuse with the numbers rather than run out of memory; these are the networks' first calls
         memory.check_sampling(m, n, dev)
@@ -168,9 +187,11 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
         predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
                                  context)
-    info = {"sampler": sampler, "steps": steps, "seed": int(seed)}
+    info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named}
+    meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
+            **({"modality": m.extra["modality"]} if "modality" in m.extra else {})}
     # a latent model's starting noise is not decoded: one full-size decode to show noise
-    start = _as_volume(_to_image(m, x), m, mask, **info) if m.autoencoder is None else None
+    start = grid.volume(_to_image(m, x), **meta, **info) if m.autoencoder is None else None
     yield Progress(0, total, "starting from noise", preview=start)
     with torch.inference_mode():
         for i, (t, nt) in enumerate(zip(timesteps, nexts)):
@@ -184,10 +205,10 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             else:
                 x, x0 = sched.step(out, t, x)
             if i == 0 or (i + 1) % max(1, preview_every) == 0 or i + 1 == total:
-                preview = _as_volume(_to_image(m, x0, autocast), m, mask, **info)
+                preview = grid.volume(_to_image(m, x0, autocast), **meta, **info)
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
         result = _to_image(m, x)  # full precision: previews may decode under autocast, the result does not
-    return _as_volume(result, m, mask, **info)
+    return grid.volume(result, **meta, **info)
 
 
 def _apply_overrides(m: DiffusionModel, shape: Sequence[int] | None, scale_factor: float | None) -> None:
@@ -195,7 +216,7 @@ def _apply_overrides(m: DiffusionModel, shape: Sequence[int] | None, scale_facto
     lacks either (naming the bundle entry that napari-medgen did not evaluate)."""
     notes = m.extra.get("notes", {})
     if shape is not None:
-        m.shape = m.network_shape(shape)
+        m.shape = m.network_shape(tuple(shape)[::-1] if is_xyz(m) else shape)
     if not m.shape:
         why = f" ({notes['shape']})" if notes.get("shape") else ""
         raise InputError(f"Model '{m.source}' does not state the shape of a sample{why}: give the image shape "
@@ -238,20 +259,26 @@ def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: tor
     return lambda x_, t_, seg_=None, context_=None: net(x_, t_, *[a for a in (seg_, context_) if a is not None])
 
 
-def _as_volume(arr: np.ndarray, m: DiffusionModel, mask: Volume | None, **info: object) -> Volume:
-    return _samples_volume(arr, m.source, m.spacing, mask, **info)
+def _maisi_inputs(m: MaisiModel, mask: Volume | None, named: dict[str, float | str]) -> tuple[torch.Tensor, Grid]:
+    """MAISI's ControlNet condition (1, 8, X, Y, Z) from the label map on the bundle's output grid, and that grid."""
+    if mask is None:
+        raise InputError(f"Model '{m.source}' (MAISI) generates CT from a label map: give one (mask).")
+    where = mask.metadata.get("source", "the label map")
+    if not np.issubdtype(mask.data.dtype, np.integer) and not np.array_equal(mask.data, np.round(mask.data)):
+        raise InputError(f"{where}: the mask holds non-integer values; it must be a label map.")
+    bad = [int(v) for v in np.unique(mask.data) if not 0 <= v < 256]
+    if bad:
+        raise InputError(f"{where}: label value(s) {bad[:10]} are not MAISI label indices (0..255, the bundle's "
+                         "configs/label_dict.json).")
+    spacing = (float(named["spacing_xy"]), float(named["spacing_xy"]), float(named["spacing_z"]))
+    labels, grid = label_grid(mask, spacing, m.image_shape)
+    auto = body_regions(labels) if AUTO in (named["top_region"], named["bottom_region"]) else (0, 0)
+    top, bottom = (auto[i] if named[k] == AUTO else REGIONS.index(str(named[k]))
+                   for i, k in enumerate(("top_region", "bottom_region")))
+    return m.set_inputs(labels, spacing, top, bottom), grid
 
 
-def _samples_volume(arr: np.ndarray, source: str, spacing: tuple[float, ...], mask: Volume | None,
-                    **info: object) -> Volume:
-    """Samples (n, z, y, x) as a 4D Volume: the mask's geometry, else ``spacing`` (x, y, z) mm at origin 0."""
-    meta = {"source": source, "stack_axis": "sample", "time_spacing": 1.0, **info}
-    if mask is not None:
-        return Volume(arr, mask.spacing, mask.origin, mask.direction, metadata=meta)
-    return Volume(arr, spacing, metadata=meta)
-
-
-def placeholder(model: str | Path, n: int, mask: Volume | None = None) -> Volume | None:
+def placeholder(model: str | Path, n: int, mask: Volume | None = None, slice_index: int | None = None) -> Volume | None:
     """Zeros shaped and placed like the samples ``sample(model, n=n, mask=mask)`` will return, read
     from the model card alone (no weights); None for bundles and cards that give no shape.
 
@@ -269,7 +296,12 @@ def placeholder(model: str | Path, n: int, mask: Volume | None = None) -> Volume
     if not isinstance(shape, list) or len(shape) not in (2, 3):
         return None
     zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
-    if mask is not None and mask.is_time_series:
-        n = len(mask.data)
-    return _samples_volume(np.zeros((n, *zyx), np.float32), str(path), tuple(card.get("spacing", (1.0, 1.0, 1.0))),
-                           mask)
+    grid = Grid(zyx, tuple(card.get("spacing", (1.0, 1.0, 1.0))))
+    if mask is not None:
+        if mask.is_time_series:
+            n = len(mask.data)
+        k = mask_slice(mask, slice_index) if len(shape) == 2 else 0
+        origin = np.asarray(mask.origin) + mask.direction[:, 2] * mask.spacing[2] * k
+        zyx = (1, *mask.spatial_shape[1:]) if len(shape) == 2 else mask.spatial_shape
+        grid = Grid(zyx, mask.spacing, tuple(origin), mask.direction)
+    return grid.volume(np.zeros((n, *zyx), np.float32), source=str(path), stack_axis="sample", time_spacing=1.0)
