@@ -109,7 +109,7 @@ def test_export_round_trip(tiny, tmp_path, single):
     image, labels = _baseline()
     r = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0))
     paths = export_series(r, tmp_path, single_file=single)
-    assert len(paths) == (2 if single else 6)
+    assert len(paths) == (2 if single else 6) + 2  # + difference series, volumes.csv
     back = read_volume(paths[0])
     expected = r.image.data if single else r.image.data[0]
     np.testing.assert_allclose(back.data, expected, atol=1e-4)

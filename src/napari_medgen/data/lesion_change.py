@@ -37,26 +37,27 @@ def signed_distance(mask: np.ndarray, sp: tuple[float, float, float], smooth_vox
 
 
 def level_set(phi: np.ndarray, base: np.ndarray, n_voxels: int) -> tuple[np.ndarray, float]:
-    """The ``n_voxels`` voxels of lowest ``phi``, nested with ``base``: inside it when fewer, around it when more.
+    """Exactly the ``n_voxels`` voxels of lowest ``phi``, nested with ``base``: inside it when fewer, around it when more.
 
-    Returns (mask, level): mask = base & (phi < level) for regression, base | (phi < level) for growth.
+    Ties in ``phi`` (symmetric shapes on a grid) are broken in a fixed pseudo-random order, so that
+    the count is exact and masks for different counts are nested. Returns (mask, level): level lies
+    halfway between the last voxel taken and the next one (the border a soft edge is centred on).
     """
     n0 = int(base.sum())
     n_voxels = int(max(0, n_voxels))
     if n_voxels == n0:
         return base.copy(), float(phi[base].max()) if n0 else -np.inf
-    pool = base if n_voxels < n0 else ~base
-    values = np.sort(phi[pool])
-    k = n_voxels if n_voxels < n0 else n_voxels - n0
-    k = min(k, values.size)
+    shrink = n_voxels < n0
+    pool = np.flatnonzero(base if shrink else ~base)
+    values = phi.ravel()[pool]
+    order = np.lexsort((np.random.default_rng(0).random(values.size), values))
+    k = min(n_voxels if shrink else n_voxels - n0, values.size)
+    mask = np.zeros(base.shape, bool) if shrink else base.copy()
+    mask.ravel()[pool[order[:k]]] = True
     if k == 0:
-        return (np.zeros_like(base) if n_voxels < n0 else base.copy()), float(values[0]) if values.size else 0.0
-    # halfway to the next voxel's value: the border the soft edge is centred on
-    level = float((values[k - 1] + values[k]) / 2) if k < values.size else float(values[-1]) + 1.0
-    if level <= values[k - 1]:  # ties: include the tied voxels
-        level = float(np.nextafter(values[k - 1], np.float32(np.inf)))
-    grown = phi < level
-    return ((base & grown) if n_voxels < n0 else (base | grown)), level
+        return mask, float(values[order[0]]) if values.size else 0.0
+    last = float(values[order[k - 1]])
+    return mask, (last + float(values[order[k]])) / 2 if k < values.size else last + 1.0
 
 
 def normals(phi: np.ndarray, sp: tuple[float, float, float], smooth_mm: float = 1.5) -> np.ndarray:
@@ -87,14 +88,24 @@ def pull_field(phi: np.ndarray, n: np.ndarray, shrink_mm: float, pull: float, ma
 
 
 def warp(image: np.ndarray, u_mm: np.ndarray, sp: tuple[float, float, float], order: int = 1) -> np.ndarray:
-    """image (z, y, x) sampled at x + u (u (3, z, y, x) in mm); voxels where u = 0 keep their exact value."""
+    """image (z, y, x) sampled at x + u (u (3, z, y, x) in mm); voxels where u = 0 keep their exact value.
+
+    order 1 (images): texture-preserving: the image's 1-voxel Gaussian low-pass is interpolated linearly
+    and the rest (noise grain) is carried by nearest neighbour, so moved tissue keeps its noise level
+    (linear interpolation alone would halve it between voxels). order 0: nearest neighbour (labels).
+    """
     moving = np.any(u_mm != 0, axis=0)
     out = image.copy()
     if not moving.any():
         return out
     idx = np.nonzero(moving)
     coords = np.stack([idx[a] + u_mm[a][idx] / sp[a] for a in range(3)])
-    out[idx] = ndimage.map_coordinates(image, coords, order=order, mode="nearest")
+    if order == 0:
+        out[idx] = ndimage.map_coordinates(image, coords, order=0, mode="nearest")
+        return out
+    low = ndimage.gaussian_filter(image.astype(np.float32), 1.0, mode="nearest")
+    out[idx] = (ndimage.map_coordinates(low, coords, order=1, mode="nearest")
+                + ndimage.map_coordinates(image - low, coords, order=0, mode="nearest"))
     return out
 
 

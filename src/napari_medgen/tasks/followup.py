@@ -106,8 +106,7 @@ def simulate_followups(baseline: Volume, labels: Volume, tracked: int | str | No
 
     labels: the baseline's label map (same grid); tracked: the lesion's value or name (None: proposed).
     progression: the volume law (default: regression, 3-month halving time). margin_mm: no tissue moves
-    further than this outside the baseline lesion (regression; a growing lesion moves tissue up to
-    this far outside its new border). pull in [0, 1): share of the shrink distance done by moving tissue.
+    further than this outside the baseline lesion (the share moved is lowered where needed to stay invertible). pull in [0, 1): share of the shrink distance done by moving tissue.
     Returns FollowUps with frame 0 = baseline and ``times`` = [0, *months].
     """
     cancel = cancel or CancelToken()
@@ -127,7 +126,7 @@ def simulate_followups(baseline: Volume, labels: Volume, tracked: int | str | No
     lab_c = lab[box]
     les_c = lesion[box]
     phi = lc.signed_distance(les_c, sp)
-    n = lc.normals(phi, sp)
+    n = lc.normals(phi, sp) * (ndimage.distance_transform_edt(~les_c, sampling=sp) < margin_mm)[None]  # 0 beyond
     # the labels the lesion covers, were it gone: each lesion voxel takes its nearest other label
     nearest = ndimage.distance_transform_edt(les_c, sampling=sp, return_distances=False, return_indices=True)
     under = lab_c[tuple(nearest)]
@@ -167,7 +166,7 @@ def _compose(img: np.ndarray, lab: np.ndarray, lesion: np.ndarray, under: np.nda
              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """One follow-up in the crop: warp, fill what the lesion leaves (or its new part), soft new border."""
     warped = lc.warp(img, u, sp)
-    shown = lc.warp(lesion.astype(np.float32), u, sp) > 0.5  # where the warped image still shows lesion
+    shown = lc.warp(lesion.astype(np.uint8), u, sp, order=0) > 0  # where the warped image still shows lesion
     soft = 1.0 / (1.0 + np.exp(np.clip((phi - level) / (EDGE_SOFT * min(sp)), -50, 50)))  # ~1 inside mask_t
     soft = np.where(mask_t, np.maximum(soft, 0.5), np.minimum(soft, 0.5)).astype(np.float32)
     out_vox = ndimage.distance_transform_edt(~shown)  # in voxels: the rim is a matter of partial volume
@@ -251,16 +250,25 @@ def difference(series: Volume, t: int) -> Volume:
 
 def export_series(result: FollowUps, out_dir: str | Path, *, single_file: bool = False, suffix: str = ".nii.gz"
                   ) -> list[Path]:
-    """Write the series to ``out_dir``: one 4D file per kind (single_file) or one 3D file per time point."""
+    """Write the series to ``out_dir``: one 4D file per kind (single_file) or one 3D file per time point,
+    plus ``difference`` (4D: each frame minus the baseline) and ``volumes.csv`` (time, lesion volume in ml)."""
+    from ..atomic import atomic_write_bytes
     from ..io.writers import write_volume
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if single_file:
-        return [write_volume(result.image, out / f"followups{suffix}"),
-                write_volume(result.labels, out / f"followups_labels{suffix}")]
-    paths = []
-    for t in range(result.image.data.shape[0]):
-        paths.append(write_volume(result.image.frame(t), out / f"followup_t{t:02d}{suffix}"))
-        paths.append(write_volume(result.labels.frame(t), out / f"followup_t{t:02d}_labels{suffix}"))
-    return paths
+        paths = [write_volume(result.image, out / f"followups{suffix}"),
+                 write_volume(result.labels, out / f"followups_labels{suffix}")]
+    else:
+        paths = []
+        for t in range(result.image.data.shape[0]):
+            paths.append(write_volume(result.image.frame(t), out / f"followup_t{t:02d}{suffix}"))
+            paths.append(write_volume(result.labels.frame(t), out / f"followup_t{t:02d}_labels{suffix}"))
+    base = result.image.data[0].astype(np.float32)
+    paths.append(write_volume(result.image.with_data(result.image.data.astype(np.float32) - base[None]),
+                              out / f"difference{suffix}"))
+    unit = result.image.metadata.get("time_unit", "months")
+    rows = [f"time_{unit},volume_ml"] + [f"{t:g},{ml:.4f}" for t, ml in zip(result.times, result.tracked_ml, strict=True)]
+    atomic_write_bytes(out / "volumes.csv", ("\n".join(rows) + "\n").encode())
+    return [*paths, out / "volumes.csv"]
