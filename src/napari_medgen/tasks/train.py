@@ -21,7 +21,7 @@ from ..progress import CancelToken, Progress
 from ..training.history import save_loss_plot
 from ..training.loop import TrainResult, train
 from ..training import distributed
-from ..training.registry import TrainConfig
+from ..training.registry import TrainConfig, make_trainer
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TrainOutcome:
 def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainOutcome]:
     """Build, train and (if the run is done and ``job.out`` is set) export; yields the loop's Progress."""
     yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
-    trainer = distributed.make_trainer(job.family, job.config)  # data-parallel under torchrun
+    trainer = make_trainer(job.family, job.config)  # data-parallel under torchrun
     cancel = distributed.agreed_cancel(cancel, job.config.device)
     result = yield from train(trainer, job.config.steps, job.workdir, checkpoint_every=job.checkpoint_every,
                               preview_every=job.preview_every, cancel=cancel, resume=job.resume, keep=job.keep,

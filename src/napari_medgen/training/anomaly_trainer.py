@@ -30,7 +30,7 @@ from ..models.features import scale_unit
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 HELDOUT_SEED = 1_000_000
 
@@ -114,6 +114,3 @@ class AnomalyAETrainer(AttributeState):
                                             f"2D phantoms seeds {HELDOUT_SEED}..{HELDOUT_SEED + 3} per style"},
                 "training": {**card.get("training", {}), "data": self.data_desc}}
         save_model(path, {"model": self.net}, card)
-
-
-register_trainer(FAMILY, AnomalyAETrainer, "VAE of normal anatomy for anomaly maps (2D slices)")

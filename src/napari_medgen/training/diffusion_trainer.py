@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..models.diffusion import build_unet, make_scheduler
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 HELD_OUT_EVERY = 5  # brain: slice index % 5 == 0 is held back
 PHANTOM_HELD_OUT_SEED = 1000
@@ -249,7 +249,3 @@ class DiffusionTrainer(AttributeState):
         if self.label_names:
             card["label_names"] = self.label_names
         save_model(path, {"unet": self.ema}, card, half=True)
-
-
-register_trainer("diffusion", DiffusionTrainer,
-                 help="MONAI DiffusionModelUNet (DDPM/DDIM or rectified flow; SPADE with --set conditioned=1), 2D or 3D")

@@ -2,8 +2,8 @@
 
 ``torchrun --nproc_per_node N -m napari_medgen train FAMILY ...`` sets RANK, WORLD_SIZE and
 LOCAL_RANK; :func:`process_group` reads them and joins the process group (NCCL when the job
-trains on CUDA, gloo on CPU). Then :func:`make_trainer` builds every rank's trainer with the
-same seed and wraps it in :class:`DataParallelTrainer`, which gives any family DDP semantics:
+trains on CUDA, gloo on CPU). Then ``registry.make_trainer`` builds every rank's trainer with the
+same seed and wraps it in :class:`~.data_parallel.DataParallelTrainer`, which gives any family DDP semantics:
 
 - rank 0's parameters and buffers are broadcast to every rank once, so all start equal;
 - every gradient is all-reduced (summed, divided by the world size) as soon as backward has
@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +43,7 @@ from ..errors import InputError
 from ..progress import CancelToken
 
 if TYPE_CHECKING:
-    from .loop import Trainer
-    from .registry import TrainConfig
+    from .config import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,18 +124,8 @@ def rank_device(device: str, env: DistEnv) -> str:
     return f"cuda:{env.local_rank}" if uses_cuda(device) else device
 
 
-def make_trainer(family: str, config: TrainConfig) -> Trainer:
-    """``registry.make_trainer``, data-parallel when a process group is live (config.batch_size = global batch)."""
-    from .registry import make_trainer as make_local
-
-    env = current()
-    if env.world_size == 1:
-        return make_local(family, config)
-    local = shard_config(config, env)
-    return DataParallelTrainer(make_local(family, local), env, local.seed, _comm_device(local.device))
-
-
-def _comm_device(device: str) -> torch.device:
+def comm_device(device: str) -> torch.device:
+    """Where the collectives of a job training on ``device`` run: that CUDA device, else the CPU."""
     return torch.device(device) if uses_cuda(device) else torch.device("cpu")
 
 
@@ -153,69 +141,6 @@ def trainable_modules(trainer: Any) -> list[torch.nn.Module]:
 def derived_seed(seed: int, rank: int, step: int) -> int:
     """A 63-bit seed for (seed, rank, step), independent between ranks and steps."""
     return int(np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-class DataParallelTrainer:
-    """Wraps a family's trainer so that N processes train it as one, with a global batch (see module doc)."""
-
-    def __init__(self, trainer: Trainer, env: DistEnv, seed: int, comm_device: torch.device):
-        self.inner = trainer
-        self.env = env
-        self.seed = seed
-        self.comm_device = comm_device
-        self._reseed_pending = not env.primary
-        params: dict[int, torch.nn.Parameter] = {}
-        for module in trainable_modules(trainer):
-            for tensor in [*module.parameters(), *module.buffers()]:
-                dist.broadcast(tensor.data, src=0)
-            params.update((id(p), p) for p in module.parameters() if p.requires_grad)
-        for p in params.values():
-            p.register_post_accumulate_grad_hook(self._average_grad)
-
-    def _average_grad(self, p: torch.Tensor) -> None:
-        dist.all_reduce(p.grad)
-        p.grad.div_(self.env.world_size)
-
-    def _reseed(self, step: int) -> None:
-        """Rank > 0: new streams for the trainer's generators and the global RNGs, from (seed, rank, step)."""
-        s = derived_seed(self.seed, self.env.rank, step)
-        torch.manual_seed(s)
-        np.random.seed(s % 2**32)
-        random.seed(s)
-        for name, value in vars(self.inner).items():
-            if isinstance(value, torch.Generator):
-                value.manual_seed(s)
-            elif isinstance(value, np.random.Generator):
-                setattr(self.inner, name, np.random.default_rng(s))
-            elif isinstance(value, np.random.RandomState):
-                value.seed(s % 2**32)
-
-    def train_step(self, step: int) -> dict[str, float]:
-        """The trainer's step on this rank's shard; returns the losses averaged over ranks."""
-        if self._reseed_pending:  # after the loop restored the (rank 0) RNG states of a checkpoint
-            self._reseed(step)
-            self._reseed_pending = False
-        losses = self.inner.train_step(step)
-        values = torch.tensor([float(v) for v in losses.values()], dtype=torch.float64, device=self.comm_device)
-        dist.all_reduce(values)
-        return dict(zip(losses, (values / self.env.world_size).tolist()))
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.inner.load_state_dict(state)
-        self._reseed_pending = not self.env.primary
-
-    def preview(self) -> np.ndarray | None:
-        return self.inner.preview() if self.env.primary else None
-
-    def export(self, path: Any, card: dict[str, Any]) -> None:
-        if self.env.primary:
-            self.inner.export(path, {**card, "distributed": {"world_size": self.env.world_size}})
-
-    def __getattr__(self, name: str) -> Any:  # e.g. the trainer's data_description
-        return getattr(self.inner, name)
 
 
 class AgreedCancel(CancelToken):
@@ -243,4 +168,4 @@ def agreed_cancel(cancel: CancelToken | None, device: str = "auto") -> CancelTok
     """``cancel`` made collective when a process group is live (a fresh token if None); else unchanged."""
     if current().world_size == 1:
         return cancel
-    return AgreedCancel(cancel or CancelToken(), _comm_device(rank_device(device, current())))
+    return AgreedCancel(cancel or CancelToken(), comm_device(rank_device(device, current())))

@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..models.features import FAMILY, build_feature_encoder, prepare, scale_unit
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 N_PHANTOM, N_BRAIN = 8, 4
 DEFAULT_NETWORK: dict[str, Any] = {"layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128], "input_size": 64}
@@ -129,6 +129,3 @@ class FeatureEncoderTrainer(AttributeState):
                 "metrics": {**card.get("metrics", {}), "heldout_mse": round(self.heldout_loss(), 5)},
                 "training": {**card.get("training", {}), "data": self.data_desc}}
         save_model(path, {"encoder": self.net}, card)
-
-
-register_trainer(FAMILY, FeatureEncoderTrainer, "small 2D ResNet feature extractor for Fréchet distance / MMD")

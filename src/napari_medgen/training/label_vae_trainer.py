@@ -25,7 +25,7 @@ from ..models.label_vae import DEFAULT_NETWORK, FAMILY, build_label_vae, one_hot
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 
 def fit_slices(vol: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -171,6 +171,3 @@ class LabelVAETrainer(AttributeState):
                 "spacing": list(self.data["spacing"]), "shape": self.network["slice_shape"],
                 "heldout": self.data["heldout_desc"], "metrics": metrics, "latent_prior": self.latent_prior()}
         save_model(path, {"model": self.net}, card, half=True)
-
-
-register_trainer(FAMILY, LabelVAETrainer, "label-map VAE on 2D slices (label deformation: sample, interpolate)")

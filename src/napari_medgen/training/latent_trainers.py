@@ -42,7 +42,7 @@ from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl, shared_posteriors, total_correlation
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 PHANTOM_FACTOR_RANGES = {
     "tumour_radius_mm": phantom.TUMOUR_RADIUS_RANGE_MM,
@@ -280,7 +280,3 @@ class GANTrainer(AttributeState, _LatentTrainer):
 
     def export_modules(self) -> dict[str, torch.nn.Module]:
         return {"generator": self.model}
-
-
-register_trainer("vae", VAETrainer, "unconditional 2D VAE (image + labels), for latent directions")
-register_trainer("gan", GANTrainer, "unconditional 2D GAN (image + labels), for latent directions")

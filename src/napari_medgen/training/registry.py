@@ -1,48 +1,25 @@
-"""Which model families can be trained, and the configuration every trainer is built from.
+"""Which model families can be trained, and the one way a trainer is built.
 
-A family module calls ``register_trainer("spade", make_spade_trainer, "label-to-image GAN")`` at
-import; ``make(config)`` returns an object implementing :class:`~.loop.Trainer`. The modules are
-imported by listing them in :mod:`napari_medgen.training.trainers` (one line each).
+Each family's trainer module is imported here, where it is registered (on first use, as they pull
+in MONAI's networks): add one line to :func:`_families` per family. ``make(config)`` returns an
+object implementing :class:`~.loop.Trainer`; :func:`make_trainer` seeds, builds, and under ``torchrun`` wraps it to
+train data-parallel (:mod:`.distributed`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 
 from ..errors import InputError
 from .checkpoint import seed_everything
+from .config import TrainConfig, parse_settings
+from .data_parallel import DataParallelTrainer
+from .distributed import comm_device, current, shard_config
 from .loop import Trainer
 
-
-@dataclass
-class TrainConfig:
-    """Everything a trainer is built from.
-
-    images/labels: folders of volumes matched by file name (see ``data.datasets.load_pairs``), or
-    sample: "brain" | "phantom" to train on the shipped sample data instead. seed: seeds weights
-    and batch order. steps: planned optimisation steps (some trainers use it for schedules).
-    device: "auto", "cpu", "cuda", ... extra: family-specific settings from ``--set key=value``.
-    """
-
-    images: Path | None = None
-    labels: Path | None = None
-    seed: int = 0
-    steps: int = 1000
-    batch_size: int = 4
-    lr: float = 1e-3
-    device: str = "auto"
-    sample: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def data_description(self) -> str:
-        """Plain-words description of the training data, for the model card."""
-        if self.sample:
-            return f"shipped sample '{self.sample}'"
-        return f"images {self.images}, labels {self.labels}"
+__all__ = ["TrainConfig", "TrainerSpec", "make_trainer", "parse_settings", "register_trainer", "trainers"]
 
 
 @dataclass(frozen=True)
@@ -52,23 +29,49 @@ class TrainerSpec:
     help: str
 
 
-_TRAINERS: dict[str, TrainerSpec] = {}
+@cache
+def _families() -> dict[str, TrainerSpec]:
+    """The project's trainable families."""
+    from . import (anomaly_trainer, diffusion_trainer, feature_trainer, label_vae_trainer, latent_trainers,
+                   spade_trainer, temporal_trainer)
+
+    return {spec.family: spec for spec in (
+        TrainerSpec("anomaly_ae", anomaly_trainer.AnomalyAETrainer,
+                    "VAE of normal anatomy for anomaly maps (2D slices)"),
+        TrainerSpec("diffusion", diffusion_trainer.DiffusionTrainer,
+                    "MONAI DiffusionModelUNet (DDPM/DDIM or rectified flow; SPADE with --set conditioned=1), 2D or 3D"),
+        TrainerSpec("feature_encoder", feature_trainer.FeatureEncoderTrainer,
+                    "small 2D ResNet feature extractor for Fréchet distance / MMD"),
+        TrainerSpec("gan", latent_trainers.GANTrainer,
+                    "unconditional 2D GAN (image + labels), for latent directions"),
+        TrainerSpec("label_vae", label_vae_trainer.LabelVAETrainer,
+                    "label-map VAE on 2D slices (label deformation: sample, interpolate)"),
+        TrainerSpec("spade", spade_trainer.make_spade_trainer,
+                    "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)"),
+        TrainerSpec("temporal", temporal_trainer.TemporalTrainer,
+                    "2D encoder-decoder with a latent time direction (synthetic follow-ups)"),
+        TrainerSpec("vae", latent_trainers.VAETrainer,
+                    "unconditional 2D VAE (image + labels), for latent directions"),
+    )}
+
+
+_TRAINERS: dict[str, TrainerSpec] = {}  # registered at run time; a name here wins over a family's
 
 
 def register_trainer(family: str, make: Callable[[TrainConfig], Trainer], help: str = "") -> None:
-    """Make ``family`` trainable: ``make(config)`` builds its trainer. ``help``: one line for ``--list``."""
+    """Make ``family`` trainable at run time (a plugin's family, a test's): ``make(config)`` builds its trainer."""
     _TRAINERS[family] = TrainerSpec(family, make, help)
 
 
 def trainers() -> dict[str, TrainerSpec]:
-    """Every registered family (after importing the modules listed in ``training/trainers.py``)."""
-    from . import trainers as _  # noqa: F401  (registers the families)
-
-    return dict(sorted(_TRAINERS.items()))
+    """Every trainable family, by name."""
+    return dict(sorted({**_families(), **_TRAINERS}.items()))
 
 
 def make_trainer(family: str, config: TrainConfig) -> Trainer:
-    """Seed the global RNGs with ``config.seed``, then build the family's trainer."""
+    """Seed the global RNGs with ``config.seed``, then build the family's trainer; inside a live
+    ``torchrun`` process group, each rank builds its shard (config.batch_size = the global batch)
+    and the trainer trains data-parallel."""
     specs = trainers()
     if family not in specs:
         known = ", ".join(specs) or "none registered"
@@ -76,22 +79,10 @@ def make_trainer(family: str, config: TrainConfig) -> Trainer:
     if config.sample is None and (config.images is None or config.labels is None):
         raise InputError("Training needs data: give both an images and a labels folder, or a shipped sample "
                          "('brain' or 'phantom').")
-    seed_everything(config.seed)
-    return specs[family].make(config)
-
-
-def parse_settings(items: Iterable[str]) -> dict[str, Any]:
-    """``["lr_d=2e-4", "channels=[32,64]", "name=x"]`` -> {"lr_d": 0.0002, "channels": [32, 64], "name": "x"}.
-
-    Values are read as JSON where they parse (numbers, true/false, lists), else kept as text.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"Setting '{item}' must look like key=value.")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
+    env = current()
+    if env.world_size == 1:
+        seed_everything(config.seed)
+        return specs[family].make(config)
+    local = shard_config(config, env)
+    seed_everything(local.seed)
+    return DataParallelTrainer(specs[family].make(local), env, local.seed, comm_device(local.device))

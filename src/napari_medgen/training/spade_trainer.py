@@ -34,7 +34,7 @@ from ..models import spade
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .registry import TrainConfig, register_trainer
+from .config import TrainConfig
 
 BRAIN_HOLDOUT_EVERY = 5
 PHANTOM_HOLDOUT_SEEDS = (1000, 1001, 1002, 1003)
@@ -273,6 +273,3 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
     return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
                         device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip)
-
-
-register_trainer("spade", make_spade_trainer, "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)")
