@@ -29,6 +29,8 @@ from ..atomic import atomic_write_bytes
 from ..errors import ModelError
 
 Builder = Callable[[dict[str, Any]], torch.nn.Module | dict[str, torch.nn.Module]]
+# The project's networks take < 10 MB; a card asking for more than 512 MiB is refused before building.
+MAX_NETWORK_BYTES = 2**29
 
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
@@ -130,17 +132,21 @@ def load_family(path: str | Path, family: str, build: Builder,
     """Build ``family``'s modules with ``build(card["network"])`` and load their weights; eval mode, on ``device``.
 
     Returns ({module_name: module}, card). ``build`` returns either one module or a dict of modules
-    matching the names stored in the weights. A card of another family is a ModelError.
+    matching the names stored in the weights. A card of another family, network settings that do
+    not build, or a network over MAX_NETWORK_BYTES (estimated on the meta device) is a ModelError.
     """
     card = load_card(path)
     if card["family"] != family:
         raise ModelError(f"Model '{path}' is of family '{card['family']}', not '{family}'.")
-    try:
-        built = build(card.get("network", {}))
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, ZeroDivisionError) as exc:
-        raise ModelError(f"Model card '{model_paths(path)[1]}': its 'network' settings do not build a "
-                         f"'{family}' network ({type(exc).__name__}: {str(exc)[:200]}).") from None
-    modules = built if isinstance(built, dict) else {"model": built}
+    network = card.get("network", {})
+    with torch.device("meta"):  # sizes and types checked without taking memory
+        size = sum(t.numel() * t.element_size() for m in _build(path, family, build, network).values()
+                   for t in (*m.parameters(), *m.buffers()))
+    if size > MAX_NETWORK_BYTES:
+        raise ModelError(f"Model card '{model_paths(path)[1]}': its 'network' settings make a '{family}' network "
+                         f"of {size / 2**30:.3g} GiB, over the {MAX_NETWORK_BYTES / 2**30:.3g} GiB a model of this "
+                         f"project may take: refused before building it.")
+    modules = _build(path, family, build, network)
     state = load_state(path)
     for mname, module in modules.items():
         if mname not in state:
@@ -151,6 +157,16 @@ def load_family(path: str | Path, family: str, build: Builder,
             raise ModelError(f"Model weights for '{path}' do not fit the network in its card: {str(exc)[:300]}") from None
         module.to(device).eval()
     return modules, card
+
+
+def _build(path: str | Path, family: str, build: Builder, network: dict[str, Any]) -> dict[str, torch.nn.Module]:
+    """{module_name: module} built from the card's network settings; ModelError when they do not build."""
+    try:
+        built = build(network)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, ZeroDivisionError) as exc:
+        raise ModelError(f"Model card '{model_paths(path)[1]}': its 'network' settings do not build a "
+                         f"'{family}' network ({type(exc).__name__}: {str(exc)[:200]}).") from None
+    return built if isinstance(built, dict) else {"model": built}
 
 
 def _check_json(obj: Any) -> None:
