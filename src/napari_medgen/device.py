@@ -1,12 +1,77 @@
-"""Compute-device selection: ``auto`` picks CUDA, then Apple MPS, then CPU."""
+"""Compute devices: ``auto`` picks CUDA, then Apple MPS, then CPU; and how many CPU threads torch uses.
+
+Importing this module does not import torch (the CLI calls :func:`configure_threads` before any
+task loads torch, so that the OpenMP settings take effect).
+"""
 
 from __future__ import annotations
 
 import contextlib
-
-import torch
+import math
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once; Linux reads the
+    sysfs topology of the CPUs in its affinity mask), else the logical CPU count."""
+    if not hasattr(os, "sched_getaffinity"):
+        return os.cpu_count() or 1
+    allowed = os.sched_getaffinity(0)
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            return len(allowed)
+    return len(cores) or len(allowed)
+
+
+def default_threads() -> int:
+    """Torch CPU threads when the user set none: the physical cores less those other programs keep busy
+    (the 1-minute load average, rounded down), at least 1. A thread that waits for a core held by
+    another program stalls every parallel operator: on a busy 2-core machine 2 threads ran a
+    convolution stack 5-8x slower than 1 (docs/getting_started.md)."""
+    cores = physical_cores()
+    try:
+        busy = math.floor(os.getloadavg()[0])
+    except (AttributeError, OSError):  # no load average (Windows)
+        busy = 0
+    return max(1, cores - busy)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Choose this process's torch CPU threads once, and return the count.
+
+    threads: an explicit count (``medgen --threads``); else ``$OMP_NUM_THREADS`` when the user set
+    it; else :func:`default_threads`. Before torch is imported the count goes into
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` (read by torch, numpy's BLAS and child processes), and idle
+    OpenMP threads are told to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE`` unless set); once
+    torch is loaded, ``torch.set_num_threads`` applies it.
+    """
+    explicit = threads is not None
+    if threads is None:
+        user = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(user) if user.isdigit() and int(user) > 0 else default_threads()
+    threads = max(1, int(threads))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+        return threads
+    for name in _THREAD_VARIABLES:
+        if explicit or name not in os.environ:
+            os.environ[name] = str(threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return threads
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
@@ -14,6 +79,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
     Raises DeviceError with a plain message when an explicitly requested device is absent.
     """
+    import torch
+
     if isinstance(name, torch.device):
         name = str(name)
     name = (name or "auto").strip().lower()
@@ -43,6 +110,8 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (Intel AMX or AVX512-BF16): then bf16 autocast
     about halves a network call (``benchmarks/diffusion.py``); elsewhere bf16 is emulated and slower."""
+    import torch
+
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     try:
         return any(bool(getattr(torch.cpu, p)()) for p in probes if hasattr(torch.cpu, p))
@@ -53,6 +122,8 @@ def native_bf16_cpu() -> bool:
 def inference_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """Reduced-precision autocast for inference where the hardware pays for it: float16 on CUDA,
     bfloat16 on a CPU with native bf16 (:func:`native_bf16_cpu`); otherwise no autocast."""
+    import torch
+
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.float16)
     if device.type == "cpu" and native_bf16_cpu():

@@ -55,7 +55,7 @@ def test_results_previews_and_metrics_equal_in_process_training(tmp_path):
     assert [step for step, _ in previews] == [5, 10, 15, 20, 25]
     expected = [p.preview for p in here if p.preview is not None]
     for (_, got), want in zip(previews, expected):
-        assert got.shape == (4, 8) and np.array_equal(got, want)
+        assert got.data.shape == (1, 4, 8) and np.array_equal(got.data, want.data)
     assert child_outcome.model == tmp_path / "b_model" and child_outcome.loss_plot.is_file()
     weights_a, weights_b = load_state(tmp_path / "a_model")["net"], load_state(tmp_path / "b_model")["net"]
     assert set(weights_a) == set(weights_b) and len(weights_a) == 4
@@ -114,7 +114,7 @@ def test_killed_child_gives_a_clear_error_and_resume_continues(tmp_path):
     assert "killed by SIGKILL" in message and str(workdir) in message and "Resume" in message
     saved = ckpt.list_checkpoints(workdir)[0][0]
     assert saved >= 10 and saved % 10 == 0
-    _, outcome = collect(train_in_child(mlp_job(workdir, saved + 5, resume=True)))
+    _, outcome = collect(train_in_child(mlp_job(workdir, saved + 5, resume=True, step_delay_s=0.02)))
     assert outcome.result.status == "done" and outcome.result.step == saved + 5
     assert [r["step"] for r in outcome.result.history] == list(range(1, saved + 6))
 

@@ -74,7 +74,9 @@ def test_train_on_image_and_label_folders(tmp_path, rng):
 def test_running_again_with_more_steps_resumes(tmp_path, capsys):
     common = ["--sample", "phantom", "--out", str(tmp_path / "m"), "--workdir", str(tmp_path / "run")]
     assert medgen("train", "mlp-test", "--steps", "20", "--checkpoint-every", "10", *common) == 0
-    assert medgen("train", "mlp-test", "--steps", "30", "--checkpoint-every", "10", *common) == 0
+    assert medgen("train", "mlp-test", "--steps", "30", "--checkpoint-every", "10", *common) == 2  # m exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert medgen("train", "mlp-test", "--steps", "30", "--checkpoint-every", "10", "--overwrite", *common) == 0
     assert "Resumed from" in capsys.readouterr().err
     lines = (tmp_path / "run" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 31))

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import run_with_bar
-from ..tasks.label_deform import METHODS, deform
+from . import options
+
+METHODS = options.names("napari_medgen.tasks.label_deform", "METHODS")
 
 
 def register(subparsers: Any) -> None:
@@ -23,19 +25,21 @@ def register(subparsers: Any) -> None:
                                           "input's geometry.")
     p.add_argument("--labels", type=Path, help="input label map (subject A for vae-interpolate)")
     p.add_argument("--method", choices=METHODS, required=True)
-    p.add_argument("--out", type=Path, required=True, help="output label map (.nii.gz, .nii, .nrrd, .mha)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sigma-mm", type=float, default=20.0, help="elastic: smoothness of the displacement (mm)")
-    p.add_argument("--magnitude-mm", type=float, default=6.0, help="elastic: largest displacement (mm)")
-    p.add_argument("--label", type=int, help="dilate/erode: the label value to grow or shrink")
-    p.add_argument("--radius", type=float, default=1.0, help="dilate/erode: distance in --unit")
+    options.output(p, "file", "output label map (.nii.gz, .nii, .nrrd, .mha)")
+    p.add_argument("--seed", type=options.seed, default=0)
+    p.add_argument("--sigma-mm", type=options.number(high=1000.0, above=0.0), default=20.0,
+                   help="elastic: smoothness of the displacement (mm)")
+    p.add_argument("--magnitude-mm", type=options.number(0.0, 1000.0), default=6.0,
+                   help="elastic: largest displacement (mm)")
+    p.add_argument("--label", type=options.integer(0, 2**31 - 1), help="dilate/erode: the label value to grow or shrink")
+    p.add_argument("--radius", type=options.number(0.0, 1000.0), default=1.0, help="dilate/erode: distance in --unit")
     p.add_argument("--unit", choices=["voxel", "mm"], default="voxel")
-    p.add_argument("--rotation", type=float, default=0.0, help="affine: axial rotation (degrees)")
-    p.add_argument("--scale", type=float, default=1.0, help="affine: scale factor")
+    p.add_argument("--rotation", type=options.number(-360.0, 360.0), default=0.0, help="affine: axial rotation (degrees)")
+    p.add_argument("--scale", type=options.number(0.1, 10.0), default=1.0, help="affine: scale factor (0.1 .. 10)")
     p.add_argument("--model", default="label_vae_phantom", help="label VAE (path or shipped name)")
-    p.add_argument("--n", type=int, default=8, help="vae-sample: number of slices")
+    p.add_argument("--n", type=options.integer(1, 1024), default=8, help="vae-sample: number of slices")
     p.add_argument("--other", type=Path, help="vae-interpolate: subject B's label map")
-    p.add_argument("--t", type=float, default=0.5, help="vae-interpolate: 0 = A, 1 = B")
+    p.add_argument("--t", type=options.number(0.0, 1.0), default=0.5, help="vae-interpolate: 0 = A, 1 = B")
     p.add_argument("--linear", action="store_true", help="vae-interpolate: lerp instead of slerp")
     p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
                    help="vae-interpolate: label value -> the VAE's class (number or name), e.g. --map 1=tumour; "
@@ -64,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io.readers import read_volume
     from ..io.writers import write_volume
+    from ..tasks.label_deform import deform
 
     try:
         params = params_for(args)

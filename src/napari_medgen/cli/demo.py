@@ -18,16 +18,19 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from . import options
 from ..errors import InputError
-from ..io.volume import Volume
 from .synthesize import demo_synthesis
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..io.volume import Volume
+
 PLUGIN = "napari-medgen"
-DemoStep = Callable[..., dict[str, Volume]]  # step(volumes: dict[str, Volume], *, device: str) -> new volumes
+DemoStep = Callable[..., "dict[str, Volume]"]  # step(volumes: dict[str, Volume], *, device: str) -> new volumes
 
 
 def sample_volumes(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:
@@ -47,12 +50,27 @@ DEMO_STEPS: list[DemoStep] = [
 ]
 
 
-def demo_volumes(device: str = "auto", steps: list[DemoStep] | None = None) -> dict[str, Volume]:
-    """Run the demo steps in order; return every volume by layer name (insertion order = layer order)."""
+def demo_volumes(device: str = "auto", steps: list[DemoStep] | None = None,
+                 say: Callable[[str], None] = lambda message: None) -> dict[str, Volume]:
+    """Run the demo steps in order; return every volume by layer name (insertion order = layer order).
+    say: told what each step is about to do (its docstring's first sentence) and how long it took."""
+    import time
+
     volumes: dict[str, Volume] = {}
     for step in DEMO_STEPS if steps is None else steps:
-        volumes.update(step(dict(volumes), device=device))
+        say(f"{step_summary(step)} ...")
+        t0 = time.perf_counter()
+        new = step(dict(volumes), device=device)
+        say(f"  {', '.join(new) or 'nothing'} ({time.perf_counter() - t0:.1f} s)")
+        volumes.update(new)
     return volumes
+
+
+def step_summary(step: DemoStep) -> str:
+    """A demo step's docstring's first sentence, as plain text (e.g. "the shipped samples: ...")."""
+    text = " ".join((step.__doc__ or step.__name__).replace("``", "").split())
+    text = text.removeprefix("medgen demo step: ")
+    return re.split(r"(?<=[a-z)])\. ", text, maxsplit=1)[0].rstrip(".")
 
 
 def file_stem(name: str) -> str:
@@ -161,11 +179,20 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None and not has_display():
         raise InputError("no display found (DISPLAY is not set): use `medgen demo --out DIR` to write the "
                          "demo to files instead, or run under xvfb-run")
-    volumes = demo_volumes(args.device)
+    say = (lambda message: None) if args.quiet else (lambda message: print(f"medgen demo: {message}", file=sys.stderr,
+                                                                         flush=True))
+    say("making the demo volumes: the shipped samples, then what each capability makes of them "
+        + (f"(written to {args.out})" if args.out is not None else "(then napari opens)"))
+    volumes = demo_volumes(args.device, say=say)
     if args.out is not None:
-        for path in write_demo(volumes, Path(args.out)):
-            print(path)
+        from ..atomic import replaced_folder
+
+        with replaced_folder(args.out, overwrite=args.overwrite, note="medgen demo") as tmp:
+            written = write_demo(volumes, tmp)
+        for path in written:
+            print(Path(args.out) / path.name)
         return 0
+    say("opening napari ...")
     import napari
 
     viewer = napari.Viewer(title="napari-medgen demo")
@@ -178,5 +205,6 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="open the sample data in napari with the plugin's widgets, or write it to files",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--out", metavar="DIR", help="write the demo volumes (NIfTI) and a PNG montage to DIR instead of opening napari")
+    options.output(p, "folder", "write the demo volumes (NIfTI) and a PNG montage to DIR instead of opening napari",
+                   required=False, metavar="DIR")
     p.set_defaults(func=run)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from ..models.store import record_metrics
 from ..progress import run_with_bar
-from ..tasks.directions import METHODS
+from . import options
+
+if TYPE_CHECKING:
+    import numpy as np
+
+METHODS = options.names("napari_medgen.tasks.directions", "METHODS")
+MAX_MOVE = 10.0  # --move ALPHA: standard deviations of the latent prior, beyond which a decoder outputs noise
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,23 +26,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = dsub.add_parser("discover", help="find directions without labels")
     d.add_argument("--model", required=True, help="a 'vae' or 'gan' model (NAME.safetensors + NAME.json)")
     d.add_argument("--method", default="sefa", choices=METHODS)
-    d.add_argument("--k", type=int, default=10, help="number of directions")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--steps", type=int, default=300, help="training steps (voynov)")
-    d.add_argument("--out", help="directions JSON (default: saved with the model as NAME.directions.json)")
+    d.add_argument("--k", type=options.integer(1, 512), default=10, help="number of directions")
+    d.add_argument("--seed", type=options.seed, default=0)
+    d.add_argument("--steps", type=options.integer(1, 10**6), default=300, help="training steps (voynov)")
+    options.output(d, "file", "directions JSON (default: saved with the model as NAME.directions.json)",
+                   required=False)
     d.set_defaults(func=_discover)
 
     m = dsub.add_parser("measure", help="correlate each direction with the phantom's factors (phantom models)")
     m.add_argument("--model", required=True)
     m.add_argument("--directions", help="directions JSON (default: the model's own)")
-    m.add_argument("--bases", type=int, default=12, help="random latents walked per direction")
-    m.add_argument("--csv", help="write the table as CSV")
+    m.add_argument("--bases", type=options.integer(2, 10000), default=12, help="random latents walked per direction")
+    options.output(m, "file", "write the table as CSV", "--csv", required=False)
     m.add_argument("--record", action="store_true", help="write the table into the model card's metrics")
     m.set_defaults(func=_measure)
 
     q = dsub.add_parser("quality", help="how well a VAE reconstructs data like its training data (label Dice, PSNR)")
     q.add_argument("--model", required=True)
-    q.add_argument("--n", type=int, default=500, help="images (phantom models; a brain model uses all its slices)")
+    q.add_argument("--n", type=options.integer(1, 100000), default=500,
+                   help="images (phantom models; a brain model uses all its slices)")
     q.add_argument("--record", action="store_true", help="write the figures into the model card's metrics")
     q.set_defaults(func=_quality)
 
@@ -45,12 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--model", required=True)
     a.add_argument("--directions", help="directions JSON (default: the model's own)")
     a.add_argument("--move", action="append", default=[], metavar="K=ALPHA",
-                   help="move along direction K by ALPHA standard deviations (repeatable)")
-    a.add_argument("--seed", type=int, default=0, help="random base latent (when no --image)")
+                   help=f"move along direction K by ALPHA standard deviations, |ALPHA| <= {MAX_MOVE:g} (repeatable)")
+    a.add_argument("--seed", type=options.seed, default=0, help="random base latent (when no --image)")
     a.add_argument("--image", help="a volume whose slice is inverted into the latent space")
-    a.add_argument("--slice", type=int, help="slice index along the through-plane axis (default: middle)")
-    a.add_argument("--walk", type=int, metavar="K", help="instead: write the walk along direction K (-3..3 std) as a stack")
-    a.add_argument("--out", required=True, help="output image (.nii.gz, .nrrd, .mha)")
+    a.add_argument("--slice", type=options.integer(0), help="slice index along the through-plane axis (default: middle)")
+    a.add_argument("--walk", type=options.integer(0), metavar="K",
+                   help="instead: write the walk along direction K (-3..3 std) as a stack")
+    options.output(a, "file", "output image (.nii.gz, .nrrd, .mha)")
     a.set_defaults(func=_apply)
 
 
@@ -67,6 +75,10 @@ def _discover(args: argparse.Namespace) -> int:
     from ..tasks.directions import discover
 
     editor = _editor(args)
+    if args.out is None:
+        from ..atomic import check_output_file
+
+        check_output_file(editor.directions_path(), args.overwrite, "the model's directions file")
     images = editor.images_for(args.method, seed=args.seed + 1000)
     editor.directions = run_with_bar(discover(editor.model, args.method, args.k, seed=args.seed, images=images,
                                               steps=args.steps), f"discover ({args.method})", disable=args.quiet)
@@ -89,6 +101,8 @@ def _measure(args: argparse.Namespace) -> int:
     hits = dominated(table)
     print(f"directions dominated by one factor (|r| >= 0.7, others <= 0.3): {len(hits)}")
     if args.record:
+        from ..models.store import record_metrics
+
         record_metrics(args.model, "directions", {
             "method": editor.directions.method, "n_bases": args.bases, "factors": names,
             "r": {n: [round(float(v), 3) for v in row] for n, row in zip(editor.directions.names, table, strict=True)},
@@ -113,6 +127,8 @@ def _quality(args: argparse.Namespace) -> int:
         print(f"Dice {names.get(c, c):<14} {d:.3f}")
     print(f"image PSNR {figures['psnr_db']:.2f} dB over {figures['n_images']} images")
     if args.record:
+        from ..models.store import record_metrics
+
         record_metrics(args.model, "reconstruction", figures)
     return 0
 
@@ -123,7 +139,28 @@ def format_table(table: np.ndarray, factors: list[str], rows: list[str]) -> str:
     return "\n".join(lines)
 
 
+def parse_moves(items: list[str], n_directions: int) -> dict[int, float]:
+    """``["0=1.5", "3=-2"]`` -> {0: 1.5, 3: -2.0}; InputError for a bad K or an ALPHA that is not finite or
+    beyond +-MAX_MOVE (such a move decodes to noise, or to NaN)."""
+    moves = {}
+    for item in items:
+        k, sep, value = item.partition("=")
+        try:
+            index, alpha = int(k), float(value)
+        except ValueError:
+            index, alpha = -1, math.nan
+        if not sep or not 0 <= index < n_directions:
+            raise InputError(f"--move {item!r}: expected K=ALPHA with 0 <= K < {n_directions}.")
+        if not (math.isfinite(alpha) and abs(alpha) <= MAX_MOVE):
+            raise InputError(f"--move {item!r}: ALPHA must be a number between -{MAX_MOVE:g} and {MAX_MOVE:g} "
+                             f"(standard deviations).")
+        moves[index] = alpha
+    return moves
+
+
 def _apply(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from ..io.readers import read_volume
     from ..io.volume import Volume
     from ..io.writers import write_volume
@@ -132,12 +169,10 @@ def _apply(args: argparse.Namespace) -> int:
     if editor.directions is None:
         raise InputError(f"Model '{args.model}' has no saved directions: run 'medgen directions discover' first.")
     alphas = np.zeros(len(editor.directions.vectors), dtype=np.float32)
-    for item in args.move:
-        k, sep, value = item.partition("=")
-        try:
-            alphas[int(k)] = float(value)
-        except (ValueError, IndexError):
-            raise InputError(f"--move {item!r}: expected K=ALPHA with K < {len(alphas)}.") from None
+    for k, alpha in parse_moves(args.move, len(alphas)).items():
+        alphas[k] = alpha
+    if args.walk is not None and args.walk >= len(alphas):
+        raise InputError(f"--walk {args.walk}: the model has {len(alphas)} directions (0 .. {len(alphas) - 1}).")
     spacing, origin = (editor.pixel_mm, editor.pixel_mm, 1.0), (0.0, 0.0, 0.0)
     if args.image:
         vol = read_volume(args.image)
@@ -159,6 +194,8 @@ def _apply(args: argparse.Namespace) -> int:
         data = np.stack(stack)
     else:
         data = editor.render(alphas)[0][None]
+    if not np.isfinite(data).all():
+        raise InputError(f"The edited image is not finite (NaN/inf) for --move {' '.join(args.move)}; try smaller moves.")
     write_volume(Volume(data, spacing=spacing, origin=origin), args.out)
     print(f"wrote {args.out}")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import run_with_bar
+from . import options
 
 
 def register(subparsers: Any) -> None:
@@ -21,9 +22,10 @@ def register(subparsers: Any) -> None:
                                                  "(default: --real)")
     p.add_argument("--extractor", default="default", help="'default' (shipped encoder), a medgen feature_encoder "
                    "model, or a local ResNet/MedicalNet state dict (.pt/.pth/.safetensors)")
-    p.add_argument("--threshold", type=float, default=0.03, help="near-copy threshold: RMS distance of [0, 1]-scaled images")
-    p.add_argument("--csv", type=Path, help="write the table as CSV")
-    p.add_argument("--plot", type=Path, help="write the plots as PNG")
+    p.add_argument("--threshold", type=options.number(0.0, 1.0), default=0.03,
+                   help="near-copy threshold: RMS distance of [0, 1]-scaled images")
+    options.output(p, "file", "write the table as CSV", "--csv", required=False)
+    options.output(p, "file", "write the plots as PNG", "--plot", required=False)
     p.set_defaults(func=run_evaluate)
 
     e = subparsers.add_parser("experiment", help="experiments on synthetic data")
@@ -33,29 +35,31 @@ def register(subparsers: Any) -> None:
     u.add_argument("--model", help="spade or mask-conditioned diffusion model making the synthetic images (default "
                                    "spade_phantom / spade_brain; "
                                    "'renderer' = the phantom renderer, for checks only)")
-    u.add_argument("--steps", type=int, default=300, help="UNet training steps per arm")
-    u.add_argument("--fraction", type=float, default=0.25, help="real-data fraction of the reduction arms")
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--steps", type=options.integer(1, 10**6), default=300, help="UNet training steps per arm")
+    u.add_argument("--fraction", type=options.number(high=1.0, above=0.0), default=0.25,
+                   help="real-data fraction of the reduction arms")
+    u.add_argument("--seed", type=options.seed, default=0)
     u.add_argument("--quick", action="store_true", help="tiny run (64 px, few slices, 30 steps) to check the set-up")
-    u.add_argument("--csv", type=Path)
-    u.add_argument("--plot", type=Path)
+    options.output(u, "file", "write the table as CSV", "--csv", required=False)
+    options.output(u, "file", "write the plot as PNG", "--plot", required=False)
     u.set_defaults(func=run_usefulness)
 
     q = subparsers.add_parser("quantize", help="fp32 vs bf16 vs int8: weight size, memory, time, quality lost")
     q.add_argument("--model", default="spade_phantom", help="a spade or anomaly_ae model (name of a shipped one or path)")
-    q.add_argument("--samples", type=int, default=8)
-    q.add_argument("--repeats", type=int, default=3)
-    q.add_argument("--csv", type=Path)
-    q.add_argument("--plot", type=Path)
+    q.add_argument("--samples", type=options.integer(1, 1024), default=8)
+    q.add_argument("--repeats", type=options.integer(1, 100), default=3)
+    options.output(q, "file", "write the table as CSV", "--csv", required=False)
+    options.output(q, "file", "write the plot as PNG", "--plot", required=False)
     q.set_defaults(func=run_quantize)
 
     a = subparsers.add_parser("anomaly", help="per-voxel anomaly map from a model of normal anatomy")
     a.add_argument("--image", type=Path, required=True)
     a.add_argument("--model", type=Path, help="anomaly_ae model (default: the shipped one)")
-    a.add_argument("--out", type=Path, required=True, help="heat map volume (.nii.gz, .nrrd, .mha)")
-    a.add_argument("--smoothing-mm", type=float, default=3.0)
+    options.output(a, "file", "heat map volume (.nii.gz, .nrrd, .mha)")
+    a.add_argument("--smoothing-mm", type=options.number(0.0, 100.0), default=3.0)
     a.add_argument("--labels", type=Path, help="label map: also print the voxel-wise ROC AUC of --label")
-    a.add_argument("--label", type=int, default=7, help="label value scored by --labels (phantom tumour: 7)")
+    a.add_argument("--label", type=options.integer(0, 2**31 - 1), default=7,
+                   help="label value scored by --labels (phantom tumour: 7)")
     a.set_defaults(func=run_anomaly)
 
 

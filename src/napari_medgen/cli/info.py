@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from . import options
 
-from ..io.readers import read_volume
-from ..io.volume import Volume
-from ..io.writers import WRITE_SUFFIXES, write_volume
+if TYPE_CHECKING:
+    from ..io.volume import Volume
 
 _MAX_LISTED_LABELS = 20
+WRITE_SUFFIXES = options.names("napari_medgen.io.writers", "WRITE_SUFFIXES")
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     c = subparsers.add_parser("convert", help="convert a volume to another format, geometry kept",
                               description=f"Read IN and write OUT ({', '.join(WRITE_SUFFIXES)}) atomically.")
     c.add_argument("src", type=Path, metavar="IN", help="file or DICOM series folder")
-    c.add_argument("dst", type=Path, metavar="OUT", help="output file")
+    options.output(c, "file", "output file", flag="dst", metavar="OUT")
     _kind_options(c)
     c.set_defaults(func=run_convert)
 
@@ -43,6 +43,8 @@ def _kind_options(p: argparse.ArgumentParser) -> None:
 
 def describe(vol: Volume, decided: bool) -> list[str]:
     """Lines of text describing ``vol``; decided: the label/image kind was forced by the user."""
+    import numpy as np
+
     d = vol.data
     kind = "label map" if vol.is_label else "image"
     lines = [
@@ -76,12 +78,17 @@ def _fmt(values) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from ..io.readers import read_volume
+
     vol = read_volume(args.path, as_label=args.as_label)
     print("\n".join(describe(vol, args.as_label is not None)))
     return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from ..io.readers import read_volume
+    from ..io.writers import write_volume
+
     vol = read_volume(args.src, as_label=args.as_label)
     for note in vol.metadata.get("notes", []):
         print(f"note: {note}")

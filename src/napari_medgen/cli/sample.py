@@ -10,9 +10,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..models.diffusion import SAMPLERS
 from ..progress import run_with_bar
-from ..tasks.sample import sample
+from . import options
+
+SAMPLERS = options.names("napari_medgen.models.diffusion", "SAMPLERS")
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +38,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..io.readers import read_volume
     from ..io.writers import write_volume
+    from ..tasks.sample import sample
 
     mask = read_volume(args.mask, as_label=True) if args.mask else None
     task = sample(args.model, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed, mask=mask,

@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..io.volume import Volume
 from ..progress import run_with_bar
-from ..tasks.synthesize import Synthesizer, synthesize
+from . import options
+
+if TYPE_CHECKING:
+    from ..io.volume import Volume
 
 
 def register(subparsers: Any) -> None:
@@ -38,7 +40,7 @@ def register(subparsers: Any) -> None:
                         "comma-separated; 'identity' confirms unnamed values are the model's class numbers")
     p.add_argument("--seed", type=int, default=0, help="seed of the random style")
     p.add_argument("--batch", type=int, default=16, help="slices per forward pass")
-    p.add_argument("--out", type=Path, required=True, help="output image (.nii.gz, .nii, .nrrd, .mha)")
+    options.output(p, "file", "output image (.nii.gz, .nii, .nrrd, .mha)")
     p.set_defaults(func=run)
 
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.label_mapping import parse_map, user_label_names
     from ..io.readers import read_volume
     from ..io.writers import write_volume
+    from ..tasks.synthesize import Synthesizer, synthesize
 
     labels = read_volume(args.labels)
     synth = Synthesizer(args.model, device=args.device)
@@ -72,7 +75,7 @@ def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[
     """``medgen demo`` step: the brain labels synthesised in the real brain's encoded style, and the
     phantom labels in the phantom model's "mr_vendor_b" style, with the shipped models."""
     from ..progress import run_to_completion
-    from ..tasks.synthesize import shipped_models
+    from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
 
     models, out = shipped_models(), {}
     if "brain labels" in volumes and "spade_brain" in models:

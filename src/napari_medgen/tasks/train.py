@@ -5,17 +5,25 @@
 writes ``OUT.safetensors`` + ``OUT.json`` through the trainer's ``export`` and the loss curve as
 ``OUT.loss.png``. The card's ``training`` entry records the command, seed, data, wall time,
 steps, git commit, torch/monai versions and date.
+
+An existing model OUT is replaced only when the job says ``overwrite``, and then as a whole: the
+new files are written into a temporary folder next to it, the older model's files (its sidecars
+too) are removed, and the new ones moved in, the card last. The work folder is keyed to
+:func:`run_key` (family, data, seed, batch size, learning rate, settings): a job with other values
+does not resume its checkpoints (``training.workdir``).
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import subprocess
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic import check_output_file, replaced_files
 from ..models.store import model_paths
 from ..progress import CancelToken, Progress
 from ..training.history import save_loss_plot
@@ -28,7 +36,8 @@ from ..training.registry import TrainConfig, make_trainer
 class TrainJob:
     """What to train and where. out: model path without extension (None: train only, no export).
     workdir: checkpoints and ``history.jsonl``. resume: continue from the newest good checkpoint
-    (False deletes the old ones). command: how the run was started, recorded in the card."""
+    (False deletes the old ones). command: how the run was started, recorded in the card.
+    overwrite: replace an existing model ``out`` (else WriteError before training starts)."""
 
     family: str
     config: TrainConfig
@@ -39,6 +48,7 @@ class TrainJob:
     keep: int = 3
     resume: bool = True
     command: str = ""
+    overwrite: bool = False
 
 
 @dataclass
@@ -52,21 +62,52 @@ class TrainOutcome:
 
 def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[Progress, None, TrainOutcome]:
     """Build, train and (if the run is done and ``job.out`` is set) export; yields the loop's Progress."""
+    if job.out is not None:
+        check_model_output(job.out, job.overwrite)
     yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
     trainer = make_trainer(job.family, job.config)  # data-parallel under torchrun
     cancel = distributed.agreed_cancel(cancel, job.config.device)
     result = yield from train(trainer, job.config.steps, job.workdir, checkpoint_every=job.checkpoint_every,
                               preview_every=job.preview_every, cancel=cancel, resume=job.resume, keep=job.keep,
-                              seed=job.config.seed)
+                              seed=job.config.seed, key=run_key(job))
     if result.status != "done" or job.out is None or not distributed.is_primary():
         return TrainOutcome(result)
     name = model_paths(job.out)[0].with_suffix("")
     png = name.with_name(name.name + ".loss.png")
     yield Progress(result.step, job.config.steps, f"exporting {name.name}")
     data = getattr(trainer, "data_description", None) or job.config.data_description()
-    trainer.export(name, {"training": training_record(job, result, data), "loss_curve": png.name})
-    save_loss_plot(result.history, png, title=f"{job.family}: {name.name}")
+    with replaced_files(model_files(name), overwrite=job.overwrite) as staged:
+        trainer.export(staged / name.name, {"training": training_record(job, result, data), "loss_curve": png.name})
+        save_loss_plot(result.history, staged / png.name, title=f"{job.family}: {name.name}")
     return TrainOutcome(result, name, png)
+
+
+MODEL_FILES = (".safetensors", ".loss.png", ".directions.json", ".json")  # NAME + each; the card last
+
+
+def model_files(out: str | Path) -> list[Path]:
+    """Every file that belongs to model ``out`` (``NAME``, ``NAME.json`` or ``NAME.safetensors``): weights,
+    sidecars (loss curve, directions) and card, whether they exist or not."""
+    name = model_paths(out)[0].with_suffix("")
+    return [name.with_name(name.name + suffix) for suffix in MODEL_FILES]
+
+
+def check_model_output(out: str | Path, overwrite: bool) -> None:
+    """Refuse (WriteError) to write model ``out`` over an existing one unless ``overwrite``."""
+    for path in model_files(out):
+        check_output_file(path, overwrite)
+
+
+def run_key(job: TrainJob) -> dict[str, Any]:
+    """What a work folder's checkpoints are for: family, data (absolute folders or the sample), seed,
+    batch size, learning rate and the family's settings. Steps, checkpointing and the device may
+    change between resumes."""
+    c = job.config
+    data = {"sample": c.sample} if c.sample else {"images": str(Path(c.images).resolve()) if c.images else None,
+                                                  "labels": str(Path(c.labels).resolve()) if c.labels else None}
+    key = {"family": job.family, "data": data, "seed": c.seed, "batch_size": c.batch_size, "lr": c.lr,
+           "settings": c.extra}
+    return json.loads(json.dumps(key))  # as the folder will record it (tuples become lists)
 
 
 def training_record(job: TrainJob, result: TrainResult, data: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ..device import configure_threads
 from ..errors import InputError, MedgenError, TrainingError
 from ..progress import CancelToken, Progress
 from .train import TrainJob, TrainOutcome, train_model
@@ -173,9 +174,9 @@ def _child_main(payload: bytes, sender: Connection, stop: Any, nice: int) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the viewer's terminal is the parent's to handle
     with contextlib.suppress(AttributeError, OSError):
         os.nice(max(0, nice - os.nice(0)))
+    configure_threads(1)  # the viewer keeps the other cores
     import torch
 
-    torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # already set by the parent's main module
         torch.set_num_interop_threads(1)
     try:

@@ -1,5 +1,8 @@
 """Training checkpoints in a work folder: ``ckpt-STEP.pt`` files plus a ``latest.json`` pointer.
 
+Pruning keeps the newest ``keep`` checkpoints, the file just written always among them; a damaged file
+found at resume is set aside (``ckpt-STEP.pt.damaged``) so that it never displaces a good one.
+
 A checkpoint is ``{"format": 1, "step": int, "elapsed_s": float, "trainer": trainer.state_dict(),
 "rng": global RNG states}`` holding tensors and plain values only, so that
 ``torch.load(weights_only=True)`` reads it (nothing arbitrary is unpickled). Each file is written
@@ -22,6 +25,7 @@ from ..atomic import atomic_write_bytes, atomic_write_with
 
 FORMAT = 1
 LATEST = "latest.json"
+DAMAGED = ".damaged"  # suffix of a checkpoint that failed to load, set aside at resume
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
@@ -71,9 +75,16 @@ def save_checkpoint(workdir: Path, step: int, trainer_state: dict[str, Any], ela
     atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
     pointer = {"step": int(step), "file": path.name}
     atomic_write_bytes(Path(workdir) / LATEST, (json.dumps(pointer) + "\n").encode())
-    for _, old in list_checkpoints(workdir)[max(1, keep):]:
-        old.unlink(missing_ok=True)
+    prune(workdir, step, keep)
     return path
+
+
+def prune(workdir: Path, step: int, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints up to ``step`` (the one just written, which is always
+    kept). Files named for a later step are not this run's history and are never counted or deleted."""
+    ours = [p for s, p in list_checkpoints(workdir) if s <= step]
+    for old in ours[max(1, keep):]:
+        old.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -90,14 +101,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def latest_good_checkpoint(workdir: Path) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
-    """Newest checkpoint that loads cleanly: (path, payload, notes about damaged files skipped)."""
+def latest_good_checkpoint(workdir: Path, set_aside: bool = False) -> tuple[Path | None, dict[str, Any] | None,
+                                                                        list[str]]:
+    """Newest checkpoint that loads cleanly: (path, payload, notes about damaged files skipped).
+
+    set_aside: rename each damaged newer file to ``ckpt-STEP.pt.damaged`` (kept for a look, no longer a
+    checkpoint), so that it is neither tried again nor counted when old checkpoints are pruned."""
     notes: list[str] = []
     for _, path in list_checkpoints(workdir):
         try:
             return path, load_checkpoint(path), notes
         except ValueError as exc:
-            notes.append(f"Skipped checkpoint '{path}': it {exc}.")
+            note = f"Skipped checkpoint '{path}': it {exc}"
+            if set_aside:
+                path.replace(path.with_name(path.name + DAMAGED))
+                note += f"; renamed it to '{path.name + DAMAGED}'"
+            notes.append(note + ".")
     return None, None, notes
 
 

@@ -2,14 +2,16 @@
 
 A family provides a *trainer* object (see :class:`Trainer`); :func:`train` runs it step by step
 as a task generator: it yields :class:`~napari_medgen.progress.Progress` (metrics = the step's
-losses, preview = the trainer's fixed-input sample every ``preview_every`` steps), writes
+losses, preview = the trainer's fixed-input sample every ``preview_every`` steps, as a Volume), writes
 checkpoints atomically every ``checkpoint_every`` steps (see :mod:`.checkpoint`), resumes from
 the newest checkpoint that loads cleanly, stops between steps when cancelled (after saving),
-and stops without saving on a NaN/Inf loss, keeping the last good checkpoint.
+and stops without saving on a NaN/Inf loss, keeping the last good checkpoint. The work folder
+is locked against a second writer and keyed to its run (see :mod:`.workdir`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Generator
@@ -20,10 +22,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from ..errors import InputError, TrainingError
+from ..io.volume import Volume
 from ..progress import CancelToken, Progress
 from . import checkpoint as ckpt
 from .distributed import is_primary
 from .history import LossHistory
+from .workdir import check_run, locked, write_run
 
 
 class Trainer(Protocol):
@@ -67,14 +71,17 @@ class TrainResult:
 
 def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every: int = 100,
           preview_every: int = 0, cancel: CancelToken | None = None, resume: bool = True, keep: int = 3,
-          seed: int = 0) -> Generator[Progress, None, TrainResult]:
+          seed: int = 0, key: dict[str, Any] | None = None) -> Generator[Progress, None, TrainResult]:
     """Train ``trainer`` up to ``steps`` optimisation steps, checkpointing in ``workdir``.
 
     resume: continue from the newest good checkpoint in ``workdir`` (its global RNG states are
     restored, the loss history is cut back to its step); False starts over and deletes the old
     checkpoints. seed: seeds the global RNGs at a fresh start (build the trainer after
     :func:`~.checkpoint.seed_everything` too, as ``registry.make_trainer`` does). keep: how
-    many checkpoints to keep.
+    many checkpoints to keep. key: what this run is (JSON values: family, data, options); the
+    folder records it, and a resume over checkpoints recorded with another key is refused
+    (TrainingError naming the differences; see :mod:`.workdir`). The folder is locked while this
+    runs: a second training there is refused.
     """
     if steps < 1 or checkpoint_every < 1 or preview_every < 0 or keep < 1:
         raise InputError(f"Training needs steps >= 1, checkpoint_every >= 1, keep >= 1 and preview_every >= 0 "
@@ -82,10 +89,21 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     primary = is_primary()  # under torchrun only rank 0 writes files (see .distributed)
-    notes = [f"Removed unfinished temporary file '{p}'." for p in (ckpt.remove_leftovers(workdir) if primary else [])]
+    with locked(workdir) if primary else contextlib.nullcontext([]) as notes:
+        return (yield from _train(trainer, steps, workdir, checkpoint_every, preview_every, cancel, resume, keep,
+                                  seed, key, primary, notes))
+
+
+def _train(trainer: Trainer, steps: int, workdir: Path, checkpoint_every: int, preview_every: int,
+           cancel: CancelToken | None, resume: bool, keep: int, seed: int, key: dict[str, Any] | None,
+           primary: bool, notes: list[str]) -> Generator[Progress, None, TrainResult]:
+    """:func:`train` once the folder is locked (``notes``: the lock's)."""
+    notes += [f"Removed unfinished temporary file '{p}'." for p in (ckpt.remove_leftovers(workdir) if primary else [])]
     start, elapsed, last = 0, 0.0, None
+    if resume and key is not None and ckpt.list_checkpoints(workdir):
+        check_run(workdir, key)
     if resume:
-        last, payload, skipped = ckpt.latest_good_checkpoint(workdir)
+        last, payload, skipped = ckpt.latest_good_checkpoint(workdir, set_aside=primary)
         notes += skipped
         if payload is not None:
             try:
@@ -100,6 +118,8 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
         ckpt.clear_checkpoints(workdir)
     if start == 0:
         ckpt.seed_everything(seed)
+        if key is not None and primary:
+            write_run(workdir, key)
     history = LossHistory(workdir, write=primary)
     history.truncate(start)
     yield Progress(start, steps, notes[-1] if notes else "starting")
@@ -132,7 +152,8 @@ def train(trainer: Trainer, steps: int, workdir: str | Path, *, checkpoint_every
         history.append(step, losses)
         if step % checkpoint_every == 0 or step == steps:
             last = save()
-        preview = trainer.preview() if preview_every and (step % preview_every == 0 or step == steps) else None
+        image = trainer.preview() if preview_every and (step % preview_every == 0 or step == steps) else None
+        preview = None if image is None else Volume(image[None] if image.ndim == 2 else image)
         main = next(iter(losses.items()), None)
         message = f"step {step}/{steps}" + (f" {main[0]}={main[1]:.4g}" if main else "")
         yield Progress(step, steps, message, preview=preview, metrics=losses)
