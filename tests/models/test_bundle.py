@@ -1,105 +1,301 @@
-"""The MONAI bundle reader: builds only allowed MONAI classes from plain values, never runs code.
-
-Latent bundles are built here in the layout of MONAI's brain_image_synthesis_latent_diffusion_model
-(same config keys, weight file names and metadata), with tiny networks."""
+"""MONAI model-zoo bundles: each opens from its exact published config files (tests/fixtures/bundles) with
+random weights at reduced sizes and samples on the CPU; bundles that carry code are refused, naming the
+construct, and nothing in them runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
-import re
+import shutil
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from monai.networks.nets import AutoencoderKL
 
 from napari_medgen.errors import InputError, ModelError
-from napari_medgen.models.bundle import load_bundle
+from napari_medgen.io.volume import Volume
+from napari_medgen.models.bundle import ALLOWED, PREFIXES, _wiring, load_bundle
+from napari_medgen.models.bundle_config import BundleConfig
+from napari_medgen.models.bundle_maisi import MaisiModel
+from napari_medgen.models.bundle_wiring import LoadWeights
 from napari_medgen.models.diffusion import build_unet
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.sample import sample
+from napari_medgen.tasks.sample import condition_fields, sample
 
-NET = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8], "attention_levels": [False, False],
-       "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
-
-
-def make_bundle(root: Path, *, fmt: str = "json", network: dict | None = None, scheduler: dict | None = None,
-                weights: object | None = None) -> Path:
-    """A bundle folder like the MONAI model zoo's (configs/, models/model.pt) with a tiny network."""
-    (root / "configs").mkdir(parents=True)
-    (root / "models").mkdir()
-    net = network or {"_target_": "monai.networks.nets.DiffusionModelUNet", **NET}
-    sched = scheduler or {"_target_": "monai.networks.schedulers.DDPMScheduler", "num_train_timesteps": 1000,
-                          "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
-    config = {"imports": ["$import torch"], "device": "$torch.device('cpu')", "network_def": net, "scheduler": sched,
-              "inferer": {"_target_": "DiffusionInferer", "scheduler": "@scheduler"}}
-    text = json.dumps(config) if fmt == "json" else yaml.safe_dump(config)
-    (root / "configs" / f"inference.{fmt}").write_text(text)
-    meta = {"name": "tiny_ddpm", "version": "0.1",
-            "network_data_format": {"inputs": {"image": {"spatial_shape": [16, 16]}}}}
-    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
-    if weights is None:
-        torch.manual_seed(0)
-        weights = build_unet({k: v for k, v in net.items() if k != "_target_"} if network else NET)["unet"].state_dict()
-    torch.save(weights, root / "models" / "model.pt")
-    return root
-
-
-@pytest.mark.parametrize("fmt", ["json", "yaml"])
-def test_bundle_loads_and_samples(tmp_path, fmt):
-    folder = make_bundle(tmp_path / "b", fmt=fmt)
-    model = load_bundle(folder)
-    saved = torch.load(folder / "models" / "model.pt", weights_only=True)
-    assert all(torch.equal(v, saved[k]) for k, v in model.unet.state_dict().items())
-    assert model.shape == (16, 16) and model.objective == "ddpm"
-    vol = run_to_completion(sample(folder, sampler="ddim", steps=2, n=2, device="cpu"))
-    assert vol.data.shape == (2, 1, 16, 16)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bundles"
+MEDNIST, BRAIN, BRATS = "mednist_ddpm", "brain_image_synthesis_latent_diffusion_model", "brats_mri_generative_diffusion"
+AXIAL, MAISI = "brats_mri_axial_slices_generative_diffusion", "maisi_ct_generative"
+_SMALL = {"norm_num_groups": 4}
+# reduced sizes, set over the published values as `monai.bundle run --id value` would (the files stay exact)
+REDUCED = {
+    MEDNIST: {"network_def::channels": [8, 8, 8], "network_def::num_head_channels": 8, "network_def::norm_num_groups": 4},
+    BRAIN: {"autoencoder_def::channels": [8, 8, 8, 8], "autoencoder_def::norm_num_groups": 4,
+            "diffusion_def::channels": [8, 8, 8], "diffusion_def::num_head_channels": [0, 8, 8],
+            "diffusion_def::norm_num_groups": 4},
+    BRATS: {"autoencoder_def::channels": [8, 8, 8], "autoencoder_def::norm_num_groups": 4,
+            "network_def::channels": [8, 8, 8], "network_def::num_head_channels": [0, 8, 8],
+            "network_def::norm_num_groups": 4},
+    AXIAL: {"autoencoder_def::channels": [8, 8, 8], "autoencoder_def::norm_num_groups": 4,
+            "network_def::channels": [8, 8, 8, 8], "network_def::num_head_channels": [0, 8, 8, 8],
+            "network_def::norm_num_groups": 4},
+    MAISI: {"autoencoder_def::num_channels": [8, 8, 8], "autoencoder_def::norm_num_groups": 4,
+            "autoencoder_def::num_splits": 1, **{f"{k}::{a}": v for k in ("diffusion_unet_def", "controlnet_def")
+                                                 for a, v in (("num_channels", [8, 8, 8, 8]),
+                                                              ("num_head_channels", [0, 0, 8, 8]),
+                                                              ("norm_num_groups", 4))}},
+}
+SMALL_SHAPE = {MEDNIST: (16, 16), BRAIN: (32, 32, 32), BRATS: (16, 16, 16), AXIAL: (32, 32), MAISI: (32, 32, 32)}
 
 
-def test_old_generative_names_and_module_prefix(tmp_path):
-    net = {"_target_": "generative.networks.nets.DiffusionModelUNet", **NET}
-    net["num_channels"] = net.pop("channels")
-    weights = {f"module.{k}": v for k, v in build_unet(NET)["unet"].state_dict().items()}
-    model = load_bundle(make_bundle(tmp_path / "b", network=net, weights={"model": weights}))
-    assert next(iter(model.unet.state_dict())) == next(iter(weights)).removeprefix("module.")
+def _old_names(state: dict) -> dict:
+    """A state dict as MONAI Generative (before MONAI 1.4) named it: what the brain and brats LDMs ship."""
+    return {k.replace("postconv", "conv").replace("attn1.out_proj", "attn1.to_out.0")
+            .replace("attn2.out_proj", "attn2.to_out.0"): v for k, v in state.items()}
 
 
-def test_missing_file(tmp_path):
-    folder = make_bundle(tmp_path / "b")
-    (folder / "models" / "model.pt").unlink()
-    with pytest.raises(ModelError, match=r"missing models/model\.pt"):
-        load_bundle(folder)
-    (folder / "configs" / "inference.json").unlink()
-    with pytest.raises(ModelError, match="inference.json"):
-        load_bundle(folder)
+def publish(name: str, root: Path, old_names: bool = False) -> Path:
+    """A copy of the published bundle folder with random weights (reduced sizes) where its config loads them."""
+    folder = root / name
+    shutil.copytree(FIXTURES / name, folder)
+    (folder / "models").mkdir()
+    cfg = BundleConfig(folder, ALLOWED, PREFIXES, REDUCED[name])
+    files: dict[str, dict] = {}
+    torch.manual_seed(0)
+    for line in _wiring(cfg):
+        if isinstance(line, LoadWeights) and not line.target.id.startswith("mask_generation"):
+            kwargs = cfg.arguments(line.target)
+            kwargs.update({k: False for k in ("use_flash_attention", "norm_float16") if kwargs.get(k)})  # CPU
+            net = line.target.cls(**kwargs)
+            for p in net.parameters():  # MONAI zero-initialises output convolutions: random weights everywhere
+                if p.ndim > 1 and not p.any():
+                    torch.nn.init.normal_(p, std=0.05)
+            state = net.state_dict()
+            state = _old_names(state) if old_names else state
+            entry = files.setdefault(line.source.path, {})
+            entry.update({line.source.key: state} if line.source.key else state)
+    for path, obj in files.items():
+        if "unet_state_dict" in obj:
+            obj["scale_factor"] = torch.tensor(0.8)
+        torch.save(obj, folder / path)
+    return folder
 
 
-def test_malformed_config(tmp_path):
-    folder = make_bundle(tmp_path / "b")
-    (folder / "configs" / "inference.json").write_text('{"network_def": {"_target_": ')
-    with pytest.raises(ModelError, match=r"inference\.json' cannot be read"):
-        load_bundle(folder)
-    (folder / "configs" / "inference.json").write_text('{"scheduler": {}}')
-    with pytest.raises(ModelError, match="no network definition"):
-        load_bundle(folder)
+def open_small(name: str, root: Path, **kw) -> object:
+    return load_bundle(publish(name, root, **kw), overrides=REDUCED[name])
 
 
-@pytest.mark.parametrize("key, value", [("channels", "$[8, 8]"), ("num_head_channels", "@heads"),
-                                        ("norm_num_groups", "%configs/common.yaml#groups")])
-def test_expressions_refused_with_key(tmp_path, key, value):
-    net = {"_target_": "DiffusionModelUNet", **NET, key: value}
-    with pytest.raises(ModelError, match=rf"'network_def\.{key}' is '{re.escape(value[:3])}.*does not evaluate"):
-        load_bundle(make_bundle(tmp_path / "b", network=net, weights={}))
+def test_fixtures_are_the_published_files():
+    """The fixtures hold the zoo's wiring as published: the reader must cope with these very lines."""
+    brain = json.loads((FIXTURES / BRAIN / "configs" / "inference.json").read_text())
+    assert brain["load_diffusion"] == "$@load_diffusion_func(torch.load(@load_diffusion_path))"
+    assert yaml.safe_load((FIXTURES / MEDNIST / "configs" / "inference.yaml").read_text())["sample"].startswith(
+        "$lambda x: @inferer.sample(")
+    maisi = json.loads((FIXTURES / MAISI / "configs" / "inference.json").read_text())
+    assert maisi["checkpoint_diffusion_unet"] == "$torch.load(@trained_diffusion_path, weights_only=False)"
+    assert all((FIXTURES / n / "LICENSE").read_text()[:400].count("Apache License") == 1 for n in REDUCED)
 
 
-@pytest.mark.parametrize("target", ["os.system", "monai.networks.nets.UNet", "torch.nn.Identity"])
+@pytest.mark.parametrize("name", [MEDNIST, BRAIN, BRATS, AXIAL])
+def test_published_bundle_opens_and_samples(tmp_path, name):
+    model = open_small(name, tmp_path)
+    folder = tmp_path / name
+    for net, key in ((model.unet, "model.pt"), (model.autoencoder, None)):
+        if net is None:
+            continue
+        path = folder / "models" / (key or ("autoencoder.pt" if name == BRAIN else "model_autoencoder.pt"))
+        saved = torch.load(path, weights_only=True)
+        assert all(torch.equal(v, saved[k]) for k, v in net.state_dict().items())
+    published = {MEDNIST: (64, 64), BRAIN: (160, 224, 160), BRATS: (144, 176, 112), AXIAL: (256, 256)}[name]
+    assert model.image_shape == published  # (x, y[, z]) from the published latent_shape / metadata
+    vol = run_to_completion(sample(model, steps=2, n=2, shape=SMALL_SHAPE[name], device="cpu"))
+    shape = SMALL_SHAPE[name] if len(SMALL_SHAPE[name]) == 3 else (1, *SMALL_SHAPE[name])
+    assert vol.data.shape == (2, *shape) and np.isfinite(vol.data).all() and vol.data.std() > 0
+    assert vol.spacing == ((1.1,) * 3 if name == BRATS else (1.0,) * 3)  # metadata "1.1x1.1x1.1 mm voxel size"
+    ras = len(SMALL_SHAPE[name]) == 3
+    assert np.allclose(vol.direction, np.diag([-1, -1, 1]) if ras else np.eye(3))  # MONAI's RAS arrays, in LPS
+
+
+def test_bundle_axes_follow_monai(tmp_path):
+    """A bundle's network arrays are (x, y, z): a non-cubic output shape (z, y, x) lands the right way round."""
+    model = open_small(BRATS, tmp_path)
+    vol = run_to_completion(sample(model, steps=1, shape=(16, 32, 48), device="cpu"))
+    assert vol.data.shape == (1, 16, 32, 48) and model.shape == (12, 8, 4)  # latents (x, y, z) / 4
+
+
+def test_mednist_sampler_wiring_is_recognised(tmp_path):
+    """mednist's network and scheduler come from its sampling lambda; its `$torch.rand` noise, `$dist...`
+    and SaveImage entries are never read."""
+    model = open_small(MEDNIST, tmp_path)
+    assert model.objective == "ddpm" and model.scheduler["num_train_timesteps"] == 1000  # '@num_train_timesteps'
+    assert model.shape == (64, 64) and model.autoencoder is None
+
+
+def test_brain_ldm_condition_fields_and_old_names(tmp_path):
+    model = open_small(BRAIN, tmp_path, old_names=True)  # MONAI Generative names, renamed on load
+    fields = condition_fields(model)
+    assert [(f.key, f.label, f.default, f.low, f.high) for f in fields] == [
+        ("gender", "Gender", 0.0, 0.0, 1.0), ("age", "Age", 0.1, 0.0, 1.0),
+        ("ventricular_vol", "Ventricular volume", 0.2, 0.0, 1.0), ("brain_vol", "Brain volume", 0.4, 0.0, 1.0)]
+    old = torch.load(tmp_path / BRAIN / "models" / "model.pt", weights_only=True)
+    assert all(torch.equal(v, old[k]) for k, v in _old_names(model.unet.state_dict()).items())
+    def run(condition: object) -> np.ndarray:
+        return run_to_completion(sample(model, steps=2, shape=(32, 32, 32), condition=condition, device="cpu")).data
+
+    default, older = run(None), run({"Age": 0.9})
+    assert np.array_equal(default, run("age=0.1"))  # unnamed values take the bundle's defaults
+    assert np.array_equal(older, run("0,0.9,0.2,0.4")) and not np.allclose(default, older)
+    with pytest.raises(InputError, match=r"'age' \(Age\) .* must lie in \[0.0, 1.0\], got 2"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), condition="age=2", device="cpu"))
+    with pytest.raises(InputError, match=r"no conditioning value named 'height'; it takes gender \(Gender\)"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), condition="height=2", device="cpu"))
+
+
+def _labels() -> Volume:
+    lab = np.zeros((20, 40, 40), np.int16)
+    lab[4:16, 8:32, 8:32] = 200  # body-ish structure
+    lab[8:12, 14:26, 14:26] = 1  # liver: abdomen
+    lab[12:14, 14:26, 14:26] = 28  # lung: chest
+    return Volume(lab, (1.5, 1.5, 2.0), origin=(10.0, -5.0, 3.0), is_label=True)
+
+
+def test_maisi_controlnet_path(tmp_path):
+    model = open_small(MAISI, tmp_path)
+    assert isinstance(model, MaisiModel) and model.scale_factor == pytest.approx(0.8)  # the checkpoint's entry
+    assert model.image_shape == (512, 512, 512) and model.spacing == (1.0, 1.0, 1.0)  # the config's output
+    ckpt = torch.load(next((tmp_path / MAISI / "models").glob("controlnet*.pt")), weights_only=True)
+    assert all(torch.equal(v, ckpt["controlnet_state_dict"][k]) for k, v in model.controlnet.state_dict().items())
+    mask = _labels()
+    vol = run_to_completion(sample(model, steps=2, shape=(32, 32, 32), mask=mask, condition="spacing_xy=1.5,spacing_z=2",
+                                   device="cpu"))
+    assert vol.data.shape == (1, 32, 32, 32) and vol.spacing == (1.5, 1.5, 2.0)
+    assert np.allclose(vol.direction, np.diag([-1, -1, 1])) and vol.metadata["modality"] == "CT"
+    centre = vol.index_to_physical(np.array([[15.5, 15.5, 15.5]]))[0]
+    assert np.allclose(centre, mask.index_to_physical(np.array([[19.5, 19.5, 9.5]]))[0])  # centred on the mask
+    assert vol.data.min() >= -1000 and vol.data.max() <= 1000 and vol.data.std() > 0  # HU range
+    assert model.labels is not None
+    background = model.labels[0, 0].numpy().transpose(2, 1, 0) == 0  # (x, y, z) -> (z, y, x)
+    assert background.any() and (vol.data[0][background] == -1000).all()
+    assert (vol.data[0][~background] > -1000).mean() > 0.5
+    regions = model.region_tensors  # auto: chest (lung 28) at the top, abdomen (liver 1) at the bottom
+    assert regions["top_region_index_tensor"].argmax() == 1 and regions["bottom_region_index_tensor"].argmax() == 2
+    assert torch.equal(regions["spacing_tensor"], torch.tensor([[150.0, 150.0, 200.0]]))
+
+
+def test_maisi_controlnet_condition_changes_the_prediction(tmp_path):
+    model = open_small(MAISI, tmp_path)
+    labels = np.zeros((32, 32, 32), np.int64)
+    labels[8:24, 8:24, 8:24] = 28
+    seg = model.set_inputs(labels, (1.0, 1.0, 1.0), 1, 2)
+    assert seg.shape == (1, 8, 32, 32, 32) and torch.equal(seg[0, :, 16, 16, 16], torch.tensor([0., 0, 1, 1, 1, 0, 0, 0]))
+    x, t = torch.randn(1, 4, 8, 8, 8), torch.tensor([500.0])
+    with torch.no_grad():
+        assert not torch.allclose(model.predict(x, t, seg), model.predict(x, t, torch.zeros_like(seg)))
+
+
+def test_maisi_needs_a_label_map_and_valid_regions(tmp_path):
+    model = open_small(MAISI, tmp_path)
+    with pytest.raises(InputError, match="generates CT from a label map"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), device="cpu"))
+    plain = Volume(np.full((8, 16, 16), 200, np.int16), is_label=True)
+    with pytest.raises(InputError, match="no label that marks a MAISI body region"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, device="cpu"))
+    vol = run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, device="cpu",
+                                   condition={"top_region": "head", "bottom_region": "head"}))
+    assert vol.data.shape == (1, 32, 32, 32)
+    with pytest.raises(InputError, match="'spacing_z' .* must lie in \\[0.5, 5.0\\], got 9"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, condition="spacing_z=9", device="cpu"))
+    with pytest.raises(InputError, match=r"\[300\] are not MAISI label indices"):
+        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=Volume(np.full((4, 4, 4), 300), is_label=True),
+                                 device="cpu"))
+
+
+# ---- refusals: nothing a bundle carries is run -------------------------------------------------------------
+
+
+def _edit(folder: Path, **entries: object) -> Path:
+    path = folder / "configs" / "inference.json"
+    config = json.loads(path.read_text())
+    config.update(entries)
+    path.write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("entry, value, construct", [
+    ("load_diffusion", "$__import__('os').system('touch x')", r"'load_diffusion' is '\$__import__.*does not evaluate"),
+    ("load_diffusion_path", "$@model_dir + '/model.pt' if os.system('x') else 'a'", r"'load_diffusion_path' is '\$@model_dir"),
+    ("scale_factor", "$open('/etc/passwd').read()", r"'scale_factor' is '\$open\("),
+])
+def test_other_expressions_refused_naming_them(tmp_path, entry, value, construct):
+    folder = _edit(publish(BRAIN, tmp_path), **{entry: value})
+    with pytest.raises(ModelError, match=rf"inference\.json': .*{construct}"):
+        load_bundle(folder, overrides=REDUCED[BRAIN])
+
+
+@pytest.mark.parametrize("target", ["os.system", "monai.networks.nets.UNet", "torch.nn.Identity",
+                                    "evil.monai.networks.nets.DiffusionModelUNet", "scripts.sampler.Sampler"])
 def test_targets_outside_allow_list_refused(tmp_path, target):
-    with pytest.raises(ModelError, match="not allowed"):
-        load_bundle(make_bundle(tmp_path / "b", network={"_target_": target, **NET}, weights={}))
+    folder = publish(BRATS, tmp_path)
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config["network_def"]["_target_"] = target
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=rf"'network_def._target_' is '{target}', which is not allowed"):
+        load_bundle(folder, overrides=REDUCED[BRATS])
+
+
+@pytest.mark.parametrize("directive, value, construct", [
+    ("_requires_", "@create_output_dir", r"'scheduler::_requires_::0' would run '@create_output_dir': .*'\$Path\("),
+    ("_requires_", ["@load_diffusion", "$print('x')"], r"'scheduler::_requires_::1' is '\$print\("),
+    ("_disabled_", True, r"'scheduler' is marked '_disabled_'"),
+    ("_mode_", "callable", r"'scheduler._mode_' is 'callable'"),
+])
+def test_directives_refused_unless_wiring(tmp_path, directive, value, construct):
+    folder = publish(BRAIN, tmp_path)
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config["scheduler"][directive] = value
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match=construct):
+        load_bundle(folder, overrides=REDUCED[BRAIN])
+
+
+def test_references_and_macros(tmp_path):
+    folder = publish(BRATS, tmp_path)
+    (folder / "configs" / "common.json").write_text(json.dumps({"heads": [0, 8, 8]}))
+    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config["network_def"]["num_head_channels"] = "%configs/common.json#heads"
+    config["shared"] = {"groups": 4}
+    config["network_def"]["norm_num_groups"] = "@shared::groups"
+    (folder / "configs" / "inference.json").write_text(json.dumps(config))
+    reduced = {k: v for k, v in REDUCED[BRATS].items() if not k.startswith("network_def::n")}
+    model = load_bundle(folder, overrides=reduced)
+    assert list(model.unet.block_out_channels) == [8, 8, 8]
+    for value, construct in (("%../../outside.json#x", "not inside the bundle folder"),
+                             ("@network_def::norm_num_groups", "refers to itself")):
+        config["network_def"]["norm_num_groups"] = value
+        (folder / "configs" / "inference.json").write_text(json.dumps(config))
+        with pytest.raises(ModelError, match=construct):
+            load_bundle(folder, overrides=reduced)
+
+
+def test_weights_outside_the_bundle_refused(tmp_path):
+    folder = _edit(publish(BRATS, tmp_path), load_diffusion_path="$'/etc/' + 'model.pt'")
+    with pytest.raises(ModelError, match="loads weights from '/etc/model.pt', outside the bundle folder"):
+        load_bundle(folder, overrides=REDUCED[BRATS])
+
+
+@pytest.mark.parametrize("text, construct", [
+    ("a: !!python/object/apply:os.system ['touch x']\n", "YAML tag"),
+    ("a: &a [1, 2]\nb: [*a, *a, *a]\n", "anchors and aliases"),
+])
+def test_yaml_tags_and_anchors_refused(tmp_path, text, construct):
+    folder = publish(MEDNIST, tmp_path)
+    path = folder / "configs" / "inference.yaml"
+    path.write_text(text + path.read_text())
+    with pytest.raises(ModelError, match=rf"inference\.yaml'.*{construct}"):
+        load_bundle(folder)
 
 
 class _Payload:
@@ -114,231 +310,54 @@ class _Payload:
 
 def test_pickled_code_is_not_run(tmp_path):
     marker = tmp_path / "code_ran"
-    folder = make_bundle(tmp_path / "b", weights={"w": torch.zeros(1), "evil": _Payload(marker)})
-    with pytest.raises(ModelError, match="nothing in them was run"):
-        load_bundle(folder)
+    folder = publish(MAISI, tmp_path)
+    path = next((folder / "models").glob("input_unet3d*.pt"))  # the file MAISI's config loads weights_only=False
+    ckpt = torch.load(path, weights_only=True)
+    torch.save({**ckpt, "evil": _Payload(marker)}, path)
+    with pytest.raises(ModelError, match="hold more than plain tensors .*nothing in them was run"):
+        load_bundle(folder, overrides=REDUCED[MAISI])
     assert not marker.exists()
-    # the payload is real: a plain unpickling would have run it
-    with open(folder / "models" / "model.pt", "rb") as f:
-        torch.load(f, weights_only=False)
+    torch.load(path, weights_only=False)  # the payload is real: a plain unpickling runs it
     assert marker.exists()
+    assert b"mkdir" in pickle.dumps(_Payload(tmp_path / "y"))
 
 
-def test_truncated_weights(tmp_path):
-    folder = make_bundle(tmp_path / "b")
-    data = (folder / "models" / "model.pt").read_bytes()
-    (folder / "models" / "model.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelError, match="model.pt"):
-        load_bundle(folder)
+def test_damaged_missing_and_unfitting_weights(tmp_path):
+    folder = publish(BRATS, tmp_path)
+    path = folder / "models" / "model.pt"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelError, match=r"model\.pt' hold more than plain tensors .*or are damaged"):
+        load_bundle(folder, overrides=REDUCED[BRATS])
+    path.unlink()
+    with pytest.raises(ModelError, match=r"missing the weights file './models/model\.pt' for 'network_def'"):
+        load_bundle(folder, overrides=REDUCED[BRATS])
+    torch.save(build_unet({"spatial_dims": 3, "in_channels": 8, "out_channels": 8, "channels": [8, 16],
+                           "attention_levels": [False, False], "norm_num_groups": 4,
+                           "num_res_blocks": [1, 1]})["unet"].state_dict(), path)
+    with pytest.raises(ModelError, match="do not fit 'network_def'"):
+        load_bundle(folder, overrides=REDUCED[BRATS])
 
 
-def test_weights_not_fitting_network(tmp_path):
-    other = build_unet({**NET, "channels": [8, 16], "norm_num_groups": 8})["unet"].state_dict()
-    with pytest.raises(ModelError, match="do not fit"):
-        load_bundle(make_bundle(tmp_path / "b", weights=other))
+def test_huge_network_refused_before_allocating(tmp_path):
+    folder = publish(BRATS, tmp_path)
+    huge = {**REDUCED[BRATS], "network_def::channels": [4096, 8192, 8192], "network_def::num_head_channels": [0, 64, 64]}
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=r"weights alone need about \d+(\.\d+)? GiB \([\d,]+ parameters\).*not built"):
+        load_bundle(folder, overrides=huge)
+    assert time.perf_counter() - start < 30  # counted on the meta device, not built
 
 
-def test_pickle_module_is_the_one_used(tmp_path):
-    """Guard: the payload class really pickles to a call of os.mkdir (the test above relies on it)."""
-    assert b"mkdir" in pickle.dumps(_Payload(tmp_path / "x"))
-
-
-AE = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "latent_channels": 3, "channels": [8, 8],
-      "num_res_blocks": 1, "norm_num_groups": 8, "norm_eps": 1e-06, "attention_levels": [False, False],
-      "with_encoder_nonlocal_attn": False, "with_decoder_nonlocal_attn": False}
-LDM = {"spatial_dims": 2, "in_channels": 7, "out_channels": 3, "channels": [8, 8], "num_res_blocks": 1,
-       "attention_levels": [False, False], "norm_num_groups": 8, "norm_eps": 1e-06, "resblock_updown": True,
-       "num_head_channels": [0, 8], "with_conditioning": True, "transformer_num_layers": 1, "cross_attention_dim": 4,
-       "upcast_attention": True, "use_flash_attention": False}
-NAMES = {"0": "Gender", "1": "Age", "2": "Ventricular volume", "3": "Brain volume"}
-
-
-def _to_old_names(state: dict) -> dict:
-    """A state dict as MONAI Generative (before MONAI 1.4) named it: what the brain LDM bundle ships."""
-    return {k.replace("postconv", "conv").replace("attn1.out_proj", "attn1.to_out.0")
-            .replace("attn2.out_proj", "attn2.to_out.0"): v for k, v in state.items()}
-
-
-def make_latent_bundle(root: Path, *, dims: int = 2, size: int = 16, ae: dict | None = None, net: dict | None = None,
-                       config: dict | None = None, ae_weights: object | None = None, old_names: bool = True,
-                       ae_file: str = "autoencoder.pt") -> Path:
-    """A latent bundle laid out like MONAI's brain_image_synthesis_latent_diffusion_model: autoencoder_def,
-    network_def = "@autoencoder_def", diffusion_def (cross-attention + 4 concatenated conditioning channels),
-    scheduler with _requires_, $ expressions for noise/conditioning/loading, models/autoencoder.pt and
-    models/model.pt in MONAI Generative's key names, metadata with the image shape and the condition names."""
-    (root / "configs").mkdir(parents=True)
-    (root / "models").mkdir()
-    ae_def = {"_target_": "monai.networks.nets.AutoencoderKL", **AE, "spatial_dims": dims, **(ae or {})}
-    net_def = {"_target_": "monai.networks.nets.DiffusionModelUNet", **LDM, "spatial_dims": dims, **(net or {})}
-    latent = [size // 2] * dims
-    cfg = {"imports": ["$import torch", "$from datetime import datetime"], "bundle_root": ".", "load_old": 1,
-           "model_dir": "$@bundle_root + '/models'", "gender": 0.0, "age": 0.1, "ventricular_vol": 0.2,
-           "brain_vol": 0.4, "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-           "conditioning": "$torch.tensor([[@gender, @age, @ventricular_vol, @brain_vol]]).to(@device).unsqueeze(1)",
-           "autoencoder_def": ae_def, "network_def": "@autoencoder_def",
-           "load_autoencoder_path": "$@model_dir + '/autoencoder.pt'",
-           "load_autoencoder": "$@autoencoder_def.load_old_state_dict(torch.load(@load_autoencoder_path))",
-           "autoencoder": "$@autoencoder_def.to(@device)", "diffusion_def": net_def,
-           "load_diffusion": "$@diffusion_def.load_old_state_dict(torch.load(@model_dir + '/model.pt'))",
-           "diffusion": "$@diffusion_def.to(@device)",
-           "scheduler": {"_target_": "monai.networks.schedulers.DDIMScheduler",
-                         "_requires_": ["@load_diffusion", "@load_autoencoder"], "beta_start": 0.0015,
-                         "beta_end": 0.0205, "num_train_timesteps": 1000, "schedule": "scaled_linear_beta",
-                         "clip_sample": False},
-           "noise": f"$torch.randn((1, 3, {', '.join(map(str, latent))})).to(@device)",
-           "set_timesteps": "$@scheduler.set_timesteps(num_inference_steps=50)",
-           "sampler": {"_target_": "scripts.sampler.Sampler", "_requires_": "@set_timesteps"},
-           "sample": "$@sampler.sampling_fn(@noise, @autoencoder, @diffusion, @scheduler, @conditioning)",
-           **(config or {})}
-    (root / "configs" / "inference.json").write_text(json.dumps(cfg))
-    meta = {"name": "tiny_ldm", "version": "1.0.0", "network_data_format": {
-        "inputs": {"image": {"type": "tabular", "num_channels": 1, "spatial_shape": [size] * dims, "channel_def": NAMES}},
-        "outputs": {"pred": {"type": "image", "num_channels": 1, "spatial_shape": [size] * dims}}}}
-    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
-    torch.manual_seed(0)
-    unet = build_unet({k: v for k, v in net_def.items() if k != "_target_"})["unet"].state_dict()
-    if ae_weights is None:
-        ae_weights = AutoencoderKL(**{k: v for k, v in ae_def.items() if k != "_target_"}).state_dict()
-    torch.save(_to_old_names(unet) if old_names else unet, root / "models" / "model.pt")
-    torch.save(ae_weights, root / "models" / ae_file)
-    return root
-
-
-def set_config(folder: Path, where: str, key: str, value: object) -> Path:
-    """Set ``inference.json``'s ``where.key`` to ``value`` (after the weights were made for the original)."""
-    config = json.loads((folder / "configs" / "inference.json").read_text())
-    config[where][key] = value
-    (folder / "configs" / "inference.json").write_text(json.dumps(config))
-    return folder
-
-
-@pytest.mark.parametrize("dims", [2, 3])
-def test_latent_bundle_loads_and_samples(tmp_path, dims):
-    size = 16 if dims == 2 else 8
-    folder = make_latent_bundle(tmp_path / "b", dims=dims, size=size)
-    model = load_bundle(folder)
-    saved = torch.load(folder / "models" / "autoencoder.pt", weights_only=True)
-    assert all(torch.equal(v, saved[k]) for k, v in model.autoencoder.state_dict().items())
-    old = torch.load(folder / "models" / "model.pt", weights_only=True)  # MONAI Generative names, renamed on load
-    new = model.unet.state_dict()
-    assert len(old) == len(new) and all(torch.equal(v, old[k]) for k, v in _to_old_names(new).items())
-    assert model.shape == (size // 2,) * dims and model.image_shape == (size,) * dims  # metadata / downsampling 2
-    assert model.in_channels == 3 and model.scale_factor == 1.0 and model.objective == "ddpm"
-    assert model.condition_size == 4 and model.concat_channels == 4 and model.cross_attention_dim == 4
-    assert model.condition_names == ("Gender", "Age", "Ventricular volume", "Brain volume")
-    vol = run_to_completion(sample(folder, steps=2, n=2, condition=[0.0, 0.1, 0.2, 0.4], device="cpu"))
-    assert vol.data.shape == (2, *((1, 16, 16) if dims == 2 else (8, 8, 8))) and np.isfinite(vol.data).all()
-    assert vol.spacing == (1.0, 1.0, 1.0) and vol.data.std() > 0
-
-
-def test_latent_bundle_needs_its_condition(tmp_path):
-    folder = make_latent_bundle(tmp_path / "b")
-    with pytest.raises(InputError, match=r"conditioned on 4 values \(Gender, Age, Ventricular volume, Brain volume\).*"
-                                         r"--condition 0\.5,0\.5,0\.5,0\.5"):
-        run_to_completion(sample(folder, steps=2, device="cpu"))
-    with pytest.raises(InputError, match=r"conditioned on 4 values .*got 3 \(1, 2, 3\)"):
-        run_to_completion(sample(folder, steps=2, condition="1,2,3", device="cpu"))
-
-
-def test_latent_bundle_other_weight_name_and_plain_scale(tmp_path):
-    """The brats LDM bundle's name for the autoencoder weights; a plain scale_factor and latent_shape are read."""
-    folder = make_latent_bundle(tmp_path / "b", ae_file="model_autoencoder.pt", old_names=False,
-                                net={"in_channels": 3, "with_conditioning": False, "cross_attention_dim": None},
-                                config={"scale_factor": 0.25, "latent_shape": [3, 4, 6]})
-    model = load_bundle(folder)
-    assert model.scale_factor == 0.25 and model.shape == (4, 6) and model.image_shape == (8, 12)
-    assert model.condition_size == 0
-    vol = run_to_completion(sample(folder, steps=2, device="cpu"))
-    assert vol.data.shape == (1, 1, 8, 12)
-
-
-def test_latent_expressions_need_the_callers_values(tmp_path):
-    """scale_factor and latent_shape given as expressions are not evaluated: the caller gives them."""
-    folder = make_latent_bundle(tmp_path / "b", config={
-        "scale_factor": "$scripts.utils.compute_scale_factor(@autoencoder, @train#dataloader, @device)",
-        "latent_shape": ["@latent_channels", 8, 8]})
-    meta = json.loads((folder / "configs" / "metadata.json").read_text())
-    del meta["network_data_format"]
-    (folder / "configs" / "metadata.json").write_text(json.dumps(meta))
-    model = load_bundle(folder)
-    assert model.scale_factor is None and model.shape == ()
-    cond = [0.0, 0.1, 0.2, 0.4]
-    with pytest.raises(InputError, match=r"'latent_shape' as \['@latent_channels'.*does not evaluate.*--shape"):
-        run_to_completion(sample(folder, steps=2, condition=cond, device="cpu"))
-    with pytest.raises(InputError, match=r"'scale_factor' as '\$scripts.*does not evaluate.*--scale-factor"):
-        run_to_completion(sample(folder, steps=2, condition=cond, shape=(16, 16), device="cpu"))
-    vol = run_to_completion(sample(folder, steps=2, condition=cond, shape=(16, 20), scale_factor=0.5, device="cpu"))
-    assert vol.data.shape == (1, 1, 16, 20)
-
-
-@pytest.mark.parametrize("where, key, value", [("autoencoder_def", "channels", "$[8, 8]"),
-                                               ("autoencoder_def", "latent_channels", "@latent_channels"),
-                                               ("diffusion_def", "cross_attention_dim", "$len(@conditioning)")])
-def test_latent_expressions_refused_with_key(tmp_path, where, key, value):
-    folder = set_config(make_latent_bundle(tmp_path / "b"), where, key, value)
-    with pytest.raises(ModelError, match=rf"'{where}\.{key}' is '{re.escape(value[:3])}.*does not evaluate"):
-        load_bundle(folder)
-
-
-@pytest.mark.parametrize("target", ["os.system", "monai.networks.nets.VQVAE", "scripts.autoencoder.Evil"])
-def test_latent_autoencoder_outside_allow_list_refused(tmp_path, target):
-    folder = set_config(make_latent_bundle(tmp_path / "b"), "autoencoder_def", "_target_", target)
-    with pytest.raises(ModelError, match=r"'autoencoder_def\._target_' .* not allowed; .* AutoencoderKL"):
-        load_bundle(folder)
-
-
-def test_directives_other_than_requires_refused(tmp_path):
-    folder = make_latent_bundle(tmp_path / "b", config={"scheduler": {
-        "_target_": "DDIMScheduler", "_requires_": "@load_diffusion", "_disabled_": "$True"}})
-    with pytest.raises(ModelError, match=r"'scheduler\._disabled_' is a config-parser directive"):
-        load_bundle(folder)
-
-
-def test_latent_pickled_autoencoder_weights_not_run(tmp_path):
-    marker = tmp_path / "code_ran"
-    folder = make_latent_bundle(tmp_path / "b", ae_weights={"w": torch.zeros(1), "evil": _Payload(marker)})
-    with pytest.raises(ModelError, match=r"autoencoder\.pt' hold more than plain tensors.*nothing in them was run"):
-        load_bundle(folder)
-    assert not marker.exists()
-
-
-def test_latent_weights_must_fit_exactly(tmp_path):
-    folder = make_latent_bundle(tmp_path / "b")
-    (folder / "models" / "autoencoder.pt").unlink()
-    with pytest.raises(ModelError, match=r"no autoencoder weights \(looked for models/autoencoder\.pt"):
-        load_bundle(folder)
-    # old-named weights with one tensor too many: MONAI's converter would load them; refused instead
-    folder = make_latent_bundle(tmp_path / "c")
-    state = torch.load(folder / "models" / "model.pt", weights_only=True)
-    torch.save({**state, "extra.weight": torch.zeros(1)}, folder / "models" / "model.pt")
-    with pytest.raises(ModelError, match=r"model\.pt' do not fit the network"):
-        load_bundle(folder)
-    other = AutoencoderKL(**{**AE, "latent_channels": 4}).state_dict()
-    with pytest.raises(ModelError, match=r"autoencoder\.pt' do not fit"):
-        load_bundle(make_latent_bundle(tmp_path / "d", ae_weights=other))
-
-
-def test_latent_network_must_fit_autoencoder(tmp_path):
-    folder = make_latent_bundle(tmp_path / "b", ae={"latent_channels": 4}, ae_weights={})
-    with pytest.raises(ModelError, match=r"3 output channels\) does not fit the autoencoder \(2D, 4 latent"):
-        load_bundle(folder)
-
-
-def test_vqvae_bundle_refused(tmp_path):
-    folder = make_bundle(tmp_path / "b")
-    config = json.loads((folder / "configs" / "inference.json").read_text())
-    config["vqvae_def"] = {"_target_": "monai.networks.nets.VQVAE", "spatial_dims": 2}
-    (folder / "configs" / "inference.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError, match="VQ-VAE latent bundles are not supported"):
-        load_bundle(folder)
-
-
-@pytest.mark.parametrize("where", ["autoencoder_def", "diffusion_def"])
-def test_latent_config_values_of_wrong_type(tmp_path, where):
-    """Plain values MONAI's constructors choke on, or accept and only fail on the first call: project errors."""
-    folder = set_config(make_latent_bundle(tmp_path / "b"), where, "attention_levels", {"0": False})
-    with pytest.raises(ModelError, match="not valid for MONAI"):
-        load_bundle(folder)
-    folder = set_config(make_latent_bundle(tmp_path / "c"), where, "norm_eps", [1e-6])
-    with pytest.raises(ModelError, match=r"builds but does not run \(TypeError: .*eps"):
-        run_to_completion(sample(load_bundle(folder), steps=1, condition="0,0,0,0", device="cpu"))
+def test_not_a_bundle(tmp_path):
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(ModelError, match="configs/metadata.json is missing"):
+        load_bundle(tmp_path)
+    (tmp_path / "configs" / "metadata.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"configs/inference\.json \(or \.yaml\) is missing"):
+        load_bundle(tmp_path)
+    (tmp_path / "configs" / "inference.json").write_text('{"scheduler": {}}')
+    with pytest.raises(ModelError, match="no diffusion network napari-medgen can build"):
+        load_bundle(tmp_path)
+    (tmp_path / "configs" / "inference.json").write_text('{"network_def": {"_target_": ')
+    with pytest.raises(ModelError, match=r"inference\.json' cannot be read"):
+        load_bundle(tmp_path)

@@ -218,7 +218,11 @@ class BundleConfig:
         """A ``_requires_`` item must be a wiring line the project does itself (loading weights, timesteps)."""
         from .bundle_wiring import Wiring
 
-        value = self.resolve(req, id_)
+        try:
+            value = self.resolve(req, id_)
+        except ConfigRefused as exc:
+            raise ConfigRefused(f"Bundle config '{self.file_of(id_)}': '{id_}' would run '{str(req)[:80]}': "
+                                f"{str(exc).split(': ', 1)[-1]}") from None
         if not isinstance(value, Wiring):
             raise ConfigRefused(f"Bundle config '{self.file_of(id_)}': '{id_}' is '{str(req)[:80]}', which "
                                 "'_requires_' would run; napari-medgen runs only the wiring it recognises "

@@ -144,11 +144,13 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
-    named = condition_values(condition_fields(m), condition, m.source) if condition_fields(m) else {}
+    fields = condition_fields(m)
+    named = condition_values(fields, condition, m.source) if fields else {}
+    vector = list(named.values()) if fields else condition
     grid = default_grid(m)
     if isinstance(m, MaisiModel):
         seg, grid = _maisi_inputs(m, mask, named)
-        named = {}
+        vector = None
     elif mask is not None:
         seg, grid = mask_inputs(m, mask, slice_index)
     else:
@@ -162,7 +164,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
-    context = m.condition_tensor(list(named.values()) if named else condition, n)
+    context = m.condition_tensor(vector, n)
     context = context.to(dev) if context is not None else None
     try:  # refuse with the numbers rather than run out of memory; these are the networks' first calls
         memory.check_sampling(m, n, dev)
