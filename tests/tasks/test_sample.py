@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,8 @@ from napari_medgen.errors import Cancelled, InputError, ModelError
 from napari_medgen.io.volume import Volume
 from napari_medgen.models.diffusion import DiffusionModel, build_unet, make_scheduler
 from napari_medgen.progress import CancelToken, collect, run_to_completion
-from napari_medgen.tasks.sample import sample
+from napari_medgen.tasks.sample import sample, supported_samplers
+from napari_medgen.tasks.sample_inputs import mask_inputs
 
 NET = {"in_channels": 1, "out_channels": 1, "channels": [8, 8], "attention_levels": [False, False],
        "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
@@ -129,14 +132,40 @@ def test_mask_errors():
     lab = Volume(np.zeros((1, 16, 16), np.uint8), is_label=True, metadata={"source": "L.nii.gz"})
     with pytest.raises(InputError, match="mask-conditioned: give a label map"):
         run_to_completion(sample(m, steps=2, device="cpu"))
-    with pytest.raises(InputError, match=r"L\.nii\.gz: mask shape 1 x 12 x 16 .* 1 x 16 x 16"):
-        run_to_completion(sample(m, steps=2, mask=lab.with_data(np.zeros((1, 12, 16), np.uint8)), device="cpu"))
     bad = lab.data.copy()
     bad[0, 0, 0] = 5
     with pytest.raises(InputError, match=r"label value\(s\) \[5\] are not classes .* 0\.\.2: 0 c0"):
         run_to_completion(sample(m, steps=2, mask=lab.with_data(bad), device="cpu"))
     with pytest.raises(InputError, match="not mask-conditioned"):
         run_to_completion(sample(tiny(), steps=2, mask=lab, device="cpu"))
+    with pytest.raises(InputError, match="Slice 7 is outside the mask, which has 3 slices"):
+        run_to_completion(sample(m, steps=2, mask=lab.with_data(np.zeros((3, 16, 16), np.uint8)), slice_index=7,
+                                 device="cpu"))
+
+
+def test_masks_of_any_size_resampled_to_the_model_grid_and_back():
+    """Issue 20: a real mask (several slices, another size) conditions a 2D 16 x 16 model; the samples come
+    back on the mask's grid at the chosen slice."""
+    m = tiny(label_nc=3)
+    data = np.zeros((5, 40, 30), np.uint8)
+    data[:, :20] = 2  # top half class 2
+    data[2, 20:, :15] = 1
+    mask = Volume(data, spacing=(0.5, 0.75, 2.0), origin=(1.0, 2.0, 3.0), is_label=True)
+    seg, grid = mask_inputs(m, mask, 2)
+    assert seg.shape == (1, 3, 16, 16) and grid.shape == (1, 40, 30)
+    classes = seg[0].argmax(0).numpy()
+    assert (classes[:8] == 2).all() and (classes[8:, :8] == 1).all() and (classes[8:, 8:] == 0).all()
+    vol = run_to_completion(sample(m, steps=2, n=2, mask=mask, device="cpu"))
+    assert vol.data.shape == (2, 1, 40, 30) and vol.spacing == mask.spacing
+    assert np.allclose(vol.origin, (1.0, 2.0, 3.0 + 2 * 2.0))  # the middle slice (index 2)
+    m3 = tiny(dims=3, label_nc=3, size=8)
+    vol = run_to_completion(sample(m3, steps=1, mask=mask, device="cpu"))
+    assert vol.data.shape == (1, 5, 40, 30) and vol.origin == mask.origin
+
+
+def test_samplers_filtered_per_model():
+    assert supported_samplers(tiny()) == ("ddpm", "ddim")
+    assert supported_samplers(tiny(sched=RFLOW)) == ("rflow",)
 
 
 def test_sampler_must_fit_objective():
@@ -322,19 +351,19 @@ def test_decoder_estimate_counts_live_outputs_only():
     assert memory.live_peak_bytes(chain, lambda: chain(x)) == 2 * one
 
 
-def test_cli_condition_and_scale_factor(tmp_path, capsys):
+def test_cli_condition_and_bundle_overrides(tmp_path, capsys):
+    """medgen sample on the published brain LDM bundle: named conditions, --set overrides, errors in one line."""
     from napari_medgen.cli import main
     from napari_medgen.io.readers import read_volume
 
-    from ..models.test_bundle import make_latent_bundle
+    from ..models.test_bundle import BRAIN, REDUCED, publish
 
-    folder = make_latent_bundle(tmp_path / "ldm", config={"scale_factor": "$compute_scale(@autoencoder)"})
+    folder = publish(BRAIN, tmp_path)
+    sets = [a for k, v in REDUCED[BRAIN].items() for a in ("--set", f"{k}={json.dumps(v)}")]
     argv = ["--device", "cpu", "--quiet", "sample", "--model", str(folder), "--steps", "2", "--n", "2",
-            "--out", str(tmp_path / "out")]
-    assert main(argv) == 2
-    assert "'scale_factor' as '$compute_scale(@autoencoder)'" in capsys.readouterr().err
-    assert main([*argv, "--scale-factor", "0.8"]) == 2
-    assert "is conditioned on 4 values (Gender, Age, Ventricular volume, Brain volume)" in capsys.readouterr().err
-    assert main([*argv, "--condition=-1,0.1,0.2,0.4", "--scale-factor", "0.8"]) == 0
+            "--shape", "32", "32", "32", *sets, "--out", str(tmp_path / "out")]
+    assert main([*argv, "--condition", "age=1.5"]) == 2
+    assert "'age' (Age) of model" in capsys.readouterr().err
+    assert main([*argv, "--condition", "age=0.5,Brain volume=0.3"]) == 0
     stack = read_volume(tmp_path / "out" / "samples.nii.gz")
-    assert stack.data.shape == (2, 1, 16, 16) and np.isfinite(stack.data).all()
+    assert stack.data.shape == (2, 32, 32, 32) and np.isfinite(stack.data).all()

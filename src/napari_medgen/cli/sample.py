@@ -1,7 +1,9 @@
-"""``medgen sample --model M --sampler ddim --steps 50 --n 4 [--mask L.nii.gz] [--condition 0.5,0.3] --out DIR``.
+"""``medgen sample --model M --sampler ddim --steps 50 --n 4 [--mask L.nii.gz] [--condition age=0.5] --out DIR``.
 
-Writes DIR/sample_000.nii.gz ... (one file per sample, 3D, geometry from the mask or the card)
-and DIR/samples.nii.gz (all samples stacked as a 4D volume).
+M is a model card or a MONAI model-zoo bundle folder (opened as published; ``--set ID=VALUE``
+overrides a bundle config value). Writes DIR/sample_000.nii.gz ... (one file per sample, 3D,
+geometry from the mask, the bundle's grid or the card) and DIR/samples.nii.gz (all samples stacked
+as a 4D volume).
 """
 
 from __future__ import annotations
@@ -24,11 +26,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, help="sampling steps (default: 50 ddim, 30 rflow, 1000 ddpm)")
     p.add_argument("--n", type=int, default=1, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mask", type=Path, help="label map conditioning a mask-conditioned model")
-    p.add_argument("--condition", help="conditioning values of a conditioned model (e.g. a latent bundle), "
-                                       "comma-separated: 0.5,0.3,0.2,0.4 (--condition=-1,2 when the first is negative)")
+    p.add_argument("--mask", type=Path, help="label map conditioning a mask-conditioned model (any size: resampled "
+                                             "to the model's grid); MAISI: the label map the CT is generated from")
+    p.add_argument("--slice", type=options.integer(0), dest="slice_index",
+                   help="slice of a 3D mask a 2D model samples (default: the middle one)")
+    p.add_argument("--condition", help="conditioning values a model defines, by name: age=0.5,gender=1 (a bundle's "
+                                       "names; the others keep its defaults; MAISI: top_region=chest/thorax,"
+                                       "spacing_xy=1.5,spacing_z=2), or all values in order: --condition=0,0.1,0.2,0.4")
     p.add_argument("--shape", type=int, nargs="+",
-                   help="output image shape (y x or z y x) for bundles that do not state it")
+                   help="output image shape (y x or z y x), for bundles that do not state it or to change it")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE",
+                   help="override a MONAI bundle config value (repeatable; JSON values; ids as a::b), "
+                        "e.g. --set output_size_z=256")
     p.add_argument("--scale-factor", type=float,
                    help="latent scale factor for latent bundles whose config gives it as an expression")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -39,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from ..io.readers import read_volume
     from ..io.writers import write_volume
     from ..tasks.sample import sample
+    from ..training.config import parse_settings
 
     mask = read_volume(args.mask, as_label=True) if args.mask else None
     task = sample(args.model, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed, mask=mask,
                   condition=args.condition, device=args.device, shape=tuple(args.shape) if args.shape else None,
-                  scale_factor=args.scale_factor)
+                  scale_factor=args.scale_factor, slice_index=args.slice_index,
+                  overrides=parse_settings(args.overrides) or None)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
     args.out.mkdir(parents=True, exist_ok=True)
     write_volume(vol, args.out / "samples.nii.gz")

@@ -44,15 +44,19 @@ MAX_SAMPLES = 64
 TRACE_MIN_CALLS = 400
 
 
-def open_model(model: str | Path | DiffusionModel, device: torch.device | str = "cpu") -> DiffusionModel:
-    """A DiffusionModel from a card path (``NAME``, ``NAME.json``) or a MONAI bundle folder."""
+def open_model(model: str | Path | DiffusionModel, device: torch.device | str = "cpu",
+               overrides: dict[str, object] | None = None) -> DiffusionModel:
+    """A DiffusionModel from a card path (``NAME``, ``NAME.json``) or a MONAI bundle folder (``overrides``:
+    {config id: plain value} over its config, as ``monai.bundle run --id value``)."""
     if isinstance(model, DiffusionModel):
         return model
     path = Path(model)
     if path.is_dir():
         from ..models.bundle import load_bundle
 
-        return load_bundle(path, device)
+        return load_bundle(path, device, overrides)
+    if overrides:
+        raise InputError(f"Model '{path}' is not a MONAI bundle folder: config overrides do not apply to it.")
     return load_diffusion(path, device)
 
 
@@ -113,7 +117,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            condition: Sequence[float] | Mapping[str, object] | str | None = None,
            preview_every: int = 5, device: str | torch.device = "auto", cancel: CancelToken | None = None,
            fast: bool = True, shape: tuple[int, ...] | None = None,
-           scale_factor: float | None = None, slice_index: int | None = None) -> Generator[Progress, None, Volume]:
+           scale_factor: float | None = None, slice_index: int | None = None,
+           overrides: dict[str, object] | None = None) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
@@ -133,13 +138,14 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     TRACE_MIN_CALLS sample-steps, the network traced and frozen (:mod:`..models.tracing`).
     shape: spatial shape (z, y, x) / (y, x) of the output images, for models (bundles) that do not fix
     it or to change it (latent models sample latents of shape / their autoencoder's downsampling).
-    scale_factor: latent scale, to override the bundle's.
+    scale_factor: latent scale, to override the bundle's. overrides: bundle config values
+    ({"output_size_xy": 256}), see :func:`open_model`.
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
         raise InputError(f"Number of samples must be between 1 and {MAX_SAMPLES}, got {n}.")
     dev = resolve_device(device)
-    m = open_model(model, dev)
+    m = open_model(model, dev, overrides)
     _apply_overrides(m, shape, scale_factor)
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
