@@ -37,10 +37,11 @@ def widget(make_napari_viewer, tmp_path, qtbot):
     return viewer, w, qtbot
 
 
-def test_predict_shows_series_difference_and_plot(widget, tmp_path):
+def test_model_path_shows_series_difference_and_plot(widget, tmp_path):
     viewer, w, qtbot = widget
+    assert w.tracked.currentIndex() == -1  # labels 1 and 7, unnamed: nothing proposed, the model follows its 7
     w.steps.setValue(3)
-    w.span.setValue(12.0)
+    w.interval.setValue(4.0)
     w.predict()
     qtbot.waitUntil(lambda: w.result is not None, timeout=60000)
     series = viewer.layers["follow-ups"]
@@ -65,19 +66,49 @@ def test_predict_shows_series_difference_and_plot(widget, tmp_path):
 
     w.single_file.setChecked(True)
     paths = w.export(tmp_path / "out")
-    assert len(paths) == 2 and read_volume(paths[0]).data.shape == (4, 3, SIZE, SIZE)
+    assert len(paths) == 4 and read_volume(paths[0]).data.shape == (4, 3, SIZE, SIZE)
 
 
-def test_shipped_models_are_named_with_what_they_track_tumour_first(make_napari_viewer):
+def test_default_real_scan_path_on_a_ct_follows_the_named_lesion(make_napari_viewer, qtbot):
+    """No model: the lesion (label 200, named) is pre-selected; the months change the series; linked contrast."""
+    from napari_medgen.data import phantom
+    from napari_medgen.widgets.longitudinal import NO_MODEL, LongitudinalWidget
+
+    img, lab = phantom.make_phantom(3_000_201, shape=(32, 80, 80), spacing=(3.0, 3.0, 4.0), style="ct")
+    seg = np.where(lab.data == 7, 200, np.where(lab.data == 2, 4, 0)).astype(np.uint8)
+    viewer = make_napari_viewer()
+    viewer.add_image(img.data, name="ct", scale=(4.0, 3.0, 3.0), contrast_limits=(-1000, 400))
+    viewer.add_labels(seg, name="seg", scale=(4.0, 3.0, 3.0), metadata={"label_names": {4: "lung", 200: "GTV"}})
+    w = LongitudinalWidget(viewer)
+    assert w.model.currentText() == NO_MODEL and w.labels_layer.currentText() == "seg"
+    assert [w.tracked.itemText(i) for i in range(w.tracked.count())] == ["4 (lung)", "200 (GTV)"]
+    assert w.tracked.currentData() == 200 and w.law.currentText() == "regression" and w.rate.value() == 3.0
+    volumes = []
+    for interval in (1.0, 6.0):
+        w.result = None
+        w.steps.setValue(2)
+        w.interval.setValue(interval)
+        w.predict()
+        qtbot.waitUntil(lambda: w.result is not None, timeout=60000)
+        volumes.append(w.result.tracked_ml)
+    assert viewer.layers["follow-ups"].data.shape == (3, 32, 80, 80)
+    assert volumes[0][0] == volumes[1][0] and volumes[1][2] < volumes[0][2] < volumes[0][0]
+    assert volumes[1][2] / volumes[1][0] == pytest.approx(2 ** -4, rel=0.1)  # 12 months at a 3-month halving time
+    assert list(w.axes.lines[0].get_xdata()) == [0.0, 6.0, 12.0]
+    w.side_by_side.setChecked(True)
+    viewer.layers["ct"].contrast_limits = (-200, 200)
+    assert tuple(viewer.layers["follow-ups at t"].contrast_limits) == (-200, 200)
+    w.side_by_side.setChecked(False)
+
+
+def test_no_model_first_then_shipped_models_named_with_what_they_track_tumour_first(make_napari_viewer):
     from napari_medgen.models.store import load_card, shipped_models
-    from napari_medgen.widgets.longitudinal import LongitudinalWidget
+    from napari_medgen.widgets.longitudinal import NO_MODEL, LongitudinalWidget
 
     cards = [load_card(p) for p in shipped_models(("temporal",))]
-    if not cards:
-        pytest.skip("no shipped temporal model")
     w = LongitudinalWidget(make_napari_viewer())
     texts = [w.model.itemText(i) for i in range(w.model.count())]
-    assert len(texts) == len(cards)
-    assert all(text.endswith(")") and " (" in text for text in texts)
+    assert texts[0] == NO_MODEL and w.model.currentText() == NO_MODEL and len(texts) == len(cards) + 1
+    assert all(text.endswith(")") and " (" in text for text in texts[1:])
     if any(card.get("series", "tumour") == "tumour" for card in cards):
-        assert w.model.currentText().endswith("(tumour)")
+        assert texts[1].endswith("(tumour)")

@@ -69,7 +69,10 @@ def propose_tracked(labels: Volume) -> int | None:
 
 def label_values(labels: Volume) -> list[int]:
     """Foreground values present in a label map, ascending."""
-    return [int(v) for v in np.unique(np.asarray(labels.data)) if v != 0]
+    data = np.asarray(labels.data)
+    if data.size and data.dtype.kind in "ub" and data.dtype.itemsize <= 2:  # counting is faster than sorting
+        return [int(v) for v in np.flatnonzero(np.bincount(data.ravel())) if v != 0]
+    return [int(v) for v in np.unique(data) if v != 0]
 
 
 def resolve_tracked(labels: Volume, tracked: int | str | None) -> int:

@@ -74,13 +74,16 @@ def truth_scores(image: np.ndarray, labels: np.ndarray, true_image: np.ndarray, 
     dice, volume_error (predicted / true - 1) of the tracked structure; contrast: mean change (follow-up
     - baseline) over the truly vacated voxels, over the true mean change there (1 = all of it);
     outside_change: mean |follow-up - baseline| farther than ``margin_mm`` from the baseline lesion, as a
-    share of the intensity range; outside_max: its maximum. sp: voxel size (z, y, x) mm.
+    share of the intensity range; outside_max: its maximum; texture: std of the fine grain (image minus
+    its 1-voxel Gaussian blur) over the truly vacated voxels 2 voxels or more from its borders, over the
+    truth's there (1 = same grain, 0 = flat; NaN where fewer than 20 such voxels). sp: voxel size (z, y, x) mm.
     """
     pred, true = labels == tracked, true_labels == tracked
     base = true_image[0].astype(np.float32)
     far = ndimage.distance_transform_edt(~true[0], sampling=sp) > margin_mm
     span = intensity_range(base)
-    rows: dict[str, list[float]] = {k: [] for k in ("dice", "volume_error", "contrast", "outside_change", "outside_max")}
+    rows: dict[str, list[float]] = {k: [] for k in ("dice", "volume_error", "contrast", "outside_change", "outside_max",
+                                                    "texture")}
     for t in range(1, len(pred)):
         inter = (pred[t] & true[t]).sum()
         rows["dice"].append(2 * inter / max(pred[t].sum() + true[t].sum(), 1))
@@ -92,4 +95,14 @@ def truth_scores(image: np.ndarray, labels: np.ndarray, true_image: np.ndarray, 
         outside = np.abs(image[t] - base)[far]
         rows["outside_change"].append(float(outside.mean()) / span)
         rows["outside_max"].append(float(outside.max()) / span)
+        inner = left & ~ndimage.binary_dilation(true[t] | ~true[0], iterations=2)  # 2 voxels from either border
+        grain, true_grain = _grain(image[t]), _grain(true_image[t])
+        rows["texture"].append(float(grain[inner].std() / max(true_grain[inner].std(), 1e-9))
+                               if inner.sum() >= 20 else float("nan"))
     return {k: np.asarray(v, float) for k, v in rows.items()}
+
+
+def _grain(image: np.ndarray) -> np.ndarray:
+    """Fine grain of an image: itself minus its Gaussian blur of 1 voxel."""
+    x = image.astype(np.float32)
+    return x - ndimage.gaussian_filter(x, 1.0, mode="nearest")

@@ -1,4 +1,8 @@
-"""Longitudinal dock: synthetic follow-ups of a baseline as a 4D layer, difference map, side-by-side view, volume plot."""
+"""Longitudinal dock: synthetic follow-ups of a baseline as a 4D layer, difference map, side-by-side view, volume plot.
+
+Default: the real-scan path (no model, any modality): the user picks the lesion's label, the volume
+law and the months. A learned "temporal" model can be chosen instead for scans like its training data.
+"""
 
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..data.progression import DEFAULT_RATE, RATE_UNIT, Law, Progression, schedule
 from ..errors import MedgenError
 from ..models.store import load_card, shipped_models
-from ..tasks.followup import FollowUps, difference, export_series
+from ..tasks.followup import FollowUps, difference, export_series, label_values, propose_tracked, simulate_followups
 from ..tasks.longitudinal import METHODS, predict_followups
-from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
+from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 
 if TYPE_CHECKING:
@@ -36,37 +41,46 @@ if TYPE_CHECKING:
 
 OUTPUT = "follow-ups"
 NO_LABELS = "(none)"
+NO_MODEL = "none: real-scan progression (any modality)"
 
 
 class LongitudinalWidget(QWidget):
-    """Pick a baseline (+ labels), a model, follow-ups and time span; Predict; inspect; Export."""
+    """Pick a baseline, its labels and the lesion to follow, a progression and months; Predict; inspect; Export."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
         self.result: FollowUps | None = None
-        self.image_layer, self.labels_layer, self.model, self.method = QComboBox(), QComboBox(), QComboBox(), QComboBox()
-        # "name (tracked structure)"; tumour-regression models first (the default), then the others
+        self.image_layer, self.labels_layer, self.tracked = QComboBox(), QComboBox(), QComboBox()
+        self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
+        self.model.addItem(NO_MODEL, None)
+        # "name (tracked structure)"; tumour-regression models first, then the others
         cards = {path: load_card(path) for path in shipped_models(("temporal",))}
         for path, card in sorted(cards.items(), key=lambda item: (item[1].get("series", "tumour") != "tumour", item[0].stem)):
             tracked = card.get("label_names", {}).get(str(card.get("tracked_label")), "tracked structure")
             self.model.addItem(f"{path.stem} ({tracked})", str(path))
         self.method.addItems(METHODS)
+        self.law.addItems([law.value for law in Law])
+        self.rate = QDoubleSpinBox()
+        self.rate.setRange(-99.0, 1000.0)
+        self.rate.setDecimals(2)
+        self.law.currentTextChanged.connect(self._law_changed)
+        self._law_changed(self.law.currentText())
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
         self.steps = QSpinBox()
         self.steps.setRange(1, 20)
         self.steps.setValue(5)
-        self.span = QDoubleSpinBox()
-        self.span.setRange(0.1, 1000.0)
-        self.span.setValue(15.0)
-        self.span.setSuffix(" months")
+        self.interval = QDoubleSpinBox()
+        self.interval.setRange(0.1, 120.0)
+        self.interval.setValue(3.0)
+        self.interval.setSuffix(" months")
         self.predict_button = QPushButton("Predict")
         self.predict_button.clicked.connect(self.predict)
         self.time_point = QSpinBox()
         self.time_point.setRange(0, 5)
         self.time_point.valueChanged.connect(lambda _: self.show_time_point())
-        self.side_by_side = QCheckBox("Side by side (grid)")
+        self.side_by_side = QCheckBox("Side by side (grid, linked contrast)")
         self.side_by_side.toggled.connect(self.set_grid)
         self.single_file = QCheckBox("one 4D file")
         self.export_button = QPushButton("Export...")
@@ -79,13 +93,16 @@ class LongitudinalWidget(QWidget):
         form = QFormLayout()
         form.addRow("Baseline", self.image_layer)
         form.addRow("Labels", self.labels_layer)
+        form.addRow("Follow label", self.tracked)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model, 1)
         model_row.addWidget(browse)
         form.addRow("Model", model_row)
-        form.addRow("Method", self.method)
+        form.addRow("Method (model)", self.method)
+        form.addRow("Progression", self.law)
+        form.addRow("Rate", self.rate)
         form.addRow("Follow-ups", self.steps)
-        form.addRow("Time span", self.span)
+        form.addRow("Every", self.interval)
         form.addRow(self.predict_button)
         form.addRow("Time point", self.time_point)
         form.addRow(self.side_by_side)
@@ -97,9 +114,14 @@ class LongitudinalWidget(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.panel)
         layout.addWidget(self.canvas)
+        self.labels_layer.currentTextChanged.connect(lambda _: self._refresh_tracked())
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+
+    def _law_changed(self, law: str) -> None:
+        self.rate.setValue(DEFAULT_RATE[Law(law)])
+        self.rate.setSuffix(f" {RATE_UNIT[Law(law)]}")
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Temporal model card", "", "Model card (*.json)")
@@ -108,23 +130,36 @@ class LongitudinalWidget(QWidget):
             self.model.setCurrentIndex(self.model.count() - 1)
 
     def predict(self) -> None:
-        """Run the follow-up task on the chosen layers; the result arrives in :meth:`show_result`."""
+        """Run the chosen path on the chosen layers; the result arrives in :meth:`show_result`."""
         name, lab_name, model = self.image_layer.currentText(), self.labels_layer.currentText(), self.model.currentData()
-        if not name or model is None:
-            show_error("Choose a baseline image layer and a temporal model.")
+        if not name:
+            show_error("Choose a baseline image layer.")
             return
-        baseline = layer_to_volume_of(self.viewer.layers[name])
-        labels = None if lab_name in ("", NO_LABELS) else layer_to_volume_of(self.viewer.layers[lab_name])
-        steps, method = self.steps.value(), self.method.currentText()
-        spacing = self.span.value() / steps
-        run_task(self.viewer, lambda cancel: predict_followups(baseline, model, labels=labels, steps=steps,
-                                                               time_spacing=spacing, method=method, cancel=cancel),
-                 name="Predict follow-ups", on_result=self.show_result, panel=self.panel)
+        if model is None and lab_name in ("", NO_LABELS):
+            show_error("Choose the baseline's label map: the real-scan path follows a lesion in it.")
+            return
+        tracked = self.tracked.currentData()
+        try:
+            months = schedule(self.steps.value(), self.interval.value())
+            law = Progression(self.law.currentText(), self.rate.value())
+            baseline = layer_to_volume_of(self.viewer.layers[name])
+            labels = None if lab_name in ("", NO_LABELS) else layer_to_volume_of(self.viewer.layers[lab_name])
+        except MedgenError as exc:
+            show_error(str(exc))
+            return
+        if model is None:
+            make = lambda cancel: simulate_followups(baseline, labels, tracked, months, law, cancel=cancel)  # noqa: E731
+        else:
+            method = self.method.currentText()
+            make = lambda cancel: predict_followups(baseline, model, labels=labels, steps=len(months),  # noqa: E731
+                                                    time_spacing=months[0], method=method, tracked=tracked,
+                                                    cancel=cancel)
+        run_task(self.viewer, make, name="Predict follow-ups", on_result=self.show_result, panel=self.panel)
 
     def show_result(self, result: FollowUps) -> None:
         """4D image + labels layers, the difference map at the chosen time point, the volume plot."""
         self.result = result
-        add_volume(self.viewer, result.image, OUTPUT)
+        add_volume(self.viewer, result.image, OUTPUT, contrast_limits=self._baseline_contrast())
         add_volume(self.viewer, result.labels, f"{OUTPUT} labels")
         self.time_point.setRange(0, result.image.data.shape[0] - 1)
         self.time_point.setValue(result.image.data.shape[0] - 1)
@@ -140,24 +175,43 @@ class LongitudinalWidget(QWidget):
         limit = float(np.abs(diff.data).max()) or 1.0
         add_volume(self.viewer, diff, f"{OUTPUT} difference", colormap="PiYG", contrast_limits=(-limit, limit),
                    opacity=0.7, blending="additive")
-        add_volume(self.viewer, self.result.image.frame(t), f"{OUTPUT} at t")
+        add_volume(self.viewer, self.result.image.frame(t), f"{OUTPUT} at t", contrast_limits=self._baseline_contrast())
         if self.side_by_side.isChecked():
             self.set_grid(True)
 
+    def _baseline_contrast(self) -> tuple[float, float] | None:
+        name = self.image_layer.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        return tuple(layer.contrast_limits) if isinstance(layer, Image) else None
+
+    def _link_contrast(self, event: Any = None) -> None:
+        """The follow-ups follow the baseline's contrast limits (one window for every time point)."""
+        limits = self._baseline_contrast()
+        for name in (OUTPUT, f"{OUTPUT} at t"):
+            if limits is not None and name in self.viewer.layers:
+                self.viewer.layers[name].contrast_limits = limits
+
     def set_grid(self, on: bool) -> None:
-        """Side by side: only the baseline and the follow-up at t are shown, in a 1 x 2 grid (one shared camera)."""
+        """Side by side: only the baseline and the follow-up at t, in a 1 x 2 grid (one camera, linked contrast)."""
         keep = {self.image_layer.currentText(), f"{OUTPUT} at t"}
         for layer in self.viewer.layers:
             layer.visible = (layer.name in keep) if on else True
         self.viewer.canvas.grid.shape = (1, 2) if on else (-1, -1)
         self.viewer.canvas.grid.enabled = on
+        base = self.viewer.layers[self.image_layer.currentText()] if self.image_layer.currentText() in self.viewer.layers \
+            else None
+        if isinstance(base, Image) and on:
+            base.events.contrast_limits.connect(self._link_contrast)
+            self._link_contrast()
+        elif isinstance(base, Image):
+            base.events.contrast_limits.disconnect(self._link_contrast)
 
     def _plot(self, result: FollowUps) -> None:
         ax = self.axes
         ax.clear()
         ax.plot(result.times, result.tracked_ml, "o-")
         ax.set_xlabel(f"time ({result.image.metadata.get('time_unit', '')})")
-        ax.set_ylabel("tracked volume (ml)")
+        ax.set_ylabel("lesion volume (ml)")
         self.figure.tight_layout()
         self.canvas.draw_idle()
 
@@ -167,7 +221,7 @@ class LongitudinalWidget(QWidget):
             self.export(folder)
 
     def export(self, folder: str | Path) -> list[Path]:
-        """Write the series (one 4D file, or one file per time point) into ``folder``."""
+        """Write the series (one 4D file, or one file per time point), the difference series and volumes.csv."""
         if self.result is None:
             show_error("Predict follow-ups first.")
             return []
@@ -179,12 +233,31 @@ class LongitudinalWidget(QWidget):
         show_info(f"Wrote {len(paths)} files to {folder}")
         return paths
 
+    def _refresh_tracked(self) -> None:
+        """The label values of the chosen label map, named where it names them; the lesion pre-selected."""
+        self.tracked.clear()
+        name = self.labels_layer.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if not isinstance(layer, Labels):
+            return
+        vol = layer_to_volume_of(layer)
+        names = {int(k): str(v) for k, v in vol.metadata.get("label_names", {}).items()}
+        for value in label_values(vol):
+            self.tracked.addItem(f"{value}" + (f" ({names[value]})" if value in names else ""), value)
+        proposed = propose_tracked(vol)  # none proposed: nothing chosen (a model follows its own label)
+        self.tracked.setCurrentIndex(-1 if proposed is None else self.tracked.findData(proposed))
+
     def _refresh_layers(self, *_: Any) -> None:
         for combo, kind, extra in ((self.image_layer, Image, []), (self.labels_layer, Labels, [NO_LABELS])):
             current = combo.currentText()
+            combo.blockSignals(True)
             combo.clear()
             names = extra + [lay.name for lay in self.viewer.layers
                              if isinstance(lay, kind) and not lay.name.startswith(OUTPUT) and lay.ndim == 3]
             combo.addItems(names)
             if current in names:
                 combo.setCurrentText(current)
+            elif kind is Labels and len(names) > 1:
+                combo.setCurrentIndex(1)  # the first label map, rather than none
+            combo.blockSignals(False)
+        self._refresh_tracked()
