@@ -123,3 +123,99 @@ def test_relative_links_point_to_files(page):
     assert local, f"{page} links to nothing"
     missing = [t for t in local if not (path.parent / t).exists()]
     assert not missing, f"{page} links to missing files: {missing}"
+
+
+HEAVY = ("torch", "monai", "napari", "qtpy", "numpy", "scipy", "SimpleITK", "nibabel", "matplotlib")
+
+
+def test_building_the_parser_and_every_help_imports_no_heavy_module():
+    code = ("import sys, argparse; from napari_medgen.cli import build_parser; p = build_parser(); p.format_help()\n"
+            "def walk(parser):\n"
+            "    for a in parser._actions:\n"
+            "        if isinstance(a, argparse._SubParsersAction):\n"
+            "            for sub in a.choices.values(): sub.format_help(); walk(sub)\n"
+            f"walk(p); print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == []
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """main(argv) -> (exit status, stderr), argparse's own exits included."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    return status, capsys.readouterr().err
+
+
+TRAIN = ["train", "spade", "--sample", "phantom", "--out", "m"]
+BAD_INPUT = [
+    ([*TRAIN, "--seed", str(2**70)], "--seed"),
+    ([*TRAIN, "--seed", "-1"], "--seed"),
+    ([*TRAIN, "--batch-size", "0"], "--batch-size"),
+    ([*TRAIN, "--lr", "nan"], "--lr"),
+    ([*TRAIN, "--lr", "inf"], "--lr"),
+    ([*TRAIN, "--lr", "0"], "--lr"),
+    ([*TRAIN, "--steps", "-5"], "--steps"),
+    ([*TRAIN, "--keep", "0"], "--keep"),
+    ([*TRAIN[:-1], "afile"], "--overwrite"),  # --out m over an existing file afile.json
+    (["demo", "--out", "afile.json"], "is a file"),
+    (["phantom", "--out", "afile.json"], "is a file"),
+    (["phantom", "--out", "d", "--shape", "0", "8", "8"], "--shape"),
+    (["phantom", "--out", "d", "--noise", "nan"], "--noise"),
+    (["phantom", "--out", "d", "--seed", "99999999999999999999"], "--seed"),
+    (["deform", "--labels", "l.nii.gz", "--method", "elastic", "--out", "afile.json"], "--overwrite"),
+    (["deform", "--labels", "l.nii.gz", "--method", "elastic", "--out", "."], "is a folder"),
+    (["deform", "--labels", "l.nii.gz", "--method", "affine", "--scale", "1e308", "--out", "o.nii.gz"], "--scale"),
+    (["directions", "apply", "--model", "vae_brain", "--move", "0=nan", "--out", "o.nii.gz"], "ALPHA"),
+    (["directions", "apply", "--model", "vae_brain", "--move", "0=1e308", "--out", "o.nii.gz"], "ALPHA"),
+    (["directions", "apply", "--model", "vae_brain", "--move", "zero", "--out", "o.nii.gz"], "K=ALPHA"),
+    (["--threads", "0", "info", "x"], "--threads"),
+    (["evaluate", "--real", "a", "--synthetic", "b", "--threshold", "-inf"], "--threshold"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD_INPUT, ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_input_is_one_plain_line_and_a_failure_status(argv, named, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile.json").write_text("{}")
+    status, err = run_cli(argv, capsys)
+    assert status == 2 and named in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.json"]  # nothing written
+
+
+def test_the_documented_set_form_parses():
+    from napari_medgen.training.config import parse_settings
+
+    assert parse_settings(["channels=[8,16]", "lr_d=2e-4"]) == {"channels": [8, 16], "lr_d": 2e-4}
+
+
+def test_a_full_or_read_only_disk_is_one_plain_line_naming_the_path(tmp_path, monkeypatch, capsys):
+    import errno
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    monkeypatch.setattr(tempfile, "mkdtemp", refused)
+    status, err = run_cli(["phantom", "--out", str(tmp_path / "d"), "--shape", "1", "24", "24"], capsys)
+    assert status == 2 and "read-only" in err and str(tmp_path / "d") in err and len(err.strip().splitlines()) == 1
+    monkeypatch.undo()
+
+    def full(vol, path):
+        Path(path).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 401984 vs 401872")
+
+    monkeypatch.setattr("napari_medgen.io.writers.write_nifti", full)
+    monkeypatch.setattr("shutil.disk_usage", lambda path: shutil_usage(free=0))
+    status, err = run_cli(["phantom", "--out", str(tmp_path / "d"), "--shape", "1", "24", "24"], capsys)
+    assert status == 2 and "disk is full" in err and str(tmp_path / "d") in err and "unexpected pos" not in err
+    assert not (tmp_path / "d").exists() or [p.name for p in (tmp_path / "d").iterdir()] == []
+
+
+def shutil_usage(free: int):
+    import shutil
+
+    return shutil._ntuple_diskusage(10**9, 10**9 - free, free)

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = dsub.add_parser("apply", help="edit a random sample or a real image slice and write the result")
     a.add_argument("--model", required=True)
     a.add_argument("--directions", help="directions JSON (default: the model's own)")
-    a.add_argument("--move", action="append", default=[], metavar="K=ALPHA",
+    a.add_argument("--move", type=move, action="append", default=[], metavar="K=ALPHA",
                    help=f"move along direction K by ALPHA standard deviations, |ALPHA| <= {MAX_MOVE:g} (repeatable)")
     a.add_argument("--seed", type=options.seed, default=0, help="random base latent (when no --image)")
     a.add_argument("--image", help="a volume whose slice is inverted into the latent space")
@@ -139,23 +139,20 @@ def format_table(table: np.ndarray, factors: list[str], rows: list[str]) -> str:
     return "\n".join(lines)
 
 
-def parse_moves(items: list[str], n_directions: int) -> dict[int, float]:
-    """``["0=1.5", "3=-2"]`` -> {0: 1.5, 3: -2.0}; InputError for a bad K or an ALPHA that is not finite or
-    beyond +-MAX_MOVE (such a move decodes to noise, or to NaN)."""
-    moves = {}
-    for item in items:
-        k, sep, value = item.partition("=")
-        try:
-            index, alpha = int(k), float(value)
-        except ValueError:
-            index, alpha = -1, math.nan
-        if not sep or not 0 <= index < n_directions:
-            raise InputError(f"--move {item!r}: expected K=ALPHA with 0 <= K < {n_directions}.")
-        if not (math.isfinite(alpha) and abs(alpha) <= MAX_MOVE):
-            raise InputError(f"--move {item!r}: ALPHA must be a number between -{MAX_MOVE:g} and {MAX_MOVE:g} "
-                             f"(standard deviations).")
-        moves[index] = alpha
-    return moves
+def move(text: str) -> tuple[int, float]:
+    """Argument type of ``--move``: "K=ALPHA" -> (K, ALPHA); ALPHA finite and within +-MAX_MOVE (a larger
+    move decodes to noise, or to NaN)."""
+    k, sep, value = text.partition("=")
+    try:
+        index, alpha = int(k), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K=ALPHA (e.g. 0=1.5), got {text[:40]!r}") from None
+    if index < 0 or not sep:
+        raise argparse.ArgumentTypeError(f"expected K=ALPHA with a direction number K >= 0, got {text[:40]!r}")
+    if not (math.isfinite(alpha) and abs(alpha) <= MAX_MOVE):
+        raise argparse.ArgumentTypeError(f"ALPHA must be a number between -{MAX_MOVE:g} and {MAX_MOVE:g} "
+                                         f"(standard deviations), got {text[:40]!r}")
+    return index, alpha
 
 
 def _apply(args: argparse.Namespace) -> int:
@@ -169,10 +166,11 @@ def _apply(args: argparse.Namespace) -> int:
     if editor.directions is None:
         raise InputError(f"Model '{args.model}' has no saved directions: run 'medgen directions discover' first.")
     alphas = np.zeros(len(editor.directions.vectors), dtype=np.float32)
-    for k, alpha in parse_moves(args.move, len(alphas)).items():
+    wanted = [k for k, _ in args.move] + ([args.walk] if args.walk is not None else [])
+    if any(k >= len(alphas) for k in wanted):
+        raise InputError(f"Direction {max(wanted)} does not exist: the model has {len(alphas)} (0 .. {len(alphas) - 1}).")
+    for k, alpha in args.move:
         alphas[k] = alpha
-    if args.walk is not None and args.walk >= len(alphas):
-        raise InputError(f"--walk {args.walk}: the model has {len(alphas)} directions (0 .. {len(alphas) - 1}).")
     spacing, origin = (editor.pixel_mm, editor.pixel_mm, 1.0), (0.0, 0.0, 0.0)
     if args.image:
         vol = read_volume(args.image)
@@ -195,7 +193,7 @@ def _apply(args: argparse.Namespace) -> int:
     else:
         data = editor.render(alphas)[0][None]
     if not np.isfinite(data).all():
-        raise InputError(f"The edited image is not finite (NaN/inf) for --move {' '.join(args.move)}; try smaller moves.")
+        raise InputError("The edited image holds NaN/inf values; try smaller --move values.")
     write_volume(Volume(data, spacing=spacing, origin=origin), args.out)
     print(f"wrote {args.out}")
     return 0

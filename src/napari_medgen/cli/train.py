@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..models.store import model_paths
     from ..progress import run_with_bar
-    from ..tasks.train import TrainJob, train_model
+    from ..tasks.train import TrainJob, check_model_output, train_model
     from ..training.distributed import process_group
     from ..training.registry import TrainConfig, parse_settings
 
@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("medgen train needs a FAMILY and --out MODEL (see 'medgen train --list').")
     if args.sample and (args.images or args.labels):
         raise InputError("Give either --sample or --images/--labels, not both.")
+    check_model_output(args.out, args.overwrite)  # before the progress bar
     config = TrainConfig(images=args.images, labels=args.labels, seed=args.seed, steps=args.steps,
                          batch_size=args.batch_size, lr=args.lr, device=args.device, sample=args.sample,
                          extra=parse_settings(args.settings))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import check_output_file, replaced_files
+from ..errors import InputError
 from ..models.store import model_paths
 from ..progress import CancelToken, Progress
 from ..training.history import save_loss_plot
@@ -65,7 +66,7 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     if job.out is not None:
         check_model_output(job.out, job.overwrite)
     yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
-    trainer = make_trainer(job.family, job.config)  # data-parallel under torchrun
+    trainer = build_trainer(job)
     cancel = distributed.agreed_cancel(cancel, job.config.device)
     result = yield from train(trainer, job.config.steps, job.workdir, checkpoint_every=job.checkpoint_every,
                               preview_every=job.preview_every, cancel=cancel, resume=job.resume, keep=job.keep,
@@ -80,6 +81,19 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
         trainer.export(staged / name.name, {"training": training_record(job, result, data), "loss_curve": png.name})
         save_loss_plot(result.history, staged / png.name, title=f"{job.family}: {name.name}")
     return TrainOutcome(result, name, png)
+
+
+def build_trainer(job: TrainJob) -> Any:
+    """``registry.make_trainer`` (data-parallel under torchrun); a network that the job's ``--set`` settings
+    cannot build (e.g. channels and strides of different lengths) is an InputError naming the settings."""
+    try:
+        return make_trainer(job.family, job.config)
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        if not job.config.extra:
+            raise
+        settings = " ".join(f"{k}={json.dumps(v)}" for k, v in job.config.extra.items())
+        raise InputError(f"Training '{job.family}' cannot be built with the settings {settings}: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 MODEL_FILES = (".safetensors", ".loss.png", ".directions.json", ".json")  # NAME + each; the card last

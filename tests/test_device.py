@@ -1,0 +1,44 @@
+"""device.configure_threads: torch threads from the user's setting, else the physical cores left free."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from napari_medgen import device
+
+
+def threads_in_child(env_extra: dict[str, str], call: str = "configure_threads()") -> list[str]:
+    code = ("from napari_medgen import device; n = device." + call + "; import torch; "
+            "import os; print(n, torch.get_num_threads(), os.environ.get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                          env={**env, **env_extra})
+    return done.stdout.split()
+
+
+def test_the_users_omp_num_threads_wins():
+    assert threads_in_child({"OMP_NUM_THREADS": "1"}) == ["1", "1", "PASSIVE"]
+
+
+def test_an_explicit_count_wins_over_the_environment():
+    assert threads_in_child({"OMP_NUM_THREADS": "3"}, "configure_threads(2)") == ["2", "2", "PASSIVE"]
+
+
+def test_the_default_takes_the_free_physical_cores(monkeypatch):
+    monkeypatch.setattr(device, "physical_cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.7, 1.0, 1.0))
+    assert device.default_threads() == 6  # 2 cores busy with other work
+    monkeypatch.setattr(os, "getloadavg", lambda: (30.0, 1.0, 1.0))
+    assert device.default_threads() == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert device.default_threads() == 8
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux affinity")
+def test_physical_cores_within_the_affinity_mask():
+    n = device.physical_cores()
+    assert 1 <= n <= len(os.sched_getaffinity(0))
