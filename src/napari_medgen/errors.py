@@ -12,6 +12,10 @@ from pathlib import Path
 class MedgenError(Exception):
     """Base class of all errors the project raises on purpose."""
 
+    def headline(self) -> str:
+        """The message with what is wrong first, for a notification or status line that may cut its end."""
+        return str(self)
+
 
 class ReadError(MedgenError):
     """A file or folder could not be read as a medical volume."""
@@ -21,6 +25,9 @@ class ReadError(MedgenError):
         self.reason = reason
         super().__init__(f"Cannot read '{self.path}': {reason}")
 
+    def headline(self) -> str:
+        return f"{self.reason[:1].upper()}{self.reason[1:]} (cannot read '{self.path}')"
+
 
 class WriteError(MedgenError):
     """A volume could not be written."""
@@ -29,6 +36,9 @@ class WriteError(MedgenError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"Cannot write '{self.path}': {reason}")
+
+    def headline(self) -> str:
+        return f"{self.reason[:1].upper()}{self.reason[1:]} (cannot write '{self.path}')"
 
 
 class ModelError(MedgenError):

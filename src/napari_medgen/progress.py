@@ -10,9 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import Cancelled
+
+if TYPE_CHECKING:
+    from .io.volume import Volume
 
 T = TypeVar("T")
 
@@ -22,14 +25,14 @@ class Progress:
     """One progress report.
 
     step/total: steps done and planned (total 0 = unknown). message: short text for a status
-    line. preview: optional intermediate result (e.g. a numpy array, same geometry as the final
-    result) the GUI may show. metrics: optional numbers (e.g. losses) for plots.
+    line. preview: optional intermediate result as a Volume (same geometry as the final result)
+    the GUI may show. metrics: optional numbers (e.g. losses) for plots.
     """
 
     step: int
     total: int
     message: str = ""
-    preview: Any = None
+    preview: Volume | None = None
     metrics: dict[str, float] = field(default_factory=dict)
 
     @property

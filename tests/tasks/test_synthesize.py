@@ -72,7 +72,7 @@ def test_progress_previews_and_cancel(toy_model):
     labels = label_volume()
     n = labels.data.shape[toy_model.check_labels(labels).axis]
     steps = list(_progress(synthesize(labels, toy_model, batch=4)))
-    assert [p.step for p in steps] == [0, *range(4, n, 4), n] and steps[-1].preview.shape == labels.data.shape
+    assert [p.step for p in steps] == [0, *range(4, n, 4), n] and steps[-1].preview.data.shape == labels.data.shape
     token = CancelToken()
     task = synthesize(labels, toy_model, batch=2, cancel=token)
     next(task)

@@ -159,7 +159,7 @@ def test_previews_and_metrics_are_reported(tmp_path):
     reports = list(train(fresh(), 6, tmp_path, checkpoint_every=10, preview_every=3))
     assert [p.step for p in reports] == [0, 1, 2, 3, 4, 5, 6]
     assert [p.preview is not None for p in reports] == [False, False, False, True, False, False, True]
-    assert reports[3].preview.shape == (4, 8) and set(reports[1].metrics) == {"loss", "mse"}
+    assert reports[3].preview.data.shape == (1, 4, 8) and set(reports[1].metrics) == {"loss", "mse"}
     assert all(p.total == 6 for p in reports)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from napari_medgen.errors import ReadError
+from napari_medgen.io.volume import Volume
 from napari_medgen.progress import CancelToken, Progress
 from napari_medgen.widgets.common import ProgressPanel
 from napari_medgen.widgets.runner import run_task
@@ -26,7 +27,8 @@ def counting_task(n: int, delay: float = 0.0, steps_done: list[int] | None = Non
             total += i
             if steps_done is not None:
                 steps_done.append(i)
-            yield Progress(i, n, f"step {i}", preview=np.full((4, 8, 8), i, np.float32))
+            preview = Volume(np.full((4, 8, 8), i, np.float32), spacing=(2.0, 2.0, 3.0))
+            yield Progress(i, n, f"step {i}", preview=preview)
         return total
 
     return make
@@ -43,7 +45,7 @@ def test_fifty_steps_with_previews_deliver_result(make_napari_viewer, qtbot):
     assert handle.status == "done"
     assert results == [sum(range(1, 51))]
     assert steps == list(range(1, 51))
-    firsts = [float(p[0, 0, 0]) for p in previews]
+    firsts = [float(p.data[0, 0, 0]) for p in previews]
     assert firsts == sorted(set(firsts)) and firsts[-1] == 50  # in order, none stale, the last one shown
     assert panel.bar.value() == panel.bar.maximum() == 1
     assert "done" in panel.status.text()
@@ -101,9 +103,40 @@ def test_read_error_becomes_notification_and_viewer_survives(make_napari_viewer,
     shown = [n for n in notification_manager.records[before:] if n.severity == NotificationSeverity.ERROR]
     assert len(shown) == 1
     assert "broken.nii.gz" in shown[0].message and "truncated" in shown[0].message
+    assert shown[0].message.startswith("open: The file is truncated")  # what is wrong first, then the file
     assert "Traceback" not in shown[0].message
     layer = viewer.add_image(np.zeros((3, 3)))  # the viewer still works
     assert layer in viewer.layers
+
+
+def test_failure_removes_the_layer_prepare_made_and_the_panel_says_why(make_napari_viewer, qtbot):
+    from napari_medgen.widgets.common import add_volume
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.ones((3, 3)), name="scan")
+    panel = ProgressPanel()
+    qtbot.addWidget(panel)
+
+    def failing(cancel: CancelToken):
+        yield Progress(0, 2, "sampling")
+        raise ReadError("/data/mask.nii.gz", "the mask is empty")
+
+    handle = run_task(viewer, failing, name="sample", on_result=lambda r: None, panel=panel,
+                      prepare=lambda: add_volume(viewer, Volume(np.zeros((2, 4, 4), np.float32)), "output"))
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "error"
+    assert [layer.name for layer in viewer.layers] == ["scan"]  # no empty placeholder is left
+    assert panel.status.text().startswith("sample: error: The mask is empty")
+
+
+def test_a_result_keeps_the_layer_prepare_made(make_napari_viewer, qtbot):
+    from napari_medgen.widgets.common import add_volume
+
+    viewer = make_napari_viewer()
+    handle = run_task(viewer, counting_task(3), name="count", on_result=lambda r: None,
+                      prepare=lambda: add_volume(viewer, Volume(np.zeros((2, 4, 4), np.float32)), "output"))
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "done" and [layer.name for layer in viewer.layers] == ["output"]
 
 
 def test_unexpected_error_is_reported_briefly(make_napari_viewer, qtbot, monkeypatch, caplog):
@@ -125,14 +158,13 @@ def test_unexpected_error_is_reported_briefly(make_napari_viewer, qtbot, monkeyp
 
 
 def test_preview_updates_a_layer(make_napari_viewer, qtbot):
-    from napari_medgen.io.volume import Volume
     from napari_medgen.widgets.common import add_volume
 
     viewer = make_napari_viewer()
     seen: list[float] = []
 
-    def show(preview: np.ndarray) -> None:
-        layer = add_volume(viewer, Volume(preview, spacing=(2.0, 2.0, 3.0)), "preview")
+    def show(preview: Volume) -> None:
+        layer = add_volume(viewer, preview, "preview")
         seen.append(float(layer.data.max()))
 
     handle = run_task(viewer, counting_task(5), name="preview", on_result=lambda r: None, on_preview=show)
@@ -153,7 +185,7 @@ def test_previews_are_rate_limited_and_the_last_one_is_drawn(make_napari_viewer,
     events: list[str] = []
     handle = run_task(viewer, counting_task(40, delay=0.02), name="fast previews",
                       on_result=lambda r: events.append("result"),
-                      on_preview=lambda p: (drawn.append((time.monotonic(), float(p[0, 0, 0]))), events.append("p")))
+                      on_preview=lambda p: (drawn.append((time.monotonic(), float(p.data[0, 0, 0]))), events.append("p")))
     qtbot.waitUntil(lambda: not handle.running, timeout=20000)
     times = [t for t, _ in drawn[:-1]]  # the last one is drawn with the result, whenever that comes
     assert 3 <= len(drawn) < 40  # 40 previews over ~0.8 s: most are skipped

@@ -247,7 +247,7 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
                slices: Sequence[int] | None = None, batch: int = 16, device: str = "auto",
                mapping: LabelMapping | None = None,
                cancel: CancelToken | None = None) -> Generator[Progress, None, Volume]:
-    """Synthesise an image for a 3D label Volume; yields Progress (preview = the partial (z, y, x) image).
+    """Synthesise an image for a 3D label Volume; yields Progress (preview = the partial image Volume).
 
     style: "random" (drawn with ``seed``), "mean", "vendor:NAME", or a style vector. slices:
     indices along the chosen slice axis to synthesise (None = all); the others stay 0.
@@ -283,7 +283,8 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
             images = synth._forward(torch.from_numpy(model_in), z)
         out_slices[idx] = spade.from_model(images, plan)
         done = min(start + batch, total)
-        yield Progress(done, total, f"slice {done}/{total}", preview=out)
+        yield Progress(done, total, f"slice {done}/{total}",
+                       preview=Volume(out, labels.spacing, labels.origin, labels.direction))
     meta: dict[str, Any] = {"notes": list(plan.notes), "synthesis": {
         "model": synth.path, "style": style if isinstance(style, str) else "vector",
         "style_vector": z.tolist(), "seed": seed, "slice_axis": plan.axis,

@@ -20,7 +20,7 @@ from .turns import next_turn
 from .warmup import warm_up
 
 if TYPE_CHECKING:
-    from .runner import TaskHandle
+    from .handle import TaskHandle
 
 # layer attributes add_volume may set on an existing layer; other keywords only apply to new layers
 _UPDATABLE = ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "opacity", "blending")
@@ -163,12 +163,13 @@ class ProgressPanel(QWidget):
         metrics = " ".join(f"{k}={v:.4g}" for k, v in p.metrics.items())
         self.status.setText(" ".join(s for s in (f"{name}:", p.message, metrics) if s))
 
-    def finish(self, status: str) -> None:
-        """Show the end state ("done", "cancelled", "error") and disable Cancel."""
+    def finish(self, status: str, detail: str = "") -> None:
+        """Show the end state ("done", "cancelled", "error"), then ``detail`` (e.g. what went wrong),
+        and disable Cancel."""
         name = self._handle.name if self._handle is not None else ""
         self.bar.setRange(0, 1)
         self.bar.setValue(1 if status == "done" else 0)
-        self.status.setText(f"{name}: {status}")
+        self.status.setText(f"{name}: {status}" + (f": {detail}" if detail else ""))
         self.cancel_button.setEnabled(False)
 
     def cancel(self) -> None:

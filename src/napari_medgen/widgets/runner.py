@@ -1,10 +1,11 @@
 """Run any task generator in the background of napari: the one place widgets start long work.
 
 A task is ``make_task(cancel) -> Generator[Progress, None, result]`` (see :mod:`..progress`).
-:func:`run_task` drives it in a napari ``thread_worker`` so the viewer never blocks: every
+:func:`run_task` starts a :class:`TaskRun`, which drives it in a napari ``thread_worker`` so the viewer never blocks: every
 yielded :class:`Progress` moves a bar in napari's activity dock (and an optional
 :class:`~.common.ProgressPanel`), previews and the result are handed to callbacks on the Qt
-thread, and errors become napari notifications instead of tracebacks. ``handle.cancel()`` sets
+thread, and errors become napari notifications (and the panel's status line) instead of
+tracebacks; layers that ``prepare`` made for a result that never came are removed. ``handle.cancel()`` sets
 the task's :class:`CancelToken`, so the task stops at its next ``cancel.check()`` (within one step).
 """
 
@@ -27,8 +28,10 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from ..errors import Cancelled, MedgenError
+from ..io.volume import Volume
 from ..progress import CancelToken, Progress
 from . import collector
+from .handle import CANCELLED, DONE, FAILED, TaskHandle
 from .turns import next_turn
 
 if TYPE_CHECKING:
@@ -36,10 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# handles of running tasks, kept alive until they finish (Qt connections hold no strong references)
-_RUNNING: set[TaskHandle] = set()
+# runs, kept alive until they finish (Qt connections hold no strong references)
+_RUNNING: set[TaskRun] = set()
 
-DONE, CANCELLED, FAILED = "done", "cancelled", "error"
 # Each redraw costs the Qt thread 10-100 ms under load (software GL, workers busy), so the
 # progress bar is redrawn at most every PROGRESS_INTERVAL_S and a preview drawn at most every
 # PREVIEW_INTERVAL_S (the newest one; the last one is always drawn before the result).
@@ -48,34 +50,6 @@ PREVIEW_INTERVAL_S = 0.3
 # Worker threads run this much below normal OS priority: when jobs and the viewer compete for
 # the cores, the viewer wins; when the viewer is idle, the jobs get all of it.
 WORKER_NICE = 10
-
-
-class TaskHandle:
-    """A running task: ``cancel()`` asks it to stop; ``status`` is None while it runs, then
-    "done", "cancelled" or "error"; ``last`` is the last Progress seen; ``error`` the exception."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.token = CancelToken()
-        self.status: str | None = None
-        self.last: Progress | None = None
-        self.error: BaseException | None = None
-        self.worker: Any = None
-        self._outcome: str | None = None  # known before the end-of-task callbacks have run
-        self._bar: napari_progress | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.status is None
-
-    def cancel(self) -> None:
-        """Request cancellation; the task stops at its next ``cancel.check()``."""
-        self.token.cancel()
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 def _lower_priority() -> int | None:
@@ -108,7 +82,7 @@ def run_task(
     *,
     name: str,
     on_result: Callable[[Any], None],
-    on_preview: Callable[[Any], None] | None = None,
+    on_preview: Callable[[Volume], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_finished: Callable[[str], None] | None = None,
     panel: ProgressPanel | None = None,
@@ -120,152 +94,206 @@ def run_task(
     None: progress and notifications are global). name: shown on the progress bar and in
     messages. on_result(result): called on the Qt thread with the generator's return value (also
     when the task itself returns after a cancel).
-    on_preview(preview): called with ``Progress.preview`` when it is not None, at most once per
+    on_preview(volume): called with ``Progress.preview`` when it is not None, at most once per
     PREVIEW_INTERVAL_S with the newest preview (older ones are skipped, so slow drawing never lags
     behind); the last one is drawn before on_result. on_progress(p):
     every Progress, in order. on_finished(status): once at the end, with "done", "cancelled" or
     "error"; ``handle.status`` is set after it.
     panel: a ProgressPanel to drive (its Cancel button cancels this task).
     prepare(): called on the Qt thread just before the worker starts, e.g. to make the output layer
-    while the CPU is still free.
+    while the CPU is still free; the layers it adds are removed again when the task fails, or
+    stops without a result before any preview reached them.
     From ``prepare`` to the end, the task holds the cyclic garbage collector (:mod:`.collector`), so
     no full collection of the whole heap pauses the viewer while it runs.
     """
-    handle = TaskHandle(name)
+    return TaskRun(viewer, make_task, name, on_result, on_preview, on_progress, on_finished, panel).start(prepare)
 
-    def drive() -> Generator[Progress, None, Any]:
+
+class TaskRun:
+    """One task driven in a napari worker: each method handles one signal of the worker or one
+    piece of what the viewer shows (see :func:`run_task` for the arguments)."""
+
+    def __init__(self, viewer: Any, make_task: Callable[[CancelToken], Generator[Progress, None, Any]], name: str,
+                 on_result: Callable[[Any], None], on_preview: Callable[[Volume], None] | None,
+                 on_progress: Callable[[Progress], None] | None, on_finished: Callable[[str], None] | None,
+                 panel: ProgressPanel | None) -> None:
+        self.viewer = viewer
+        self.make_task = make_task
+        self.name = name
+        self.on_result = on_result
+        self.on_preview = on_preview
+        self.on_progress = on_progress
+        self.on_finished = on_finished
+        self.panel = panel
+        self.handle = TaskHandle(name)
+        self.progress_shown_at = -math.inf  # monotonic time the bar/panel was last drawn
+        self.preview_shown_at = -math.inf  # ... and a preview
+        self.pending: list[Volume] = []  # a preview held back by PREVIEW_INTERVAL_S
+        self.previewed = False
+        self.made_layers: list[str] = []  # what prepare() added to the viewer
+        # Callbacks may let Qt process events (napari does when layers change), which would deliver the
+        # next signal inside the current callback, out of order. So signals are queued and handled one
+        # at a time, in order; a preview already superseded by a newer queued one is skipped.
+        self.queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self.busy = False
+
+    def start(self, prepare: Callable[[], None] | None = None) -> TaskHandle:
+        """Run ``prepare`` and start the worker; the collector is held from here to :meth:`finished`."""
+        collector.hold(self.viewer)
+        try:  # until the worker runs, a failure must give the hold back (nothing else would)
+            self.prepare(prepare)
+            worker = create_worker(self.drive, _start_thread=False, _ignore_errors=True)
+            for signal, slot in ((worker.yielded, self.yielded), (worker.returned, self.returned),
+                                 (worker.errored, self.errored), (worker.aborted, self.aborted),
+                                 (worker.finished, self.finished)):
+                signal.connect(partial(self.dispatch, slot))
+        except BaseException:
+            collector.release()
+            raise
+        self.handle.worker = worker
+        _RUNNING.add(self)
+        if self.panel is not None:
+            self.panel.attach(self.handle)
+        next_turn(self.make_bar)
+        worker.start()
+        return self.handle
+
+    def prepare(self, prepare: Callable[[], None] | None) -> None:
+        """Call ``prepare`` and note the layers it added."""
+        if prepare is None:
+            return
+        before = set() if self.viewer is None else {layer.name for layer in self.viewer.layers}
+        prepare()
+        if self.viewer is not None:
+            self.made_layers = [layer.name for layer in self.viewer.layers if layer.name not in before]
+
+    def drive(self) -> Generator[Progress, None, Any]:
+        """The worker thread's generator: the task, at lowered OS priority."""
         old = _lower_priority()
         try:
-            return (yield from make_task(handle.token))
+            return (yield from self.make_task(self.handle.token))
         finally:
             _restore_priority(old)
 
-    shown_at = [-math.inf, -math.inf]  # monotonic time the bar/panel, and a preview, were last drawn
-    pending: list[Any] = []  # a preview held back by PREVIEW_INTERVAL_S
+    def dispatch(self, fn: Callable[..., None], *args: Any) -> None:
+        """Handle worker signals one at a time, in order; draw a yielded preview unless a newer one waits."""
+        self.queue.append((fn, args))
+        if self.busy:
+            return
+        self.busy = True
+        try:
+            while self.queue:
+                fn, args = self.queue.popleft()
+                fn(*args)
+                if fn == self.yielded and self.on_preview is not None and args[0].preview is not None:
+                    newer = any(f == self.yielded and a[0].preview is not None for f, a in self.queue)
+                    if not newer:
+                        self.preview(args[0].preview)
+        finally:
+            self.busy = False
 
-    def yielded(p: Progress) -> None:
-        handle.last = p
-        if on_progress is not None:
-            on_progress(p)
-        if time.monotonic() - shown_at[0] >= PROGRESS_INTERVAL_S or p.total and p.step >= p.total:
-            shown_at[0] = time.monotonic()
-            show_progress(p)
+    def yielded(self, p: Progress) -> None:
+        self.handle.last = p
+        if self.on_progress is not None:
+            self.on_progress(p)
+        if time.monotonic() - self.progress_shown_at >= PROGRESS_INTERVAL_S or p.total and p.step >= p.total:
+            self.progress_shown_at = time.monotonic()
+            self.show_progress(p)
 
-    def show_progress(p: Progress) -> None:
-        bar = handle._bar
+    def show_progress(self, p: Progress) -> None:
+        """Move the activity-dock bar and the panel to ``p``."""
+        bar = self.handle._bar
         if bar is not None:
             if p.total and bar.total != p.total:
                 bar.total = p.total
             bar.n = p.step
             bar.update(0)
             if p.message:
-                bar.set_description(f"{name}: {p.message}")
-        if panel is not None:
-            panel.show_progress(p)
+                bar.set_description(f"{self.name}: {p.message}")
+        if self.panel is not None:
+            self.panel.show_progress(p)
 
-    def preview(image: Any) -> None:
-        """Draw ``image`` now, or hold it until PREVIEW_INTERVAL_S has passed since the last one."""
-        wait = shown_at[1] + PREVIEW_INTERVAL_S - time.monotonic()
+    def preview(self, volume: Volume) -> None:
+        """Draw ``volume`` now, or hold it until PREVIEW_INTERVAL_S has passed since the last one."""
+        wait = self.preview_shown_at + PREVIEW_INTERVAL_S - time.monotonic()
         if wait <= 0:
-            pending.clear()
-            shown_at[1] = time.monotonic()
-            on_preview(image)
+            self.pending.clear()
+            self.preview_shown_at = time.monotonic()
+            self.draw_preview(volume)
             return
-        if not pending:
-            QTimer.singleShot(int(1000 * wait) + 1, flush_preview)
-        pending[:] = [image]
+        if not self.pending:
+            QTimer.singleShot(int(1000 * wait) + 1, self.flush_preview)
+        self.pending[:] = [volume]
 
-    def flush_preview() -> None:
-        if pending and handle._outcome is None:
-            dispatch(preview, pending.pop())
+    def flush_preview(self) -> None:
+        if self.pending and self.handle._outcome is None:
+            self.dispatch(self.preview, self.pending.pop())
 
-    def returned(result: Any) -> None:
-        handle._outcome = CANCELLED if handle.token.cancelled else DONE
-        if pending and on_preview is not None:
-            on_preview(pending.pop())
-        on_result(result)
+    def draw_preview(self, volume: Volume) -> None:
+        self.previewed = True
+        self.on_preview(volume)
 
-    def errored(exc: BaseException) -> None:
-        handle.error = exc
+    def returned(self, result: Any) -> None:
+        self.handle._outcome = CANCELLED if self.handle.token.cancelled else DONE
+        if self.pending and self.on_preview is not None:
+            self.draw_preview(self.pending.pop())
+        self.on_result(result)
+
+    def errored(self, exc: BaseException) -> None:
+        self.handle.error = exc
         if isinstance(exc, Cancelled):
-            handle._outcome = CANCELLED
-            show_info(f"{name}: cancelled")
+            self.handle._outcome = CANCELLED
+            show_info(f"{self.name}: cancelled")
         elif isinstance(exc, MedgenError):
-            handle._outcome = FAILED
-            show_error(f"{name}: {exc}")
+            self.handle._outcome = FAILED
+            show_error(f"{self.name}: {exc.headline()}")
         else:
-            handle._outcome = FAILED
-            log.error("%s failed", name, exc_info=(type(exc), exc, exc.__traceback__))
-            show_error(f"{name} failed unexpectedly ({type(exc).__name__}: {exc}); details are in the log.")
+            self.handle._outcome = FAILED
+            log.error("%s failed", self.name, exc_info=(type(exc), exc, exc.__traceback__))
+            show_error(f"{self.name} failed unexpectedly ({type(exc).__name__}: {exc}); details are in the log.")
+        if self.handle._outcome == FAILED or not self.previewed:
+            self.remove_made_layers()
 
-    def aborted() -> None:  # napari's own activity-dock cancel calls worker.quit()
-        handle._outcome = CANCELLED
+    def aborted(self) -> None:  # napari's own activity-dock cancel calls worker.quit()
+        self.handle._outcome = CANCELLED
 
-    def finished() -> None:
+    def finished(self) -> None:
+        handle = self.handle
         status = handle._outcome or (CANCELLED if handle.token.cancelled else DONE)
         handle._close_bar()
-        _RUNNING.discard(handle)
+        _RUNNING.discard(self)
         collector.release()
-        if panel is not None:
-            panel.finish(status)
-        if viewer is not None:
-            viewer.status = f"{name}: {status}"
-        if on_finished is not None:
-            on_finished(status)
+        if self.panel is not None:
+            self.panel.finish(status, self.detail(status))
+        if self.viewer is not None:
+            self.viewer.status = f"{self.name}: {status}"
+        if self.on_finished is not None:
+            self.on_finished(status)
         handle.status = status
 
-    # Callbacks may let Qt process events (napari does when layers change), which would deliver the
-    # next signal inside the current callback, out of order. So signals are queued and handled one
-    # at a time, in order; a preview already superseded by a newer queued one is skipped.
-    queue: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
-    busy = [False]
+    def detail(self, status: str) -> str:
+        """What the panel says after the status: the error's headline, when the task failed."""
+        exc = self.handle.error
+        if status != FAILED or exc is None:
+            return ""
+        return exc.headline() if isinstance(exc, MedgenError) else f"unexpected {type(exc).__name__}: {exc}"
 
-    def dispatch(fn: Callable[..., None], *args: Any) -> None:
-        queue.append((fn, args))
-        if busy[0]:
-            return
-        busy[0] = True
-        try:
-            while queue:
-                fn, args = queue.popleft()
-                fn(*args)
-                if fn is yielded and on_preview is not None and args[0].preview is not None:
-                    newer = any(f is yielded and a[0].preview is not None for f, a in queue)
-                    if not newer:
-                        preview(args[0].preview)
-        finally:
-            busy[0] = False
+    def remove_made_layers(self) -> None:
+        """Remove the layers ``prepare`` made for a result that will not come."""
+        for name in self.made_layers:
+            if self.viewer is not None and name in self.viewer.layers:
+                self.viewer.layers.remove(name)
 
-    def make_bar() -> None:
+    def make_bar(self) -> None:
         """napari's activity-dock bar: built in its own event-loop turn (a new bar widget costs tens of ms
         on a slow machine), after the click that started the task has returned; not at all if it ended."""
+        handle = self.handle
         if handle.status is not None or handle._outcome is not None:
             return
-        bar = napari_progress(total=0, desc=name)  # may process events: the task can end meanwhile
+        bar = napari_progress(total=0, desc=self.name)  # may process events: the task can end meanwhile
         if handle.status is not None or handle._outcome is not None:
             bar.close()
             return
         handle._bar = bar
         if handle.last is not None:
-            show_progress(handle.last)
-
-    collector.hold(viewer)
-    try:  # until the worker runs, a failure must give the hold back (nothing else would)
-        if prepare is not None:
-            prepare()
-        worker = create_worker(drive, _start_thread=False, _ignore_errors=True)
-        worker.yielded.connect(partial(dispatch, yielded))
-        worker.returned.connect(partial(dispatch, returned))
-        worker.errored.connect(partial(dispatch, errored))
-        worker.aborted.connect(partial(dispatch, aborted))
-        worker.finished.connect(partial(dispatch, finished))
-    except BaseException:
-        collector.release()
-        raise
-    handle.worker = worker
-    _RUNNING.add(handle)
-    if panel is not None:
-        panel.attach(handle)
-    next_turn(make_bar)
-    worker.start()
-    return handle
+            self.show_progress(handle.last)

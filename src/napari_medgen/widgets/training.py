@@ -157,10 +157,9 @@ class TrainingWidget(QWidget):
         if time.monotonic() - self._plotted_at > PLOT_INTERVAL_S:
             self.draw_plot()
 
-    def _on_preview(self, preview: np.ndarray) -> None:
-        arr = np.asarray(preview, dtype=np.float32)
-        arr = arr[None] if arr.ndim == 2 else arr
-        add_volume(self.viewer, Volume(arr), PREVIEW_LAYER, colormap="gray")
+    def _on_preview(self, preview: Volume) -> None:
+        add_volume(self.viewer, preview.with_data(np.asarray(preview.data, dtype=np.float32)), PREVIEW_LAYER,
+                   colormap="gray")
 
     def _on_result(self, outcome: TrainOutcome) -> None:
         self.outcome = outcome
