@@ -1,0 +1,235 @@
+"""The quality ledger: every shipped generative model against its trivial baseline, on held-out data.
+
+    python benchmarks/quality.py [--threads 2] [--only spade_brain ...] [--model NAME=PATH ...] [--record]
+
+One table: model, metric, baseline, model value, baseline value, margin (positive = the model wins)
+and the verdict. Metric code lives in ``napari_medgen.tasks.quality``; this script only gathers
+data and drives it. Held-out data is the one each model's trainer separates in code:
+
+* label -> image (spade_brain, spade_phantom): the model with its mean style (what a user gets
+  without a reference) against painting each label with the training slices' class means, plain
+  and Gaussian-smoothed (blur width chosen on training slices); SSIM inside the brain / body.
+  spade_brain: the held-out axial slabs its card names (``data.brain.axial_split``), or for a 2 mm
+  card every 5th slice of the shipped sample. spade_phantom: held-out seeds 1000.., per MR vendor,
+  its named vendor style against that vendor's training class means; the background's radial
+  power spectrum against the renderer's (max ratio over frequency bins, bar 2).
+* unconditional diffusion (diffusion_brain2d, diffusion_phantom2d): 16 samples (DDIM, seed 0)
+  against the held-out real images blurred by 2 pixels, shuffled in the foreground, and the
+  nearest training image of each held-out image (a copy). In-foreground gradient-magnitude ratio to
+  real (ideal 1), intensity-histogram distance (Wasserstein-1) to the held-out real images divided
+  by the real-vs-real distance (training vs held-out slices), Fréchet distance of the shipped
+  feature encoder's features, and each image's distance to its nearest training image.
+
+``--model NAME=PATH`` measures a candidate in place of a shipped model (e.g. a new training run);
+``--record`` writes each model's figures into its card's ``metrics["ledger"]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_medgen.data.normalize import denormalize
+from napari_medgen.models.store import load_card, record_metrics
+from napari_medgen.progress import run_to_completion
+from napari_medgen.tasks import quality as q
+from napari_medgen.tasks.evaluate import extract_features, frechet_distance
+from napari_medgen.tasks.synthesize import SHIPPED_MODELS, Synthesizer
+
+MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
+Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train images, train labels, held images, held labels
+
+
+# --- label -> image --------------------------------------------------------------------------------
+
+def brain_sets(card: dict) -> Sets:
+    """Training and held-out slices (raw units, model grid) of the data a spade_brain card was trained on."""
+    from napari_medgen.data.samples import brain_sample
+    from napari_medgen.training import spade_trainer as st
+
+    shape = tuple(card["shape"])
+    if card["training"].get("held_out_slabs_mm"):
+        train, held = st.brain_split_1mm(shape)
+        spec = card["normalization"]
+        return (denormalize(train.images, spec), train.labels, denormalize(held.images, spec), held.labels)
+    every = st.BRAIN_HOLDOUT_EVERY
+    pair = [brain_sample() + ("",)]
+    out = []
+    for held in (False, True):
+        keep = lambda i, h=held: (i % every == every // 2) == h  # noqa: E731
+        raw, lab, _, _ = st.volumes_to_slices(pair, shape, keep=keep)
+        out += [raw, lab]
+    return out[0], out[1], out[2], out[3]
+
+
+def enough(labels: np.ndarray) -> np.ndarray:
+    return (labels > 0).reshape(len(labels), -1).mean(1) >= MIN_FOREGROUND
+
+
+def label_to_image_rows(name: str, synth: Synthesizer, sets: Sets, style: np.ndarray, where: str,
+                        tag: str = "") -> list[q.Row]:
+    """SSIM inside the labelled region: model (given style) vs plain and smoothed lookup-table paintings."""
+    train_ok, held_ok = enough(sets[1]), enough(sets[3])
+    train_img, train_lab, held_img, held_lab = sets[0][train_ok], sets[1][train_ok], sets[2][held_ok], sets[3][held_ok]
+    means = q.class_means(train_img, train_lab, synth.n_classes)
+    sigma = q.best_smoothing(train_img, train_lab, means, train_lab > 0)
+    mask = held_lab > 0
+    fake = synth.synthesize_slices(held_lab, style)
+    lut = q.lut_painting(held_lab, means)
+    model_ssim = float(q.ssim_in_mask(held_img, fake, mask).mean())
+    metric = f"SSIM in {where}{tag} ({len(held_img)} held-out slices)"
+    rows = [q.Row(name, metric, "lookup table", model_ssim, float(q.ssim_in_mask(held_img, lut, mask).mean()), "higher"),
+            q.Row(name, metric, f"lookup table, blur {sigma:g} px", model_ssim,
+                  float(q.ssim_in_mask(held_img, q.smooth(lut, sigma), mask).mean()), "higher")]
+    real_means = q.class_means(held_img, held_lab, synth.n_classes)
+    scale = float(np.nanmax(real_means))
+    err = lambda m: float(np.nanmax(np.abs(m[1:] - real_means[1:])) / scale)  # noqa: E731
+    rows.append(q.Row(name, f"worst class-mean error{tag} / brightest class", "lookup table",
+                      err(q.class_means(fake, held_lab, synth.n_classes)), err(means), "lower"))
+    bg = q.background_mask(held_lab)
+    rows.append(q.Row(name, f"mean |background|{tag} / brightest class", "lookup table",
+                      float(np.abs(fake[bg]).mean()) / scale, float(np.abs(lut[bg]).mean()) / scale, "lower"))
+    return rows
+
+
+def spade_brain(path: Path) -> list[q.Row]:
+    synth = Synthesizer(path, device="cpu")
+    return label_to_image_rows("spade_brain", synth, brain_sets(synth.card), synth.mean_style(), "brain")
+
+
+def spade_phantom(path: Path) -> list[q.Row]:
+    from napari_medgen.data.phantom import make_phantom
+    from napari_medgen.training import spade_trainer as st
+
+    synth = Synthesizer(path, device="cpu")
+    shape = tuple(synth.card["shape"])
+    vendors = st.mr_styles()
+    rows: list[q.Row] = []
+    for k, vendor in enumerate(vendors):
+        train_seeds = [s for s in range(12) if s % len(vendors) == k]  # training seeds of this vendor (seed % 3)
+        sets = []
+        for seeds in (train_seeds, st.PHANTOM_HOLDOUT_SEEDS):
+            pairs = [(*make_phantom(seed=s, style=vendor), vendor) for s in seeds]
+            raw, lab, _, _ = st.volumes_to_slices(pairs, shape)
+            sets += [raw, lab]
+        style = synth.resolve_style(f"vendor:{vendor}")
+        rows += label_to_image_rows("spade_phantom", synth, tuple(sets), style, "body", f" [{vendor}]")
+        held_img, held_lab = sets[2][enough(sets[3])], sets[3][enough(sets[3])]
+        fake = synth.synthesize_slices(held_lab, style)
+        rows.append(q.Row("spade_phantom", f"background spectrum, max ratio to renderer [{vendor}]", "bar (2x)",
+                          background_spectrum_ratio(held_img, fake, held_lab), 2.0, "lower"))
+    return rows
+
+
+def background_spectrum_ratio(real: np.ndarray, fake: np.ndarray, labels: np.ndarray) -> float:
+    """Max over frequency bins of max(P_fake / P_real, P_real / P_fake) of the background alone (the
+    labelled region set to each slice's background mean)."""
+    def background_only(x: np.ndarray) -> np.ndarray:
+        out = np.array(x, np.float64, copy=True)
+        for im, lab in zip(out, labels):
+            im[lab > 0] = im[lab == 0].mean()
+        return out
+    pr, pf = (q.radial_power_spectrum(background_only(x)) for x in (real, fake))
+    ratio = pf / np.maximum(pr, 1e-12)
+    return float(np.max(np.maximum(ratio, 1.0 / np.maximum(ratio, 1e-12))))
+
+
+# --- unconditional diffusion ----------------------------------------------------------------------
+
+def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
+    from napari_medgen.tasks.sample import sample
+    from napari_medgen.training.diffusion_trainer import sample_data
+
+    card = load_card(path)
+    size = int(card["shape"][-1])
+    kind = card["sample"]
+    train = np.stack(sample_data(kind, 2, size)[0]).astype(np.float32)
+    held = np.stack(sample_data(kind, 2, size, held_out=True)[0]).astype(np.float32)
+    samples = run_to_completion(sample(path, n=n, seed=0, device="cpu")).data.reshape(n, size, size)
+    copies, _ = q.nearest_copies(held, train)
+    candidates = {"model": samples, "blurred real (2 px)": q.smooth(held, 2.0),
+                  "shuffled real": q.shuffle_in_mask(held, q.foreground(held, held, erode=0)),
+                  "nearest training copy": copies}
+    ref = held
+    real_mask = q.foreground(held, ref)
+    real_grad = q.gradient_magnitude(held, real_mask, ref)
+    real_vs_real = q.histogram_distance(train, q.foreground(train, ref), held, real_mask, ref)
+    encoder_feats = {k: extract_features(v) for k, v in candidates.items()}
+    f_real = extract_features(held)
+    values: dict[str, dict[str, float]] = {}
+    for k, images in candidates.items():
+        mask = q.foreground(images, ref)
+        values[k] = {
+            "grad": q.gradient_magnitude(images, mask, ref) / real_grad,
+            "hist": q.histogram_distance(images, mask, held, real_mask, ref) / real_vs_real,
+            "fd": frechet_distance(f_real, encoder_feats[k]),
+            "nn": float(np.median(q.nearest_copies(images, train)[1])),
+        }
+    values["held-out real"] = {"nn": float(np.median(q.nearest_copies(held, train)[1]))}
+    rows = []
+    for base in ("blurred real (2 px)", "shuffled real", "nearest training copy"):
+        m, b = values["model"], values[base]
+        rows += [q.Row(name, "in-object gradient / real", base, m["grad"], b["grad"], "near1"),
+                 q.Row(name, "histogram distance / real-vs-real", base, m["hist"], b["hist"], "lower"),
+                 q.Row(name, f"FD (feature encoder, {n} vs {len(held)})", base, m["fd"], b["fd"], "lower")]
+    rows.append(q.Row(name, "median distance to nearest training image", "held-out real",
+                      values["model"]["nn"], values["held-out real"]["nn"], "higher"))
+    return rows
+
+
+LEDGER: dict[str, Callable[[Path], list[q.Row]]] = {
+    "spade_brain": spade_brain,
+    "spade_phantom": spade_phantom,
+    "diffusion_brain2d": lambda p: diffusion_rows("diffusion_brain2d", p),
+    "diffusion_phantom2d": lambda p: diffusion_rows("diffusion_phantom2d", p),
+}
+
+
+def print_table(rows: list[q.Row]) -> None:
+    head = ("model", "metric", "baseline", "model value", "baseline value", "margin", "")
+    cells = [head] + [(r.model, r.metric, r.baseline, f"{r.model_value:.4f}", f"{r.baseline_value:.4f}",
+                       f"{r.margin:+.4f}", "wins" if r.margin > 0 else "LOSES") for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    for i, c in enumerate(cells):
+        print("  ".join(s.ljust(w) for s, w in zip(c, widths)).rstrip())
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", choices=sorted(LEDGER), default=None)
+    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="measure the model at PATH (without suffix) in place of the shipped NAME")
+    ap.add_argument("--record", action="store_true", help="write the figures into each model's card")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    paths = {name: SHIPPED_MODELS / name for name in LEDGER}
+    for item in args.model:
+        name, _, path = item.partition("=")
+        if name not in LEDGER or not path:
+            ap.error(f"--model {item!r}: expected NAME=PATH with NAME one of {', '.join(LEDGER)}")
+        paths[name] = Path(path)
+    rows: list[q.Row] = []
+    for name in args.only or LEDGER:
+        t0 = time.perf_counter()
+        got = LEDGER[name](paths[name])
+        print(f"{name}: measured in {time.perf_counter() - t0:.0f} s ({paths[name]})", flush=True)
+        rows += got
+        if args.record:
+            record_metrics(paths[name], "ledger", {f"{r.metric} vs {r.baseline}": [round(r.model_value, 4),
+                                                                                     round(r.baseline_value, 4)]
+                                                   for r in got})
+    print(f"\nQuality ledger ({os.cpu_count()} CPUs, {args.threads} torch threads): margin > 0 = the model wins\n")
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
