@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from qtpy.QtWidgets import QFormLayout
 
 from napari_medgen.models.diffusion import build_unet
 from napari_medgen.models.store import save_model
-from napari_medgen.widgets.diffusion import OUTPUT, DiffusionWidget
+from napari_medgen.widgets.diffusion import AUTO, OUTPUT, DiffusionWidget
 
 pytestmark = pytest.mark.gui
 
+BUNDLES = Path(__file__).resolve().parent.parent / "fixtures" / "bundles"
 NET = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8], "attention_levels": [False, False],
        "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
 
@@ -70,16 +74,58 @@ def test_labels_layers_offered_as_masks(make_napari_viewer):
     assert [w.mask.itemText(i) for i in range(w.mask.count())] == ["(none)", "mask"]
 
 
-def test_condition_field_reaches_the_sampler(make_napari_viewer, qtbot, tiny_model):
-    """Values typed in 'condition' go to the task: a model that takes none refuses them by name."""
-    from napari_medgen.errors import InputError
+def _card(tmp_path, name: str, objective: str, label_nc: int | None = None):
+    torch.manual_seed(0)
+    net = {**NET, **({"label_nc": label_nc, "spade_intermediate_channels": 8} if label_nc else {})}
+    card = {"family": "diffusion", "network": net, "shape": [16, 16], "spacing": [2.0, 2.0, 3.0],
+            "scheduler": {"objective": objective, "num_train_timesteps": 1000},
+            **({"label_names": {str(i): f"c{i}" for i in range(label_nc)}} if label_nc else {})}
+    save_model(tmp_path / name, {"unet": build_unet(net)["unet"]}, card)
+    return tmp_path / f"{name}.json"
 
+
+def test_samplers_filtered_per_model(make_napari_viewer, tmp_path):
+    w = DiffusionWidget(make_napari_viewer())
+    items = lambda: [w.sampler.itemText(i) for i in range(w.sampler.count())]  # noqa: E731
+    w.add_model(_card(tmp_path, "diffusion_flow", "rflow"))
+    assert items() == [AUTO, "rflow"]
+    w.add_model(_card(tmp_path, "diffusion_ddpm", "ddpm"))
+    assert items() == [AUTO, "ddpm", "ddim"]
+
+
+def test_bundle_conditions_are_named_fields(make_napari_viewer):
+    """A published bundle's conditioning values appear as named fields with its defaults and ranges
+    (read from its configs; no weights needed)."""
+    w = DiffusionWidget(make_napari_viewer())
+    w.add_model(BUNDLES / "brain_image_synthesis_latent_diffusion_model")
+    labels = [w.conditions.itemAt(i, QFormLayout.LabelRole).widget().text() for i in range(w.conditions.rowCount())]
+    assert labels == ["Gender", "Age", "Ventricular volume", "Brain volume"]
+    age = w.condition_inputs["age"]
+    assert (age.minimum(), age.maximum(), age.value()) == (0.0, 1.0, 0.1)
+    age.setValue(0.7)
+    assert w.condition() == {"gender": 0.0, "age": 0.7, "ventricular_vol": 0.2, "brain_vol": 0.4}
+    w.add_model(BUNDLES / "maisi_ct_generative")
+    region = w.condition_inputs["top_region"]
+    assert [region.itemText(i) for i in range(region.count())][:2] == ["auto", "head"]
+    assert w.condition_inputs["spacing_z"].maximum() == 5.0
+
+
+def test_real_mask_of_any_size(make_napari_viewer, qtbot, tmp_path):
+    """Issue 20: a 5 x 40 x 30 labels layer conditions a 16 x 16 mask model at the viewer's current slice;
+    the samples come back on the layer's grid."""
     viewer = make_napari_viewer()
     w = DiffusionWidget(viewer)
-    w.add_model(tiny_model)
+    w.add_model(_card(tmp_path, "diffusion_mask", "ddpm", label_nc=3))
+    data = np.zeros((5, 40, 30), np.uint8)
+    data[:, :20] = 2
+    viewer.add_labels(data, name="lesions", scale=(2.0, 1.0, 1.0))
+    viewer.dims.set_point(0, 6.0)  # world z 6 mm = slice 3
+    w.mask.setCurrentText("lesions")
     w.steps.setValue(2)
-    w.condition.setText("0.5, 0.2")
+    w.n.setValue(1)
     handle = w.sample()
     qtbot.waitUntil(lambda: handle.status is not None, timeout=60000)
-    assert handle.status == "error"
-    assert isinstance(handle.error, InputError) and "takes no conditioning values" in str(handle.error)
+    assert handle.status == "done", handle.error
+    layer = viewer.layers[OUTPUT]
+    assert layer.data.shape == (1, 1, 40, 30)
+    np.testing.assert_allclose(layer.translate[-3], 6.0)  # placed at the slice it was sampled from

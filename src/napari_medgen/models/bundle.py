@@ -42,8 +42,9 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowSchedul
 from monai.utils import OptionalImportError
 
 from ..errors import ModelError
-from .bundle_config import BundleConfig, Component, ConfigRefused, read_file
-from .bundle_wiring import ConditionVector, CopyState, LoadWeights, SampleCall, WeightFile
+from .bundle_config import BundleConfig, ConditionField, read_file
+from .bundle_maisi import maisi_fields, open_maisi
+from .bundle_wiring import Component, ConditionVector, ConfigRefused, CopyState, LoadWeights, SampleCall, WeightFile
 from .diffusion import CONFIG_ERRORS, DiffusionModel
 
 UNETS = {c.__name__: c for c in (DiffusionModelUNet, SPADEDiffusionModelUNet, DiffusionModelUNetMaisi)}
@@ -65,16 +66,70 @@ _VOXEL_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.
 
 
 @dataclass(frozen=True)
-class ConditionField:
-    """One named conditioning value a bundle defines: ``key`` (config id), ``label`` (metadata name),
-    ``default``, and either a numeric range [low, high] or ``choices``."""
+class BundleInfo:
+    """What a bundle offers, read from its configs alone (no weights): ``objective`` ("ddpm" | "rflow"),
+    ``condition_fields``, and ``mask``: "" (none), "labels" (SPADE one-hot) or "maisi" (MAISI label map)."""
 
-    key: str
-    label: str
-    default: float | str
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
+    objective: str
+    condition_fields: tuple[ConditionField, ...]
+    mask: str
+
+
+@dataclass
+class _Plan:
+    """The components a bundle's config wires together, with their plain constructor arguments."""
+
+    cfg: BundleConfig
+    meta: dict[str, Any]
+    wiring: list[Any]
+    unet: Component
+    scheduler: Component
+    autoencoder: Component | None
+    controlnet: Component | None
+    kwargs: dict[str, dict[str, Any]]
+
+    @property
+    def components(self) -> list[Component]:
+        return [c for c in (self.unet, self.autoencoder, self.controlnet) if c is not None]
+
+    def info(self) -> BundleInfo:
+        unet = self.kwargs[self.unet.id]
+        if self.controlnet is not None:
+            return BundleInfo(self.objective, maisi_fields(_spacing(self.cfg, self.meta)), "maisi")
+        cross = int(unet.get("cross_attention_dim") or 0) if unet.get("with_conditioning") else 0
+        size = cross or int(unet.get("in_channels", 1)) - int(unet.get("out_channels", 1))
+        fields = _condition_fields(self.cfg, self.meta, self.wiring, size)
+        return BundleInfo(self.objective, fields, "labels" if "label_nc" in unet else "")
+
+    @property
+    def objective(self) -> str:
+        return SCHEDULERS[self.scheduler.name]
+
+
+def _plan(folder: Path, device: torch.device | str, overrides: dict[str, Any] | None) -> _Plan:
+    if not (folder / "configs" / "metadata.json").is_file():
+        raise ModelError(f"'{folder}' is not a complete MONAI bundle: configs/metadata.json is missing.")
+    meta = read_file(folder / "configs" / "metadata.json")
+    meta = meta if isinstance(meta, dict) else {}
+    cfg = BundleConfig(folder, ALLOWED, PREFIXES, overrides)
+    if "vqvae_def" in cfg.data and "autoencoder_def" not in cfg.data:
+        raise ModelError(f"Bundle config '{cfg.path}' defines 'vqvae_def': VQ-VAE latent bundles are not supported.")
+    wiring = _wiring(cfg)
+    call = next((w for w in wiring if isinstance(w, SampleCall)), None)
+    unet = (call and call.network) or _find(cfg, ("diffusion_unet_def", "diffusion_def", "network_def"), UNETS,
+                                            "diffusion network")
+    sched = (call and call.scheduler) or _find(cfg, ("noise_scheduler", "scheduler"), _SCHEDULER_CLASSES, "scheduler")
+    ae = _find(cfg, ("autoencoder_def",), AUTOENCODERS, "autoencoder") if "autoencoder_def" in cfg.data else None
+    cn = _find(cfg, ("controlnet_def",), CONTROLNETS, "ControlNet") if "controlnet_def" in cfg.data else None
+    kwargs = {c.id: _runnable(cfg.arguments(c), device) for c in (unet, ae, cn) if c is not None}
+    if ae is not None:
+        _check_latent(kwargs[unet.id], kwargs[ae.id], cfg.path)
+    return _Plan(cfg, meta, wiring, unet, sched, ae, cn, kwargs)
+
+
+def describe_bundle(folder: str | Path, overrides: dict[str, Any] | None = None) -> BundleInfo:
+    """A bundle's objective, conditioning fields and mask kind, from its configs (nothing built or loaded)."""
+    return _plan(Path(folder), "cpu", overrides).info()
 
 
 def load_bundle(folder: str | Path, device: torch.device | str = "cpu",
@@ -85,52 +140,37 @@ def load_bundle(folder: str | Path, device: torch.device | str = "cpu",
     Returns a DiffusionModel (a ``MaisiModel`` for MAISI's ControlNet bundle) whose ``extra`` holds
     ``condition_fields`` (tuple of ConditionField), ``array_axes`` ("xyz") and the bundle's name."""
     folder = Path(folder)
-    if not (folder / "configs" / "metadata.json").is_file():
-        raise ModelError(f"'{folder}' is not a complete MONAI bundle: configs/metadata.json is missing.")
-    meta = read_file(folder / "configs" / "metadata.json")
-    meta = meta if isinstance(meta, dict) else {}
-    cfg = BundleConfig(folder, ALLOWED, PREFIXES, overrides)
-    if "vqvae_def" in cfg.data and "autoencoder_def" not in cfg.data:
-        raise ModelError(f"Bundle config '{cfg.path}' defines 'vqvae_def': VQ-VAE latent bundles are not supported.")
-    wiring = _wiring(cfg)
-    sample_call = next((w for w in wiring if isinstance(w, SampleCall)), None)
-    unet_c = (sample_call and sample_call.network) or _find(cfg, ("diffusion_unet_def", "diffusion_def", "network_def"),
-                                                            UNETS, "diffusion network")
-    sched_c = (sample_call and sample_call.scheduler) or _find(cfg, ("noise_scheduler", "scheduler"),
-                                                               _SCHEDULER_CLASSES, "scheduler")
-    ae_c = _find(cfg, ("autoencoder_def",), AUTOENCODERS, "autoencoder") if "autoencoder_def" in cfg.data else None
-    cn_c = _find(cfg, ("controlnet_def",), CONTROLNETS, "ControlNet") if "controlnet_def" in cfg.data else None
-    comps = [c for c in (unet_c, ae_c, cn_c) if c is not None]
-    kwargs = {c.id: _runnable(cfg.arguments(c), device) for c in comps}
-    check_memory({c.id: (c.cls, kwargs[c.id]) for c in comps}, device, cfg.path)
-    nets = {c.id: _build(c, kwargs[c.id], cfg.path) for c in comps}
-    loads = [w for w in wiring if isinstance(w, LoadWeights)]
-    defaults = {unet_c.id: ("model.pt",), **({ae_c.id: ("autoencoder.pt", "model_autoencoder.pt")} if ae_c else {})}
-    for c in comps:
-        _load_weights(folder, cfg, c, nets[c.id], loads, defaults.get(c.id, ()), wiring)
-    sched_kwargs = cfg.arguments(sched_c)
+    plan = _plan(folder, device, overrides)
+    cfg, kwargs = plan.cfg, plan.kwargs
+    check_memory({c.id: (c.cls, kwargs[c.id]) for c in plan.components}, device, cfg.path)
+    nets = {c.id: _build(c, kwargs[c.id], cfg.path) for c in plan.components}
+    loads = [w for w in plan.wiring if isinstance(w, LoadWeights)]
+    defaults = {plan.unet.id: ("model.pt",)}
+    if plan.autoencoder is not None:
+        defaults[plan.autoencoder.id] = ("autoencoder.pt", "model_autoencoder.pt")
+    for c in plan.components:
+        _load_weights(folder, cfg, c, nets[c.id], loads, defaults.get(c.id, ()), plan.wiring)
+    unet_kwargs = kwargs[plan.unet.id]
+    info = plan.info()
     common: dict[str, Any] = {
-        "unet": nets[unet_c.id].to(device).eval(),
-        "scheduler": {"objective": SCHEDULERS[sched_c.name], **sched_kwargs},
+        "unet": nets[plan.unet.id].to(device).eval(),
+        "scheduler": {"objective": plan.objective, **cfg.arguments(plan.scheduler)},
         "shape": (),
-        "in_channels": int(kwargs[unet_c.id].get("out_channels", kwargs[unet_c.id].get("in_channels", 1))),
-        "spacing": _spacing(cfg, meta),
+        "in_channels": int(unet_kwargs.get("out_channels", unet_kwargs.get("in_channels", 1))),
+        "spacing": _spacing(cfg, plan.meta),
         "source": str(folder),
-        "extra": {"bundle_name": meta.get("name", folder.name), "version": meta.get("version"), "notes": {},
-                  "array_axes": "xyz", "condition_fields": ()},
+        "extra": {"bundle_name": plan.meta.get("name", folder.name), "version": plan.meta.get("version"),
+                  "notes": {}, "array_axes": "xyz", "condition_fields": info.condition_fields},
     }
-    if ae_c is not None:
-        _check_latent(kwargs[unet_c.id], kwargs[ae_c.id], cfg.path)
-        common["autoencoder"] = nets[ae_c.id].to(device).eval()
-        common["scale_factor"] = _scale_factor(folder, cfg, wiring)
-    if cn_c is not None:
-        from .bundle_maisi import open_maisi
-
-        return open_maisi(cfg, meta, common, nets[cn_c.id].to(device).eval(), kwargs[ae_c.id] if ae_c else {})
+    if plan.autoencoder is not None:
+        common["autoencoder"] = nets[plan.autoencoder.id].to(device).eval()
+        common["scale_factor"] = _scale_factor(folder, cfg, plan.wiring)
+    if plan.controlnet is not None:
+        return open_maisi(cfg, common, nets[plan.controlnet.id].to(device).eval(),
+                          kwargs[plan.autoencoder.id] if plan.autoencoder else {})
     model = DiffusionModel(**common)
-    model.shape = _shape(cfg, meta, model, int(kwargs[unet_c.id].get("spatial_dims", 2)))
-    model.extra["condition_fields"] = _condition_fields(cfg, meta, wiring, model.condition_size)
-    model.condition_names = tuple(f.label for f in model.extra["condition_fields"])
+    model.shape = _shape(cfg, plan.meta, model, int(unet_kwargs.get("spatial_dims", 2)))
+    model.condition_names = tuple(f.label for f in info.condition_fields)
     return model
 
 

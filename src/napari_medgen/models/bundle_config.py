@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ModelError
+from .bundle_wiring import Component, ConfigRefused, Wiring, recognise
 
 MAX_FILE_BYTES = 4 * 2**20
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
@@ -39,19 +40,17 @@ _SPLIT = re.compile(r"::|#")
 RENAMED = {"num_channels": "channels", "use_checkpointing": "use_checkpoint"}
 
 
-class ConfigRefused(ModelError):
-    """A config construct the reader does not evaluate (the message names it and its file)."""
+@dataclass(frozen=True)
+class ConditionField:
+    """One named conditioning value a bundle defines: ``key`` (config id), ``label`` (metadata name),
+    ``default``, and either a numeric range [low, high] or ``choices``."""
 
-
-@dataclass(eq=False)
-class Component:
-    """An allow-listed ``_target_`` entry: ``name`` (class name), ``cls`` (the class), ``id`` (config
-    id), its raw arguments (resolved on demand by :meth:`BundleConfig.arguments`)."""
-
-    id: str
-    name: str
-    cls: type
-    raw: dict[str, Any] = field(repr=False)
+    key: str
+    label: str
+    default: float | str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
 
 
 class _SafeLoader(yaml.SafeLoader):
@@ -169,8 +168,6 @@ class BundleConfig:
             if value.startswith("%"):
                 return self.resolve(self._macro(value, id_), id_)
             if value.startswith("$"):
-                from .bundle_wiring import recognise
-
                 return recognise(self, value[1:], id_)
             return value
         if isinstance(value, list):
@@ -216,8 +213,6 @@ class BundleConfig:
 
     def _check_required(self, req: Any, id_: str) -> None:
         """A ``_requires_`` item must be a wiring line the project does itself (loading weights, timesteps)."""
-        from .bundle_wiring import Wiring
-
         try:
             value = self.resolve(req, id_)
         except ConfigRefused as exc:

@@ -20,8 +20,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from ..errors import InputError, ModelError
-from .bundle import ConditionField
-from .bundle_config import BundleConfig
+from .bundle_config import BundleConfig, ConditionField
 from .diffusion import DiffusionModel
 
 REGIONS = ("head", "chest/thorax", "abdomen", "pelvis/lower")  # MAISI's body-region order (one-hot index)
@@ -103,7 +102,16 @@ def body_regions(labels: np.ndarray) -> tuple[int, int]:
     return found[0], found[-1]
 
 
-def open_maisi(cfg: BundleConfig, meta: dict[str, Any], common: dict[str, Any], controlnet: torch.nn.Module,
+def maisi_fields(spacing: tuple[float, float, float]) -> tuple[ConditionField, ...]:
+    """MAISI's conditioning values: top and bottom body region (auto: from the label map) and the output
+    voxel size (defaults: the config's ``spacing``)."""
+    return (ConditionField("top_region", "top body region", AUTO, choices=(AUTO, *REGIONS)),
+            ConditionField("bottom_region", "bottom body region", AUTO, choices=(AUTO, *REGIONS)),
+            ConditionField("spacing_xy", "voxel size x, y (mm)", spacing[0], *SPACING_XY),
+            ConditionField("spacing_z", "voxel size z (mm)", spacing[2], *SPACING_Z))
+
+
+def open_maisi(cfg: BundleConfig, common: dict[str, Any], controlnet: torch.nn.Module,
                ae_kwargs: dict[str, Any]) -> MaisiModel:
     """The MaisiModel of a bundle: output size and voxel size from the config (``output_size``,
     ``spacing``, x y z), sliding-window settings, and its conditioning fields."""
@@ -117,13 +125,6 @@ def open_maisi(cfg: BundleConfig, meta: dict[str, Any], common: dict[str, Any], 
         model.window = tuple(int(w) for w in window)
     if isinstance(overlap, (int, float)) and 0 <= overlap < 1:
         model.overlap = float(overlap)
-    sx, _, sz = model.spacing
-    model.extra["condition_fields"] = (
-        ConditionField("top_region", "top body region", AUTO, choices=(AUTO, *REGIONS)),
-        ConditionField("bottom_region", "bottom body region", AUTO, choices=(AUTO, *REGIONS)),
-        ConditionField("spacing_xy", "voxel size x, y (mm)", sx, *SPACING_XY),
-        ConditionField("spacing_z", "voxel size z (mm)", sz, *SPACING_Z),
-    )
     model.extra["modality"] = "CT"
     model.region_tensors = {"top_region_index_tensor": torch.zeros(1, len(REGIONS)),
                             "bottom_region_index_tensor": torch.zeros(1, len(REGIONS)),

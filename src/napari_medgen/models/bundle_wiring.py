@@ -24,13 +24,33 @@ import ast
 import math
 import operator
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from .bundle_config import Component, ConfigRefused
+from ..errors import ModelError
 
-if TYPE_CHECKING:
-    from .bundle_config import BundleConfig
+
+class ConfigRefused(ModelError):
+    """A config construct the reader does not evaluate (the message names it and its file)."""
+
+
+@dataclass(eq=False)
+class Component:
+    """An allow-listed ``_target_`` entry: ``name`` (class name), ``cls`` (the class), ``id`` (config
+    id), its raw arguments (resolved on demand by ``BundleConfig.arguments``)."""
+
+    id: str
+    name: str
+    cls: type
+    raw: dict[str, Any] = field(repr=False)
+
+
+class _Config(Protocol):
+    """What the matcher needs of a ``bundle_config.BundleConfig``."""
+
+    def get(self, id_: str) -> Any: ...
+
+    def file_of(self, id_: str) -> Any: ...
 
 MAX_EXPRESSION = 2000
 _REF = re.compile(r"@([\w]+(?:(?:::|#)\w+)*)")
@@ -95,7 +115,7 @@ class ConditionVector(Wiring):
     ids: tuple[str, ...]
 
 
-def recognise(config: BundleConfig, expr: str, id_: str) -> Any:
+def recognise(config: _Config, expr: str, id_: str) -> Any:
     """The wiring object or value of ``$expr`` found at ``id_``; ConfigRefused otherwise."""
     refs: dict[str, str] = {}
 
@@ -121,7 +141,7 @@ class _NoMatch(Exception):
 
 
 class _Matcher:
-    def __init__(self, config: BundleConfig, refs: dict[str, str], id_: str) -> None:
+    def __init__(self, config: _Config, refs: dict[str, str], id_: str) -> None:
         self.config, self.refs, self.id = config, refs, id_
 
     def ref(self, node: ast.AST) -> Any:

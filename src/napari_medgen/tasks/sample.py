@@ -30,7 +30,7 @@ from ..models.diffusion import (
     make_scheduler,
     speed_up,
 )
-from ..models.bundle import ConditionField
+from ..models.bundle_config import ConditionField
 from ..models.bundle_maisi import AUTO, REGIONS, MaisiModel, body_regions
 from ..models.store import load_card
 from ..models.tracing import freeze_trace
@@ -77,16 +77,32 @@ def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
     return mask_inputs(model, mask)[0]
 
 
-def supported_samplers(model: DiffusionModel) -> tuple[str, ...]:
-    """The samplers ``model``'s training objective allows (what :func:`make_scheduler` accepts)."""
+def samplers_for(scheduler: dict[str, object]) -> tuple[str, ...]:
+    """The samplers a scheduler spec ({"objective": ..., MONAI kwargs}) allows (what make_scheduler accepts)."""
     ok = []
     for name in SAMPLERS:
         try:
-            make_scheduler(model.scheduler, name, 1)
+            make_scheduler(dict(scheduler), name, 1)
         except ModelError:
             continue
         ok.append(name)
     return tuple(ok)
+
+
+def supported_samplers(model: DiffusionModel) -> tuple[str, ...]:
+    return samplers_for(model.scheduler)
+
+
+def model_options(model: str | Path) -> tuple[tuple[str, ...], tuple[ConditionField, ...]]:
+    """(samplers, conditioning fields) of a model card or bundle folder, read without loading weights."""
+    path = Path(model)
+    if path.is_dir():
+        from ..models.bundle import describe_bundle
+
+        info = describe_bundle(path)
+        return samplers_for({"objective": info.objective}), info.condition_fields
+    card = load_card(path)
+    return samplers_for(card.get("scheduler", {"objective": "ddpm"})), ()
 
 
 def condition_fields(model: DiffusionModel) -> tuple[ConditionField, ...]:
@@ -304,7 +320,7 @@ def placeholder(model: str | Path, n: int, mask: Volume | None = None, slice_ind
     if not isinstance(shape, list) or len(shape) not in (2, 3):
         return None
     zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
-    grid = Grid(zyx, tuple(card.get("spacing", (1.0, 1.0, 1.0))))
+    grid = Grid(zyx, tuple(card.get("voxel_mm") or (1.0, 1.0, 1.0)))
     if mask is not None:
         if mask.is_time_series:
             n = len(mask.data)

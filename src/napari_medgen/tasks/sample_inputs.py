@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.volume import Volume
-from ..models.bundle import ConditionField
+from ..models.bundle_config import ConditionField
 from ..models.diffusion import DiffusionModel
 
 RAS = np.diag([-1.0, -1.0, 1.0])  # direction (LPS) of an array whose axes grow to the right, anterior, superior

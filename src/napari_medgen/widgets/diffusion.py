@@ -1,7 +1,9 @@
-"""The "Diffusion" dock: choose a model (shipped, a model file or a MONAI bundle folder), a sampler,
-steps, seed, number of samples and optionally a labels layer or conditioning values; Sample shows
-the x0 estimate as it forms (tasks.sample does the work) with the samples stacked on the layer's
-leading axis."""
+"""The "Diffusion" dock: choose a model (shipped, a model file or a MONAI model-zoo bundle folder), a
+sampler (only those the model's training objective allows), steps, seed, number of samples, a
+labels layer of any size (resampled to the model's grid; a 2D model takes the viewer's current
+slice) and the conditioning values the model defines, as named fields with the bundle's defaults
+and ranges; Sample shows the x0 estimate as it forms (tasks.sample does the work) with the samples
+stacked on the layer's leading axis."""
 
 from __future__ import annotations
 
@@ -10,19 +12,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Labels
+import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ..errors import MedgenError
+from ..models.bundle_config import ConditionField
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
-from ..tasks.sample import MAX_SAMPLES, placeholder, sample, shipped_models
+from ..tasks.sample import MAX_SAMPLES, model_options, placeholder, sample, shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
 from . import warmup
 from .runner import TaskHandle, run_task
@@ -48,7 +53,6 @@ class DiffusionWidget(QWidget):
         self.model.addItems([*self.models, BROWSE_FILE, BROWSE_BUNDLE])
         self.model.activated.connect(self._maybe_browse)
         self.sampler = QComboBox()
-        self.sampler.addItems([AUTO, *SAMPLERS])
         self.sampler.currentTextChanged.connect(self._sampler_changed)
         self.steps = _spin(0, 1000, 0, "0 = the sampler's default (DDIM 50, rectified flow 30, DDPM 1000)")
         self.seed = _spin(0, 2**31 - 1, 0)
@@ -58,24 +62,24 @@ class DiffusionWidget(QWidget):
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._refresh_masks)
         self._refresh_masks()
-        self.condition = QLineEdit()
-        self.condition.setPlaceholderText("e.g. 0.5,0.1,0.2,0.4")
-        self.condition.setToolTip("conditioning values of a conditioned model (e.g. a latent MONAI bundle), "
-                                  "comma-separated; empty for other models")
+        self.conditions = QFormLayout()  # one named field per conditioning value the model defines
+        self.condition_inputs: dict[str, QComboBox | QDoubleSpinBox] = {}
         self.run_button = QPushButton("Sample")
         self.run_button.clicked.connect(self.sample)
         self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES)
         form = QFormLayout()
         for label, w in (("model", self.model), ("sampler", self.sampler), ("steps", self.steps), ("seed", self.seed),
-                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask),
-                         ("condition", self.condition)):
+                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask)):
             form.addRow(label, w)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addLayout(self.conditions)
         layout.addWidget(self.run_button)
         layout.addWidget(self.panel)
         layout.addStretch(1)
         self.handle: TaskHandle | None = None
+        self.model.currentTextChanged.connect(self._model_changed)
+        self._model_changed()
 
     def add_model(self, path: str | Path) -> None:
         """Add a model file/bundle folder to the list and select it."""
@@ -99,6 +103,28 @@ class DiffusionWidget(QWidget):
         elif self.models:
             self.model.setCurrentIndex(0)
 
+    def _model_changed(self, *_: Any) -> None:
+        """Offer the samplers the model allows and one field per conditioning value it defines."""
+        path = self.models.get(self.model.currentText())
+        try:
+            samplers, fields = model_options(path) if path is not None else (SAMPLERS, ())
+        except MedgenError as exc:  # the run reports it in full
+            samplers, fields = SAMPLERS, ()
+            self.model.setToolTip(str(exc))
+        self.sampler.clear()
+        self.sampler.addItems([AUTO, *samplers])
+        while self.conditions.rowCount():
+            self.conditions.removeRow(0)
+        self.condition_inputs = {f.key: _field_input(f) for f in fields}
+        for f in fields:
+            self.conditions.addRow(f.label, self.condition_inputs[f.key])
+
+    def condition(self) -> dict[str, float | str] | None:
+        """The named conditioning values as set in the dock (None when the model defines none)."""
+        if not self.condition_inputs:
+            return None
+        return {k: w.currentText() if isinstance(w, QComboBox) else w.value() for k, w in self.condition_inputs.items()}
+
     def _sampler_changed(self, name: str) -> None:
         self.steps.setValue(DEFAULT_STEPS.get(name, 0))
 
@@ -114,20 +140,45 @@ class DiffusionWidget(QWidget):
         if path is None or self.panel.busy:
             return None
         mask_name = self.mask.currentText()
-        mask = layer_to_volume_of(self.viewer.layers[mask_name]) if mask_name in self.viewer.layers else None
+        layer = self.viewer.layers[mask_name] if mask_name in self.viewer.layers else None
+        mask = layer_to_volume_of(layer) if layer is not None else None
+        index = self._current_slice(layer, mask)
         sampler = None if self.sampler.currentText() == AUTO else self.sampler.currentText()
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
-                        mask=mask, preview_every=self.preview_every.value(),
-                        condition=self.condition.text().strip() or None)
-        empty = placeholder(path, self.n.value(), mask)  # shown before the job loads the CPU
+                        mask=mask, preview_every=self.preview_every.value(), condition=self.condition(),
+                        slice_index=index)
+        empty = placeholder(path, self.n.value(), mask, index)  # shown before the job loads the CPU
         prepare = None if empty is None else partial(show_placeholder, self.viewer, empty, OUTPUT)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
                                name="Diffusion sampling", on_result=self._show, on_preview=self._show,
                                panel=self.panel, prepare=prepare)
         return self.handle
 
+    def _current_slice(self, layer: Any, mask: Any) -> int | None:
+        """The mask's z index under the viewer's current position (what a 2D model samples)."""
+        if layer is None or mask is None or mask.is_time_series or mask.spatial_shape[0] < 2:
+            return None
+        z = layer.world_to_data(self.viewer.dims.point)[-3]
+        return int(np.clip(round(float(z)), 0, mask.spatial_shape[0] - 1))
+
     def _show(self, vol: Any) -> None:
         add_volume(self.viewer, vol, OUTPUT)
+
+
+def _field_input(f: ConditionField) -> QComboBox | QDoubleSpinBox:
+    """A combo box of the field's choices, or a spin box over its range, set to its default."""
+    if f.choices:
+        box = QComboBox()
+        box.addItems(list(f.choices))
+        box.setCurrentText(str(f.default))
+        return box
+    spin = QDoubleSpinBox()
+    spin.setDecimals(3)
+    spin.setSingleStep(0.05 if f.high is not None and f.low is not None and f.high - f.low <= 1 else 0.1)
+    spin.setRange(-1e6 if f.low is None else f.low, 1e6 if f.high is None else f.high)
+    spin.setValue(float(f.default))
+    spin.setToolTip(f"{f.key}: {f.low} .. {f.high}, bundle default {f.default}")
+    return spin
 
 
 def _spin(low: int, high: int, value: int, tip: str = "") -> QSpinBox:
