@@ -51,6 +51,41 @@ REDUCED = {
 SMALL_SHAPE = {MEDNIST: (16, 16), BRAIN: (32, 32, 32), BRATS: (16, 16, 16), AXIAL: (32, 32), MAISI: (32, 32, 32)}
 
 
+NET = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8], "attention_levels": [False, False],
+       "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}
+
+
+def make_bundle(root: Path, *, fmt: str = "json") -> Path:
+    """A small bundle folder in the zoo's layout (configs/, models/model.pt, no loading lines) with a tiny network."""
+    (root / "configs").mkdir(parents=True)
+    (root / "models").mkdir()
+    config = {"imports": ["$import torch"], "device": "$torch.device('cpu')",
+              "network_def": {"_target_": "monai.networks.nets.DiffusionModelUNet", **NET},
+              "scheduler": {"_target_": "monai.networks.schedulers.DDPMScheduler", "num_train_timesteps": 1000,
+                            "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}}
+    text = json.dumps(config) if fmt == "json" else yaml.safe_dump(config)
+    (root / "configs" / f"inference.{fmt}").write_text(text)
+    meta = {"name": "tiny_ddpm", "network_data_format": {"inputs": {"image": {"spatial_shape": [16, 16]}}}}
+    (root / "configs" / "metadata.json").write_text(json.dumps(meta))
+    torch.manual_seed(0)
+    torch.save(build_unet(NET)["unet"].state_dict(), root / "models" / "model.pt")
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_small_bundle_without_loading_lines(tmp_path, fmt):
+    """Without loading lines, the weights are models/model.pt."""
+    folder = make_bundle(tmp_path / "b", fmt=fmt)
+    model = load_bundle(folder)
+    saved = torch.load(folder / "models" / "model.pt", weights_only=True)
+    assert all(torch.equal(v, saved[k]) for k, v in model.unet.state_dict().items())
+    vol = run_to_completion(sample(model, sampler="ddim", steps=2, n=2, device="cpu"))
+    assert vol.data.shape == (2, 1, 16, 16)
+    (folder / "models" / "model.pt").unlink()
+    with pytest.raises(ModelError, match=r"no weights for 'network_def' \(looked for models/model\.pt\)"):
+        load_bundle(folder)
+
+
 def _old_names(state: dict) -> dict:
     """A state dict as MONAI Generative (before MONAI 1.4) named it: what the brain and brats LDMs ship."""
     return {k.replace("postconv", "conv").replace("attn1.out_proj", "attn1.to_out.0")

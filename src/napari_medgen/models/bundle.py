@@ -231,8 +231,9 @@ def check_memory(nets: dict[str, tuple[type, dict[str, Any]]], device: torch.dev
             total += weight_bytes(cls, kwargs)
         except OptionalImportError as exc:
             raise ModelError(f"Bundle network '{id_}' needs an optional package: {str(exc).splitlines()[0]}.") from None
-        except CONFIG_ERRORS as exc:
-            raise ModelError(f"Bundle config '{where}': '{id_}' is not valid for MONAI's {cls.__name__}: {exc!r}") from None
+        except (*CONFIG_ERRORS, RuntimeError) as exc:
+            raise ModelError(f"Bundle config '{where}': '{id_}' is not valid for MONAI's {cls.__name__}: "
+                             f"{str(exc)[:200]!r}") from None
     dev = torch.device(device)
     free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else psutil.virtual_memory().available
     if total > MEMORY_SHARE * free:
@@ -244,7 +245,7 @@ def check_memory(nets: dict[str, tuple[type, dict[str, Any]]], device: torch.dev
 def _build(comp: Component, kwargs: dict[str, Any], where: Path) -> torch.nn.Module:
     try:
         return comp.cls(**kwargs)
-    except CONFIG_ERRORS as exc:
+    except (*CONFIG_ERRORS, RuntimeError) as exc:
         raise ModelError(f"Bundle config '{where}': '{comp.id}' is not valid for MONAI's {comp.name}: {exc!r}") from None
 
 
@@ -340,10 +341,12 @@ def _spacing(cfg: BundleConfig, meta: dict[str, Any]) -> tuple[float, float, flo
     """Voxel size (x, y, z) mm: a plain ``spacing`` entry, else metadata's "... AxBxC mm voxel size", else 1."""
     with contextlib.suppress(ModelError):
         value = cfg.get("spacing") if "spacing" in cfg.data else None
-        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and v > 0 for v in value):
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                               and 0 < v < 1e6 for v in value):
             return tuple(float(v) for v in value)  # type: ignore[return-value]
     found = _VOXEL_SIZE.search(str(meta.get("image_classes", "")))
-    return tuple(float(g) for g in found.groups()) if found else (1.0, 1.0, 1.0)  # type: ignore[return-value]
+    voxel = tuple(float(g) for g in found.groups()) if found else ()
+    return voxel if voxel and all(0 < v < 1e6 for v in voxel) else (1.0, 1.0, 1.0)  # type: ignore[return-value]
 
 
 def _data_formats(meta: dict[str, Any]) -> list[dict[str, Any]]:
