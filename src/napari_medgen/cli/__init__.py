@@ -32,6 +32,7 @@ _COMMAND_MODULES = [
     "sample",
     "synthesize",
     "train",
+    "usefulness",
 ]
 
 

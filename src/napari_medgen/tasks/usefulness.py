@@ -23,10 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from monai.losses import DiceCELoss
-from monai.metrics import compute_dice
-from monai.networks.nets import UNet
 
 from ..atomic import atomic_write_bytes
 from ..errors import InputError
@@ -34,22 +30,10 @@ from ..io.volume import Volume
 from ..models.features import scale_unit
 from ..models.store import load_card
 from ..progress import CancelToken, Progress, Task
+from .segmentation import SegData, dice_per_class, segment, train_unet
 
-
-@dataclass
-class SegData:
-    """images (n, y, x) float32 in [0, 1], labels (n, y, x) int64; names {label: name}."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    names: dict[int, str] = field(default_factory=dict)
-
-    def subset(self, idx: np.ndarray) -> "SegData":
-        return SegData(self.images[idx], self.labels[idx], self.names)
-
-    def __add__(self, other: "SegData") -> "SegData":
-        return SegData(np.concatenate([self.images, other.images]), np.concatenate([self.labels, other.labels]),
-                       self.names)
+__all__ = ["SegData", "UsefulnessResult", "dice_per_class", "experiment", "phantom_data", "phantom_slices",
+           "segment", "train_unet", "usefulness"]
 
 
 @dataclass
@@ -58,55 +42,6 @@ class UsefulnessResult:
 
     rows: list[dict[str, Any]]
     notes: list[str] = field(default_factory=list)
-
-
-def build_unet(n_classes: int) -> UNet:
-    """A tiny 2D MONAI UNet: (b, 1, y, x) -> (b, n_classes, y, x) logits; y, x divisible by 8."""
-    return UNet(spatial_dims=2, in_channels=1, out_channels=n_classes, channels=(8, 16, 32, 64),
-                strides=(2, 2, 2), num_res_units=1)
-
-
-def train_unet(data: SegData, n_classes: int, steps: int, *, batch_size: int = 8, lr: float = 3e-3, seed: int = 0,
-               cancel: CancelToken | None = None, label: str = "") -> Task[UNet]:
-    """Generator: train :func:`build_unet` for ``steps`` Adam steps (Dice + cross-entropy); returns the UNet."""
-    cancel = cancel or CancelToken()
-    torch.manual_seed(seed)
-    net = build_unet(n_classes)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    loss_fn = DiceCELoss(softmax=True, to_onehot_y=True)
-    gen = torch.Generator().manual_seed(seed)
-    x_all = torch.from_numpy(data.images.astype(np.float32))[:, None]
-    y_all = torch.from_numpy(data.labels.astype(np.int64))[:, None]
-    net.train()
-    for step in range(steps):
-        cancel.check()
-        idx = torch.randint(len(x_all), (batch_size,), generator=gen)
-        x, y = x_all[idx], y_all[idx]
-        flip = torch.rand(batch_size, generator=gen) < 0.5  # left-right flips
-        x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
-        loss = loss_fn(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 10 == 0 or step == steps - 1:
-            yield Progress(step + 1, steps, f"{label} step {step + 1}/{steps}", metrics={"loss": loss.item()})
-    return net.eval()
-
-
-@torch.no_grad()
-def segment(net: UNet, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Images (n, y, x) in [0, 1] -> label maps (n, y, x) int64 (argmax)."""
-    net.eval()
-    out = [net(torch.from_numpy(images[i:i + batch_size].astype(np.float32))[:, None]).argmax(1).numpy()
-           for i in range(0, len(images), batch_size)]
-    return np.concatenate(out)
-
-
-def dice_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean Dice over slices for each foreground class (n_classes - 1,), NaN where a class never occurs."""
-    oh = lambda a: torch.nn.functional.one_hot(torch.from_numpy(a.astype(np.int64)), n_classes).movedim(-1, 1)  # noqa: E731
-    d = compute_dice(oh(pred), oh(truth), include_background=False, ignore_empty=True)
-    return torch.nanmean(d, dim=0).numpy()
 
 
 def usefulness(real: SegData, synthetic: SegData, heldout: SegData, *, reduced_fraction: float = 0.25,
