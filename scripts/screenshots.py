@@ -199,19 +199,13 @@ def diffusion(viewer: napari.Viewer) -> None:
 
 @scene("longitudinal")
 def longitudinal(viewer: napari.Viewer) -> None:
-    """Longitudinal dock: temporal_phantom predicts 5 follow-ups of a held-out phantom tumour slice."""
-    from napari_medgen.io.volume import Volume
-    from napari_medgen.training.temporal_trainer import (
-        HELDOUT_SEED_START,
-        PIXEL_MM,
-        draw_series,
-    )
+    """Longitudinal dock, default real-scan path (no model) on a phantom CT: 5 follow-ups, 3-month halving time."""
+    from napari_medgen.data import phantom
 
-    seed = HELDOUT_SEED_START
-    images, labels, _ = draw_series("tumour", seed, 128, 1, np.random.default_rng(seed))
-    spacing = (PIXEL_MM, PIXEL_MM, 5.0)
-    add_volume(viewer, Volume(images[:1], spacing), "baseline")
-    add_volume(viewer, Volume(labels[:1], spacing, is_label=True), "baseline labels").contour = 1
+    image, labels = phantom.make_phantom(3_000_500, shape=(48, 160, 160), spacing=(2.0, 2.0, 2.5), style="ct",
+                                         tumour_radius_mm=15.0)
+    add_volume(viewer, image, "baseline", contrast_limits=(-1000.0, 400.0))
+    add_volume(viewer, labels, "baseline labels").contour = 1
     widget = dock(viewer, "Longitudinal")
     widget.image_layer.setCurrentText("baseline")
     widget.labels_layer.setCurrentText("baseline labels")
@@ -223,6 +217,8 @@ def longitudinal(viewer: napari.Viewer) -> None:
     resize(viewer, 1280, 1000)
     grid(viewer, ["baseline", "follow-ups", "follow-ups labels", "follow-ups difference"], "follow-ups", shape=(2, 2))
     viewer.dims.set_current_step(0, widget.time_point.value())
+    z = int(np.argmax((np.asarray(labels.data) == 7).sum((1, 2))))
+    viewer.dims.set_current_step(1, z)
 
 
 @scene("training")

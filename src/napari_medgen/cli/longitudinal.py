@@ -32,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="follow-up times in months after the baseline, e.g. 3,6,12 (default: --steps every --interval)")
     g.add_argument("--steps", type=int, default=5, help="number of follow-ups (when --months is not given)")
     g.add_argument("--interval", type=float, default=3.0, help="months between follow-ups (when --months is not given)")
-    g.add_argument("--margin-mm", type=float, default=10.0, help="no tissue moves beyond this distance from the lesion")
-    g.add_argument("--pull", type=float, default=0.5, help="share of the shrink done by moving the surrounding tissue in")
+    g.add_argument("--margin-mm", type=float, default=None, help="no tissue moves beyond this distance (mm) from the "
+                                                                   "lesion (default 10)")
+    g.add_argument("--pull", type=float, default=None, help="share of the shrink done by moving the surrounding tissue "
+                                                            "in, in [0, 1) (default 0.15; more stretches its texture)")
     g.add_argument("--seed", type=int, default=0, help="seed of the texture fill's fallback draws")
     m = p.add_argument_group("learned model (--model)")
     m.add_argument("--model", help="a 'temporal' model (NAME.safetensors + NAME.json), for scans like its training data")
@@ -69,8 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     baseline = read_volume(args.baseline, as_label=False)
     labels = read_volume(args.labels, as_label=True) if args.labels else None
     if args.model is None:
-        task = simulate_followups(baseline, labels, args.tracked, months, law, margin_mm=args.margin_mm,
-                                  pull=args.pull, seed=args.seed)
+        given = {k: v for k, v in (("margin_mm", args.margin_mm), ("pull", args.pull)) if v is not None}
+        task = simulate_followups(baseline, labels, args.tracked, months, law, seed=args.seed, **given)
     else:
         task = predict_followups(baseline, args.model, labels=labels, steps=len(months), time_spacing=months[0],
                                  method=args.method, k=args.k, rate=args.model_rate, refine_steps=args.refine_steps,

@@ -90,9 +90,11 @@ def pull_field(phi: np.ndarray, n: np.ndarray, shrink_mm: float, pull: float, ma
 def warp(image: np.ndarray, u_mm: np.ndarray, sp: tuple[float, float, float], order: int = 1) -> np.ndarray:
     """image (z, y, x) sampled at x + u (u (3, z, y, x) in mm); voxels where u = 0 keep their exact value.
 
-    order 1 (images): texture-preserving: the image's 1-voxel Gaussian low-pass is interpolated linearly
-    and the rest (noise grain) is carried by nearest neighbour, so moved tissue keeps its noise level
-    (linear interpolation alone would halve it between voxels). order 0: nearest neighbour (labels).
+    order 1 (images): texture-preserving: the image's 1-voxel Gaussian low-pass is interpolated linearly,
+    and so is the rest (the grain), whose amplitude is then restored (linear interpolation between
+    voxels lowers the std of uncorrelated grain by sqrt(prod((1 - f)^2 + f^2)), f the fractional offsets;
+    repeating voxels instead, nearest neighbour, draws streaks where tissue is stretched).
+    order 0: nearest neighbour (labels).
     """
     moving = np.any(u_mm != 0, axis=0)
     out = image.copy()
@@ -104,8 +106,10 @@ def warp(image: np.ndarray, u_mm: np.ndarray, sp: tuple[float, float, float], or
         out[idx] = ndimage.map_coordinates(image, coords, order=0, mode="nearest")
         return out
     low = ndimage.gaussian_filter(image.astype(np.float32), 1.0, mode="nearest")
+    frac = coords - np.floor(coords)
+    gain = 1.0 / np.sqrt(np.prod((1 - frac) ** 2 + frac ** 2, axis=0))
     out[idx] = (ndimage.map_coordinates(low, coords, order=1, mode="nearest")
-                + ndimage.map_coordinates(image - low, coords, order=0, mode="nearest"))
+                + gain * ndimage.map_coordinates(image - low, coords, order=1, mode="nearest"))
     return out
 
 

@@ -36,7 +36,7 @@ MARGIN_MM = 10.0  # the displacement is zero this far outside the baseline lesio
 SHELL_MM = 10.0  # the fill's source: tissue between the rim and this distance (mm) outside the lesion
 RIM_VOX = 1.5  # the lesion's partial-volume rim (voxels): replaced by the fill, blended out over one more voxel
 EDGE_SOFT = 0.3  # logistic width of the new border, in voxels (a Gaussian edge of ~half a voxel)
-PULL = 0.5  # share of the shrink distance the surrounding tissue moves in
+PULL = 0.15  # share of the shrink distance the surrounding tissue moves in (more stretches its texture into streaks)
 FILL_PAD_MM = 4.0  # room beyond the lesion's extent for the texture donors
 
 
