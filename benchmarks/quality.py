@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_medgen.data.normalize import denormalize
 from napari_medgen.models.store import load_card, record_metrics
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality as q
@@ -43,36 +42,15 @@ from napari_medgen.tasks.evaluate import extract_features, frechet_distance
 from napari_medgen.tasks.synthesize import SHIPPED_MODELS, Synthesizer
 
 MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
-Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train images, train labels, held images, held labels
 
 
 # --- label -> image --------------------------------------------------------------------------------
-
-def brain_sets(card: dict) -> Sets:
-    """Training and held-out slices (raw units, model grid) of the data a spade_brain card was trained on."""
-    from napari_medgen.data.samples import brain_sample
-    from napari_medgen.training import spade_trainer as st
-
-    shape = tuple(card["shape"])
-    if card["training"].get("held_out_slabs_mm"):
-        train, held = st.brain_split_1mm(shape)
-        spec = card["normalization"]
-        return (denormalize(train.images, spec), train.labels, denormalize(held.images, spec), held.labels)
-    every = st.BRAIN_HOLDOUT_EVERY
-    pair = [brain_sample() + ("",)]
-    out = []
-    for held in (False, True):
-        keep = lambda i, h=held: (i % every == every // 2) == h  # noqa: E731
-        raw, lab, _, _ = st.volumes_to_slices(pair, shape, keep=keep)
-        out += [raw, lab]
-    return out[0], out[1], out[2], out[3]
-
 
 def enough(labels: np.ndarray) -> np.ndarray:
     return (labels > 0).reshape(len(labels), -1).mean(1) >= MIN_FOREGROUND
 
 
-def label_to_image_rows(name: str, synth: Synthesizer, sets: Sets, style: np.ndarray, where: str,
+def label_to_image_rows(name: str, synth: Synthesizer, sets: q.Sets, style: np.ndarray, where: str,
                         tag: str = "") -> list[q.Row]:
     """SSIM inside the labelled region: model (given style) vs plain and smoothed lookup-table paintings."""
     train_ok, held_ok = enough(sets[1]), enough(sets[3])
@@ -100,7 +78,7 @@ def label_to_image_rows(name: str, synth: Synthesizer, sets: Sets, style: np.nda
 
 def spade_brain(path: Path) -> list[q.Row]:
     synth = Synthesizer(path, device="cpu")
-    return label_to_image_rows("spade_brain", synth, brain_sets(synth.card), synth.mean_style(), "brain")
+    return label_to_image_rows("spade_brain", synth, q.spade_brain_sets(synth.card), synth.mean_style(), "brain")
 
 
 def spade_phantom(path: Path) -> list[q.Row]:
@@ -157,17 +135,17 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
                   "shuffled real": q.shuffle_in_mask(held, q.foreground(held, held, erode=0)),
                   "nearest training copy": copies}
     ref = held
-    real_mask = q.foreground(held, ref)
-    real_grad = q.gradient_magnitude(held, real_mask, ref)
-    real_vs_real = q.histogram_distance(train, q.foreground(train, ref), held, real_mask, ref)
+    inner = lambda x: q.foreground(x, ref)  # noqa: E731  (outline eroded: texture only)
+    whole = lambda x: q.foreground(x, ref, erode=0)  # noqa: E731  (every object pixel: intensities)
+    real_grad = q.gradient_magnitude(held, inner(held), ref)
+    real_vs_real = q.histogram_distance(train, whole(train), held, whole(held), ref)
     encoder_feats = {k: extract_features(v) for k, v in candidates.items()}
     f_real = extract_features(held)
     values: dict[str, dict[str, float]] = {}
     for k, images in candidates.items():
-        mask = q.foreground(images, ref)
         values[k] = {
-            "grad": q.gradient_magnitude(images, mask, ref) / real_grad,
-            "hist": q.histogram_distance(images, mask, held, real_mask, ref) / real_vs_real,
+            "grad": q.gradient_magnitude(images, inner(images), ref) / real_grad,
+            "hist": q.histogram_distance(images, whole(images), held, whole(held), ref) / real_vs_real,
             "fd": frechet_distance(f_real, encoder_feats[k]),
             "nn": float(np.median(q.nearest_copies(images, train)[1])),
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from .evaluate import memorization
 from .synthesize import label_means
 
 SSIM_WINDOW = 7  # pixels, Gaussian sigma 1.5: the window of tasks.evaluate.paired_ssim_psnr
+Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training images, labels; held-out images, labels
 
 
 @dataclass(frozen=True)
@@ -198,3 +200,25 @@ def radial_power_spectrum(images: np.ndarray, n_bins: int = 16) -> np.ndarray:
     keep = (radius > 0) & (radius <= 1.0)
     return np.bincount(idx[keep], weights=power[keep], minlength=n_bins) / np.maximum(
         np.bincount(idx[keep], minlength=n_bins), 1)
+
+
+def spade_brain_sets(card: dict[str, Any]) -> Sets:
+    """Training and held-out slices (raw intensities, the model's grid) of the data a spade brain card
+    was trained on: the held-out slabs of ``data.brain.axial_split`` when the card names them
+    (``training.held_out_slabs_mm``), else every 5th axial slice of the shipped 2 mm sample."""
+    from ..data.normalize import denormalize
+    from ..data.samples import brain_sample
+    from ..training import spade_trainer as st
+
+    shape = tuple(card["shape"])
+    if card.get("training", {}).get("held_out_slabs_mm"):
+        train, held = st.brain_split_1mm(shape)
+        spec = card["normalization"]
+        return denormalize(train.images, spec), train.labels, denormalize(held.images, spec), held.labels
+    every = st.BRAIN_HOLDOUT_EVERY
+    pair = [(*brain_sample(), "")]
+    out = []
+    for held_out in (False, True):
+        raw, lab, _, _ = st.volumes_to_slices(pair, shape, keep=lambda i, h=held_out: (i % every == every // 2) == h)
+        out += [raw, lab]
+    return out[0], out[1], out[2], out[3]
