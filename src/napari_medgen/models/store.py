@@ -1,17 +1,8 @@
-"""A model on disk: ``NAME.safetensors`` (weights) + ``NAME.json`` (its card).
+"""A model on disk: ``NAME.safetensors`` (weights) + ``NAME.json`` (its card, see :mod:`.card`).
 
-The card is a plain JSON object. Keys every card has:
-
-* ``family``: which builder makes the network (the registry: :mod:`.families`).
-* ``network``: keyword arguments for that builder (plain JSON values only).
-* ``normalization``: how intensities were scaled for training, e.g.
-  ``{"kind": "percentile", "low": 0.5, "high": 99.5}``.
-* ``spacing`` (x, y, z mm) and ``shape`` (z, y, x or y, x) of the training data;
-  ``label_names`` {"0": "background", ...} for label-conditioned families.
-* ``training``: ``command``, ``seed``, ``data``, ``wall_time_s``, ``device``, ``commit``, ``steps``.
-* ``metrics``: measured quality, e.g. ``{"ssim_heldout": 0.71}``.
-
-Weights load with safetensors only: nothing is ever unpickled.
+Cards are checked (:class:`.card.ModelCard`) on every read and write; a card written before the
+current names is migrated on read (:func:`.card.migrate`). Weights load with safetensors only:
+nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -27,6 +18,7 @@ from safetensors.torch import load_file, save
 
 from ..atomic import atomic_write_bytes
 from ..errors import ModelError
+from .card import ModelCard, migrate
 
 Builder = Callable[[dict[str, Any]], torch.nn.Module | dict[str, torch.nn.Module]]
 # The project's networks take < 10 MB; a card asking for more than 512 MiB is refused before building.
@@ -78,29 +70,34 @@ def save_model(path: str | Path, modules: dict[str, torch.nn.Module] | torch.nn.
             if half and t.is_floating_point():
                 t = t.half()
             tensors[f"{mname}.{k}"] = t
-    card = dict(card)
+    card = migrate(card)
     card.setdefault("modules", sorted(modules))
     card["weights_dtype"] = "float16" if half else "float32"
     _check_json(card)
+    ModelCard.from_json(card, str(card_path))
     atomic_write_bytes(weights_path, save(tensors))
     atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
     return weights_path, card_path
 
 
 def load_card(path: str | Path) -> dict[str, Any]:
-    """Read and check a model card (clear ModelError when missing or malformed)."""
+    """A model card's JSON object, migrated and checked (ModelError naming the card and the key
+    when it is missing, malformed, or has an unknown or wrongly typed entry)."""
     _, card_path = model_paths(path)
     if not card_path.is_file():
         raise ModelError(f"Model card '{card_path}' does not exist.")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"Model card '{card_path}' is not valid JSON: {exc}") from None
-    if not isinstance(card, dict) or not isinstance(card.get("family"), str):
-        raise ModelError(f"Model card '{card_path}' has no 'family' entry: it is not a napari-medgen model card.")
-    if not isinstance(card.get("network", {}), dict):
-        raise ModelError(f"Model card '{card_path}': 'network' must be an object of plain values.")
+    card = migrate(raw) if isinstance(raw, dict) else raw
+    ModelCard.from_json(card, str(card_path))
     return card
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """A model card, typed (see :func:`load_card`)."""
+    return ModelCard.from_json(load_card(path), str(model_paths(path)[1]))
 
 
 def record_metrics(path: str | Path, section: str, metrics: dict[str, Any]) -> None:

@@ -128,7 +128,7 @@ class TemporalModel:
 
     @property
     def pixel_mm(self) -> float:
-        return float(self.card["pixel_mm"])
+        return float(self.card["voxel_mm"][0])
 
     @property
     def tracked(self) -> int:

@@ -414,7 +414,7 @@ class LatentEditor:
         self.path = Path(model_path)
         self.model = modules.get("model") or modules["generator"]
         self.size = int(self.model.size)
-        self.pixel_mm = float(self.card.get("pixel_mm", 384.0 / self.size))
+        self.pixel_mm = float((self.card.get("voxel_mm") or [384.0 / self.size])[0])
         self.z = np.zeros(latent_dim(self.model), dtype=np.float32)
         self.out_shape = (self.size, self.size)
         saved = self.directions_path()
@@ -442,7 +442,7 @@ class LatentEditor:
         """"phantom" or "brain" where the training data can be regenerated, else None."""
         from ..training.latent_trainers import BRAIN_DATA
 
-        data = str(self.card.get("data", ""))
+        data = str(self.card.get("training", {}).get("data", ""))
         return "phantom" if "phantom" in data else "brain" if data == BRAIN_DATA else None
 
     def training_data(self, n: int = 500, seed: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -452,7 +452,8 @@ class LatentEditor:
 
         kind = self._data_kind()
         if kind is None:
-            raise InputError(f"This model was trained on {self.card.get('data', 'unknown data')!r}, which is not "
+            trained_on = self.card.get("training", {}).get("data", "unknown data")
+            raise InputError(f"This model was trained on {trained_on!r}, which is not "
                              "regenerated here (only the phantom and the shipped brain sample are); methods pca and "
                              "ica and the reconstruction check need it: use sefa, ganspace or voynov.")
         if kind == "phantom":

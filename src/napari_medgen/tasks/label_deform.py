@@ -166,7 +166,7 @@ def vae_sample(model: Any, *, n: int = 8, seed: int = 0, like: Volume | None = N
     vae = _vae(model, device)
     z = vae.random_latents(n, seed)
     out = yield from _decode_batches(vae, z, cancel, "sampling")
-    spacing = like.spacing if like is not None else tuple(vae.card.get("spacing", (1.0, 1.0, 1.0)))
+    spacing = like.spacing if like is not None else tuple(vae.card.get("voxel_mm") or (1.0, 1.0, 1.0))
     base = like if like is not None else Volume(np.zeros((1, 1, 1), np.uint8), spacing, is_label=True)
     vol = Volume(out, base.spacing, base.origin, base.direction, True,
                  {**base.metadata, "label_names": vae.label_names})

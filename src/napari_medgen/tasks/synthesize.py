@@ -77,7 +77,7 @@ class Synthesizer:
         self.n_classes = int(card["network"]["n_classes"])
         self.slice_shape: tuple[int, int] = tuple(int(s) for s in card["shape"])  # type: ignore[assignment]
         self.style_dim = int(card["network"]["z_dim"])
-        self.plane_spacing: tuple[float, float] = tuple(card.get("plane_spacing", (1.0, 1.0)))  # type: ignore[assignment]
+        self.plane_spacing: tuple[float, float] = tuple(reversed((card.get("voxel_mm") or [1.0, 1.0])[:2]))  # type: ignore[assignment]
         self.orientation = card.get("slice_orientation", "axial")
         self._norm = card["normalization"]
         self._style_mean = np.asarray(card.get("style_mean", np.zeros(self.style_dim)), dtype=np.float32)

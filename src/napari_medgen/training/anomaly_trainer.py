@@ -108,7 +108,7 @@ class AnomalyAETrainer(AttributeState):
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
         metrics = phantom_tumour_auc(self.net, list(range(HELDOUT_SEED, HELDOUT_SEED + 4)), self.styles)
         card = {**card, "family": FAMILY, "network": self.network, "normalization": NORMALIZATION,
-                "shape": list(self.shape), "spacing": [3.0, 3.0, 5.0] if self.slices is None else None,
+                "shape": list(self.shape), "voxel_mm": [3.0, 3.0, 5.0] if self.slices is None else None,
                 "metrics": {**card.get("metrics", {}), **metrics,
                             "auc_protocol": "voxel-wise ROC AUC of smoothed |x - recon| for a 12 mm tumour, "
                                             f"2D phantoms seeds {HELDOUT_SEED}..{HELDOUT_SEED + 3} per style"},

@@ -245,7 +245,7 @@ class DiffusionTrainer(AttributeState):
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
         card = {**card, "family": "diffusion", "network": self.network, "scheduler": self.scheduler_spec,
                 "normalization": self.normalization, "shape": [self.size] * self.dims,
-                "spacing": list(self.spacing), "training_data": self.data_description, "sample": self.sample}
+                "voxel_mm": list(self.spacing), "sample": self.sample}
         if self.label_names:
             card["label_names"] = self.label_names
         save_model(path, {"unet": self.ema}, card, half=True)

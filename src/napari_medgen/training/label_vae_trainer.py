@@ -168,6 +168,6 @@ class LabelVAETrainer(AttributeState):
         metrics = {**card.get("metrics", {}), **self.heldout_dice()}
         card = {**card, "family": FAMILY, "network": self.network, "normalization": {"kind": "one-hot labels"},
                 "label_names": {str(k): v for k, v in self.data["names"].items()},
-                "spacing": list(self.data["spacing"]), "shape": self.network["slice_shape"],
+                "voxel_mm": list(self.data["spacing"]), "shape": self.network["slice_shape"],
                 "heldout": self.data["heldout_desc"], "metrics": metrics, "latent_prior": self.latent_prior()}
         save_model(path, {"model": self.net}, card, half=True)

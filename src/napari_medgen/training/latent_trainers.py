@@ -192,8 +192,8 @@ class _LatentTrainer:
 
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
         card = {**card, "family": self.family, "network": self.network, "normalization": self.norm,
-                "label_names": self.label_names, "shape": [self.size, self.size], "pixel_mm": self.pixel_mm,
-                "data": card.get("data", self.data_desc)}
+                "label_names": self.label_names, "shape": [self.size, self.size], "voxel_mm": [self.pixel_mm] * 2,
+                "training": {**card.get("training", {}), "data": self.data_desc}}
         if self.phantom_bank is not None:
             card["phantom_bank"] = self.phantom_bank
         save_model(path, self.export_modules(), card)
