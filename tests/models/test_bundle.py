@@ -92,12 +92,13 @@ def _old_names(state: dict) -> dict:
             .replace("attn2.out_proj", "attn2.to_out.0"): v for k, v in state.items()}
 
 
-def publish(name: str, root: Path, old_names: bool = False) -> Path:
-    """A copy of the published bundle folder with random weights (reduced sizes) where its config loads them."""
+def publish(name: str, root: Path, old_names: bool = False, overrides: dict | None = None) -> Path:
+    """A copy of the published bundle folder with random weights where its config loads them, at the sizes
+    of ``overrides`` (default: REDUCED[name]; {} for the published sizes)."""
     folder = root / name
     shutil.copytree(FIXTURES / name, folder)
     (folder / "models").mkdir()
-    cfg = BundleConfig(folder, ALLOWED, PREFIXES, REDUCED[name])
+    cfg = BundleConfig(folder, ALLOWED, PREFIXES, REDUCED[name] if overrides is None else overrides)
     files: dict[str, dict] = {}
     torch.manual_seed(0)
     for line in _wiring(cfg):
