@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from napari_medgen.errors import InputError
-from napari_medgen.models.label_vae import LabelVAE, build_label_vae, one_hot, shipped_models
+from napari_medgen.models.label_vae import LabelVAE, build_label_vae, one_hot
+from napari_medgen.models.store import shipped_models
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.label_deform import vae_interpolate, vae_sample
 from napari_medgen.training import label_vae_trainer as lvt
@@ -76,7 +77,7 @@ def test_trainer_learns_resumes_exports_and_loads(toy_trainer, tmp_path):
 
 
 def _phantom_model() -> LabelVAE:
-    models = shipped_models()
+    models = shipped_models("label_vae")
     if "label_vae_phantom" not in models:
         pytest.fail("the shipped model sample_data/models/label_vae_phantom is missing")
     return LabelVAE(models["label_vae_phantom"], device="cpu")

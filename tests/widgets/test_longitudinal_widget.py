@@ -105,7 +105,7 @@ def test_no_model_first_then_shipped_models_named_with_what_they_track_tumour_fi
     from napari_medgen.models.store import load_card, shipped_models
     from napari_medgen.widgets.longitudinal import NO_MODEL, LongitudinalWidget
 
-    cards = [load_card(p) for p in shipped_models(("temporal",))]
+    cards = [load_card(p) for p in shipped_models("temporal").values()]
     w = LongitudinalWidget(make_napari_viewer())
     texts = [w.model.itemText(i) for i in range(w.model.count())]
     assert texts[0] == NO_MODEL and w.model.currentText() == NO_MODEL and len(texts) == len(cards) + 1

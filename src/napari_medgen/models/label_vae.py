@@ -18,10 +18,9 @@ from monai.networks.nets import VarAutoEncoder
 
 from ..device import resolve_device
 from ..errors import InputError
-from .store import load_family
+from .store import load_family, resolve_model
 
 FAMILY = "label_vae"
-SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
 DEFAULT_NETWORK: dict[str, Any] = {"n_classes": 8, "slice_shape": [128, 128], "latent_size": 32,
                                    "channels": [16, 32, 64, 64], "strides": [2, 2, 2, 2], "num_res_units": 0}
 
@@ -49,21 +48,13 @@ def resize_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=tuple(shape), mode="nearest-exact")[:, 0].numpy().astype(labels.dtype)
 
 
-def shipped_models() -> dict[str, Path]:
-    """The label VAEs shipped with the plugin: {name: path without suffix}, e.g. "label_vae_phantom"."""
-    return {p.stem: p.with_suffix("") for p in sorted(SHIPPED_MODELS.glob("label_vae_*.json"))}
-
-
 class LabelVAE:
     """A loaded label VAE: encode (n, y, x) label slices to (n, d) latents and decode them back."""
 
     def __init__(self, model_path: str | Path, device: str = "auto"):
         """model_path: NAME, NAME.json, NAME.safetensors or a shipped model's name."""
         self.device = resolve_device(device)
-        p = Path(model_path)
-        if not (p.with_suffix(".json").is_file() or p.is_file()):
-            model_path = shipped_models().get(str(model_path), p)
-        modules, self.card = load_family(model_path, FAMILY, build_label_vae, self.device)
+        modules, self.card = load_family(resolve_model(model_path), FAMILY, build_label_vae, self.device)
         self.net: VarAutoEncoder = modules["model"]
         net = {**DEFAULT_NETWORK, **self.card.get("network", {})}
         self.n_classes = int(net["n_classes"])

@@ -28,20 +28,30 @@ MAX_NETWORK_BYTES = 2**29
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
 
 
-def shipped_models(families: tuple[str, ...] | None = None) -> list[Path]:
-    """Card paths of the models shipped with the package, sorted by name; given ``families``, only
-    those, in the order of ``families`` first."""
-    found: list[tuple[int, Path]] = []
+def shipped_models(family: str | tuple[str, ...] | None = None) -> dict[str, Path]:
+    """The models shipped with the package, {name: card path}: all of them by name, or those of
+    ``family`` (one family, or several: in their order, each by name)."""
+    wanted = (family,) if isinstance(family, str) else family
+    found: list[tuple[int, str, Path]] = []
     for card_path in sorted(SHIPPED_DIR.glob("*.json")):
         if card_path.name.endswith(".directions.json"):
             continue
         try:
-            family = load_card(card_path)["family"]
+            name = load_card(card_path)["family"]
         except ModelError:
             continue
-        if families is None or family in families:
-            found.append((0 if families is None else families.index(family), card_path))
-    return [path for _, path in sorted(found)]
+        if wanted is None or name in wanted:
+            found.append((0 if wanted is None else wanted.index(name), card_path.stem, card_path))
+    return {stem: path for _, stem, path in sorted(found)}
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model given as a path (``NAME``, ``NAME.json``, ``NAME.safetensors``, a bundle folder) or as a
+    shipped model's name (e.g. "spade_brain") -> its path (the path itself when neither is found)."""
+    p = Path(model)
+    if p.is_dir() or p.is_file() or p.with_suffix(".json").is_file():
+        return p
+    return shipped_models().get(str(model), p)
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:

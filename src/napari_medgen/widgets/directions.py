@@ -39,7 +39,7 @@ class DirectionsWidget(QWidget):
         self._geometry: Volume | None = None  # where the edited slice lives (a 1-slice volume)
         self._shown_geometry: Volume | None | bool = False  # geometry of the output layers as last placed
         self.model = QComboBox()
-        for path in shipped_models(("vae", "gan")):
+        for path in shipped_models(("vae", "gan")).values():
             self.model.addItem(path.stem, str(path))
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)

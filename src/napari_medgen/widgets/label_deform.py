@@ -14,7 +14,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
                             QSpinBox, QVBoxLayout, QWidget)
 
 from ..errors import MedgenError
-from ..models.label_vae import shipped_models
+from ..models.store import shipped_models
 from ..tasks.label_deform import METHODS, deform
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
@@ -53,7 +53,7 @@ class LabelDeformWidget(QWidget):
         self.unit.addItems(["voxel", "mm"])
         self.rotation = _spin(-180, 180, 10)
         self.scale = _spin(0.1, 10, 1.1, 0.05, 2)
-        self.model_combo = ModelCombo(shipped_models())
+        self.model_combo = ModelCombo(shipped_models("label_vae"))
         self.n = QSpinBox()
         self.n.setRange(1, 512)
         self.n.setValue(8)

@@ -55,7 +55,7 @@ class LongitudinalWidget(QWidget):
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
         self.model.addItem(NO_MODEL, None)
         # "name (tracked structure)"; tumour-regression models first, then the others
-        cards = {path: load_card(path) for path in shipped_models(("temporal",))}
+        cards = {path: load_card(path) for path in shipped_models("temporal").values()}
         for path, card in sorted(cards.items(), key=lambda item: (item[1].get("series", "tumour") != "tumour", item[0].stem)):
             tracked = card.get("label_names", {}).get(str(card.get("tracked_label")), "tracked structure")
             self.model.addItem(f"{path.stem} ({tracked})", str(path))
