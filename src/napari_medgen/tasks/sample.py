@@ -26,12 +26,12 @@ from ..models.diffusion import (
     DEFAULT_STEPS,
     SAMPLERS,
     DiffusionModel,
-    load_diffusion,
     make_scheduler,
     speed_up,
 )
 from ..models.bundle_config import ConditionField
 from ..models.bundle_maisi import AUTO, REGIONS, MaisiModel, body_regions
+from ..models.families import open_model
 from ..models.store import load_card
 from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
@@ -42,28 +42,6 @@ MAX_SAMPLES = 64
 # steps x samples from which tracing the network pays back its one-time cost on CPU (about 0.5 s
 # plus two slower first calls, against 15-30 % per call; benchmarks/diffusion.py measures both)
 TRACE_MIN_CALLS = 400
-
-
-def open_model(model: str | Path | DiffusionModel, device: torch.device | str = "cpu",
-               overrides: dict[str, object] | None = None) -> DiffusionModel:
-    """A DiffusionModel from a card path (``NAME``, ``NAME.json``) or a MONAI bundle folder (``overrides``:
-    {config id: plain value} over its config, as ``monai.bundle run --id value``)."""
-    if isinstance(model, DiffusionModel):
-        return model
-    path = Path(model)
-    if path.is_dir():
-        from ..models.bundle import load_bundle
-
-        return load_bundle(path, device, overrides)
-    if overrides:
-        raise InputError(f"Model '{path}' is not a MONAI bundle folder: config overrides do not apply to it.")
-    return load_diffusion(path, device)
-
-
-def shipped_models() -> dict[str, Path]:
-    """The diffusion models shipped in sample_data/models: {name: card path}."""
-    folder = Path(__file__).resolve().parent.parent / "sample_data" / "models"
-    return {p.stem: p for p in sorted(folder.glob("diffusion_*.json"))}
 
 
 def default_sampler(model: DiffusionModel) -> str:
@@ -149,19 +127,21 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     ({"age": 0.3} or "age=0.3,gender=1"; missing names take the bundle's defaults), the same for all
     samples; :func:`condition_fields` lists the names, defaults and ranges.
     fast: fused attention and channels-last memory (2D) for the network calls; reduced-precision
-    autocast where the hardware computes it natively (float16 on CUDA, bfloat16 on CPUs with AMX
-    or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
+    autocast where the hardware computes it natively (float16 on CUDA, bfloat16 for 2D models on
+    CPUs with AMX or AVX512-BF16, :func:`..device.inference_autocast`); on other CPUs, for runs of at least
     TRACE_MIN_CALLS sample-steps, the network traced and frozen (:mod:`..models.tracing`).
     shape: spatial shape (z, y, x) / (y, x) of the output images, for models (bundles) that do not fix
     it or to change it (latent models sample latents of shape / their autoencoder's downsampling).
     scale_factor: latent scale, to override the bundle's. overrides: bundle config values
-    ({"output_size_xy": 256}), see :func:`open_model`.
+    ({"output_size_xy": 256}), see :func:`..models.families.open_model`.
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
         raise InputError(f"Number of samples must be between 1 and {MAX_SAMPLES}, got {n}.")
     dev = resolve_device(device)
-    m = open_model(model, dev, overrides)
+    m = model if isinstance(model, DiffusionModel) else open_model(model, dev, overrides)
+    if not isinstance(m, DiffusionModel):
+        raise ModelError(f"Model '{model}' is not a diffusion model: sampling needs one (or a MONAI bundle).")
     _apply_overrides(m, shape, scale_factor)
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
@@ -205,7 +185,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.contiguous(memory_format=fmt)
     timesteps = list(sched.timesteps)
     nexts = timesteps[1:] + [torch.zeros_like(timesteps[0])]
-    autocast = inference_autocast(dev) if fast else nullcontext()
+    # bf16 on the CPU pays for 2D convolutions only: 3D ones ran 2x slower (benchmarks/bundle_speed.py)
+    autocast = inference_autocast(dev) if fast and (dev.type != "cpu" or m.spatial_dims == 2) else nullcontext()
     total = len(timesteps)
     predict = m.predict
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
