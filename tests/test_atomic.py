@@ -48,7 +48,7 @@ def test_a_failed_write_leaves_the_earlier_result_untouched(tmp_path):
 
 def test_overwrite_never_deletes_a_folder_medgen_did_not_write(tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
-    with pytest.raises(WriteError, match="did not write"):
+    with pytest.raises(WriteError, match="not a result medgen wrote"):
         with replaced_folder(tmp_path, overwrite=True):
             pass
     assert (tmp_path / "mine.txt").read_text() == "precious"

@@ -92,12 +92,12 @@ def check_output_folder(target: str | Path, overwrite: bool, option: str = "--ou
         raise WriteError(target, f"it is a file; {option} needs a folder")
     if not target.is_dir() or not any(target.iterdir()):
         return
+    if not (target / MARKER).is_file():
+        raise WriteError(target, f"it holds files that are not a result medgen wrote (it has no {MARKER} file), "
+                                 f"and --overwrite never deletes those; give a new or empty folder for {option}")
     if not overwrite:
         raise WriteError(target, f"it holds an earlier result; add --overwrite to replace it as a whole "
                                  f"(or give another {option})")
-    if not (target / MARKER).is_file():
-        raise WriteError(target, f"it holds files that medgen did not write (it has no {MARKER} file), so "
-                                 f"--overwrite will not delete them; give a new or empty folder")
 
 
 @contextlib.contextmanager
