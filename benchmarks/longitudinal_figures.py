@@ -3,7 +3,8 @@
 docs/images/longitudinal_ct_series.png: axial crops through the tumour, baseline and 5 follow-ups every
 3 months (default regression law), the lesion contour, and the difference map; a growth row (6-month
 doubling time) below. docs/images/longitudinal_volume_curves.png: the volume (ml) the follow-ups hold
-at each month for the three laws, over the laws themselves.
+at each month for the three laws, over the laws themselves. docs/images/longitudinal_pull.png: the last
+regression follow-up with the surrounding tissue pulled 0, 0.15 (default), 0.5 and 0.9 of the way in.
 
     OMP_NUM_THREADS=2 python benchmarks/longitudinal_figures.py --out docs/images
 """
@@ -77,6 +78,18 @@ def main() -> None:
     ax.set_title("Volume in the follow-ups (dots) and the law (lines)", fontsize=9)
     fig.tight_layout()
     fig.savefig(args.out / "longitudinal_volume_curves.png", dpi=90)
+    pulls = (0.0, 0.15, 0.5, 0.9)
+    fig, axes = plt.subplots(1, len(pulls) + 1, figsize=(2.2 * (len(pulls) + 1), 2.5))
+    axes[0].imshow(image.data[z][crop], cmap="gray", vmin=-1000, vmax=200)
+    axes[0].set_title("baseline", fontsize=8)
+    for ax, pull in zip(axes[1:], pulls, strict=True):
+        res = run_to_completion(simulate_followups(image, labels, "tumour", MONTHS[-1:], laws["regression"], pull=pull))
+        ax.imshow(res.image.data[1, z][crop], cmap="gray", vmin=-1000, vmax=200)
+        ax.set_title(f"{MONTHS[-1]:g} mo, pull {pull:g}" + (" (default)" if pull == 0.15 else ""), fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(args.out / "longitudinal_pull.png", dpi=90)
     for name, res in results.items():
         print(name, ", ".join(f"{t:g} mo {v:.2f} ml" for t, v in zip(res.times, res.tracked_ml, strict=True)))
 

@@ -109,7 +109,8 @@ def simulate_followups(baseline: Volume, labels: Volume, tracked: int | str | No
 
     labels: the baseline's label map (same grid); tracked: the lesion's value or name (None: proposed).
     progression: the volume law (default: regression, 3-month halving time). margin_mm: no tissue moves
-    further than this outside the baseline lesion (the share moved is lowered where needed to stay invertible). pull in [0, 1): share of the shrink distance done by moving tissue.
+    further than this outside the baseline lesion. pull in [0, 1): share of the shrink (growth) distance
+    done by moving the surrounding tissue, lowered per follow-up where needed to stay invertible.
     Returns FollowUps with frame 0 = baseline and ``times`` = [0, *months].
     """
     cancel = cancel or CancelToken()
