@@ -36,9 +36,10 @@ from monai.inferers import DiffusionInferer
 from napari_medgen.device import native_bf16_cpu
 from napari_medgen.io.volume import Volume
 from napari_medgen.models.diffusion import load_diffusion, make_scheduler, speed_up
+from napari_medgen.models.store import shipped_models
 from napari_medgen.progress import collect, run_to_completion
 from napari_medgen.tasks.evaluate import extract_features, frechet_distance, mmd
-from napari_medgen.tasks.sample import TRACE_MIN_CALLS, mask_to_seg, sample, shipped_models, traced_predict
+from napari_medgen.tasks.sample import TRACE_MIN_CALLS, mask_to_seg, sample, traced_predict
 from napari_medgen.training.diffusion_trainer import sample_data
 
 ROWS: list[tuple[str, str, str]] = []
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip", type=Path, help="write the preview strip figure (PNG)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    models = shipped_models()
+    models = shipped_models("diffusion")
     parts = set(args.parts.split(","))
     if "3d" in parts and "diffusion_phantom3d" in models:
         memory_3d(models["diffusion_phantom3d"], 4)

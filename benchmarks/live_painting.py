@@ -30,11 +30,11 @@ import torch  # before Qt
 
 def _model(arg: str | None, tmp: Path) -> tuple[Path, str]:
     """The model to use and how it was obtained (shipped phantom model, or an untrained one of the default size)."""
-    from napari_medgen.tasks.synthesize import shipped_models
+    from napari_medgen.models.store import shipped_models
 
     if arg:
         return Path(arg), str(arg)
-    shipped = shipped_models()
+    shipped = shipped_models("spade")
     if "spade_phantom" in shipped:
         return shipped["spade_phantom"], "shipped spade_phantom"
     from napari_medgen.data.normalize import fixed_spec

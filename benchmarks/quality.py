@@ -39,7 +39,8 @@ from napari_medgen.models.store import load_card, record_metrics
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality as q
 from napari_medgen.tasks.evaluate import extract_features, frechet_distance
-from napari_medgen.tasks.synthesize import SHIPPED_MODELS, Synthesizer
+from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
+from napari_medgen.tasks.synthesize import Synthesizer
 
 MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
 

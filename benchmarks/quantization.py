@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     from napari_medgen.models.store import load_card
     from napari_medgen.progress import run_to_completion
     from napari_medgen.tasks.quantize import format_table, quantize
-    from napari_medgen.tasks.synthesize import model_path_of
+    from napari_medgen.models.store import resolve_model
     from napari_medgen.tasks.usefulness import phantom_slices, segment, train_unet
 
-    model = model_path_of(args.model)
+    model = resolve_model(args.model)
     card = load_card(model)
     segmenter = None
     if args.dice_steps and card["family"] == "spade" and int(card["network"]["n_classes"]) == 8:

@@ -26,10 +26,9 @@ import torch
 from napari_medgen.atomic import atomic_path
 from napari_medgen.data.phantom import make_phantom
 from napari_medgen.data.samples import brain_sample
-from napari_medgen.models.store import record_metrics
+from napari_medgen.models.store import record_metrics, shipped_models
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.synthesize import (Synthesizer, heldout_slice_quality, shipped_models,
-                                            style_transfer_correlation, synthesize)
+from napari_medgen.tasks.synthesize import Synthesizer, heldout_slice_quality, style_transfer_correlation, synthesize
 from napari_medgen.training.spade_trainer import BRAIN_HOLDOUT_EVERY, PHANTOM_HOLDOUT_SEEDS, mr_styles
 
 
@@ -160,7 +159,7 @@ def main() -> None:
     parser.add_argument("--montage", type=Path, help="folder for synthesis_brain.png and synthesis_phantom.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models = shipped_models()
+    models = shipped_models("spade")
     brain, phantom = Synthesizer(models["spade_brain"], "cpu"), Synthesizer(models["spade_phantom"], "cpu")
     rows = [("brain", "quality", brain_quality(brain)), ("phantom", "quality", phantom_quality(phantom)),
             ("phantom", f"speed ({args.threads} threads)", speed(phantom, args.repeats))]

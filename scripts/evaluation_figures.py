@@ -100,7 +100,7 @@ def usefulness(dataset: str) -> None:
     stands in while no spade phantom model is shipped."""
     from napari_medgen.errors import MedgenError
     from napari_medgen.progress import run_to_completion
-    from napari_medgen.tasks.synthesize import SHIPPED_MODELS
+    from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
     from napari_medgen.tasks.usefulness import experiment, write_plot
 
     model = f"spade_{dataset}"

@@ -242,11 +242,12 @@ def evaluation(viewer: napari.Viewer) -> None:
     """Evaluate dock, Quality tab: phantom subject 0 (real) against spade_phantom's image from its labels."""
     from napari_medgen.data.samples import phantom_sample
     from napari_medgen.progress import run_to_completion
-    from napari_medgen.tasks.synthesize import model_path_of, synthesize
+    from napari_medgen.models.store import resolve_model
+    from napari_medgen.tasks.synthesize import synthesize
 
     image, labels = phantom_sample(seed=0)
     add_volume(viewer, image, "phantom")
-    add_volume(viewer, run_to_completion(synthesize(labels, model_path_of("spade_phantom"))), "phantom synthetic")
+    add_volume(viewer, run_to_completion(synthesize(labels, resolve_model("spade_phantom"))), "phantom synthetic")
     widget = dock(viewer, "Evaluate")
     widget.real_source.setCurrentText("phantom")
     widget.synthetic_source.setCurrentText("phantom synthetic")

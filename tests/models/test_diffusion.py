@@ -8,7 +8,7 @@ import torch
 
 from napari_medgen.errors import ModelError
 from napari_medgen.models.diffusion import build_unet, load_diffusion, make_scheduler, speed_up
-from napari_medgen.tasks.sample import shipped_models
+from napari_medgen.models.store import shipped_models
 from napari_medgen.training.diffusion_trainer import DiffusionTrainer, resize
 from napari_medgen.training.registry import TrainConfig
 
@@ -83,9 +83,9 @@ def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
     assert (model.label_nc is not None) == ("conditioned" in extra)
 
 
-@pytest.mark.parametrize("name", sorted(shipped_models()))
+@pytest.mark.parametrize("name", sorted(shipped_models("diffusion")))
 def test_shipped_models_load(name):
-    model = load_diffusion(shipped_models()[name])
+    model = load_diffusion(shipped_models("diffusion")[name])
     assert model.normalization and model.shape and model.extra["card"]["training"]["command"].startswith("medgen")
 
 
@@ -97,7 +97,7 @@ def test_shipped_mask_model_respects_the_mask():
     from napari_medgen.tasks.sample import sample
     from napari_medgen.training.diffusion_trainer import sample_data
 
-    path = shipped_models().get("diffusion_phantom2d_mask")
+    path = shipped_models("diffusion").get("diffusion_phantom2d_mask")
     if path is None:
         pytest.skip("the mask-conditioned model is not shipped")
     model = load_diffusion(path)

@@ -51,9 +51,11 @@ def test_synthesis_runs_in_smaller_batches_or_refuses(monkeypatch, toy_model):  
 
 
 def test_sampling_refuses_too_many_samples(monkeypatch):
-    from napari_medgen.tasks.sample import open_model, sample, shipped_models
+    from napari_medgen.models.families import open_model
+    from napari_medgen.models.store import shipped_models
+    from napari_medgen.tasks.sample import sample
 
-    models = {k: v for k, v in shipped_models().items() if "mask" not in k}
+    models = {k: v for k, v in shipped_models("diffusion").items() if "mask" not in k}
     if not models:
         pytest.skip("no shipped unconditioned diffusion model")
     m = open_model(next(iter(models.values())), "cpu")

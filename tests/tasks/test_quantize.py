@@ -15,7 +15,7 @@ from napari_medgen.models.store import save_model
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.anomaly import DEFAULT_MODEL as ANOMALY_MODEL
 from napari_medgen.tasks.quantize import COLUMNS, format_table, quantize, weights_mb
-from napari_medgen.tasks.synthesize import SHIPPED_MODELS
+from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from napari_medgen.cli import main
 from napari_medgen.errors import Cancelled, InputError
 from napari_medgen.io.volume import Volume
 from napari_medgen.models import spade
+from napari_medgen.models.store import shipped_models
 from napari_medgen.progress import CancelToken, run_to_completion
-from napari_medgen.tasks.synthesize import (Synthesizer, heldout_slice_quality, shipped_models,
-                                            style_transfer_correlation, synthesize)
+from napari_medgen.tasks.synthesize import Synthesizer, heldout_slice_quality, style_transfer_correlation, synthesize
 from napari_medgen.training.spade_trainer import BRAIN_HOLDOUT_EVERY, PHANTOM_HOLDOUT_SEEDS, SpadeTrainer
 
 from ..models.test_spade import TINY, toy_slices
@@ -199,7 +199,7 @@ def test_cli_map_option_and_refusal(toy_model, tmp_path, capsys):
 def test_brain_model_heldout_ssim_and_tissue_order():
     from napari_medgen.data.samples import brain_sample
 
-    synth = Synthesizer(shipped_models()["spade_brain"], device="cpu")
+    synth = Synthesizer(shipped_models("spade")["spade_brain"], device="cpu")
     image, labels = brain_sample()
     held = [z for z in range(labels.data.shape[0]) if z % BRAIN_HOLDOUT_EVERY == BRAIN_HOLDOUT_EVERY // 2]
     q = heldout_slice_quality(synth, image, labels, held)
@@ -215,7 +215,7 @@ def test_brain_model_heldout_ssim_and_tissue_order():
 def test_phantom_style_from_a_reference_reproduces_its_label_means(vendor):
     from napari_medgen.data.phantom import make_phantom
 
-    synth = Synthesizer(shipped_models()["spade_phantom"], device="cpu")
+    synth = Synthesizer(shipped_models("spade")["spade_phantom"], device="cpu")
     reference = make_phantom(seed=PHANTOM_HOLDOUT_SEEDS[0], style=vendor, shape=(16, 128, 128))
     _, target = make_phantom(seed=PHANTOM_HOLDOUT_SEEDS[1], shape=(16, 128, 128))
     assert style_transfer_correlation(synth, reference, target) >= 0.9

@@ -95,9 +95,9 @@ def run_usefulness(args: argparse.Namespace) -> int:
 
 def run_quantize(args: argparse.Namespace) -> int:
     from ..tasks.quantize import format_table, quantize
-    from ..tasks.synthesize import model_path_of
+    from ..models.store import resolve_model
 
-    result = run_with_bar(quantize(model_path_of(args.model), n_samples=args.samples, repeats=args.repeats,
+    result = run_with_bar(quantize(resolve_model(args.model), n_samples=args.samples, repeats=args.repeats,
                                    csv_path=args.csv, plot_path=args.plot), desc="quantize", disable=args.quiet)
     print(format_table(result))
     return 0

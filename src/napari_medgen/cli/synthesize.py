@@ -75,9 +75,10 @@ def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[
     """``medgen demo`` step: the brain labels synthesised in the real brain's encoded style, and the
     phantom labels in the phantom model's "mr_vendor_b" style, with the shipped models."""
     from ..progress import run_to_completion
-    from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
+    from ..models.store import shipped_models
+    from ..tasks.synthesize import Synthesizer, synthesize
 
-    models, out = shipped_models(), {}
+    models, out = shipped_models("spade"), {}
     if "brain labels" in volumes and "spade_brain" in models:
         synth = Synthesizer(models["spade_brain"], device=device)
         style = synth.encode_style(volumes["brain"], volumes["brain labels"])

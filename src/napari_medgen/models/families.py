@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from . import anomaly_ae, bundle, diffusion, features, label_vae, latent, spade, temporal
 from .card import ModelCard
 from .store import Builder, load_card, load_family, read_card, resolve_model
@@ -66,13 +66,16 @@ OPENERS: dict[str, Callable[[Path, str], Handle]] = {
 }
 
 
-def open_model(name_or_path: str | Path, device: str = "cpu") -> Handle:
+def open_model(name_or_path: str | Path, device: str = "cpu", overrides: dict[str, Any] | None = None) -> Handle:
     """Open a model, on ``device``: a shipped model's name, ``NAME``/``NAME.json``/``NAME.safetensors``,
-    or a MONAI bundle folder. Returns the family's handle (DiffusionModel for diffusion models and
-    bundles, LabelVAE, FeatureExtractor, TemporalModel), else a :class:`LoadedModel`."""
+    or a MONAI bundle folder (``overrides``: {config id: plain value} over its config, as
+    ``monai.bundle run --id value``). Returns the family's handle (DiffusionModel for diffusion models
+    and bundles, LabelVAE, FeatureExtractor, TemporalModel), else a :class:`LoadedModel`."""
     path = resolve_model(name_or_path)
     if path.is_dir():
-        return bundle.load_bundle(path, device)
+        return bundle.load_bundle(path, device, overrides)
+    if overrides:
+        raise InputError(f"Model '{path}' is not a MONAI bundle folder: config overrides do not apply to it.")
     family = load_card(path)["family"]
     if family in OPENERS:
         return OPENERS[family](path, device)

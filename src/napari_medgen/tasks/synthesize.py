@@ -38,24 +38,11 @@ from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models import spade
 from ..models.families import load_model
+from ..models.store import resolve_model
 from ..progress import CancelToken, Progress
 from . import memory
 
 Style = str | np.ndarray
-SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
-
-
-def shipped_models() -> dict[str, Path]:
-    """The spade models shipped with the plugin: {name: path without suffix}, e.g. "spade_brain"."""
-    return {p.stem: p.with_suffix("") for p in sorted(SHIPPED_MODELS.glob("spade_*.json"))}
-
-
-def model_path_of(model: str | Path) -> Path:
-    """A model given as a path (NAME, NAME.json, NAME.safetensors) or a shipped model's name."""
-    p = Path(model)
-    if p.with_suffix(".json").is_file() or p.is_file():
-        return p
-    return shipped_models().get(str(model), p)
 
 
 class Synthesizer:
@@ -64,7 +51,7 @@ class Synthesizer:
 
     def __init__(self, model_path: str | Path, device: str = "auto"):
         self.device = resolve_device(device)
-        model_path = model_path_of(model_path)
+        model_path = resolve_model(model_path)
         modules, card = load_model(model_path, self.device)
         if card["family"] != "spade" or "generator" not in modules:
             raise ModelError(f"Model '{model_path}' is of family '{card['family']}', not a 'spade' synthesis model.")

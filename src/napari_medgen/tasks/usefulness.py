@@ -93,13 +93,13 @@ def experiment(dataset: str = "phantom", source: str | None = None, *, steps: in
     ``spade_<dataset>``; "renderer" = the phantom renderer, tests only); phantom slices are made at
     the model's shape. quick: few slices, 30 steps per arm (64 px with the renderer).
     """
-    from .synthesize import SHIPPED_MODELS
+    from ..models.store import SHIPPED_DIR
 
     if dataset not in ("phantom", "brain"):
         raise InputError(f"Unknown dataset '{dataset}': use 'phantom' or 'brain'.")
     source = source or f"spade_{dataset}"
     if source != "renderer" and not Path(source).with_suffix(".json").is_file():
-        source = str(SHIPPED_MODELS / source)  # a shipped model's name
+        source = str(SHIPPED_DIR / source)  # a shipped model's name
     yield Progress(0, 0, f"building {dataset} data (synthetic images from {Path(source).name})")
     if dataset == "phantom":
         n = (8, 16, 8) if quick else (24, 48, 24)

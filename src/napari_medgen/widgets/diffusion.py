@@ -27,7 +27,8 @@ from qtpy.QtWidgets import (
 from ..errors import MedgenError
 from ..models.bundle_config import ConditionField
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
-from ..tasks.sample import MAX_SAMPLES, model_options, placeholder, sample, shipped_models
+from ..models.store import shipped_models
+from ..tasks.sample import MAX_SAMPLES, model_options, placeholder, sample
 from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
 from . import warmup
 from .runner import TaskHandle, run_task
@@ -48,7 +49,7 @@ class DiffusionWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
-        self.models: dict[str, Path] = shipped_models()
+        self.models: dict[str, Path] = shipped_models("diffusion")
         self.model = QComboBox()
         self.model.addItems([*self.models, BROWSE_FILE, BROWSE_BUNDLE])
         self.model.activated.connect(self._maybe_browse)

@@ -21,7 +21,8 @@ from ..io.volume import Volume
 from ..models import spade
 from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource, paint_event_slices,
                                     style_vector)
-from ..tasks.synthesize import Synthesizer, shipped_models, synthesize
+from ..models.store import shipped_models
+from ..tasks.synthesize import Synthesizer, synthesize
 from .combos import LayerCombo, ModelCombo
 from .label_map import LabelMapTable, layer_label_names
 from .common import ProgressPanel, add_volume, layer_to_volume_of
@@ -45,7 +46,7 @@ class SynthesizeWidget(QWidget):
         self._live_ctx: dict[str, Any] = {}
         self.live_updates = 0  # regenerations written into the image layer (benchmarks and tests read it)
         self.labels_combo = LayerCombo(viewer, Labels)
-        self.model_combo = ModelCombo(shipped_models())
+        self.model_combo = ModelCombo(shipped_models("spade"))
         self.scope = QComboBox()
         self.scope.addItems(["whole volume", "current slice"])
         self.style_a, self.style_b = QComboBox(), QComboBox()
