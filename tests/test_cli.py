@@ -219,3 +219,28 @@ def shutil_usage(free: int):
     import shutil
 
     return shutil._ntuple_diskusage(10**9, 10**9 - free, free)
+
+
+def test_demo_says_what_it_does_and_replaces_an_earlier_demo_only_with_overwrite(tmp_path, monkeypatch, capsys):
+    def samples(volumes, *, device):
+        """The shipped samples: here one tiny volume."""
+        return {"scan": Volume(np.zeros((2, 3, 4), np.float32))}
+
+    def doubled(volumes, *, device):
+        """``medgen demo`` step: the scan doubled. More words."""
+        return {"scan doubled": volumes["scan"].with_data(volumes["scan"].data * 2)}
+
+    monkeypatch.setattr(demo, "DEMO_STEPS", [samples, doubled])
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("medgen demo: making the demo volumes") and str(out) in err[0]
+    assert err[1:] == ["medgen demo: The shipped samples: here one tiny volume ...", err[2],
+                       "medgen demo: the scan doubled ...", err[4]]
+    assert err[2].startswith("medgen demo:   scan (") and err[4].startswith("medgen demo:   scan doubled (")
+    (out / "stale.nii.gz").write_bytes(b"from an older demo")
+    assert main(["--quiet", "demo", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "stale.nii.gz").exists()
+    assert main(["--quiet", "demo", "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "montage.png", "scan.nii.gz", "scan_doubled.nii.gz"]
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
