@@ -244,3 +244,28 @@ def test_demo_says_what_it_does_and_replaces_an_earlier_demo_only_with_overwrite
     assert main(["--quiet", "demo", "--out", str(out), "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "montage.png", "scan.nii.gz", "scan_doubled.nii.gz"]
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+def names_calls() -> list[tuple[str, str]]:
+    """(module, constant) of every ``options.names(...)`` call in the CLI's modules (literal or module-level str)."""
+    import ast
+
+    found = set()
+    for path in sorted((ROOT / "src/napari_medgen/cli").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        consts = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Constant)
+                  for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "names" and len(node.args) == 2:
+                args = [a.value if isinstance(a, ast.Constant) else consts.get(getattr(a, "id", None)) for a in node.args]
+                found.add(tuple(args))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("module, constant", names_calls())
+def test_choice_lists_read_without_import_equal_the_modules_values(module, constant):
+    import importlib
+
+    from napari_medgen.cli.options import names
+
+    assert names(module, constant) == tuple(getattr(importlib.import_module(module), constant))
