@@ -1,9 +1,11 @@
-"""Evaluate dock under Xvfb: quality from two layers (table, plot, CSV/PNG), anomaly heat map, usefulness cancel."""
+"""Evaluate dock under Xvfb: quality from two layers (table, plot, CSV/PNG), anomaly heat map, usefulness under
+domain shift (selected domains and arms, cancel, refusal)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_medgen.data.phantom import make_phantom
 from napari_medgen.io.layers import volume_to_layer
@@ -61,11 +63,36 @@ def test_anomaly_map_layer_has_the_image_geometry(widget, qtbot):
 
 
 def test_usefulness_runs_in_background_and_cancels(widget, qtbot):
-    widget.dataset.setCurrentText("phantom")
-    widget.synth_model.setText("renderer")
-    widget.quick.setChecked(True)
     widget.steps.setValue(10_000)
     handle = widget.run_usefulness()
     qtbot.waitUntil(lambda: handle.last is not None and handle.last.step >= 1, timeout=120_000)
     widget.panel.cancel()
     assert wait_done(qtbot, widget) == "cancelled"
+
+
+def test_usefulness_domains_and_arms_are_selectable(widget, qtbot):
+    """Train on vendor b, test on vendor a and CT only, two arms: the table holds exactly those rows."""
+    widget.train_domain.setCurrentText("phantom:mr_vendor_b")
+    for i in range(widget.test_domains.count()):
+        item = widget.test_domains.item(i)
+        item.setCheckState(Qt.Checked if item.text() in ("phantom:mr_vendor_a", "phantom:ct") else Qt.Unchecked)
+    for arm, box in widget.arm_boxes.items():
+        box.setChecked(arm in ("real", "augment"))
+    widget.seeds.setValue(2)
+    widget.steps.setValue(3)
+    widget.subjects.setValue(2)
+    kw = widget.shift_choices()
+    assert kw["tests"] == ("phantom:mr_vendor_a", "phantom:ct") and kw["arms"] == ("real", "augment")
+    widget.run_usefulness()
+    assert wait_done(qtbot, widget) == "done"
+    rows = [(widget.table.item(i, 0).text(), widget.table.item(i, 1).text()) for i in range(widget.table.rowCount())]
+    assert rows == [(a, d) for a in ("real", "augment") for d in ("mr_vendor_a", "ct", "unseen mean")]
+    assert widget.csv_button.isEnabled()
+
+
+def test_usefulness_refusal_is_reported(widget, qtbot):
+    for i in range(widget.test_domains.count()):
+        widget.test_domains.item(i).setCheckState(Qt.Unchecked)
+    widget.run_usefulness()
+    assert wait_done(qtbot, widget) == "error"
+    assert "at least one test domain" in widget.panel.status.text()

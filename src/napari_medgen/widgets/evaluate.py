@@ -1,7 +1,7 @@
-"""Evaluate dock: quality metrics, usefulness experiment, resource trade-off and anomaly maps.
+"""Evaluate dock: quality metrics, usefulness under domain shift, resource trade-off and anomaly maps.
 
 Four tabs, each gathering parameters and starting one task through :func:`.runner.run_task`
-(tasks/evaluate, usefulness, quantize, anomaly); results land in one shared table and plot
+(tasks/evaluate, domain_shift, quantize, anomaly); results land in one shared table and plot
 (exportable as CSV / PNG), anomaly maps as an image layer with the input's geometry.
 """
 
@@ -13,11 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from napari.layers import Image
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
-                            QPushButton, QSpinBox, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout, QWidget)
+                            QListWidget, QListWidgetItem, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
+                            QTabWidget, QVBoxLayout, QWidget)
 
 from ..atomic import atomic_write_with
-from ..tasks import anomaly, evaluate, quantize, usefulness
+from ..data.phantom import STYLES as PHANTOM_STYLES
+from ..tasks import anomaly, domain_shift, evaluate, quantize
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
 from .runner import TaskHandle, run_task
@@ -80,21 +83,63 @@ class EvaluateWidget(QWidget):
         return _page(form)
 
     def _usefulness_tab(self) -> QWidget:
-        self.dataset = QComboBox()
-        self.dataset.addItems(["phantom", "brain"])
-        self.synth_model = QLineEdit()
-        self.synth_model.setPlaceholderText("spade_<dataset> (shipped)")
+        """Domain shift (tasks/domain_shift): train on one domain, test on the checked ones, per arm and seed."""
+        self.train_domain = QComboBox()
+        self.train_domain.setEditable(True)  # a phantom:STYLE or a folder path
+        self.train_domain.addItems([f"phantom:{s}" for s in PHANTOM_STYLES])
+        self.test_domains = QListWidget()
+        self.test_domains.setMaximumHeight(90)
+        for s in PHANTOM_STYLES:
+            self._add_test_domain(f"phantom:{s}", checked=f"phantom:{s}" in domain_shift.DEFAULT_TESTS)
+        add_folder = QPushButton("Add test folder...")
+        add_folder.clicked.connect(lambda: self._add_test_domain(QFileDialog.getExistingDirectory(self, "Test folder")))
+        train_folder = QPushButton("Training folder...")
+        train_folder.clicked.connect(lambda: self.train_domain.setCurrentText(
+            QFileDialog.getExistingDirectory(self, "Training folder") or self.train_domain.currentText()))
+        self.arm_boxes = {a: QCheckBox(a) for a in domain_shift.ARMS}
+        arms = QHBoxLayout()
+        for a, box in self.arm_boxes.items():
+            box.setChecked(a in domain_shift.DEFAULT_ARMS)
+            arms.addWidget(box)
+        self.shift_style = QComboBox()
+        self.shift_style.addItems(["target", "prior"])
+        self.shift_style.setToolTip("target: style from a few unlabelled images of each unseen domain; "
+                                    "prior: the synthesis model's style prior")
+        self.seeds = _spin(QSpinBox(), 1, 100, 3)
         self.steps = _spin(QSpinBox(), 1, 100_000, 300)
+        self.subjects = _spin(QSpinBox(), 1, 10_000, 24)
         self.fraction = _spin(QDoubleSpinBox(), 0.05, 0.95, 0.25, step=0.05, decimals=2)
-        self.quick = QCheckBox("quick check (tiny data, 30 steps)")
+        self.synth_model = QLineEdit("spade_phantom")
+        self.label_map = QLineEdit()
+        self.label_map.setPlaceholderText("folders: VALUE=CLASS, e.g. 10=body,70=tumour")
         run = QPushButton("Run experiment")
         run.clicked.connect(self.run_usefulness)
         form = QFormLayout()
-        for label, w in (("Dataset", self.dataset), ("Synthesis model", self.synth_model), ("UNet steps", self.steps),
-                         ("Reduced real fraction", self.fraction), ("", self.quick)):
+        for label, w in (("Train on", self.train_domain), ("", train_folder), ("Test on", self.test_domains),
+                         ("", add_folder), ("Arms", _page(arms)), ("Synthetic style", self.shift_style),
+                         ("Seeds", self.seeds), ("UNet steps", self.steps), ("Phantom subjects", self.subjects),
+                         ("Reduced real fraction", self.fraction), ("Synthesis model", self.synth_model),
+                         ("Label map", self.label_map)):
             form.addRow(label, w)
         form.addRow(run)
         return _page(form)
+
+    def _add_test_domain(self, spec: str, checked: bool = True) -> None:
+        if spec:
+            item = QListWidgetItem(spec)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if checked else Qt.Unchecked)
+            self.test_domains.addItem(item)
+
+    def shift_choices(self) -> dict[str, Any]:
+        """The usefulness tab's choices as :class:`..tasks.domain_shift.ShiftSettings` keywords."""
+        items = [self.test_domains.item(i) for i in range(self.test_domains.count())]
+        return dict(train=self.train_domain.currentText().strip(),
+                    tests=tuple(i.text() for i in items if i.checkState() == Qt.Checked),
+                    arms=tuple(a for a, box in self.arm_boxes.items() if box.isChecked()), seeds=self.seeds.value(),
+                    style=self.shift_style.currentText(), model=self.synth_model.text().strip() or "spade_phantom",
+                    steps=self.steps.value(), fraction=self.fraction.value(), n_train=self.subjects.value(),
+                    label_map=tuple(p for p in [self.label_map.text().strip()] if p))
 
     def _resources_tab(self) -> QWidget:
         self.quant_model = QLineEdit("spade_phantom")
@@ -159,15 +204,14 @@ class EvaluateWidget(QWidget):
                            self._show_quality)
 
     def run_usefulness(self) -> TaskHandle:
-        kw = dict(steps=self.steps.value(), fraction=self.fraction.value(), quick=self.quick.isChecked())
-        dataset, model = self.dataset.currentText(), self.synth_model.text().strip() or None
-        return self._start("usefulness", lambda c: usefulness.experiment(dataset, model, cancel=c, **kw),
-                           lambda r: self._show_rows(r, r.rows, usefulness, usefulness.figure(r, f"Usefulness: {dataset}")))
+        kw = self.shift_choices()  # read on the Qt thread; checked in the task, where the runner shows refusals
+        return self._start("usefulness", lambda c: domain_shift.experiment(domain_shift.ShiftSettings(**kw), cancel=c),
+                           lambda r: self._show_rows(r, r.rows, domain_shift, domain_shift.figure(r)))
 
     def run_resources(self) -> TaskHandle:
-        from ..models.store import resolve_model
+        from ..tasks.synthesize import model_path_of
 
-        model, n = resolve_model(self.quant_model.text().strip()), self.quant_samples.value()
+        model, n = model_path_of(self.quant_model.text().strip()), self.quant_samples.value()
         return self._start("resources", lambda c: quantize.quantize(model, n_samples=n, cancel=c),
                            lambda r: self._show_rows(r, r.rows, quantize, quantize.figure(r)))
 
