@@ -44,7 +44,7 @@ def locked(workdir: str | Path) -> Iterator[list[str]]:
                 path.unlink(missing_ok=True)
                 continue
             raise TrainingError(f"Work folder '{workdir}' is in use by another training ({holder}); wait for it to "
-                                f"finish or use another work folder. If it no longer runs, delete '{path}'.") from None
+                                f"finish or use another work folder (--workdir). If it no longer runs, delete '{path}'.") from None
         with os.fdopen(fd, "w") as f:
             json.dump({"pid": os.getpid(), "host": socket.gethostname(),
                        "started": datetime.datetime.now().isoformat(timespec="seconds")}, f)
@@ -80,8 +80,8 @@ def check_run(workdir: str | Path, key: dict[str, Any]) -> None:
     """Refuse (TrainingError) to resume checkpoints in ``workdir`` that were trained for another run key,
     naming every difference; also when the folder has no record of its run (an older version's)."""
     recorded = read_run(workdir)
-    advice = ("Resume with the same options, use another work folder, or start over there without resuming "
-              "(this deletes its checkpoints).")
+    advice = ("Resume with the same options, use another work folder (--workdir), or start over there without "
+              "resuming (--no-resume, or the dock's Start; this deletes its checkpoints).")
     if recorded is None:
         raise TrainingError(f"Work folder '{workdir}' has checkpoints but no record of what they were trained "
                             f"on ({RUN} is missing), so they cannot be resumed safely. {advice}")
