@@ -42,3 +42,10 @@ def test_the_default_takes_the_free_physical_cores(monkeypatch):
 def test_physical_cores_within_the_affinity_mask():
     n = device.physical_cores()
     assert 1 <= n <= len(os.sched_getaffinity(0))
+
+
+def test_once_torch_is_loaded_only_an_explicit_count_changes_it():
+    code = ("import torch; torch.set_num_threads(1); from napari_medgen import device; "
+            "a = device.configure_threads(); b = device.configure_threads(2); print(a, b, torch.get_num_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.split() == ["1", "2", "2"]

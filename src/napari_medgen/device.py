@@ -56,17 +56,20 @@ def configure_threads(threads: int | None = None) -> int:
     threads: an explicit count (``medgen --threads``); else ``$OMP_NUM_THREADS`` when the user set
     it; else :func:`default_threads`. Before torch is imported the count goes into
     ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` (read by torch, numpy's BLAS and child processes), and idle
-    OpenMP threads are told to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE`` unless set); once
-    torch is loaded, ``torch.set_num_threads`` applies it.
+    OpenMP threads are told to sleep rather than spin (``OMP_WAIT_POLICY=PASSIVE`` unless set). Once
+    torch is loaded (the CLI called from a Python session that set its own threads), only an
+    explicit count changes it, through ``torch.set_num_threads``.
     """
     explicit = threads is not None
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if explicit:
+            torch.set_num_threads(max(1, int(threads)))
+        return torch.get_num_threads()
     if threads is None:
         user = os.environ.get("OMP_NUM_THREADS", "")
         threads = int(user) if user.isdigit() and int(user) > 0 else default_threads()
     threads = max(1, int(threads))
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
-        return threads
     for name in _THREAD_VARIABLES:
         if explicit or name not in os.environ:
             os.environ[name] = str(threads)
