@@ -19,6 +19,7 @@ the checks and the wall time of the 5 follow-ups (bar: <= 60 s on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -124,7 +125,7 @@ def scan_part(seed: int) -> None:
     print("\nPart 2: real-scan checks on a phantom CT at clinical geometry, 5 follow-ups every 3 months, "
           f"default law ({Progression().describe()})")
     print(f"{'case':<44} {'geometry':>9} {'monotone':>8} {'changed within':>14} {'vacated moved':>13} "
-          f"{'std ratio':>9} {'wall s':>7}")
+          f"{'std ratio':>9} {'wall s':>7} {'cpu s':>6}")
     for radius, value, with_body, direction in ((7.0, 1, False, np.eye(3)), (15.0, 200, True, _oblique_flipped())):
         t0 = time.perf_counter()
         img, lab = phantom.make_phantom(seed, shape=(100, 512, 512), spacing=(0.75, 0.75, 2.5), style="ct",
@@ -134,17 +135,19 @@ def scan_part(seed: int) -> None:
         data = np.where(tumour, value, (lab.data > 0) if with_body else 0).astype(np.uint8)
         base = Volume(img.data.astype(np.int16), img.spacing, img.origin, direction)  # as a CT file stores HU
         labels = Volume(data, img.spacing, img.origin, direction, True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = run_to_completion(simulate_followups(base, labels, value, [3.0 * (k + 1) for k in range(5)]))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         c = scan_checks(r, base, labels)
         case = (f"{r.tracked_ml[0]:.1f} ml, label {value}{' + body 1' if with_body else ''}, "
                 f"{'oblique/flipped' if with_body else 'identity'}")
         print(f"{case:<44} {c['geometry_error']:>9.1e} {c['monotone']:>8.0f} {c['changed_within_mm']:>11.1f} mm "
-              f"{c['vacated_moved']:>13.2f} {c['std_ratio']:>9.2f} {wall:>7.1f}")
+              f"{c['vacated_moved']:>13.2f} {c['std_ratio']:>9.2f} {wall:>7.1f} {cpu:>6.1f}")
         print(f"{'':<44} volumes (ml): {', '.join(f'{v:.2f}' for v in r.tracked_ml)}; phantom rendering {render_s:.0f} s")
     print("bars: geometry <= 1e-5, monotone, changed voxels (> 5 % of range) within 15 mm, vacated moved >= 0.5, "
-          "std ratio within 1/1.5..1.5, wall <= 60 s")
+          "std ratio within 1/1.5..1.5, wall <= 60 s (cpu s: this process's CPU time, all its threads; the wall time "
+          "includes waiting for a busy machine: see os.getloadavg below)")
+    print(f"load average (1, 5, 15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())}, CPUs: {os.cpu_count()}")
 
 
 def main() -> None:
