@@ -42,7 +42,7 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     try:
         fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(target, "part"), suffix=suffix, dir=target.parent)
     except OSError as exc:
-        raise WriteError(target, write_failure(exc, target.parent) or exc.strerror or str(exc)) from None
+        raise _write_error(target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; a saved file gets the usual mode
@@ -110,11 +110,11 @@ def staging_folder(target: str | Path) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(target, "part"), dir=target.parent))
     except OSError as exc:
-        raise WriteError(target, write_failure(exc, target.parent) or exc.strerror or str(exc)) from None
+        raise _write_error(target, exc) from None
     try:
         yield tmp
     except OSError as exc:
-        raise WriteError(target, write_failure(exc, target.parent) or exc.strerror or str(exc)) from None
+        raise _write_error(target, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -220,6 +220,10 @@ def write_failure(exc: BaseException, folder: str | Path) -> str | None:
     return None
 
 
+def _write_error(target: Path, exc: OSError) -> WriteError:
+    return WriteError(target, write_failure(exc, target.parent) or exc.strerror or str(exc))
+
+
 def _temporary_prefix(target: Path, kind: str) -> str:
     return f".{target.name}.{kind}-{os.getpid()}-"
 
@@ -229,7 +233,7 @@ def _make_folder(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WriteError(target, write_failure(exc, target.parent) or exc.strerror or str(exc)) from None
+        raise _write_error(target, exc) from None
     remove_stale_temporaries(target.parent)
 
 
