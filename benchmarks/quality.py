@@ -43,6 +43,7 @@ from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.tasks.synthesize import Synthesizer
 
 MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
+PHANTOM_SHAPE = (16, 128, 128)  # (z, y, x) phantom subjects for spade_phantom: its field of view, 16 axial slices
 
 
 # --- label -> image --------------------------------------------------------------------------------
@@ -94,7 +95,7 @@ def spade_phantom(path: Path) -> list[q.Row]:
         train_seeds = [s for s in range(12) if s % len(vendors) == k]  # training seeds of this vendor (seed % 3)
         sets = []
         for seeds in (train_seeds, st.PHANTOM_HOLDOUT_SEEDS):
-            pairs = [(*make_phantom(seed=s, style=vendor), vendor) for s in seeds]
+            pairs = [(*make_phantom(seed=s, style=vendor, shape=PHANTOM_SHAPE), vendor) for s in seeds]
             raw, lab, _, _ = st.volumes_to_slices(pairs, shape)
             sets += [raw, lab]
         style = synth.resolve_style(f"vendor:{vendor}")

@@ -119,3 +119,18 @@ def test_trainer_learns_resumes_identically_and_exports(tmp_path):
 def _save(obj, path):
     torch.save(obj, path)
     return path
+
+
+def test_lut_init_starts_from_the_lookup_table_and_augmented_training_steps():
+    data = toy_slices()
+    torch.manual_seed(0)
+    trainer = SpadeTrainer(data, spade.network_config(**TINY), seed=0, batch_size=4, lr=2e-3, device="cpu",
+                           weights={"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}, lut_init=True,
+                           augment=True)
+    means = np.array([data.images[data.labels == k].mean() for k in range(3)])
+    i = trainer._preview_index
+    assert np.abs(trainer.preview() - means[data.labels[i]]).max() < 1e-3  # step 0 = the lookup-table painting
+    untrained = tiny_trainer()
+    assert np.abs(untrained.preview() - means[data.labels[untrained._preview_index]]).max() > 0.1
+    losses = [trainer.train_step(s) for s in range(3)]
+    assert all(np.isfinite(v) for rec in losses for v in rec.values())

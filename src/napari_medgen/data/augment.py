@@ -22,7 +22,7 @@ def slice_augmentation(seed: int, flip: bool = True) -> Compose:
     """Random transform of {"image": (1, y, x) float in [0, 1], "label": (1, y, x) float} dicts."""
     steps = [RandFlipd((IMAGE, LABEL), prob=0.5, spatial_axis=1)] if flip else []
     steps += [
-        Rand2DElasticd((IMAGE, LABEL), spacing=(24, 24), magnitude_range=(0.5, 2.0), prob=0.7,
+        Rand2DElasticd((IMAGE, LABEL), spacing=(24, 24), magnitude_range=(0.5, 2.0), prob=0.5,
                        rotate_range=(np.pi / 18,), scale_range=(0.08, 0.08), mode=("bilinear", "nearest"),
                        padding_mode="zeros"),
         RandBiasFieldd(IMAGE, degree=3, coeff_range=(0.0, 0.15), prob=0.3),

@@ -7,11 +7,15 @@ style encoder; no perceptual loss (it would need downloaded weights). The discri
 
 Data: 2D slices (n, y, x) of the training volumes cut along the training orientation (axial by
 default), centre-padded to the model's input shape, intensities normalised to [-1, 1] with
-``data.normalize``. ``--sample brain`` holds back every 5th axial slice; ``--sample phantom``
-renders subjects with seeds 0..N-1 in rotating MR contrast styles ("vendors") and holds back
-seeds from 1000 on. Settings (``--set key=value``): network entries (channels, z_dim,
-spade_hidden, head_channels), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
-augmentation), subjects (phantom count).
+``data.normalize``. ``--sample brain`` trains on the shipped 2 mm brain sample and holds back every
+5th axial slice, or with ``--set resolution=1`` on the 1 mm MNI152 template from the nilearn wheel
+(background set to 0 outside the brain) holding back the axial slabs of ``data.brain.axial_split``;
+``--sample phantom`` renders subjects with seeds 0..N-1 in rotating MR contrast styles ("vendors")
+and holds back seeds from 1000 on. Settings (``--set key=value``): network entries (channels,
+z_dim, spade_hidden, head_channels), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
+augmentation), augment (``data.augment``: elastic, bias field, contrast, resolution; includes the
+flip), lut_init (start the per-label intensity offsets at the training images' class means, so
+training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import MultiScalePatchDiscriminator
 
 from ..data import normalize as norm
+from ..data.augment import augment_batch, slice_augmentation
 from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
@@ -55,6 +60,7 @@ class SliceSet:
     description: str
     held_out: str = ""
     notes: list[str] = field(default_factory=list)
+    held_out_slabs_mm: list[list[float]] | None = None
 
 
 def volumes_to_slices(pairs: list[tuple[Volume, Volume, str]], model_shape: tuple[int, int],
@@ -83,8 +89,12 @@ def volumes_to_slices(pairs: list[tuple[Volume, Volume, str]], model_shape: tupl
     return np.concatenate(images), np.concatenate(labels), styles, ref_spacing
 
 
-def brain_slices(model_shape: tuple[int, int]) -> SliceSet:
-    """Axial slices of the shipped brain sample, every 5th held back for evaluation."""
+def brain_slices(model_shape: tuple[int, int], resolution: int = 2) -> SliceSet:
+    """Training slices of the brain: the shipped 2 mm sample (every 5th slice held back), or at 1 mm."""
+    if resolution == 1:
+        return brain_split_1mm(model_shape)[0]
+    if resolution != 2:
+        raise InputError(f"Brain resolution {resolution} mm is not available: use 2 (shipped sample) or 1.")
     from ..data.samples import brain_sample
 
     image, labels = brain_sample()
@@ -96,6 +106,31 @@ def brain_slices(model_shape: tuple[int, int]) -> SliceSet:
     return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec,
                     "shipped brain sample (MNI152 2009 T1, 2 mm), axial slices",
                     f"axial slices z with z % {BRAIN_HOLDOUT_EVERY} == {BRAIN_HOLDOUT_EVERY // 2}")
+
+
+def brain_split_1mm(model_shape: tuple[int, int], min_brain: float = 0.01) -> tuple[SliceSet, SliceSet]:
+    """(training, held-out) axial slices of the 1 mm MNI152 template, image zeroed outside the brain.
+
+    The split is ``data.brain.axial_split`` (slabs named by MNI z); slices whose brain covers less
+    than ``min_brain`` of the plane are left out of both. One normalisation (the volume's percentiles).
+    """
+    from ..data import brain
+
+    image, labels = brain.derive_brain_sample(resolution=1)
+    data = np.where(labels.data > 0, image.data, 0).astype(np.float32)
+    image = Volume(data, image.spacing, image.origin, image.direction, False, dict(image.metadata))
+    train, held = brain.axial_split(brain.axial_z_mm(labels))
+    enough = (labels.data > 0).reshape(len(labels.data), -1).mean(1) >= min_brain
+    spec = norm.percentile_spec(data)
+    names = dict(brain.TISSUE_LABELS)
+    slabs = [list(s) for s in brain.HELDOUT_SLABS_MM]
+    out = []
+    for mask, what in ((train & enough, "training"), (held & enough, "held-out")):
+        raw, lab, styles, sp = volumes_to_slices([(image, labels, "")], model_shape, keep=lambda i, m=mask: bool(m[i]))
+        out.append(SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec,
+                            f"MNI152 2009 T1 template (nilearn wheel), 1 mm, brain only, {len(raw)} {what} axial slices",
+                            brain.heldout_description(), held_out_slabs_mm=slabs))
+    return out[0], out[1]
 
 
 def mr_styles() -> list[str]:
@@ -143,7 +178,8 @@ class SpadeTrainer(AttributeState):
     state_attrs = ("generator", "discriminator", "opt_g", "opt_d", "rng")
 
     def __init__(self, data: SliceSet, network: dict[str, Any], *, seed: int, batch_size: int, lr: float,
-                 device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True):
+                 device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True,
+                 augment: bool = False, lut_init: bool = False):
         self.data = data
         self.network = network
         self.weights = weights
@@ -152,6 +188,13 @@ class SpadeTrainer(AttributeState):
         self.device = resolve_device(device)
         self.n_classes = int(network["n_classes"])
         self.generator = spade.build_spade(network)["generator"].to(self.device)
+        if lut_init:  # start from painting each label with its mean: the network learns what a lookup table misses
+            counts = np.bincount(data.labels.ravel(), minlength=self.n_classes)[:self.n_classes]
+            sums = np.bincount(data.labels.ravel(), weights=data.images.ravel(), minlength=self.n_classes)[:self.n_classes]
+            with torch.no_grad():
+                self.generator.label_style.bias.copy_(torch.as_tensor(sums / np.maximum(counts, 1), dtype=torch.float32))
+                for p in self.generator.head[-1].parameters():
+                    p.zero_()
         size = min(network["input_shape"])
         # the coarser of the two discriminators has 2 * layers stride-2 convolutions: keep its output >= 8 pixels
         layers = int(np.clip(np.log2(size / 8) // 2, 1, 2))
@@ -162,6 +205,7 @@ class SpadeTrainer(AttributeState):
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d or lr, betas=(0.5, 0.999))
         self.adversarial = PatchAdversarialLoss(criterion="hinge")
         self.rng = torch.Generator().manual_seed(seed)
+        self.augment = slice_augmentation(seed, flip) if augment else None
         self.images = torch.from_numpy(data.images[:, None].astype(np.float32))
         self.labels = torch.from_numpy(data.labels)
         fg = (data.labels > 0).reshape(len(data.labels), -1).mean(1)
@@ -173,7 +217,9 @@ class SpadeTrainer(AttributeState):
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.images), (self.batch_size,), generator=self.rng)
         image, labels = self.images[idx], self.labels[idx]
-        if self.flip:
+        if self.augment is not None:
+            image, labels = augment_batch(self.augment, image, labels)
+        elif self.flip:
             flip = torch.rand(self.batch_size, generator=self.rng) < 0.5
             image[flip], labels[flip] = image[flip].flip(-1), labels[flip].flip(-1)
         return image.to(self.device), self._onehot(labels).to(self.device)
@@ -242,6 +288,8 @@ class SpadeTrainer(AttributeState):
         training["data"] = self.data.description
         training["held_out"] = self.data.held_out
         training["notes"] = self.data.notes
+        if self.data.held_out_slabs_mm is not None:
+            training["held_out_slabs_mm"] = self.data.held_out_slabs_mm
         card["training"] = training
         save_model(path, {"generator": self.generator}, card, half=True)
 
@@ -257,13 +305,16 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     weights = {k: float(extra.pop(k, v)) for k, v in LOSS_WEIGHTS.items()}
     lr_d = extra.pop("lr_d", None)
     flip = bool(extra.pop("flip", True))
+    augment = bool(extra.pop("augment", False))
+    lut_init = bool(extra.pop("lut_init", False))
+    resolution = int(extra.pop("resolution", 2))
     subjects = int(extra.pop("subjects", 24))
     if extra:
-        raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: "
-                         f"{', '.join(sorted(net_keys | set(LOSS_WEIGHTS) | {'lr_d', 'flip', 'subjects'}))}.")
+        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects"}
+        raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: {', '.join(sorted(known))}.")
     shape = tuple(network["input_shape"])
     if config.sample == "brain":
-        data = brain_slices(shape)
+        data = brain_slices(shape, resolution)
     elif config.sample == "phantom":
         data = phantom_slices(shape, subjects)
     elif config.sample is None:
@@ -272,4 +323,5 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
         raise InputError(f"Unknown sample '{config.sample}' for spade training: use 'brain' or 'phantom'.")
     network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
     return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
-                        device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip)
+                        device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip,
+                        augment=augment, lut_init=lut_init)
