@@ -58,10 +58,14 @@ def number(low: float | None = None, high: float | None = None, *, above: float 
 
 def _in_range(value: Any, low: float | None, high: float | None, text: str) -> Any:
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"between {low:g} and {high:g}" if low is not None and high is not None else (
-            f"at least {low:g}" if low is not None else f"at most {high:g}")
+        bounds = f"between {_show(low)} and {_show(high)}" if low is not None and high is not None else (
+            f"at least {_show(low)}" if low is not None else f"at most {_show(high)}")
         raise argparse.ArgumentTypeError(f"must be {bounds}, got {text[:40]!r}")
     return value
+
+
+def _show(bound: float | None) -> str:
+    return f"{bound:g}" if isinstance(bound, float) else str(bound)
 
 
 seed = integer(0, SEED_MAX)
