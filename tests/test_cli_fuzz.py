@@ -49,7 +49,8 @@ def numeric_options(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = (
     return found
 
 
-OPTIONS = numeric_options(build_parser())
+PARSER = build_parser()
+OPTIONS = numeric_options(PARSER)
 
 
 def run(argv: list[str]) -> tuple[int, str]:
@@ -72,9 +73,8 @@ def assert_clean(status: int, err: str) -> None:
 def test_options_are_found_and_mine_are_range_checked():
     mine = [(cmd, opt) for cmd, opt in OPTIONS if not cmd or cmd[0] in MY_COMMANDS]
     assert len(mine) >= 40
-    parser = build_parser()
     for cmd, opt in mine:  # a bare int/float would let 2**70, -1 or NaN through to the task
-        sub = parser
+        sub = PARSER
         for name in cmd:
             sub = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
         action = next(a for a in sub._actions if opt in a.option_strings)
@@ -85,11 +85,10 @@ def test_options_are_found_and_mine_are_range_checked():
 @given(option=st.sampled_from(OPTIONS), text=numeric_text)
 def test_any_numeric_option_parses_or_is_one_plain_line(option, text):
     cmd, opt = option
-    parser = build_parser()
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         try:
-            parser.parse_known_args([*cmd, f"{opt}={text}"])
+            PARSER.parse_known_args([*cmd, f"{opt}={text}"])
         except SystemExit as exc:
             assert exc.code == 2 and len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
     assert "Traceback" not in err.getvalue()
