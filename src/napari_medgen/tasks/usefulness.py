@@ -1,4 +1,7 @@
-"""Is synthetic data useful? Train a small MONAI UNet on real / real + synthetic / less real + synthetic.
+"""Is synthetic data useful without domain shift? A small MONAI UNet on real / real + synthetic / less real + synthetic.
+
+(Training on one domain and testing on unseen ones, with target-style synthesis: :mod:`.domain_shift`.)
+The UNet, its training and Dice live in :mod:`.segmentation`.
 
 Arms (2D slices, images scaled to [0, 1] per image, labels 0..n_classes-1):
 
