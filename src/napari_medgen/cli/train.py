@@ -17,8 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, TrainingError
+from ..progress import CancelToken, run_with_bar
 from . import options
-from ..errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -51,7 +52,6 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models.store import model_paths
-    from ..progress import run_with_bar
     from ..tasks.train import TrainJob, check_model_output, train_model
     from ..training.distributed import process_group
     from ..training.registry import TrainConfig, parse_settings
@@ -78,8 +78,6 @@ def run(args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"medgen: {note}", file=sys.stderr)
     if result.status == "diverged":
-        from ..errors import TrainingError
-
         raise TrainingError(result.message)
     if result.status == "cancelled":
         print(f"medgen: {result.message}", file=sys.stderr)
@@ -103,10 +101,8 @@ def _print_families() -> int:
 
 
 @contextlib.contextmanager
-def _ctrl_c_cancels() -> Iterator[Any]:
-    """Yield a CancelToken that the first Ctrl-C sets (a second one interrupts at once); restores the handler."""
-    from ..progress import CancelToken
-
+def _ctrl_c_cancels() -> Iterator[CancelToken]:
+    """Yield a token that the first Ctrl-C sets (a second one interrupts at once); restores the handler."""
     token = CancelToken()
     if threading.current_thread() is not threading.main_thread():
         yield token
