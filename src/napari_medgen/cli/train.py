@@ -1,8 +1,10 @@
 """``medgen train FAMILY ...``: train a registered model family and export it with its card.
 
 Drives :func:`napari_medgen.tasks.train.train_model` with a text progress bar: Ctrl-C once stops
-after the current step and saves a checkpoint; running the same command again resumes. Writes
-``OUT.safetensors`` + ``OUT.json`` (its card records this exact command) and ``OUT.loss.png``.
+after the current step and saves a checkpoint; running the same command again resumes (a work
+folder is locked while a run uses it, and resumes only the run it was made for). Writes
+``OUT.safetensors`` + ``OUT.json`` (its card records this exact command) and ``OUT.loss.png``; an
+existing model OUT is refused before training unless ``--overwrite``, and then replaced as a whole.
 """
 
 from __future__ import annotations
