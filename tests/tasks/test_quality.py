@@ -76,6 +76,9 @@ def test_foreground_and_background_masks():
     image, labels = discs()
     fg = q.foreground(image, image, erode=0)
     assert (fg == (labels > 0)).mean() > 0.97
+    holed = np.where(labels == 2, 0.0, image)  # a dark core: a hole the filled mask closes
+    assert q.foreground(holed, image, erode=0)[labels == 2].mean() > 0.9
+    assert q.foreground(holed, image, erode=0, fill=False)[labels == 2].mean() < 0.3
     bg = q.background_mask(labels, margin=3)
     assert not (bg & (labels > 0)).any()
     assert np.array_equal(q.background_mask(labels, margin=0), labels == 0)

@@ -128,14 +128,15 @@ def shuffle_in_mask(images: np.ndarray, mask: np.ndarray, seed: int = 0) -> np.n
     return out
 
 
-def foreground(images: np.ndarray, reference: np.ndarray, threshold: float = 0.15, erode: int = 2) -> np.ndarray:
+def foreground(images: np.ndarray, reference: np.ndarray, threshold: float = 0.15, erode: int = 2,
+               fill: bool = True) -> np.ndarray:
     """Masks (n, y, x) of the object in images without labels (samples): above ``threshold`` of the
-    reference set's pooled 1st-99th percentile range, holes filled, eroded by ``erode`` pixels so the
-    object's outline does not count as texture."""
+    reference set's pooled 1st-99th percentile range, holes filled (``fill``), eroded by ``erode``
+    pixels so the object's outline does not count as texture."""
     _, x = unit_scale(reference, images, pooled=True)
     out = np.zeros(x.shape, bool)
     for i, im in enumerate(x):
-        m = ndimage.binary_fill_holes(im > threshold)
+        m = ndimage.binary_fill_holes(im > threshold) if fill else im > threshold
         out[i] = ndimage.binary_erosion(m, iterations=erode) if erode else m
     return out
 
