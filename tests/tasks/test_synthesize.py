@@ -165,6 +165,31 @@ def test_cli_writes_a_geometry_correct_nifti(toy_model, tmp_path, capsys):
     assert "non-integer" in capsys.readouterr().err and not (tmp_path / "x.nii.gz").exists()
 
 
+def test_cli_blend_is_the_docks_blend(toy_model, tmp_path):
+    """--blend-with B --blend T gives the image of the style (1 - T) a + T b, as the dock's blend slider;
+    T = 0 is --style alone."""
+    from napari_medgen.io.readers import read_volume
+    from napari_medgen.io.writers import write_volume
+    from napari_medgen.tasks.live_synthesis import StyleSource, style_vector
+
+    labels = label_volume(shape=(4, 32, 32))
+    write_volume(labels, tmp_path / "lab.nii.gz")
+    base = ["--quiet", "synthesize", "--labels", str(tmp_path / "lab.nii.gz"), "--model", toy_model.path,
+            "--style", "mean", "--seed", "3"]
+    for t in (0.0, 0.7):
+        assert main([*base, "--blend-with", "random", "--blend", str(t), "--out", str(tmp_path / f"b{t}.nii.gz")]) == 0
+    assert main([*base, "--out", str(tmp_path / "a.nii.gz")]) == 0
+    dock = style_vector(toy_model, StyleSource("mean", seed=3), StyleSource("random", seed=4), 0.7)
+    want = run_to_completion(synthesize(labels, toy_model, style=dock)).data
+    blended, alone = (read_volume(tmp_path / n, as_label=False).data for n in ("b0.7.nii.gz", "a.nii.gz"))
+    np.testing.assert_allclose(blended, want, atol=1e-4)
+    np.testing.assert_allclose(read_volume(tmp_path / "b0.0.nii.gz", as_label=False).data, alone, atol=1e-4)
+    assert np.abs(blended - alone).mean() > 1e-3  # the blend changes the image
+    with pytest.raises(SystemExit) as refused:  # refused while the command line is read
+        main([*base, "--blend-with", "random", "--blend", "1.5", "--out", str(tmp_path / "x.nii.gz")])
+    assert refused.value.code == 2
+
+
 def test_cli_map_option_and_refusal(toy_model, tmp_path, capsys):
     """--map VALUE=CLASS (by name or number) or --map identity; without it an unnamed map is refused."""
     from napari_medgen.io.readers import read_volume

@@ -4,7 +4,9 @@ Synthesises an image for a label map with a spade model (a path, or a shipped mo
 as ``spade_brain``) and writes it with the labels' exact geometry. Styles: ``random`` (with
 ``--seed``), ``mean``, ``vendor:NAME`` (a named style of the model, e.g. the phantom's vendors),
 ``like:IMAGE`` (encoded from a reference image; its labels are ``--like-labels``, default the
-input labels, which must then share the image's grid).
+input labels, which must then share the image's grid). ``--blend-with STYLE --blend T`` blends the
+style towards a second one by T in [0, 1], as the dock's "blend with" and "blend" do (the second
+style's random seed is ``--seed`` + 1).
 
 Label meaning: each value of the label map must have a model class. Values named like a class
 (the file's label names vs the model card's) are mapped to it; others are refused, naming both
@@ -35,6 +37,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--style", default="random",
                    help="random | mean | vendor:NAME | like:IMAGE (default random, drawn with --seed)")
     p.add_argument("--like-labels", type=Path, help="labels of the like:IMAGE reference (default: --labels)")
+    p.add_argument("--blend-with", metavar="STYLE", help="a second style (as --style; its random seed is --seed + 1)")
+    p.add_argument("--blend", type=options.number(0.0, 1.0), default=0.5, metavar="T",
+                   help="with --blend-with: 0 = --style, 1 = the second style (default 0.5)")
     p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
                    help="label value -> model class (number or name), e.g. --map 1=tumour; repeatable or "
                         "comma-separated; 'identity' confirms unnamed values are the model's class numbers")
@@ -57,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         names = user_label_names(labels.metadata)
         print(f"medgen: label mapping: {mapping.describe(names, synth.label_names)}", file=sys.stderr)
-    style: Any = args.style
-    if style.startswith("like:"):
-        reference = read_volume(style.split(":", 1)[1], as_label=False)
-        ref_labels = read_volume(args.like_labels) if args.like_labels else labels
-        style = synth.encode_style(reference, ref_labels)
+    style = _style(args.style, synth, labels, args.like_labels)
+    if args.blend_with is not None:
+        other = _style(args.blend_with, synth, labels, args.like_labels)
+        style = synth.interpolate(synth.resolve_style(style, args.seed), synth.resolve_style(other, args.seed + 1),
+                                  args.blend)
     image = run_with_bar(synthesize(labels, synth, style=style, seed=args.seed, batch=args.batch, mapping=mapping),
                          desc="synthesize", disable=args.quiet)
     for note in image.metadata.get("notes", []):
@@ -69,6 +74,17 @@ def run(args: argparse.Namespace) -> int:
     write_volume(image, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def _style(text: str, synth: Any, labels: Volume, like_labels: Path | None) -> Any:
+    """A --style value as the task takes it: the text, or for like:IMAGE the style encoded from IMAGE
+    with ``like_labels`` (default ``labels``)."""
+    from ..io.readers import read_volume
+
+    if not text.startswith("like:"):
+        return text
+    reference = read_volume(text.split(":", 1)[1], as_label=False)
+    return synth.encode_style(reference, read_volume(like_labels) if like_labels else labels)
 
 
 def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:
