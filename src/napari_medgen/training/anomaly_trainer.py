@@ -10,6 +10,7 @@ tumour (seeds 1,000,000+, never seen) is measured per style and written into the
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.anomaly_ae import (
     DEFAULT_NETWORK,
@@ -30,7 +32,7 @@ from ..models.features import scale_unit
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
 
 HELDOUT_SEED = 1_000_000
 
@@ -47,6 +49,19 @@ def normal_phantom(seed: int, shape: tuple[int, int], styles: list[str]) -> np.n
     return scale_unit(img.data)[0]
 
 
+@dataclass(frozen=True)
+class AnomalySettings:
+    """``--set`` settings of the anomaly autoencoder: its network (see DEFAULT_NETWORK), the phantom
+    styles it sees (default: all) and the KL weight."""
+
+    in_shape: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["in_shape"]))
+    latent_size: int = DEFAULT_NETWORK["latent_size"]
+    channels: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["channels"]))
+    strides: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["strides"]))
+    styles: list[str] | None = None
+    kl_weight: float = 0.01
+
+
 class AnomalyAETrainer(AttributeState):
     """One optimisation step = a batch of normal slices through the VAE (see module docstring)."""
 
@@ -55,18 +70,18 @@ class AnomalyAETrainer(AttributeState):
     def __init__(self, cfg: TrainConfig):
         from ..data.phantom import STYLES
 
-        ex = cfg.extra
-        self.network = {**DEFAULT_NETWORK, **{k: ex[k] for k in DEFAULT_NETWORK if k in ex}}
-        self.shape = tuple(int(s) for s in self.network["in_shape"])
-        self.styles = list(ex.get("styles", STYLES))
+        s = family_settings(AnomalySettings, cfg.extra, FAMILY)
+        self.network = {k: getattr(s, k) for k in DEFAULT_NETWORK}
+        self.shape = tuple(int(v) for v in self.network["in_shape"])
+        self.styles = list(s.styles or STYLES)
         self.sample = cfg.sample
         if cfg.sample not in ("phantom", None) or (cfg.sample is None and cfg.images is None):
             raise InputError("The anomaly autoencoder trains on --sample phantom or on an --images folder of normal scans.")
         self.slices = None if cfg.sample == "phantom" else self._folder_slices(Path(cfg.images))
-        self.device = torch.device("cpu") if cfg.device == "auto" else torch.device(cfg.device)
+        self.device = resolve_device(cfg.device)
         self.net = build_anomaly_ae(self.network).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        self.kl_weight = float(ex.get("kl_weight", 0.01))
+        self.kl_weight = s.kl_weight
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.data_desc = (f"tumour-free 2D phantoms, styles {self.styles}" if self.slices is None

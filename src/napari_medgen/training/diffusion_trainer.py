@@ -17,6 +17,7 @@ nearest for labels).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,12 @@ import torch.nn.functional as F
 from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 
 from ..data.normalize import normalize, percentile_spec
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.diffusion import build_unet, make_scheduler
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
 
 HELD_OUT_EVERY = 5  # brain: slice index % 5 == 0 is held back
 PHANTOM_HELD_OUT_SEED = 1000
@@ -113,25 +115,47 @@ def folder_data(images: Path, labels: Path | None, dims: int, size: int) -> tupl
     return out_i, out_l, spacing
 
 
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """``--set`` settings of a diffusion model. dims/size: 2D or 3D samples of size^dims; objective:
+    ddpm | rflow; prediction (ddpm): epsilon | sample; conditioned: SPADE mask conditioning (label_nc
+    classes, default from the data); ema: decay of the exported weights' average; n_subjects: phantom
+    subjects of --sample phantom. channels/attention: per level, "32,64,64" or a list; res_blocks,
+    groups (default the smallest channel count), head_channels (default the last), spade_channels."""
+
+    dims: int = 2
+    size: int = 64
+    objective: str = "ddpm"
+    prediction: str = "epsilon"
+    conditioned: bool = False
+    label_nc: int | None = None
+    ema: float = 0.999
+    n_subjects: int = 48
+    channels: Any = "32,64,64"
+    attention: Any = None
+    res_blocks: int = 1
+    groups: int | None = None
+    head_channels: int | None = None
+    spade_channels: int = 32
+
+
 class DiffusionTrainer(AttributeState):
     """One optimisation step = one batch of noised images at random timesteps, MSE on the target."""
 
     state_attrs = ("unet", "ema", "optimizer", "generator")
 
     def __init__(self, config: TrainConfig) -> None:
-        extra = dict(config.extra or {})
-        self.dims = int(extra.get("dims", 2))
-        self.size = int(extra.get("size", 64))
-        self.objective = str(extra.get("objective", "ddpm"))
+        s = family_settings(DiffusionSettings, config.extra or {}, "diffusion")
+        self.dims, self.size, self.objective = s.dims, s.size, s.objective
         if self.objective not in ("ddpm", "rflow"):
             raise InputError(f"objective must be ddpm or rflow, not '{self.objective}'.")
-        self.conditioned = str(extra.get("conditioned", "0")).lower() in ("1", "true", "yes")
-        self.ema_decay = float(extra.get("ema", 0.999))
-        self.device = torch.device(config.device if config.device not in (None, "auto") else "cpu")
+        self.conditioned = s.conditioned
+        self.ema_decay = s.ema
+        self.device = resolve_device(config.device)
         self.batch_size = int(config.batch_size)
         if config.sample:
             images, labels, spacing = sample_data(config.sample, self.dims, self.size,
-                                                  n_subjects=int(extra.get("n_subjects", 48)))
+                                                  n_subjects=s.n_subjects)
             self.data_description = f"sample '{config.sample}' ({len(images)} {'slices' if self.dims == 2 else 'volumes'})"
         elif config.images is not None:
             images, labels, spacing = folder_data(Path(config.images), config.labels and Path(config.labels), self.dims, self.size)
@@ -151,21 +175,22 @@ class DiffusionTrainer(AttributeState):
             if not labels:
                 raise InputError("A mask-conditioned diffusion model needs label maps (--labels DIR or sample data).")
             lab = torch.from_numpy(np.stack(labels))
-            self.label_nc = int(extra.get("label_nc", int(lab.max()) + 1))
+            self.label_nc = int(lab.max()) + 1 if s.label_nc is None else s.label_nc
             self.seg = lab
             self.label_names = self._label_names(config.sample)
-        ch = _ints(extra.get("channels", "32,64,64"))
-        att = [bool(v) for v in _ints(extra.get("attention", ",".join("0" * len(ch))))]
+        ch = _ints(s.channels)
+        att = [bool(v) for v in _ints(s.attention if s.attention is not None else ",".join("0" * len(ch)))]
         self.network: dict[str, Any] = {
             "spatial_dims": self.dims, "in_channels": 1, "out_channels": 1, "channels": ch,
-            "attention_levels": att, "num_res_blocks": int(extra.get("res_blocks", 1)),
-            "norm_num_groups": int(extra.get("groups", min(ch))), "num_head_channels": int(extra.get("head_channels", ch[-1])),
+            "attention_levels": att, "num_res_blocks": s.res_blocks,
+            "norm_num_groups": min(ch) if s.groups is None else s.groups,
+            "num_head_channels": ch[-1] if s.head_channels is None else s.head_channels,
         }
         if self.conditioned:
             self.network["label_nc"] = self.label_nc
-            self.network["spade_intermediate_channels"] = int(extra.get("spade_channels", 32))
+            self.network["spade_intermediate_channels"] = s.spade_channels
         if self.objective == "ddpm":
-            self.prediction = str(extra.get("prediction", "epsilon"))
+            self.prediction = s.prediction
             if self.prediction not in ("epsilon", "sample"):
                 raise InputError(f"prediction must be epsilon (noise) or sample (x0), not '{self.prediction}'.")
             self.scheduler_spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": self.prediction,

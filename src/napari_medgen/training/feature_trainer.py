@@ -15,6 +15,7 @@ features thus encode anatomy *and* image quality, which is what FD/MMD should co
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.features import FAMILY, build_feature_encoder, prepare, scale_unit
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
 
 N_PHANTOM, N_BRAIN = 8, 4
 DEFAULT_NETWORK: dict[str, Any] = {"layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128], "input_size": 64}
@@ -48,19 +50,30 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     return (out + rng.normal(0, noise, image.shape)).astype(np.float32), np.array([noise, blur], np.float32)
 
 
+@dataclass(frozen=True)
+class FeatureSettings:
+    """``--set`` settings of the feature encoder: its ResNet (see DEFAULT_NETWORK) and whether phantom
+    training also sees the brain sample."""
+
+    layers: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["layers"]))
+    block_inplanes: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["block_inplanes"]))
+    input_size: int = DEFAULT_NETWORK["input_size"]
+    also_brain: bool = False
+
+
 class FeatureEncoderTrainer(AttributeState):
     """One step = a batch of (degraded) slices; regress label fractions and degradation (module doc)."""
 
     state_attrs = ("net", "head", "opt", "gen")
 
     def __init__(self, cfg: TrainConfig):
-        ex = cfg.extra
-        self.network = {**DEFAULT_NETWORK, **{k: ex[k] for k in DEFAULT_NETWORK if k in ex}}
+        s = family_settings(FeatureSettings, cfg.extra, FAMILY)
+        self.network = {k: getattr(s, k) for k in DEFAULT_NETWORK}
         if cfg.sample not in ("phantom", "brain"):
             raise InputError("The feature encoder trains on the shipped samples: --sample phantom or --sample brain.")
         self.use_phantom = cfg.sample == "phantom"
-        self.brain = self._brain_slices() if (cfg.sample == "brain" or ex.get("also_brain")) else None
-        self.device = torch.device("cpu") if cfg.device == "auto" else torch.device(cfg.device)
+        self.brain = self._brain_slices() if (cfg.sample == "brain" or s.also_brain) else None
+        self.device = resolve_device(cfg.device)
         self.net = build_feature_encoder(self.network)["encoder"].to(self.device)
         self.head = torch.nn.Linear(int(self.network["block_inplanes"][-1]), N_PHANTOM + N_BRAIN + 2).to(self.device)
         self.opt = torch.optim.Adam([*self.net.parameters(), *self.head.parameters()], lr=cfg.lr)

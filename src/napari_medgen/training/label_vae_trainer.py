@@ -12,6 +12,7 @@ into the card, with a Gaussian fitted to the training latents ("latent_prior") f
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,13 @@ import torch
 from monai.losses import DiceCELoss
 from monai.metrics import compute_dice
 
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.label_vae import DEFAULT_NETWORK, FAMILY, build_label_vae, one_hot
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
 
 
 def fit_slices(vol: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -56,11 +58,26 @@ def _phantom_slices(subjects: range, shape: tuple[int, int]) -> tuple[np.ndarray
     return np.concatenate(out), dict(LABELS), spacing
 
 
+@dataclass(frozen=True)
+class LabelVAESettings:
+    """``--set`` settings of the label VAE: phantom subjects for training and held out, its network
+    (see models.label_vae.DEFAULT_NETWORK; n_classes comes from the data) and the KL weight."""
+
+    subjects: int = 24
+    heldout_subjects: int = 4
+    slice_shape: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["slice_shape"]))
+    latent_size: int = DEFAULT_NETWORK["latent_size"]
+    channels: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["channels"]))
+    strides: list[int] = field(default_factory=lambda: list(DEFAULT_NETWORK["strides"]))
+    num_res_units: int = DEFAULT_NETWORK["num_res_units"]
+    kl_weight: float = 1.0
+
+
 def load_label_slices(cfg: TrainConfig, shape: tuple[int, int]) -> dict[str, Any]:
     """Training and held-out (n, y, x) uint8 slices, label names, spacing and a data description."""
-    ex = cfg.extra
     if cfg.sample == "phantom":
-        n, h = int(ex.get("subjects", 24)), int(ex.get("heldout_subjects", 4))
+        s = family_settings(LabelVAESettings, cfg.extra, FAMILY)
+        n, h = s.subjects, s.heldout_subjects
         train, names, spacing = _phantom_slices(range(n), shape)
         held, _, _ = _phantom_slices(range(1000, 1000 + h), shape)
         return {"train": train, "heldout": held, "names": names, "spacing": spacing,
@@ -97,17 +114,17 @@ class LabelVAETrainer(AttributeState):
     state_attrs = ("net", "opt", "gen")
 
     def __init__(self, cfg: TrainConfig):
-        ex = cfg.extra
-        shape = tuple(int(s) for s in ex.get("slice_shape", DEFAULT_NETWORK["slice_shape"]))
+        s = family_settings(LabelVAESettings, cfg.extra, FAMILY)
+        shape = tuple(int(v) for v in s.slice_shape)
         self.data = load_label_slices(cfg, shape)
         n_classes = max(len(self.data["names"]), int(self.data["train"].max()) + 1)
-        self.network = {**DEFAULT_NETWORK, "n_classes": n_classes, "slice_shape": list(shape),
-                        **{k: ex[k] for k in ("latent_size", "channels", "strides", "num_res_units") if k in ex}}
-        self.device = torch.device("cpu") if cfg.device == "auto" else torch.device(cfg.device)
+        self.network = {"n_classes": n_classes, "slice_shape": list(shape), "latent_size": s.latent_size,
+                        "channels": s.channels, "strides": s.strides, "num_res_units": s.num_res_units}
+        self.device = resolve_device(cfg.device)
         self.net = build_label_vae(self.network).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.loss = DiceCELoss(softmax=True, to_onehot_y=True)
-        self.kl_weight = float(ex.get("kl_weight", 1.0))
+        self.kl_weight = s.kl_weight
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.train_x = torch.from_numpy(self.data["train"].astype(np.int64))

@@ -9,9 +9,11 @@ train data-parallel (:mod:`.distributed`).
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from functools import cache
 
+from ..device import resolve_device
 from ..errors import InputError
 from .checkpoint import seed_everything
 from .config import TrainConfig, parse_settings
@@ -69,7 +71,8 @@ def trainers() -> dict[str, TrainerSpec]:
 
 
 def make_trainer(family: str, config: TrainConfig) -> Trainer:
-    """Seed the global RNGs with ``config.seed``, then build the family's trainer; inside a live
+    """Seed the global RNGs with ``config.seed``, then build the family's trainer on the device that
+    ``config.device`` names ("auto": CUDA, then MPS, then the CPU; resolved here, once); inside a live
     ``torchrun`` process group, each rank builds its shard (config.batch_size = the global batch)
     and the trainer trains data-parallel."""
     specs = trainers()
@@ -79,6 +82,7 @@ def make_trainer(family: str, config: TrainConfig) -> Trainer:
     if config.sample is None and (config.images is None or config.labels is None):
         raise InputError("Training needs data: give both an images and a labels folder, or a shipped sample "
                          "('brain' or 'phantom').")
+    config = dataclasses.replace(config, device=str(resolve_device(config.device)))  # resolved once, here
     env = current()
     if env.world_size == 1:
         seed_everything(config.seed)

@@ -1,0 +1,44 @@
+"""Per-family --set settings: a dataclass per family; unknown keys refused with the valid ones; values converted."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from napari_medgen.errors import InputError
+from napari_medgen.training.config import TrainConfig, family_settings
+from napari_medgen.training.registry import make_trainer
+
+
+@dataclass(frozen=True)
+class Toy:
+    steps: int = 3
+    beta: float = 0.5
+    flag: bool = False
+    name: str = "a"
+    groups: int | None = None
+    channels: object = "8,16"
+
+
+def test_values_are_converted_to_the_fields_types():
+    s = family_settings(Toy, {"steps": "7", "beta": 1, "flag": "yes", "name": 5, "groups": 4, "channels": [4, 8]}, "toy")
+    assert (s.steps, s.beta, s.flag, s.name, s.groups, s.channels) == (7, 1.0, True, "5", 4, [4, 8])
+    assert family_settings(Toy, {}, "toy") == Toy()
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"stepz": 1}, ["Unknown toy setting 'stepz'", "beta, channels, flag, groups, name, steps"]),
+    ({"steps": 2.5}, ["steps=2.5", "a whole number"]),
+    ({"flag": "maybe"}, ["flag='maybe'", "true or false"]),
+    ({"beta": "much"}, ["beta='much'", "a number"]),
+])
+def test_bad_settings_are_refused_naming_the_valid_ones(extra, words):
+    with pytest.raises(InputError) as info:
+        family_settings(Toy, extra, "toy")
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+@pytest.mark.parametrize("family, key", [("diffusion", "chanels"), ("label_vae", "kl"), ("anomaly_ae", "style"),
+                                         ("feature_encoder", "brain")])
+def test_a_family_refuses_an_unknown_setting_before_loading_data(family, key):
+    with pytest.raises(InputError, match=f"Unknown {family} setting '{key}'.*valid ones"):
+        make_trainer(family, TrainConfig(sample="phantom", device="cpu", extra={key: 1}))
