@@ -35,6 +35,7 @@ from ..tasks.longitudinal import METHODS, predict_followups
 from . import warmup
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
+from .turns import next_turn
 
 if TYPE_CHECKING:
     import napari
@@ -157,12 +158,26 @@ class LongitudinalWidget(QWidget):
         run_task(self.viewer, make, name="Predict follow-ups", on_result=self.show_result, panel=self.panel)
 
     def show_result(self, result: FollowUps) -> None:
-        """4D image + labels layers, the difference map at the chosen time point, the volume plot."""
+        """4D image + labels layers, the difference map at the last time point, the volume plot: one per
+        event-loop turn (each large layer takes napari a while to build; the viewer handles events in
+        between). ``self.result`` is set in the last turn."""
+        steps = [lambda: add_volume(self.viewer, result.image, OUTPUT, contrast_limits=self._baseline_contrast()),
+                 lambda: add_volume(self.viewer, result.labels, f"{OUTPUT} labels"),
+                 lambda: self._show_series(result)]
+
+        def run_next() -> None:
+            steps.pop(0)()
+            if steps:
+                next_turn(run_next)
+
+        run_next()
+
+    def _show_series(self, result: FollowUps) -> None:
         self.result = result
-        add_volume(self.viewer, result.image, OUTPUT, contrast_limits=self._baseline_contrast())
-        add_volume(self.viewer, result.labels, f"{OUTPUT} labels")
+        self.time_point.blockSignals(True)
         self.time_point.setRange(0, result.image.data.shape[0] - 1)
         self.time_point.setValue(result.image.data.shape[0] - 1)
+        self.time_point.blockSignals(False)
         self.show_time_point()
         self._plot(result)
 
