@@ -26,6 +26,7 @@ anatomy_seed (phantom: one subject's anatomy, only the factors vary), bias (phan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl, shared_posteriors, total_correlation
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
 
 PHANTOM_FACTOR_RANGES = {
     "tumour_radius_mm": phantom.TUMOUR_RADIUS_RANGE_MM,
@@ -91,25 +92,59 @@ def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, 
     return np.stack(images).astype(np.float32), np.stack(labels).astype(np.uint8), factors
 
 
-def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[str, str], str, float]:
-    """(images, labels, label names, data description, pixel size in mm) of the training slices."""
+@dataclass(frozen=True)
+class LatentSettings:
+    """``--set`` settings the vae and gan share (see the module doc)."""
+
+    size: int = 64
+    n_subjects: int = 2000
+    anatomy_seed: int | None = None
+    bias: float = 0.2
+    pairs: bool = False
+    pair_changes: int = 5
+
+
+@dataclass(frozen=True)
+class VAESettings(LatentSettings):
+    """The vae's own settings (see the module doc; latent_dim None: the decoder's default)."""
+
+    latent_dim: int | None = None
+    decoder: str = "conv"
+    part_dims: int = 1
+    style_dims: int = 2
+    beta: float = 1e-3
+    kl_warmup: int = 0
+    seg_weight: float = 0.1
+    class_balanced: bool = False
+    tc_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class GANSettings(LatentSettings):
+    """The gan's own settings: latent size and the learning rate of both networks."""
+
+    latent_dim: int = 32
+    lr_gan: float = 2e-4
+
+
+def _bank(config: TrainConfig, s: LatentSettings) -> tuple[np.ndarray, np.ndarray, dict[str, str], str, float,
+                                                           dict[str, Any] | None]:
+    """(images, labels, label names, data description, pixel size in mm, the phantom bank's settings or
+    None) of the training slices."""
+    size = s.size
     if config.sample == "phantom":
-        n = int(config.extra.get("n_subjects", 2000))
-        anatomy = config.extra.get("anatomy_seed")
-        bias = float(config.extra.get("bias", 0.2))
-        pairs, changed = bool(config.extra.get("pairs", False)), int(config.extra.get("pair_changes", 5))
+        n, anatomy, bias, pairs, changed = s.n_subjects, s.anatomy_seed, s.bias, s.pairs, s.pair_changes
         if pairs and not 1 <= changed <= len(PHANTOM_FACTOR_RANGES):
             raise InputError(f"pair_changes must be between 1 and {len(PHANTOM_FACTOR_RANGES)} (of the six factors), "
                              f"got {changed}.")
         images, labels, _ = phantom_bank(2 * n if pairs else n, size, config.seed, anatomy, bias, pairs, changed)
-        config.extra["phantom_bank"] = {"anatomy_seed": anatomy, "bias": bias}
         who = "new anatomy each" if anatomy is None else f"one anatomy (seed {anatomy})"
         what = (f"{n} pairs of 2D phantoms, 1-{changed} factors redrawn within a pair" if pairs
                 else f"{n} random 2D phantoms")
         return (images, labels, {str(k): v for k, v in phantom.LABELS.items()},
                 f"{what} ({who}, random factors and MR style, bias {bias}, seed {config.seed})",
-                PHANTOM_FOV_MM / size)
-    if config.extra.get("pairs"):
+                PHANTOM_FOV_MM / size, {"anatomy_seed": anatomy, "bias": bias})
+    if s.pairs:
         raise InputError("--set pairs=true needs --sample phantom: image pairs are drawn from the phantom only.")
     if config.sample == "brain":
         from ..data.samples import brain_sample
@@ -121,7 +156,7 @@ def _bank(config: TrainConfig, size: int) -> tuple[np.ndarray, np.ndarray, dict[
         names = {str(i): f"label {i}" for i in range(n_classes)}
     images, labels, pixel_mm = volume_slices(pairs, size)
     desc = BRAIN_DATA if config.sample == "brain" else f"axial slices of {config.data_description()}"
-    return images, labels, names, desc, pixel_mm
+    return images, labels, names, desc, pixel_mm, None
 
 
 BRAIN_LABELS = {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}
@@ -152,10 +187,12 @@ class _LatentTrainer:
     """Shared data handling, preview and export for the vae and gan trainers."""
 
     family = ""
+    settings: type[LatentSettings] = LatentSettings
 
     def __init__(self, config: TrainConfig):
-        self.size = int(config.extra.get("size", 64))
-        raw, labels, self.label_names, self.data_desc, self.pixel_mm = _bank(config, self.size)
+        self.s = family_settings(self.settings, config.extra, self.family)
+        self.size = self.s.size
+        raw, labels, self.label_names, self.data_desc, self.pixel_mm, self.phantom_bank = _bank(config, self.s)
         self.device = resolve_device(config.device)
         self.norm = percentile_spec(raw, out_range=(0.0, 1.0))
         self.images = torch.as_tensor(normalize(raw, self.norm))[:, None].to(self.device)
@@ -163,8 +200,7 @@ class _LatentTrainer:
         self.labels = torch.as_tensor(labels.astype(np.int64)).to(self.device)
         self.batch = config.batch_size
         self.gen = torch.Generator().manual_seed(config.seed + 1)
-        self.phantom_bank = config.extra.get("phantom_bank")
-        self.pairs = bool(config.extra.get("pairs", False))  # the bank holds pairs (rows 2i, 2i + 1)
+        self.pairs = self.s.pairs  # the bank holds pairs (rows 2i, 2i + 1)
         self.preview_seed = config.seed + 2  # the preview decodes one fixed latent
 
     def _draw(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,24 +238,21 @@ class _LatentTrainer:
 class VAETrainer(AttributeState, _LatentTrainer):
     state_attrs = ("model", "opt", "gen")
     family = "vae"
+    settings = VAESettings
 
     def __init__(self, config: TrainConfig):
         super().__init__(config)
+        s = self.s
         try:
-            self.model = ImageLabelVAE(self.n_classes, self.size, config.extra.get("latent_dim"),
-                                       decoder=str(config.extra.get("decoder", "conv")),
-                                       part_dims=int(config.extra.get("part_dims", 1)),
-                                       style_dims=int(config.extra.get("style_dims", 2))).to(self.device)
+            self.model = ImageLabelVAE(self.n_classes, self.size, s.latent_dim, decoder=s.decoder,
+                                       part_dims=s.part_dims, style_dims=s.style_dims).to(self.device)
         except ValueError as exc:
             raise InputError(f"VAE settings: {exc}") from None
         self.latent_dim = self.model.latent_dim
         self.network = self.model.config
-        self.beta = float(config.extra.get("beta", 1e-3))
-        self.kl_warmup = int(config.extra.get("kl_warmup", 0))
-        self.seg_weight = float(config.extra.get("seg_weight", 0.1))
+        self.beta, self.kl_warmup, self.seg_weight, self.tc_weight = s.beta, s.kl_warmup, s.seg_weight, s.tc_weight
         self.class_weights = (balanced_class_weights(self.labels.cpu(), self.n_classes).to(self.device)
-                              if config.extra.get("class_balanced", False) else None)
-        self.tc_weight = float(config.extra.get("tc_weight", 0.0))
+                              if s.class_balanced else None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -252,14 +285,15 @@ class VAETrainer(AttributeState, _LatentTrainer):
 class GANTrainer(AttributeState, _LatentTrainer):
     state_attrs = ("model", "disc", "opt_g", "opt_d", "gen")
     family = "gan"
+    settings = GANSettings
 
     def __init__(self, config: TrainConfig):
-        self.latent_dim = int(config.extra.get("latent_dim", 32))
         super().__init__(config)
+        self.latent_dim = self.s.latent_dim
         self.model = ImageLabelGAN(self.n_classes, self.size, self.latent_dim).to(self.device)
         self.network = self.model.config
         self.disc = make_discriminator(self.n_classes, self.size).to(self.device)
-        lr = float(config.extra.get("lr_gan", 2e-4))
+        lr = self.s.lr_gan
         self.opt_g = torch.optim.Adam(self.model.parameters(), lr=lr, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=lr, betas=(0.5, 0.999))
 
