@@ -6,6 +6,7 @@ law and the months. A learned "temporal" model can be chosen instead for scans l
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,9 @@ from qtpy.QtWidgets import (
 
 from ..data.progression import DEFAULT_RATE, RATE_UNIT, Law, Progression, schedule
 from ..errors import MedgenError
+from ..io.volume import Volume
 from ..models.store import load_card, shipped_models
+from ..progress import Progress
 from ..tasks.followup import FollowUps, difference, export_series, label_values, propose_tracked, simulate_followups
 from ..tasks.longitudinal import METHODS, predict_followups
 from . import warmup
@@ -52,6 +55,7 @@ class LongitudinalWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.result: FollowUps | None = None
+        self._last_difference: Volume | None = None
         self.image_layer, self.labels_layer, self.tracked = QComboBox(), QComboBox(), QComboBox()
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
         self.model.addItem(NO_MODEL, None)
@@ -140,6 +144,7 @@ class LongitudinalWidget(QWidget):
             show_error("Choose the baseline's label map: the real-scan path follows a lesion in it.")
             return
         tracked = self.tracked.currentData()
+        self._last_difference = None
         try:
             months = schedule(self.steps.value(), self.interval.value())
             law = Progression(self.law.currentText(), self.rate.value())
@@ -155,14 +160,26 @@ class LongitudinalWidget(QWidget):
             make = lambda cancel: predict_followups(baseline, model, labels=labels, steps=len(months),  # noqa: E731
                                                     time_spacing=months[0], method=method, tracked=tracked,
                                                     cancel=cancel)
-        run_task(self.viewer, make, name="Predict follow-ups", on_result=self.show_result, panel=self.panel)
+        run_task(self.viewer, lambda cancel: self._with_difference(make(cancel)), name="Predict follow-ups",
+                 on_result=self.show_result, panel=self.panel)
+
+    def _with_difference(self, task: Generator[Progress, None, FollowUps]) -> Generator[Progress, None, FollowUps]:
+        """Run ``task``, then compute its last difference map in the worker too (not on the Qt thread)."""
+        result = yield from task
+        self._last_difference = difference(result.image, result.image.data.shape[0] - 1)
+        return result
 
     def show_result(self, result: FollowUps) -> None:
-        """4D image + labels layers, the difference map at the last time point, the volume plot: one per
-        event-loop turn (each large layer takes napari a while to build; the viewer handles events in
-        between). ``self.result`` is set in the last turn."""
+        """4D image + labels layers, the difference map and follow-up at the last time point, the volume plot:
+        one per event-loop turn (each large layer takes napari a while to build; the viewer handles events
+        in between). ``self.result`` is set in the last turn."""
+        last = result.image.data.shape[0] - 1
         steps = [lambda: add_volume(self.viewer, result.image, OUTPUT, contrast_limits=self._baseline_contrast()),
                  lambda: add_volume(self.viewer, result.labels, f"{OUTPUT} labels"),
+                 lambda: self._show_difference(difference(result.image, last) if self._last_difference is None
+                                               else self._last_difference),
+                 lambda: add_volume(self.viewer, result.image.frame(last), f"{OUTPUT} at t",
+                                    contrast_limits=self._baseline_contrast()),
                  lambda: self._show_series(result)]
 
         def run_next() -> None:
@@ -178,7 +195,8 @@ class LongitudinalWidget(QWidget):
         self.time_point.setRange(0, result.image.data.shape[0] - 1)
         self.time_point.setValue(result.image.data.shape[0] - 1)
         self.time_point.blockSignals(False)
-        self.show_time_point()
+        if self.side_by_side.isChecked():
+            self.set_grid(True)
         self._plot(result)
 
     def show_time_point(self) -> None:
@@ -186,13 +204,15 @@ class LongitudinalWidget(QWidget):
         if self.result is None:
             return
         t = self.time_point.value()
-        diff = difference(self.result.image, t)
-        limit = float(np.abs(diff.data).max()) or 1.0
-        add_volume(self.viewer, diff, f"{OUTPUT} difference", colormap="PiYG", contrast_limits=(-limit, limit),
-                   opacity=0.7, blending="additive")
+        self._show_difference(difference(self.result.image, t))
         add_volume(self.viewer, self.result.image.frame(t), f"{OUTPUT} at t", contrast_limits=self._baseline_contrast())
         if self.side_by_side.isChecked():
             self.set_grid(True)
+
+    def _show_difference(self, diff: Volume) -> None:
+        limit = float(np.abs(diff.data).max()) or 1.0
+        add_volume(self.viewer, diff, f"{OUTPUT} difference", colormap="PiYG", contrast_limits=(-limit, limit),
+                   opacity=0.7, blending="additive")
 
     def _baseline_contrast(self) -> tuple[float, float] | None:
         name = self.image_layer.currentText()
