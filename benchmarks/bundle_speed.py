@@ -2,8 +2,10 @@
 
 For each model-zoo bundle (its published config files, tests/fixtures/bundles, with random weights
 at the published network widths) both paths sample from the same start noise with DDIM for
-``--steps`` steps and decode; the time of one denoising step, (T(steps) - T(1)) / (steps - 1) (set-up,
-decoding and previews cancel), and the ratio project / MONAI are printed:
+``--steps`` steps and decode; the time of one denoising step, the median of three
+(T(steps) - T(2)) / (steps - 2) (set-up, decoding and previews cancel; process CPU time on the CPU,
+so that other jobs on the machine do not count; wall time on CUDA), and the ratio project / MONAI
+are printed:
 
 * MONAI: ``DiffusionInferer.sample`` (mednist_ddpm, the inferer its config names),
   ``LatentDiffusionInferer.sample`` (the brats latent bundles), and for bundles whose zoo sampler is a
@@ -13,7 +15,7 @@ decoding and previews cancel), and the ratio project / MONAI are printed:
   float16 autocast on CUDA / bfloat16 on CPUs with native bf16, tracing for long CPU runs), with
   its previews (first step and last) and memory guard included.
 
-    OMP_NUM_THREADS=1 python benchmarks/bundle_speed.py [--steps 6] [--bundles mednist_ddpm ...] [--device auto]
+    OMP_NUM_THREADS=1 python benchmarks/bundle_speed.py [--steps 5] [--bundles mednist_ddpm ...] [--device auto]
 
 The output image shapes are the published ones for the 2D bundles and smaller for the 3D ones
 (``--shape3d``, default 32: latents of 8 voxels a side for brats, 4 for the brain LDM; MAISI 64:
@@ -24,6 +26,7 @@ so that a CPU can run it; the networks are the published ones.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +46,7 @@ from napari_medgen.progress import run_to_completion  # noqa: E402
 from napari_medgen.tasks.sample import sample  # noqa: E402
 
 BUNDLES = (MEDNIST, AXIAL, BRATS, BRAIN, MAISI)
+REPEATS = 3
 
 
 def monai_sample(name: str, m, noise: torch.Tensor, steps: int, cond: torch.Tensor | None,
@@ -94,18 +98,21 @@ def bench(name: str, root: Path, steps: int, side3d: int, device: torch.device) 
     gen = torch.Generator().manual_seed(0)
     noise = torch.randn((1, m.in_channels, *m.shape), generator=gen).to(device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    clock = time.perf_counter if device.type == "cuda" else time.process_time  # CPU time: other jobs' load cancels
 
     def timed(run) -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         run()
         sync()
-        return time.perf_counter() - start
+        return clock() - start
 
     def per_step(run) -> float:
-        """(T(steps) - T(1)) / (steps - 1): the denoising step alone (decoding, set-up and previews cancel)."""
-        run(1)  # warm-up
-        return (timed(lambda: run(steps)) - timed(lambda: run(1))) / (steps - 1)
+        """Median over REPEATS of (T(steps) - T(2)) / (steps - 2): the denoising step alone (set-up, decoding
+        and the project's first-step and final previews cancel)."""
+        run(2)  # warm-up
+        return statistics.median((timed(lambda: run(steps)) - timed(lambda: run(2))) / (steps - 2)
+                                 for _ in range(REPEATS))
 
     baseline = per_step(lambda s: monai_sample(name, m, noise, s, cond, seg))
     ours = per_step(lambda s: run_to_completion(sample(m, sampler="ddim", steps=s, shape=shape, mask=mask,
@@ -116,7 +123,7 @@ def bench(name: str, root: Path, steps: int, side3d: int, device: torch.device) 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--shape3d", type=int, help="output side of the 3D bundles (default: 32, MAISI 64)")
     ap.add_argument("--bundles", nargs="+", default=list(BUNDLES), choices=BUNDLES)
     ap.add_argument("--device", default="auto")

@@ -209,11 +209,13 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
                 x, x0 = sched.step(out, t, x, generator=step_gen)
             else:
                 x, x0 = sched.step(out, t, x)
-            if i == 0 or (i + 1) % max(1, preview_every) == 0 or i + 1 == total:
+            if i + 1 == total:  # the result is the last preview: one decode, in full precision
+                result = grid.volume(_to_image(m, x), **meta, **info)
+                yield Progress(total, total, f"{sampler} step {total}/{total}", preview=result)
+            elif i == 0 or (i + 1) % max(1, preview_every) == 0:
                 preview = grid.volume(_to_image(m, x0, autocast), **meta, **info)
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
-        result = _to_image(m, x)  # full precision: previews may decode under autocast, the result does not
-    return grid.volume(result, **meta, **info)
+    return result
 
 
 def _apply_overrides(m: DiffusionModel, shape: Sequence[int] | None, scale_factor: float | None) -> None:
