@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--train", default="phantom:mr_vendor_a", metavar="DOMAIN",
                    help="labelled training domain (default %(default)s)")
     p.add_argument("--test", nargs="+", default=list(options.names(_TASK, "DEFAULT_TESTS")), metavar="DOMAIN",
-                   help=f"test domains (default: {' '.join(options.names(_TASK, 'DEFAULT_TESTS'))}); those other than --train are the unseen targets")
+                   help=f"test domains (default: {' '.join(options.names(_TASK, 'DEFAULT_TESTS'))}); those other "
+                        "than --train are the unseen targets")
     p.add_argument("--arms", type=_arms, default=options.names(_TASK, "DEFAULT_ARMS"),
                    help=f"comma-separated, from {', '.join(options.names(_TASK, 'ARMS'))} (default: "
                         f"{','.join(options.names(_TASK, 'DEFAULT_ARMS'))})")

@@ -165,6 +165,8 @@ def experiment(settings: ShiftSettings | None = None, *, csv_path: str | Path | 
     names = {t: seg_domains.domain_name(t) for t in s.tests}
     classes = [grid.names.get(c, str(c)) for c in range(1, grid.n_classes)]
     vae = target_synthesis.load_label_vae(s.label_vae, grid.names) if s.needs_synthesis else None
+    target = (target_synthesis.target_styles(synth, [tests[t][1] for t in s.unseen])
+              if s.needs_synthesis and s.style == "target" else None)
     per_seed: list[dict[str, Any]] = []
     done = 0
     for seed in range(s.seeds):
@@ -172,10 +174,8 @@ def experiment(settings: ShiftSettings | None = None, *, csv_path: str | Path | 
         real = seg_domains.training_set(s.train, grid, s.n_train, seed, explicit, identity)
         n_red = max(1, round(s.fraction * len(real)))
         reduced = real.subset(np.random.default_rng([seed, 3]).permutation(len(real))[:n_red])
-        styles = None
-        if s.needs_synthesis:
-            styles = (target_synthesis.target_styles(synth, [tests[t][1] for t in s.unseen]) if s.style == "target"
-                      else target_synthesis.prior_styles(synth, len(s.unseen), s.n_synthetic, seed))
+        styles = target if target is not None or not s.needs_synthesis else target_synthesis.prior_styles(
+            synth, len(s.unseen), s.n_synthetic, seed)
         for arm in s.arms:
             base = reduced if arm.startswith("reduced") else real
             extra = None
@@ -193,7 +193,8 @@ def experiment(settings: ShiftSettings | None = None, *, csv_path: str | Path | 
             for domain, scores in seen.items():
                 per_seed.append({**row, "domain": domain, **scores})
             unseen = [seen[names[t]] for t in s.unseen]
-            per_seed.append({**row, "domain": UNSEEN, **{k: float(np.nanmean([u[k] for u in unseen])) for k in unseen[0]}})
+            mean = {k: float(np.nanmean([u[k] for u in unseen])) for k in unseen[0]}
+            per_seed.append({**row, "domain": UNSEEN, **mean})
     result = ShiftResult(summarise(per_seed, classes), per_seed, classes, s.as_dict(), _notes(s, tests, synth))
     if csv_path is not None:
         write_csv(result, csv_path)
@@ -209,7 +210,8 @@ def _relay(task: Task[Any], done: int, total: int, prefix: str, counts: bool) ->
             p = next(task)
         except StopIteration as stop:
             return stop.value
-        yield Progress(done + p.step if counts else done, total, f"{prefix}: {p.message}" if prefix else p.message, metrics=p.metrics)
+        message = f"{prefix}: {p.message}" if prefix else p.message
+        yield Progress(done + p.step if counts else done, total, message, metrics=p.metrics)
 
 
 def summarise(per_seed: list[dict[str, Any]], classes: list[str]) -> list[dict[str, Any]]:

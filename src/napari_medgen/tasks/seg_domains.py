@@ -54,7 +54,8 @@ def check_spec(spec: str) -> str:
 
     if spec.startswith(PHANTOM):
         if spec[len(PHANTOM):] not in STYLES:
-            raise InputError(f"Unknown phantom domain '{spec}': use phantom:STYLE with STYLE one of {', '.join(STYLES)}.")
+            raise InputError(f"Unknown phantom domain '{spec}': use phantom:STYLE with STYLE one of "
+                             f"{', '.join(STYLES)}.")
         return spec
     folder = Path(spec)
     for sub in ("images", "labels"):
