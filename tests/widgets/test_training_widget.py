@@ -90,3 +90,19 @@ def test_missing_folders_end_in_an_error_not_a_crash(widget, qtbot, tmp_path):
     wait_done(qtbot, widget)
     assert widget.handle.status == "error" and isinstance(widget.handle.error, ReadError)
     assert "nope" in str(widget.handle.error) and widget.start_button.isEnabled()
+
+
+def test_an_existing_model_is_replaced_only_when_the_box_is_ticked(widget, qtbot, tmp_path):
+    card = tmp_path / "m.json"
+    card.write_text("{}")
+    widget.steps.setValue(5)
+    widget.start_button.click()
+    wait_done(qtbot, widget)
+    assert widget.handle.status == "error" and "exists" in str(widget.handle.error)
+    assert card.read_text() == "{}"
+    widget.overwrite.setChecked(True)
+    widget.workdir.setText(str(tmp_path / "run2"))
+    widget.start_button.click()
+    wait_done(qtbot, widget)
+    assert widget.handle.status == "done"
+    assert json.loads(card.read_text())["training"]["steps"] == 5

@@ -18,8 +18,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                            QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from ..io.volume import Volume
 from ..progress import Progress
@@ -72,6 +72,7 @@ class TrainingWidget(QWidget):
         self.workdir.setText(str(Path.home() / "medgen-runs" / "run"))
         self.out = QLineEdit()
         self.out.setPlaceholderText("model path without extension (empty: WORKDIR/model)")
+        self.overwrite = QCheckBox("replace an existing model there (as a whole, when training ends)")
         self.start_button = QPushButton("Start")
         self.resume_button = QPushButton("Resume")
         self.start_button.clicked.connect(lambda: self.start(resume=False))
@@ -83,7 +84,7 @@ class TrainingWidget(QWidget):
                              ("labels", labels_row), ("steps", self.steps), ("checkpoint every", self.checkpoint_every),
                              ("preview every", self.preview_every), ("seed", self.seed),
                              ("batch size", self.batch_size), ("learning rate", self.lr),
-                             ("work folder", workdir_row), ("output model", self.out)):
+                             ("work folder", workdir_row), ("output model", self.out), ("", self.overwrite)):
             form.addRow(label, field)
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
@@ -119,6 +120,7 @@ class TrainingWidget(QWidget):
         family = self.family.currentText()
         return TrainJob(family, config, workdir=workdir, out=out, checkpoint_every=self.checkpoint_every.value(),
                         preview_every=self.preview_every.value(), resume=resume,
+                        overwrite=self.overwrite.isChecked(),
                         command=f"napari Training dock: {family}, {config.data_description()}, "
                                 f"steps={config.steps}, seed={config.seed}, lr={config.lr}, "
                                 f"batch_size={config.batch_size}, resume={resume}")
