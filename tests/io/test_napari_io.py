@@ -180,3 +180,46 @@ def test_writer_refuses_rgb(tmp_path):
     with pytest.raises(WriteError, match="RGB"):
         write_image(str(tmp_path / "rgb.nii.gz"), data, state)
     assert not (tmp_path / "rgb.nii.gz").exists()
+
+
+# --- display contrast: a clinical window, never min-max ------------------------------------------
+
+def _ct(lung_fraction: float, seed: int = 0):
+    """A CT-like volume in HU: air outside, soft tissue (40 HU) with a lung share, bone (1500) and a
+    -1024..3071 range (the scanner's full range, which min-max would show)."""
+    from napari_medgen.io.volume import Volume
+
+    rng = np.random.default_rng(seed)
+    data = np.full((8, 64, 64), -1024.0, np.float32)
+    body = np.zeros(data.shape, bool)
+    body[:, 8:56, 8:56] = True
+    tissue = rng.normal(40, 20, data.shape).astype(np.float32)
+    lung = rng.random(data.shape) < lung_fraction
+    data[body] = np.where(lung[body], -800.0, tissue[body])
+    data[:, 30:34, 30:34] = 1500.0
+    data[0, 0, 0] = 3071.0
+    return Volume(data, (0.8, 0.8, 2.0))
+
+
+def test_ct_opens_with_a_ct_window_and_mr_with_a_percentile_window(tmp_path):
+    from napari_medgen.io.layers import LUNG_WINDOW, SOFT_TISSUE_WINDOW, volume_to_layer
+    from napari_medgen.io.volume import Volume
+    from napari_medgen.io.writers import write_volume
+    from napari_medgen.napari_io import read_layers
+
+    _, kw, _ = volume_to_layer(_ct(0.0))
+    assert kw["contrast_limits"] == SOFT_TISSUE_WINDOW and kw["metadata"]["display_window"] == "CT soft tissue"
+    write_volume(_ct(0.4), tmp_path / "chest.nii.gz")
+    (_, kw, kind), = read_layers(str(tmp_path / "chest.nii.gz"))
+    assert kind == "image" and kw["contrast_limits"] == LUNG_WINDOW  # the reader's layer, not min-max
+    rng = np.random.default_rng(1)
+    mr = rng.gamma(2.0, 100.0, (8, 64, 64)).astype(np.float32)
+    mr[0, 0, :5] = 50_000.0  # a few hot voxels: min-max would grey out the whole image
+    _, kw, _ = volume_to_layer(Volume(mr))
+    lo, hi = kw["contrast_limits"]
+    np.testing.assert_allclose((lo, hi), np.percentile(mr, (0.5, 99.5)), rtol=0.05)
+    assert hi < 0.1 * mr.max() and kw["metadata"]["display_window"] == "percentile 0.5-99.5"
+    _, kw, _ = volume_to_layer(Volume(np.zeros((2, 4, 4), np.float32)))  # a blank placeholder: napari decides
+    assert "contrast_limits" not in kw
+    _, kw, _ = volume_to_layer(Volume(np.ones((2, 4, 4), np.uint8), is_label=True))
+    assert "contrast_limits" not in kw

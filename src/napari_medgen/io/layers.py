@@ -12,6 +12,13 @@ where the anatomy overlays.
   labels); ``oblique="affine"`` passes the rotation as the layer's ``affine`` (exact in 3D view,
   2D slices are then oblique). Either way a note says which was done.
 
+Display contrast (:func:`display_window`): an image opens with a clinical window, never min-max.
+A CT (DICOM modality CT, ``units`` HU, or values spanning air and bone: min <= -500 and
+max >= 300) gets the lung window (W 1500 / L -600: -1350..150 HU) when more than 15 % of its
+non-air voxels (> -950 HU) lie in lung density (-950..-500 HU), else the soft-tissue window
+(W 400 / L 40: -160..240 HU). Any other image (MR, PET, synthetic) gets its 0.5-99.5
+percentile window. The choice is in ``metadata["display_window"]``.
+
 This module imports neither napari nor Qt: it returns plain dicts.
 """
 
@@ -24,6 +31,10 @@ import numpy as np
 from .volume import Volume
 
 REORIENT_KEY = "medgen_reorient"
+LUNG_WINDOW = (-1350.0, 150.0)  # W 1500 / L -600 HU
+SOFT_TISSUE_WINDOW = (-160.0, 240.0)  # W 400 / L 40 HU
+PERCENTILES = (0.5, 99.5)
+_SAMPLE = 1_000_000  # voxels the window is estimated from (an even subsample of larger volumes)
 _REV = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0]], dtype=float)  # (x, y, z) <-> (z, y, x)
 
 
@@ -65,6 +76,9 @@ def volume_to_layer(vol: Volume, name: str | None = None, oblique: str = "resamp
     if notes:
         meta["notes"] = notes
     kwargs: dict[str, Any] = {"scale": scale, "translate": translate, "metadata": meta}
+    if not vol.is_label and (window := display_window(vol)) is not None:
+        kwargs["contrast_limits"] = window[1]
+        meta["display_window"] = window[0]
     if affine is not None:
         full = np.eye(vol.data.ndim + 1)
         full[-4:-1, -4:-1] = affine[:3, :3]
@@ -72,6 +86,41 @@ def volume_to_layer(vol: Volume, name: str | None = None, oblique: str = "resamp
     if name:
         kwargs["name"] = name
     return vol.data, kwargs, "labels" if vol.is_label else "image"
+
+
+def is_ct(vol: Volume, sample: np.ndarray | None = None) -> bool:
+    """A CT in Hounsfield units: DICOM modality CT, ``units`` HU, or values spanning air and bone."""
+    if str(vol.metadata.get("modality", "")).upper() == "CT" or str(vol.metadata.get("units", "")).upper() == "HU":
+        return True
+    if str(vol.metadata.get("modality", "")).upper() not in ("", "OT"):
+        return False
+    v = _sample(vol.data) if sample is None else sample
+    return bool(v.size and v.min() <= -500 and v.max() >= 300)
+
+
+def display_window(vol: Volume) -> tuple[str, tuple[float, float]] | None:
+    """(name, (low, high)) contrast limits an image opens with (module docstring), or None when the
+    image has no finite spread (e.g. a blank placeholder)."""
+    v = _sample(vol.data)
+    if v.size == 0:
+        return None
+    if is_ct(vol, v):
+        tissue = v[v > -950]
+        lung = np.count_nonzero(tissue <= -500) / max(tissue.size, 1)
+        return ("CT lung", LUNG_WINDOW) if lung > 0.15 else ("CT soft tissue", SOFT_TISSUE_WINDOW)
+    lo, hi = (float(x) for x in np.percentile(v, PERCENTILES))
+    if not hi > lo:
+        lo, hi = float(v.min()), float(v.max())
+    if not hi > lo:
+        return None
+    return f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}", (lo, hi)
+
+
+def _sample(data: np.ndarray) -> np.ndarray:
+    """Finite values of an even subsample (at most about _SAMPLE voxels) as float64."""
+    flat = np.asarray(data).reshape(-1)
+    flat = flat[:: max(1, flat.size // _SAMPLE)].astype(np.float64)
+    return flat[np.isfinite(flat)]
 
 
 def layer_to_volume(data: np.ndarray, scale=None, translate=None, affine=None, metadata: dict | None = None,

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QPushButton, QSli
                             QVBoxLayout, QWidget)
 
 from ..errors import MedgenError
+from ..io.layers import display_window
 from ..io.volume import Volume
 from ..models import spade
 from ..tasks.live_synthesis import (LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource, paint_event_slices,
@@ -33,6 +34,19 @@ if TYPE_CHECKING:
     import napari
 
 
+def hide_brush_box(viewer: Any) -> None:
+    """Turn off the background box of napari's brush-circle overlay (napari 0.6: on by default).
+
+    Once painting has shown the brush, deleting the layers leaves that 8 x 8 px box in the scene,
+    and drawing it segfaulted in glDrawArrays (Mesa llvmpipe, 4 of 4 runs of paint mode, Live
+    on, Live off, delete all layers; tests/widgets/test_live_crash.py). The brush needs no box.
+    """
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    brush = getattr(overlays, "_brush_circle", None)
+    if brush is not None and getattr(brush, "box", False):
+        brush.box = False
+
+
 class SynthesizeWidget(QWidget):
     """Dock widget: Synthesize (current slice / whole volume) and Live regeneration while painting."""
 
@@ -41,6 +55,7 @@ class SynthesizeWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer):  # this annotation makes napari pass its viewer
         super().__init__()
         self.viewer = viewer
+        hide_brush_box(viewer)
         self._synths: dict[str, Synthesizer] = {}
         self.live: LiveSynthesis | None = None
         self._live_ctx: dict[str, Any] = {}
@@ -303,9 +318,11 @@ class SynthesizeWidget(QWidget):
         image: Image = self._live_ctx["image"]
         self._slices(image.data, self._live_ctx["plan"].axis)[update.indices] = update.images
         self._live_ctx["done"].update(update.indices)
-        if self._live_ctx["fresh"]:  # a blank layer: take its contrast from the first slices
+        if self._live_ctx["fresh"]:  # a blank layer: its window (CT or percentile) from the first slices
             self._live_ctx["fresh"] = False
-            image.contrast_limits = (float(update.images.min()), float(update.images.max()) + 1e-6)
+            window = display_window(Volume(update.images[None] if update.images.ndim == 2 else update.images))
+            if window is not None:
+                image.contrast_limits = window[1]
         self.live_updates += 1
         image.refresh(thumbnail=False, extent=False, highlight=False)  # written in place: same extent
         self._thumbnail_timer.start()  # the layer list's thumbnail follows once painting pauses
