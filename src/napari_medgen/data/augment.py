@@ -25,9 +25,9 @@ def slice_augmentation(seed: int, flip: bool = True) -> Compose:
         Rand2DElasticd((IMAGE, LABEL), spacing=(24, 24), magnitude_range=(0.5, 2.0), prob=0.5,
                        rotate_range=(np.pi / 18,), scale_range=(0.08, 0.08), mode=("bilinear", "nearest"),
                        padding_mode="zeros"),
-        RandBiasFieldd(IMAGE, degree=3, coeff_range=(0.0, 0.15), prob=0.3),
-        RandAdjustContrastd(IMAGE, gamma=(0.75, 1.35), prob=0.3),
-        RandSimulateLowResolutiond(IMAGE, zoom_range=(0.5, 0.9), upsample_mode="bilinear", prob=0.15),
+        RandBiasFieldd(IMAGE, degree=3, coeff_range=(0.0, 0.1), prob=0.2),
+        RandAdjustContrastd(IMAGE, gamma=(0.85, 1.2), prob=0.2),
+        RandSimulateLowResolutiond(IMAGE, zoom_range=(0.6, 0.9), upsample_mode="bilinear", prob=0.1),
     ]
     aug = Compose(steps)
     aug.set_random_state(seed=seed)
