@@ -198,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
     viewer = napari.Viewer(title="napari-medgen demo")
     for problem in populate_viewer(viewer, volumes):
         print(f"medgen demo: {problem}", file=sys.stderr)
+    from ..widgets.first_view import show_first_view
+
+    show_first_view(viewer)
     napari.run()
     return 0
 
