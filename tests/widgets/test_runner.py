@@ -214,3 +214,18 @@ def test_worker_thread_runs_below_normal_priority(make_napari_viewer, qtbot):
     handle = run_task(viewer, task, name="nice", on_result=lambda r: None)
     qtbot.waitUntil(lambda: not handle.running, timeout=10000)
     assert seen == [min(19, base + runner.WORKER_NICE)]
+
+
+def test_closing_the_dock_cancels_its_task_and_calls_none_of_its_callbacks(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    panel = ProgressPanel()
+    called: list[str] = []
+    handle = run_task(viewer, counting_task(10_000, delay=0.01), name="count",
+                      on_result=lambda r: called.append("result"), on_preview=lambda v: called.append("preview"),
+                      on_finished=lambda s: called.append("finished"), panel=panel)
+    qtbot.waitUntil(lambda: handle.last is not None, timeout=10000)
+    called.clear()
+    panel.deleteLater()
+    qtbot.waitUntil(lambda: not handle.running, timeout=10000)
+    assert handle.status == "cancelled"
+    assert called == []

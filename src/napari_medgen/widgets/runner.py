@@ -114,7 +114,7 @@ class TaskRun:
     piece of what the viewer shows (see :func:`run_task` for the arguments)."""
 
     def __init__(self, viewer: Any, make_task: Callable[[CancelToken], Generator[Progress, None, Any]], name: str,
-                 on_result: Callable[[Any], None], on_preview: Callable[[Volume], None] | None,
+                 on_result: Callable[[Any], None] | None, on_preview: Callable[[Volume], None] | None,
                  on_progress: Callable[[Progress], None] | None, on_finished: Callable[[str], None] | None,
                  panel: ProgressPanel | None) -> None:
         self.viewer = viewer
@@ -154,6 +154,7 @@ class TaskRun:
         _RUNNING.add(self)
         if self.panel is not None:
             self.panel.attach(self.handle)
+            self.panel.destroyed.connect(self.owner_closed)
         next_turn(self.make_bar)
         worker.start()
         return self.handle
@@ -174,6 +175,13 @@ class TaskRun:
             return (yield from self.make_task(self.handle.token))
         finally:
             _restore_priority(old)
+
+    def owner_closed(self) -> None:
+        """The dock that started the task was closed: cancel the task (a training saves a checkpoint) and
+        call none of the dock's callbacks again (its widgets are gone)."""
+        self.panel = None
+        self.on_result = self.on_preview = self.on_progress = self.on_finished = None
+        self.handle.cancel()
 
     def dispatch(self, fn: Callable[..., None], *args: Any) -> None:
         """Handle worker signals one at a time, in order; draw a yielded preview unless a newer one waits."""
@@ -231,13 +239,15 @@ class TaskRun:
 
     def draw_preview(self, volume: Volume) -> None:
         self.previewed = True
-        self.on_preview(volume)
+        if self.on_preview is not None:
+            self.on_preview(volume)
 
     def returned(self, result: Any) -> None:
         self.handle._outcome = CANCELLED if self.handle.token.cancelled else DONE
         if self.pending and self.on_preview is not None:
             self.draw_preview(self.pending.pop())
-        self.on_result(result)
+        if self.on_result is not None:
+            self.on_result(result)
 
     def errored(self, exc: BaseException) -> None:
         self.handle.error = exc
