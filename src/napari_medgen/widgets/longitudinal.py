@@ -56,6 +56,7 @@ class LongitudinalWidget(QWidget):
         self.viewer = viewer
         self.result: FollowUps | None = None
         self._last_difference: Volume | None = None
+        self._tracked_source: Labels | None = None
         self.image_layer, self.labels_layer, self.tracked = QComboBox(), QComboBox(), QComboBox()
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
         self.model.addItem(NO_MODEL, None)
@@ -270,9 +271,12 @@ class LongitudinalWidget(QWidget):
 
     def _refresh_tracked(self) -> None:
         """The label values of the chosen label map, named where it names them; the lesion pre-selected."""
-        self.tracked.clear()
         name = self.labels_layer.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        if self._tracked_source is layer and self.tracked.count():
+            return  # the same label map: no need to count its values again (a large map takes a while)
+        self._tracked_source = layer
+        self.tracked.clear()
         if not isinstance(layer, Labels):
             return
         vol = layer_to_volume_of(layer)
