@@ -50,46 +50,12 @@ from napari_medgen.tasks.evaluate import extract_features, frechet_distance
 from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.tasks.synthesize import Synthesizer
 
-MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
 PHANTOM_SHAPE = (16, 128, 128)  # (z, y, x) phantom subjects for spade_phantom: its field of view, 16 axial slices
-
-
-# --- label -> image --------------------------------------------------------------------------------
-
-def enough(labels: np.ndarray) -> np.ndarray:
-    return (labels > 0).reshape(len(labels), -1).mean(1) >= MIN_FOREGROUND
-
-
-def label_to_image_rows(name: str, synth: Synthesizer, sets: q.Sets, style: np.ndarray, where: str,
-                        tag: str = "") -> list[q.Row]:
-    """SSIM inside the labelled region: model (given style) vs plain and smoothed lookup-table paintings."""
-    train_ok, held_ok = enough(sets[1]), enough(sets[3])
-    train_img, train_lab, held_img, held_lab = sets[0][train_ok], sets[1][train_ok], sets[2][held_ok], sets[3][held_ok]
-    means = q.class_means(train_img, train_lab, synth.n_classes)
-    sigma = q.best_smoothing(train_img, train_lab, means, train_lab > 0)
-    mask = held_lab > 0
-    fake = synth.synthesize_slices(held_lab, style)
-    lut = q.lut_painting(held_lab, means)
-    model_ssim = float(q.ssim_in_mask(held_img, fake, mask).mean())
-    metric = f"SSIM in {where}{tag} ({len(held_img)} held-out slices)"
-    rows = [q.Row(name, metric, "lookup table", model_ssim, float(q.ssim_in_mask(held_img, lut, mask).mean()), "higher"),
-            q.Row(name, metric, f"lookup table, blur {sigma:g} px", model_ssim,
-                  float(q.ssim_in_mask(held_img, q.smooth(lut, sigma), mask).mean()), "higher")]
-    real_means = q.class_means(held_img, held_lab, synth.n_classes)
-    scale = float(np.nanmax(real_means))
-    err = lambda m: float(np.nanmax(np.abs(m[1:] - real_means[1:])) / scale)  # noqa: E731
-    # contrast and background against bars (a lookup table matches both by construction: its figures are shown in the metric)
-    rows.append(q.Row(name, f"worst class-mean error{tag} / brightest class (lookup table {err(means):.3f})",
-                      "bar (realistic contrast)", err(q.class_means(fake, held_lab, synth.n_classes)), 0.05, "lower"))
-    bg = q.background_mask(held_lab)
-    rows.append(q.Row(name, f"mean |background|{tag} / brightest class", "bar (black)",
-                      float(np.abs(fake[bg]).mean()) / scale, 0.01, "lower"))
-    return rows
 
 
 def spade_brain(path: Path) -> list[q.Row]:
     synth = Synthesizer(path, device="cpu")
-    return label_to_image_rows("spade_brain", synth, q.spade_brain_sets(synth.card), synth.mean_style(), "brain")
+    return q.label_to_image_rows("spade_brain", synth, q.spade_brain_sets(synth.card), synth.mean_style(), "brain")
 
 
 def spade_phantom(path: Path) -> list[q.Row]:
@@ -108,8 +74,8 @@ def spade_phantom(path: Path) -> list[q.Row]:
             raw, lab, _, _ = st.volumes_to_slices(pairs, shape)
             sets += [raw, lab]
         style = synth.resolve_style(f"vendor:{vendor}")
-        rows += label_to_image_rows("spade_phantom", synth, tuple(sets), style, "body", f" [{vendor}]")
-        held_img, held_lab = sets[2][enough(sets[3])], sets[3][enough(sets[3])]
+        rows += q.label_to_image_rows("spade_phantom", synth, tuple(sets), style, "body", f" [{vendor}]")
+        held_img, held_lab = sets[2][q.enough(sets[3])], sets[3][q.enough(sets[3])]
         fake = synth.synthesize_slices(held_lab, style)
         rows.append(q.Row("spade_phantom", f"background spectrum, max ratio to renderer [{vendor}]", "bar (2x)",
                           background_spectrum_ratio(held_img, fake, held_lab), 2.0, "lower"))

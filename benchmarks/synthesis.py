@@ -28,19 +28,18 @@ from napari_medgen.data.phantom import make_phantom
 from napari_medgen.data.samples import brain_sample
 from napari_medgen.models.store import record_metrics, shipped_models
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.synthesize import Synthesizer, heldout_slice_quality, style_transfer_correlation, synthesize
+from napari_medgen.tasks import quality
+from napari_medgen.tasks.synthesize import Synthesizer, style_transfer_correlation, synthesize
 from napari_medgen.training.spade_trainer import BRAIN_HOLDOUT_EVERY, PHANTOM_HOLDOUT_SEEDS, mr_styles
 
 
 def brain_quality(synth: Synthesizer) -> dict[str, float]:
-    image, labels = brain_sample()
-    held = [z for z in range(labels.data.shape[0]) if z % BRAIN_HOLDOUT_EVERY == BRAIN_HOLDOUT_EVERY // 2]
-    q = heldout_slice_quality(synth, image, labels, held)
-    real, fake = q["real_label_means"], q["synthetic_label_means"]
-    return {"ssim_heldout_mean": q["ssim_mean"], "ssim_heldout_median": q["ssim_median"],
-            "heldout_slices": len(q["slices"]), "tissue_order_ok": float(fake[3] > fake[2] > fake[1]),
-            **{f"mean_{name}_real": real[k] for k, name in ((1, "csf"), (2, "gm"), (3, "wm"))},
-            **{f"mean_{name}_synthetic": fake[k] for k, name in ((1, "csf"), (2, "gm"), (3, "wm"))}}
+    """SSIM inside the brain on the slices held out from the model's training (the quality ledger's rows)."""
+    plain, smoothed, contrast, background = quality.label_to_image_rows(
+        "spade_brain", synth, quality.spade_brain_sets(synth.card), synth.mean_style(), "brain")
+    return {"ssim_heldout_mean": plain.model_value, "ssim_lookup_table": plain.baseline_value,
+            "ssim_lookup_table_smoothed": smoothed.baseline_value, "class_mean_error": contrast.model_value,
+            "background": background.model_value}
 
 
 def phantom_quality(synth: Synthesizer) -> dict[str, float]:

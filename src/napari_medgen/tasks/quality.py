@@ -26,10 +26,12 @@ from scipy import ndimage, stats
 
 from ..errors import InputError
 from .evaluate import memorization
-from .synthesize import label_means
+from .synthesize import Synthesizer, label_means
 
 SSIM_WINDOW = 7  # pixels, Gaussian sigma 1.5: the window of tasks.evaluate.paired_ssim_psnr
 Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training images, labels; held-out images, labels
+
+MIN_FOREGROUND = 0.05  # slices with less labelled area than this are not measured
 
 
 @dataclass(frozen=True)
@@ -223,3 +225,38 @@ def spade_brain_sets(card: dict[str, Any]) -> Sets:
         raw, lab, _, _ = st.volumes_to_slices(pair, shape, keep=lambda i, h=held_out: (i % every == every // 2) == h)
         out += [raw, lab]
     return out[0], out[1], out[2], out[3]
+
+
+def enough(labels: np.ndarray) -> np.ndarray:
+    """Which slices of ``labels`` (n, y, x) hold at least MIN_FOREGROUND labelled area: (n,) bool."""
+    return (labels > 0).reshape(len(labels), -1).mean(1) >= MIN_FOREGROUND
+
+
+def label_to_image_rows(name: str, synth: Synthesizer, sets: Sets, style: np.ndarray, where: str,
+                        tag: str = "") -> list[Row]:
+    """The ledger's label -> image rows on ``sets`` (training and held-out slices): SSIM inside the labelled
+    region of the model (given ``style``) vs plain and smoothed lookup-table paintings with the training
+    slices' class means, then class-mean contrast and background against their bars."""
+    train_ok, held_ok = enough(sets[1]), enough(sets[3])
+    train_img, train_lab, held_img, held_lab = sets[0][train_ok], sets[1][train_ok], sets[2][held_ok], sets[3][held_ok]
+    means = class_means(train_img, train_lab, synth.n_classes)
+    sigma = best_smoothing(train_img, train_lab, means, train_lab > 0)
+    mask = held_lab > 0
+    fake = synth.synthesize_slices(held_lab, style)
+    lut = lut_painting(held_lab, means)
+    model_ssim = float(ssim_in_mask(held_img, fake, mask).mean())
+    metric = f"SSIM in {where}{tag} ({len(held_img)} held-out slices)"
+    rows = [Row(name, metric, "lookup table", model_ssim, float(ssim_in_mask(held_img, lut, mask).mean()), "higher"),
+            Row(name, metric, f"lookup table, blur {sigma:g} px", model_ssim,
+                float(ssim_in_mask(held_img, smooth(lut, sigma), mask).mean()), "higher")]
+    real_means = class_means(held_img, held_lab, synth.n_classes)
+    scale = float(np.nanmax(real_means))
+    err = lambda m: float(np.nanmax(np.abs(m[1:] - real_means[1:])) / scale)  # noqa: E731
+    # contrast and background against bars (a lookup table matches both by construction: its figures are
+    # shown in the metric)
+    rows.append(Row(name, f"worst class-mean error{tag} / brightest class (lookup table {err(means):.3f})",
+                    "bar (realistic contrast)", err(class_means(fake, held_lab, synth.n_classes)), 0.05, "lower"))
+    bg = background_mask(held_lab)
+    rows.append(Row(name, f"mean |background|{tag} / brightest class", "bar (black)",
+                    float(np.abs(fake[bg]).mean()) / scale, 0.01, "lower"))
+    return rows
