@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent('''
     add_volume(viewer, image, "brain")
     layer = add_volume(viewer, labels, "brain labels")
     add_volume(viewer, image, "brain 2")
+    add_volume(viewer, labels, "brain labels 2")  # a second labels layer with data (napari/napari#8471)
     widget = SynthesizeWidget(viewer)
     viewer.window.add_dock_widget(widget)
     widget.labels_combo.setCurrentText("brain labels")
