@@ -198,9 +198,21 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     np.testing.assert_allclose(one.origin, mask.origin, atol=1e-5)
     bad = mask.with_data(np.full((1, 16, 16), 4, np.uint8))
     write_volume(bad, tmp_path / "bad.nii.gz")
-    argv[argv.index(str(tmp_path / "L.nii.gz"))] = str(tmp_path / "bad.nii.gz")
-    assert main(argv) == 2
+    assert main(argv) == 2  # the earlier result is not replaced without --overwrite
+    assert "add --overwrite" in capsys.readouterr().err
+    bad_argv = [*argv, "--overwrite"]
+    bad_argv[bad_argv.index(str(tmp_path / "L.nii.gz"))] = str(tmp_path / "bad.nii.gz")
+    assert main(bad_argv) == 2
     assert "label value(s) [4] are not classes" in capsys.readouterr().err
+    assert read_volume(tmp_path / "out" / "sample_001.nii.gz").data.shape == (1, 16, 16)  # a failed run keeps it
+    fewer = [*argv, "--overwrite"]
+    fewer[fewer.index("--n") + 1] = "1"
+    assert main(fewer) == 0
+    assert sorted(f.name for f in (tmp_path / "out").glob("*.nii.gz")) == ["sample_000.nii.gz", "samples.nii.gz"]
+    overflow = [*argv, "--overwrite", "--seed", "99999999999999999999999"]
+    with pytest.raises(SystemExit) as exc:
+        main(overflow)
+    assert exc.value.code == 2 and "--seed" in capsys.readouterr().err
 
 
 # --- latent diffusion (AutoencoderKL + UNet in latent space) and conditioning vectors ---

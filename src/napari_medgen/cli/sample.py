@@ -23,9 +23,9 @@ def register(subparsers: Any) -> None:
                               description="Sample a diffusion model (napari-medgen model or MONAI bundle folder).")
     p.add_argument("--model", required=True, help="model (NAME, NAME.json) or a MONAI bundle folder")
     p.add_argument("--sampler", choices=SAMPLERS, help="default: ddim (DDPM-trained models) or rflow")
-    p.add_argument("--steps", type=int, help="sampling steps (default: 50 ddim, 30 rflow, 1000 ddpm)")
-    p.add_argument("--n", type=int, default=1, help="number of samples")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=options.integer(1, 100_000), help="sampling steps (default: 50 ddim, 30 rflow, 1000 ddpm)")
+    p.add_argument("--n", type=options.integer(1, 64), default=1, help="number of samples")
+    p.add_argument("--seed", type=options.seed, default=0)
     p.add_argument("--mask", type=Path, help="label map conditioning a mask-conditioned model (any size: resampled "
                                              "to the model's grid); MAISI: the label map the CT is generated from")
     p.add_argument("--slice", type=options.integer(0), dest="slice_index",
@@ -33,18 +33,20 @@ def register(subparsers: Any) -> None:
     p.add_argument("--condition", help="conditioning values a model defines, by name: age=0.5,gender=1 (a bundle's "
                                        "names; the others keep its defaults; MAISI: top_region=chest/thorax,"
                                        "spacing_xy=1.5,spacing_z=2), or all values in order: --condition=0,0.1,0.2,0.4")
-    p.add_argument("--shape", type=int, nargs="+",
+    p.add_argument("--shape", type=options.integer(1, 4096), nargs="+",
                    help="output image shape (y x or z y x), for bundles that do not state it or to change it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE",
                    help="override a MONAI bundle config value (repeatable; JSON values; ids as a::b), "
                         "e.g. --set output_size_z=256")
-    p.add_argument("--scale-factor", type=float,
+    p.add_argument("--scale-factor", type=options.number(above=0.0),
                    help="latent scale factor for latent bundles whose config gives it as an expression")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    options.output(p, "folder", "output folder (samples.nii.gz and sample_NNN.nii.gz); an earlier result there is "
+                                "replaced as a whole only with --overwrite")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import replaced_folder
     from ..io.readers import read_volume
     from ..io.writers import write_volume
     from ..tasks.sample import sample
@@ -56,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
                   scale_factor=args.scale_factor, slice_index=args.slice_index,
                   overrides=parse_settings(args.overrides) or None)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_volume(vol, args.out / "samples.nii.gz")
-    for i in range(vol.data.shape[0]):
-        write_volume(vol.frame(i), args.out / f"sample_{i:03d}.nii.gz")
+    with replaced_folder(args.out, overwrite=args.overwrite, note=" ".join(["medgen", *args.argv])) as staged:
+        write_volume(vol, staged / "samples.nii.gz")
+        for i in range(vol.data.shape[0]):
+            write_volume(vol.frame(i), staged / f"sample_{i:03d}.nii.gz")
     print(f"wrote {vol.data.shape[0]} samples to {args.out}")
     return 0

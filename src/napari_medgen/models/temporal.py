@@ -31,7 +31,7 @@ from monai.networks.nets import PatchDiscriminator
 from torch import nn
 
 from ..errors import ModelError
-from .store import load_card, load_family
+from .store import load_card, load_family, resolve_model
 
 
 class TemporalAE(nn.Module):
@@ -112,6 +112,8 @@ class TemporalModel:
 
     @classmethod
     def load(cls, path: str | Path) -> TemporalModel:
+        """A temporal model by path or by shipped name (e.g. "temporal_phantom")."""
+        path = resolve_model(path)
         family = load_card(path)["family"]
         if family != "temporal":
             raise ModelError(f"Model '{path}' is a '{family}' model; synthetic follow-ups need a 'temporal' model.")
