@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from napari_medgen.cli import main
 from napari_medgen.data.phantom import make_labels
@@ -31,5 +32,7 @@ def test_phantom_series_and_bad_factor(tmp_path, capsys):
     record = json.loads((tmp_path / "phantom_s0_cardiac_factors.json").read_text())
     assert record["series"] == {"factor": "cardiac_phase", "values": [0.0, 1.0]}
     assert record["measured"]["lv_volume_ml"][1] < record["measured"]["lv_volume_ml"][0]
-    assert main(["phantom", "--out", str(tmp_path), "--breathing-phase", "2"]) == 2
-    assert "breathing_phase" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused when the command line is read, before any work
+        main(["phantom", "--out", str(tmp_path / "new"), "--breathing-phase", "2"])
+    assert refused.value.code == 2 and "--breathing-phase: must be between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
