@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..errors import InputError, ModelError
+from ..errors import InputError
 from ..io.volume import Volume
 from ..models.temporal import TemporalModel, walk
 from ..progress import CancelToken, Progress

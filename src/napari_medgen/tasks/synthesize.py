@@ -289,37 +289,6 @@ def label_means(image: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nda
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def heldout_slice_quality(synth: Synthesizer, image: Volume, labels: Volume, indices: Sequence[int],
-                          min_foreground: float = 0.10) -> dict[str, Any]:
-    """SSIM and per-label means of synthetic vs real slices ``indices`` (along the planned slice axis).
-
-    Each slice is synthesised with the style the encoder finds in the real slice itself; slices
-    with less than ``min_foreground`` labelled area are skipped. SSIM: skimage
-    ``structural_similarity`` with data_range = the real slice's max - min.
-    """
-    from skimage.metrics import structural_similarity
-
-    plan = synth.check_labels(labels)
-    real = spade.cut(np.asarray(image.data, np.float32), plan.axis)
-    lab = spade.cut(labels.data, plan.axis)
-    used, ssim, fakes = [], [], []
-    for i in indices:
-        if (lab[i] > 0).mean() < min_foreground:
-            continue
-        style = synth.encode_style(real[i:i + 1], lab[i:i + 1])
-        fake = synth.synthesize_slices(lab[i:i + 1], style)[0]
-        rng = float(real[i].max() - real[i].min()) or 1.0
-        ssim.append(float(structural_similarity(real[i], fake, data_range=rng)))
-        used.append(int(i))
-        fakes.append(fake)
-    if not used:
-        raise InputError("None of the held-out slices has enough labelled area to measure.")
-    real_means = label_means(real[used], lab[used], synth.n_classes)
-    fake_means = label_means(np.stack(fakes), lab[used], synth.n_classes)
-    return {"slices": used, "ssim": ssim, "ssim_mean": float(np.mean(ssim)), "ssim_median": float(np.median(ssim)),
-            "real_label_means": real_means.tolist(), "synthetic_label_means": fake_means.tolist()}
-
-
 def style_transfer_correlation(synth: Synthesizer, reference: tuple[Volume, Volume], target_labels: Volume,
                                compare: tuple[Volume, Volume] | None = None) -> float:
     """Pearson r across labels between the reference image's per-label means and those of an image
