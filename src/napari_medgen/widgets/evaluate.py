@@ -209,9 +209,9 @@ class EvaluateWidget(QWidget):
                            lambda r: self._show_rows(r, r.rows, domain_shift, domain_shift.figure(r)))
 
     def run_resources(self) -> TaskHandle:
-        from ..tasks.synthesize import model_path_of
+        from ..models.store import resolve_model
 
-        model, n = model_path_of(self.quant_model.text().strip()), self.quant_samples.value()
+        model, n = resolve_model(self.quant_model.text().strip()), self.quant_samples.value()
         return self._start("resources", lambda c: quantize.quantize(model, n_samples=n, cancel=c),
                            lambda r: self._show_rows(r, r.rows, quantize, quantize.figure(r)))
 
