@@ -98,6 +98,11 @@ def test_bad_inputs_give_clear_errors(tiny, tmp_path):
         run_to_completion(predict_followups(image.with_data(np.stack([image.data] * 2)), tiny))
     with pytest.raises(InputError, match="shape"):
         run_to_completion(predict_followups(image, tiny, labels=labels.with_data(labels.data[:2])))
+    with pytest.raises(InputError, match="k >= 1"):  # k = 0 wrote NaN images
+        run_to_completion(predict_followups(image, tiny, labels=labels, method="manifold", k=0))
+    for rate in (float("nan"), 0.0, -1.0):
+        with pytest.raises(InputError, match="rate must be a finite number above 0"):
+            run_to_completion(predict_followups(image, tiny, labels=labels, rate=rate))
     other = tmp_path / "other"
     save_model(other, TemporalAE(8, size=SIZE, latent_channels=4, channels=(4, 8)), {"family": "vae", "network": {}})
     with pytest.raises(ModelError, match="temporal"):

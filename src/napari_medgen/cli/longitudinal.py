@@ -41,10 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--model", help="a 'temporal' model (NAME.safetensors + NAME.json), for scans like its training data")
     m.add_argument("--method", default="direction", choices=METHODS,
                    help="learned time direction, or the k nearest training progressions (manifold)")
-    m.add_argument("--k", type=int, default=5, help="neighbours for --method manifold")
-    m.add_argument("--model-rate", type=float, default=None,
+    m.add_argument("--k", type=options.integer(1, 64), default=5, help="neighbours for --method manifold")
+    m.add_argument("--model-rate", type=options.number(above=0.0), default=None,
                    help="model time steps per follow-up (default: the card's calibrated time_rate)")
-    m.add_argument("--refine-steps", type=int, default=20, help="latent optimisation steps after encoding")
+    m.add_argument("--refine-steps", type=options.integer(0, 10_000), default=20, help="latent optimisation steps after encoding")
     p.add_argument("--single-file", action="store_true", help="one 4D file (image) + one (labels) instead of one per time")
     p.set_defaults(func=_run)
 

@@ -53,6 +53,10 @@ def predict_followups(baseline: Volume, model: str | Path | TemporalModel, *, la
     cancel = cancel or CancelToken()
     tm = model if isinstance(model, TemporalModel) else TemporalModel.load(model)
     _check_inputs(baseline, labels, steps, method, tm)
+    if method == "manifold" and k < 1:
+        raise InputError(f"The manifold method needs k >= 1 neighbours (got {k}).")
+    if rate is not None and not (np.isfinite(rate) and rate > 0):
+        raise InputError(f"The model rate must be a finite number above 0 (got {rate}).")
     if labels is not None:
         _check_tracked(labels, tracked, tm)
     notes: list[str] = []
