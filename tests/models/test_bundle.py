@@ -126,13 +126,15 @@ def open_small(name: str, root: Path, **kw) -> object:
 
 def test_fixtures_are_the_published_files():
     """The fixtures hold the zoo's wiring as published: the reader must cope with these very lines."""
-    brain = json.loads((FIXTURES / BRAIN / "configs" / "inference.json").read_text())
+    brain = json.loads((FIXTURES / BRAIN / "configs" / "inference.json").read_text(encoding="utf-8"))
     assert brain["load_diffusion"] == "$@load_diffusion_func(torch.load(@load_diffusion_path))"
-    assert yaml.safe_load((FIXTURES / MEDNIST / "configs" / "inference.yaml").read_text())["sample"].startswith(
+    mednist = (FIXTURES / MEDNIST / "configs" / "inference.yaml").read_text(encoding="utf-8")
+    assert yaml.safe_load(mednist)["sample"].startswith(
         "$lambda x: @inferer.sample(")
-    maisi = json.loads((FIXTURES / MAISI / "configs" / "inference.json").read_text())
+    maisi = json.loads((FIXTURES / MAISI / "configs" / "inference.json").read_text(encoding="utf-8"))
     assert maisi["checkpoint_diffusion_unet"] == "$torch.load(@trained_diffusion_path, weights_only=False)"
-    assert all((FIXTURES / n / "LICENSE").read_text()[:400].count("Apache License") == 1 for n in REDUCED)
+    licences = [(FIXTURES / n / "LICENSE").read_text(encoding="utf-8") for n in REDUCED]
+    assert all(text[:400].count("Apache License") == 1 for text in licences)
 
 
 @pytest.mark.parametrize("name", [MEDNIST, BRAIN, BRATS, AXIAL])
@@ -254,7 +256,7 @@ def test_maisi_needs_a_label_map_and_valid_regions(tmp_path):
 
 def _edit(folder: Path, **entries: object) -> Path:
     path = folder / "configs" / "inference.json"
-    config = json.loads(path.read_text())
+    config = json.loads(path.read_text(encoding="utf-8"))
     config.update(entries)
     path.write_text(json.dumps(config))
     return folder
@@ -275,7 +277,7 @@ def test_other_expressions_refused_naming_them(tmp_path, entry, value, construct
                                     "evil.monai.networks.nets.DiffusionModelUNet", "scripts.sampler.Sampler"])
 def test_targets_outside_allow_list_refused(tmp_path, target):
     folder = publish(BRATS, tmp_path)
-    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
     config["network_def"]["_target_"] = target
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match=rf"'network_def._target_' is '{target}', which is not allowed"):
@@ -290,7 +292,7 @@ def test_targets_outside_allow_list_refused(tmp_path, target):
 ])
 def test_directives_refused_unless_wiring(tmp_path, directive, value, construct):
     folder = publish(BRAIN, tmp_path)
-    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
     config["scheduler"][directive] = value
     (folder / "configs" / "inference.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match=construct):
@@ -300,7 +302,7 @@ def test_directives_refused_unless_wiring(tmp_path, directive, value, construct)
 def test_references_and_macros(tmp_path):
     folder = publish(BRATS, tmp_path)
     (folder / "configs" / "common.json").write_text(json.dumps({"heads": [0, 8, 8]}))
-    config = json.loads((folder / "configs" / "inference.json").read_text())
+    config = json.loads((folder / "configs" / "inference.json").read_text(encoding="utf-8"))
     config["network_def"]["num_head_channels"] = "%configs/common.json#heads"
     config["shared"] = {"groups": 4}
     config["network_def"]["norm_num_groups"] = "@shared::groups"
@@ -329,7 +331,7 @@ def test_weights_outside_the_bundle_refused(tmp_path):
 def test_yaml_tags_and_anchors_refused(tmp_path, text, construct):
     folder = publish(MEDNIST, tmp_path)
     path = folder / "configs" / "inference.yaml"
-    path.write_text(text + path.read_text())
+    path.write_text(text + path.read_text(encoding="utf-8"))
     with pytest.raises(ModelError, match=rf"inference\.yaml'.*{construct}"):
         load_bundle(folder)
 
