@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,3 +133,27 @@ def inference_autocast(device: torch.device) -> contextlib.AbstractContextManage
     if device.type == "cpu" and native_bf16_cpu():
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def lower_thread_priority(by: int) -> int | None:
+    """Lower the calling thread's OS priority by ``by`` nice steps (Linux, where nice is per thread), so
+    that other threads (the viewer's) get a core first; returns the previous nice value (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        old = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, old + by))
+    except OSError:
+        return None
+    return old
+
+
+def restore_thread_priority(old: int | None) -> None:
+    """Give the calling (pooled) thread back its nice value ``old``; unprivileged users may not raise
+    priority again, in which case the thread stays lowered until its pool retires it."""
+    if old is not None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), old)
+        except OSError:
+            pass

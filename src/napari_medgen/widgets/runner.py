@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator
@@ -27,6 +24,7 @@ from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
+from ..device import lower_thread_priority, restore_thread_priority
 from ..errors import Cancelled, MedgenError
 from ..io.volume import Volume
 from ..progress import CancelToken, Progress
@@ -50,32 +48,6 @@ PREVIEW_INTERVAL_S = 0.3
 # Worker threads run this much below normal OS priority: when jobs and the viewer compete for
 # the cores, the viewer wins; when the viewer is idle, the jobs get all of it.
 WORKER_NICE = 10
-
-
-def _lower_priority() -> int | None:
-    """Lower the calling worker thread's OS priority by WORKER_NICE (Linux, where nice is per
-    thread), so the Qt thread gets a core first; returns the previous nice value (None elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    tid = threading.get_native_id()
-    try:
-        old = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, old + WORKER_NICE))
-    except OSError:
-        return None
-    return old
-
-
-def _restore_priority(old: int | None) -> None:
-    """Give the pooled thread back its nice value; unprivileged users may not raise priority again,
-    in which case the thread stays lowered until Qt retires it (30 s idle)."""
-    if old is not None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), old)
-        except OSError:
-            pass
-
-
 def run_task(
     viewer: Any,
     make_task: Callable[[CancelToken], Generator[Progress, None, Any]],
@@ -170,11 +142,11 @@ class TaskRun:
 
     def drive(self) -> Generator[Progress, None, Any]:
         """The worker thread's generator: the task, at lowered OS priority."""
-        old = _lower_priority()
+        old = lower_thread_priority(WORKER_NICE)
         try:
             return (yield from self.make_task(self.handle.token))
         finally:
-            _restore_priority(old)
+            restore_thread_priority(old)
 
     def owner_closed(self) -> None:
         """The dock that started the task was closed: cancel the task (a training saves a checkpoint) and
