@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import io
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import WriteError
 
@@ -67,6 +69,13 @@ def atomic_write_bytes(target: str | Path, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_write_figure(target: str | Path, fig: Any) -> None:
+    """Write a matplotlib figure to ``target`` as PNG atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(target, buf.getvalue())
 
 
 def atomic_write_with(target: str | Path, write: Callable[[Path], None], suffix: str | None = None) -> None:

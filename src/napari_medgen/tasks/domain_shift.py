@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write_bytes, atomic_write_figure
 from ..errors import InputError
 from ..progress import CancelToken, Progress, Task
 from . import seg_domains, target_synthesis
@@ -282,6 +282,4 @@ def figure(result: ShiftResult, title: str = "") -> Any:
 
 
 def write_plot(result: ShiftResult, path: str | Path, title: str = "") -> None:
-    buf = io.BytesIO()
-    figure(result, title).savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, figure(result, title))

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from scipy.linalg import LinAlgWarning
 from monai.metrics import FIDMetric, MMDMetric, MultiScaleSSIMMetric, PSNRMetric, SSIMMetric
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write_bytes, atomic_write_figure
 from ..errors import InputError
 from ..models.features import FeatureExtractor, load_extractor, scale_unit
 from ..progress import CancelToken, Progress, Task
@@ -335,6 +335,4 @@ def figure(result: EvaluationResult, threshold: float | None = None) -> Any:
 
 def write_plot(result: EvaluationResult, path: str | Path, threshold: float | None = None) -> None:
     """Save :func:`figure` as PNG atomically."""
-    buf = io.BytesIO()
-    figure(result, threshold).savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, figure(result, threshold))

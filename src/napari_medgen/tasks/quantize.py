@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write_bytes, atomic_write_figure
 from ..errors import InputError
 from ..models.families import load_model
 from ..progress import CancelToken, Progress, Task
@@ -316,6 +316,4 @@ def figure(result: QuantResult) -> Any:
 
 
 def write_plot(result: QuantResult, path: str | Path) -> None:
-    buf = io.BytesIO()
-    figure(result).savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, figure(result))

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
+from ..atomic import atomic_write_bytes, atomic_write_figure
 from ..errors import InputError
 from ..io.volume import Volume
 from ..models.features import scale_unit
@@ -232,6 +232,4 @@ def figure(result: UsefulnessResult, title: str = "") -> Any:
 
 
 def write_plot(result: UsefulnessResult, path: str | Path, title: str = "") -> None:
-    buf = io.BytesIO()
-    figure(result, title).savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_figure(path, figure(result, title))
