@@ -29,7 +29,7 @@ FAMILY_KEYS: dict[str, frozenset[str]] = {
     "feature_encoder": frozenset({"feature_dim"}),
     "gan": frozenset({"phantom_bank"}),
     "label_vae": frozenset({"heldout", "latent_prior"}),
-    "spade": frozenset({"slice_orientation", "style_mean", "style_std", "styles"}),
+    "spade": frozenset({"slice_orientation", "style_mean", "style_std", "styles", "acquisition_noise"}),
     "temporal": frozenset({"modality", "series", "tracked_label", "series_length", "time_step",
                            "heldout_seed_start", "time_rate", "time_rate_calibration"}),
     "vae": frozenset({"phantom_bank"}),

@@ -37,6 +37,7 @@ from ..device import resolve_device
 from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models import spade
+from ..models.acquisition_noise import NoiseModel
 from ..models.families import load_model
 from ..models.store import resolve_model
 from ..progress import CancelToken, Progress
@@ -67,6 +68,7 @@ class Synthesizer:
         self.plane_spacing: tuple[float, float] = tuple(reversed((card.get("voxel_mm") or [1.0, 1.0])[:2]))  # type: ignore[assignment]
         self.orientation = card.get("slice_orientation", "axial")
         self._norm = card["normalization"]
+        self.noise = NoiseModel.from_card(card.get("acquisition_noise"), self.path)
         self._style_mean = np.asarray(card.get("style_mean", np.zeros(self.style_dim)), dtype=np.float32)
         self._style_std = np.asarray(card.get("style_std", np.ones(self.style_dim)), dtype=np.float32)
 
@@ -173,18 +175,19 @@ class Synthesizer:
     # --- fast path ----------------------------------------------------------------------------
     @torch.inference_mode()
     def synthesize_slices(self, labels2d: np.ndarray, style: np.ndarray,
-                          plan: spade.SlicePlan | None = None) -> np.ndarray:
+                          plan: spade.SlicePlan | None = None, noise_seed: int | None = 0) -> np.ndarray:
         """Integer label slices (n, y, x) (or one (y, x)) -> images of the same shape, float32, in the
         training images' intensity units.
 
         Slices of the model's slice_shape go straight to the network; others are padded or
         resampled. plan: the volume's plan from :meth:`check_labels` (so that live slices match
         :func:`synthesize`); default: slices taken to be at the model's spacing. Values are
-        checked (InputError as check_labels).
+        checked (InputError as check_labels). noise_seed: seed of the card's acquisition noise (None:
+        the noise-free image).
         """
         labels2d = np.asarray(labels2d)
         if labels2d.ndim == 2:
-            return self.synthesize_slices(labels2d[None], style, plan)[0]
+            return self.synthesize_slices(labels2d[None], style, plan, noise_seed)[0]
         _check_values(labels2d, self.n_classes, self.label_names, "The label map")
         if plan is None and labels2d.shape[1:] != self.slice_shape:
             plan = self.check_labels(labels2d)
@@ -192,15 +195,20 @@ class Synthesizer:
             if labels2d.shape[1:] != plan.plane_shape:
                 raise InputError(f"Label slices of shape {labels2d.shape[1:]} do not match the plan's {plan.plane_shape}.")
             labels2d = spade.to_model(labels2d, plan, nearest=True)
-        out = self._forward(torch.from_numpy(labels2d.astype(np.int64, copy=False)), style)
+        out = self._forward(torch.from_numpy(labels2d.astype(np.int64, copy=False)), style, noise_seed)
         return spade.from_model(out, plan) if plan is not None else out
 
-    def _forward(self, labels: torch.Tensor, style: np.ndarray) -> np.ndarray:
-        """Checked int64 labels (n, *slice_shape) -> denormalised images (n, *slice_shape) float32."""
+    def _forward(self, labels: torch.Tensor, style: np.ndarray, noise_seed: int | None = 0) -> np.ndarray:
+        """Checked int64 labels (n, *slice_shape) -> denormalised images (n, *slice_shape) float32, with the
+        card's acquisition noise drawn from ``noise_seed`` (none when the seed is None or the card has no
+        noise model)."""
         onehot = F.one_hot(labels.to(self.device), self.n_classes).movedim(-1, 1).float()
         z = torch.as_tensor(np.asarray(style, dtype=np.float32), device=self.device).reshape(1, -1)
         out = self.generator.decode(onehot, z.expand(len(labels), -1))
-        return denormalize(out[:, 0].cpu().numpy(), self._norm).astype(np.float32, copy=False)
+        image = torch.from_numpy(denormalize(out[:, 0].cpu().numpy(), self._norm))
+        if self.noise is not None and noise_seed is not None:
+            image = self.noise.apply(image, torch.Generator().manual_seed(int(noise_seed)))
+        return image.numpy().astype(np.float32, copy=False)
 
 
 def _what(labels: Volume | np.ndarray) -> str:
@@ -267,7 +275,7 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
         idx = todo[start:start + batch]
         model_in = spade.to_model(lab[idx].astype(np.int64), plan, nearest=True)
         with torch.inference_mode():
-            images = synth._forward(torch.from_numpy(model_in), z)
+            images = synth._forward(torch.from_numpy(model_in), z, noise_seed=seed * 100_003 + start)
         out_slices[idx] = spade.from_model(images, plan)
         done = min(start + batch, total)
         yield Progress(done, total, f"slice {done}/{total}",

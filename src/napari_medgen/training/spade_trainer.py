@@ -15,7 +15,10 @@ and holds back seeds from 1000 on. Settings (``--set key=value``): network entri
 z_dim, spade_hidden, head_channels), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
 augmentation), augment (``data.augment``: elastic, bias field, contrast, resolution; includes the
 flip), lut_init (start the per-label intensity offsets at the training images' class means, so
-training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count).
+training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count),
+noise ("rician" | "gaussian": an explicit acquisition-noise model measured on the training images'
+background, ``models.acquisition_noise``; the discriminator sees the generator's image with this noise
+added, so the generator draws the noise-free anatomy and leaves the noise to the model).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
 from ..models import spade
+from ..models.acquisition_noise import NoiseModel, estimate as estimate_noise
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
@@ -179,8 +183,9 @@ class SpadeTrainer(AttributeState):
 
     def __init__(self, data: SliceSet, network: dict[str, Any], *, seed: int, batch_size: int, lr: float,
                  device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True,
-                 augment: bool = False, lut_init: bool = False):
+                 augment: bool = False, lut_init: bool = False, noise: NoiseModel | None = None):
         self.data = data
+        self.noise = noise
         self.network = network
         self.weights = weights
         self.flip = flip
@@ -224,10 +229,22 @@ class SpadeTrainer(AttributeState):
             image[flip], labels[flip] = image[flip].flip(-1), labels[flip].flip(-1)
         return image.to(self.device), self._onehot(labels).to(self.device)
 
+    def _acquired(self, clean: torch.Tensor) -> torch.Tensor:
+        """Normalised noise-free images -> as the scanner would record them (the noise model added in raw
+        units, then normalised and clipped like the training images); unchanged without a noise model."""
+        if self.noise is None:
+            return clean
+        spec = self.data.normalization
+        lo, hi = float(spec["lo_value"]), float(spec["hi_value"])
+        a, b = (float(v) for v in spec["range"])
+        noisy = self.noise.apply(lo + (clean - a) * ((hi - lo) / (b - a)), self.rng)
+        return torch.clamp(a + (noisy - lo) * ((b - a) / (hi - lo)), min(a, b), max(a, b))
+
     def train_step(self, step: int) -> dict[str, float]:
         real, onehot = self._batch()
         self.generator.train()
-        fake, mu, logvar = self.generator(onehot, real)
+        clean, mu, logvar = self.generator(onehot, real)
+        fake = self._acquired(clean)
 
         self.opt_d.zero_grad(set_to_none=True)
         d_fake, _ = self.discriminator(torch.cat([fake.detach(), onehot], 1))
@@ -244,7 +261,7 @@ class SpadeTrainer(AttributeState):
         adv = self.adversarial(d_fake, target_is_real=True, for_discriminator=False)
         fm = torch.stack([F.l1_loss(f, r) for fs, rs in zip(feats_fake, feats_real) for f, r in zip(fs, rs)]).sum()
         fm = fm / len(feats_fake)
-        l1 = F.l1_loss(fake, real)
+        l1 = F.l1_loss(clean, real)
         kl = gaussian_kl(mu, logvar)
         w = self.weights
         loss_g = w["w_adv"] * adv + w["w_fm"] * fm + w["w_l1"] * l1 + w["w_kl"] * kl
@@ -284,6 +301,8 @@ class SpadeTrainer(AttributeState):
                 "label_names": {str(k): v for k, v in self.data.label_names.items()},
                 "shape": list(self.network["input_shape"]), "plane_spacing": list(self.data.spacing),
                 "slice_orientation": "axial", **self.style_card()}
+        if self.noise is not None:
+            card["acquisition_noise"] = self.noise.to_card("background 3+ px from every label of the training slices")
         training = dict(card.get("training", {}))
         training["data"] = self.data.description
         training["held_out"] = self.data.held_out
@@ -309,8 +328,9 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     lut_init = bool(extra.pop("lut_init", False))
     resolution = int(extra.pop("resolution", 2))
     subjects = int(extra.pop("subjects", 24))
+    noise_kind = extra.pop("noise", None)
     if extra:
-        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects"}
+        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects", "noise"}
         raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: {', '.join(sorted(known))}.")
     shape = tuple(network["input_shape"])
     if config.sample == "brain":
@@ -322,6 +342,8 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     else:
         raise InputError(f"Unknown sample '{config.sample}' for spade training: use 'brain' or 'phantom'.")
     network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
+    noise = None if noise_kind is None else estimate_noise(norm.denormalize(data.images, data.normalization),
+                                                           data.labels, str(noise_kind))
     return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
                         device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip,
-                        augment=augment, lut_init=lut_init)
+                        augment=augment, lut_init=lut_init, noise=noise)
