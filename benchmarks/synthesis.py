@@ -2,14 +2,14 @@
 
     python benchmarks/synthesis.py [--threads 2] [--repeats 30] [--update-cards]
 
-Quality: the brain model on its held-back axial slices (every 5th; SSIM with each slice's own
-encoded style, per-tissue means), the phantom model's style transfer (encode a held-out subject
+Quality: the brain model on the axial slabs held out from its training (the quality ledger's rows:
+SSIM inside the brain with its mean style, against the lookup-table painting), the phantom model's style transfer (encode a held-out subject
 of each vendor, synthesise another held-out subject's labels, Pearson r of per-label means; the
 same with a *different* vendor's reference as a control). Speed, in one run with ``--threads``
 torch threads: median time of ``Synthesizer.synthesize_slices`` on one 128 x 128 slice against
 the bare network forward on a prepared one-hot tensor, and one full 100-slice volume.
 ``--update-cards`` writes the measured figures into the cards' ``metrics``; ``--montage DIR``
-writes the pictures of docs/synthesis.md.
+writes the phantom picture of docs/synthesis.md (the brain's is ``scripts/make_synthesis_grid.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import torch
 
 from napari_medgen.atomic import atomic_path
 from napari_medgen.data.phantom import make_phantom
-from napari_medgen.data.samples import brain_sample
 from napari_medgen.models.store import record_metrics, shipped_models
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality
 from napari_medgen.tasks.synthesize import Synthesizer, style_transfer_correlation, synthesize
-from napari_medgen.training.spade_trainer import BRAIN_HOLDOUT_EVERY, PHANTOM_HOLDOUT_SEEDS, mr_styles
+from napari_medgen.training.spade_trainer import PHANTOM_HOLDOUT_SEEDS, mr_styles
 
 
 def brain_quality(synth: Synthesizer) -> dict[str, float]:
@@ -91,29 +90,13 @@ def _time(fn) -> float:
     return time.perf_counter() - t
 
 
-def write_montages(brain: Synthesizer, phantom: Synthesizer, folder: Path) -> list[Path]:
-    """synthesis_brain.png (held-out slices: labels | real | synthetic, each slice's own encoded style) and
-    synthesis_phantom.png (per vendor: held-out reference | synthesis of another subject's labels in its style)."""
+def write_montage(phantom: Synthesizer, folder: Path) -> Path:
+    """synthesis_phantom.png: per vendor, a held-out reference | another held-out subject's labels |
+    the synthesis of those labels in the reference's encoded style."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    image, labels = brain_sample()
-    zs = [z for z in range(labels.data.shape[0]) if z % BRAIN_HOLDOUT_EVERY == BRAIN_HOLDOUT_EVERY // 2]
-    zs = sorted(zs, key=lambda z: -(labels.data[z] > 0).mean())[:3]
-    fig, axes = plt.subplots(len(zs), 3, figsize=(7.5, 2.7 * len(zs)), squeeze=False)
-    for row, z in zip(axes, sorted(zs)):
-        real, lab = image.data[z], labels.data[z]
-        fake = brain.synthesize_slices(lab[None], brain.encode_style(real[None], lab[None]))[0]
-        for ax, (title, img, cmap) in zip(row, [(f"labels z={z}", lab, "viridis"), ("real", real, "gray"),
-                                               ("synthetic", fake, "gray")]):
-            ax.imshow(img, cmap=cmap, vmin=None if cmap == "viridis" else real.min(),
-                      vmax=None if cmap == "viridis" else real.max())
-            ax.set_title(title)
-            ax.axis("off")
-    paths = [folder / "synthesis_brain.png"]
-    _save(fig, paths[0])
 
     vendors = mr_styles()
     shape = (16, 128, 128)
@@ -131,9 +114,9 @@ def write_montages(brain: Synthesizer, phantom: Synthesizer, folder: Path) -> li
                       vmax=None if labels_panel else hi)
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-    paths.append(folder / "synthesis_phantom.png")
-    _save(fig, paths[1])
-    return paths
+    path = folder / "synthesis_phantom.png"
+    _save(fig, path)
+    return path
 
 
 def _save(fig, path: Path) -> None:
@@ -155,7 +138,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--update-cards", action="store_true")
-    parser.add_argument("--montage", type=Path, help="folder for synthesis_brain.png and synthesis_phantom.png")
+    parser.add_argument("--montage", type=Path, help="folder for synthesis_phantom.png")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = shipped_models("spade")
@@ -173,8 +156,7 @@ def main() -> None:
         update_card(models["spade_phantom"], "style_transfer", rows[1][2])
         update_card(models["spade_phantom"], "speed", rows[2][2])
     if args.montage:
-        for path in write_montages(brain, phantom, args.montage):
-            print(f"wrote {path}")
+        print(f"wrote {write_montage(phantom, args.montage)}")
 
 
 if __name__ == "__main__":
