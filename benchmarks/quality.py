@@ -49,7 +49,7 @@ from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality as q
 from napari_medgen.tasks.evaluate import extract_features, frechet_distance
 from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
-from napari_medgen.tasks.synthesize import Synthesizer
+from napari_medgen.models.synthesizer import Synthesizer
 
 PHANTOM_SHAPE = (16, 128, 128)  # (z, y, x) phantom subjects for spade_phantom: its field of view, 16 axial slices
 

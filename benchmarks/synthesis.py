@@ -28,7 +28,8 @@ from napari_medgen.data.phantom import make_phantom
 from napari_medgen.models.store import record_metrics, shipped_models
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality
-from napari_medgen.tasks.synthesize import Synthesizer, style_transfer_correlation, synthesize
+from napari_medgen.models.synthesizer import Synthesizer
+from napari_medgen.tasks.synthesize import style_transfer_correlation, synthesize
 from napari_medgen.training.spade_trainer import PHANTOM_HOLDOUT_SEEDS, mr_styles
 
 

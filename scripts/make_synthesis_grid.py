@@ -19,7 +19,7 @@ import numpy as np
 from napari_medgen.atomic import atomic_write_bytes
 from napari_medgen.tasks import quality as q
 from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
-from napari_medgen.tasks.synthesize import Synthesizer
+from napari_medgen.models.synthesizer import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ from napari_medgen.data.phantom import make_phantom
 from napari_medgen.errors import InputError, ModelError
 from napari_medgen.models import spade
 from napari_medgen.models.acquisition_noise import NoiseModel, estimate
-from napari_medgen.tasks.synthesize import Synthesizer
+from napari_medgen.models.synthesizer import Synthesizer
 from napari_medgen.training.spade_trainer import SpadeTrainer
 
 from .test_spade import TINY, toy_slices

@@ -13,7 +13,7 @@ from napari_medgen.models import spade
 from napari_medgen.models.store import save_model
 from napari_medgen.tasks.live_synthesis import (DirtySlices, LiveSynthesis, LiveUpdate, SliceRenderer, StyleSource,
                                                 paint_event_slices, style_vector)
-from napari_medgen.tasks.synthesize import Synthesizer
+from napari_medgen.models.synthesizer import Synthesizer
 
 
 def tiny_spade(path, n_classes=8, shape=(32, 32)):

@@ -92,7 +92,7 @@ from napari_medgen.tasks import domain_shift, seg_domains, target_synthesis  # n
 
 @pytest.fixture(scope="module")
 def synth():
-    from napari_medgen.tasks.synthesize import Synthesizer
+    from napari_medgen.models.synthesizer import Synthesizer
 
     return Synthesizer("spade_phantom", "cpu")
 

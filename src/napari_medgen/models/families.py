@@ -16,6 +16,7 @@ import torch
 
 from ..errors import InputError, ModelError
 from . import anomaly_ae, bundle, diffusion, features, label_vae, latent, spade, temporal
+from .synthesizer import Synthesizer
 from .card import ModelCard
 from .store import Builder, load_card, load_family, read_card, resolve_model
 
@@ -55,13 +56,15 @@ class LoadedModel:
     path: Path
 
 
-Handle = diffusion.DiffusionModel | label_vae.LabelVAE | features.FeatureExtractor | temporal.TemporalModel | LoadedModel
+Handle = (diffusion.DiffusionModel | label_vae.LabelVAE | features.FeatureExtractor | temporal.TemporalModel | Synthesizer
+          | LoadedModel)
 
 # family -> opener(path, device) of its typed handle
 OPENERS: dict[str, Callable[[Path, str], Handle]] = {
     "diffusion": lambda path, device: diffusion.load_diffusion(path, device),
     "feature_encoder": lambda path, device: features.load_extractor(path, device),
     "label_vae": lambda path, device: label_vae.LabelVAE(path, device),
+    "spade": lambda path, device: Synthesizer(path, device),
     "temporal": lambda path, device: temporal.TemporalModel.load(path),
 }
 
@@ -70,7 +73,7 @@ def open_model(name_or_path: str | Path, device: str = "cpu", overrides: dict[st
     """Open a model, on ``device``: a shipped model's name, ``NAME``/``NAME.json``/``NAME.safetensors``,
     or a MONAI bundle folder (``overrides``: {config id: plain value} over its config, as
     ``monai.bundle run --id value``). Returns the family's handle (DiffusionModel for diffusion models
-    and bundles, LabelVAE, FeatureExtractor, TemporalModel), else a :class:`LoadedModel`."""
+    and bundles, LabelVAE, FeatureExtractor, Synthesizer, TemporalModel), else a :class:`LoadedModel`."""
     path = resolve_model(name_or_path)
     if path.is_dir():
         return bundle.load_bundle(path, device, overrides)

@@ -150,7 +150,7 @@ def experiment(settings: ShiftSettings | None = None, *, csv_path: str | Path | 
                plot_path: str | Path | None = None, cancel: CancelToken | None = None) -> Task[ShiftResult]:
     """Generator: run every arm for every seed (module doc); returns the table (and writes CSV / PNG)."""
     from ..data.label_mapping import parse_map
-    from .synthesize import Synthesizer
+    from ..models.synthesizer import Synthesizer
 
     s = settings or ShiftSettings()
     cancel = cancel or CancelToken()

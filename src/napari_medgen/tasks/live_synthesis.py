@@ -204,7 +204,7 @@ class StyleSource:
 def style_vector(synth: Any, a: StyleSource, b: StyleSource | None = None, t: float = 0.0) -> np.ndarray:
     """Style vector (style_dim,) of ``a``, blended towards ``b`` by ``t`` in [0, 1] (b unused at t = 0).
 
-    synth: a tasks.synthesize.Synthesizer. Encoding a reference image runs its style encoder, so
+    synth: a models.synthesizer.Synthesizer. Encoding a reference image runs its style encoder, so
     call this from a worker thread.
     """
     if not 0.0 <= t <= 1.0:

@@ -26,7 +26,8 @@ from scipy import ndimage, stats
 
 from ..errors import InputError
 from .evaluate import memorization
-from .synthesize import Synthesizer, label_means
+from ..models.synthesizer import Synthesizer
+from .synthesize import label_means
 
 SSIM_WINDOW = 7  # pixels, Gaussian sigma 1.5: the window of tasks.evaluate.paired_ssim_psnr
 Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training images, labels; held-out images, labels

@@ -142,7 +142,7 @@ def phantom_data(n_real: int = 24, n_synthetic: int = 48, n_heldout: int = 24, *
     a path), or by the phantom renderer when ``source == "renderer"`` (tests only).
     """
     from ..data.phantom import FOV_MM, render
-    from .label_deform import elastic
+    from .deform import elastic
 
     spacing = (FOV_MM[0] / size, FOV_MM[1] / size, 5.0)
     real = phantom_slices(range(10_000 * seed, 10_000 * seed + n_real), style, size)
@@ -165,7 +165,7 @@ def brain_data(source: str = "spade_brain", n_synthetic: int = 40, seed: int = 0
     synthetic: spade ``source`` on elastically deformed copies of the real label slices."""
     from ..data.samples import brain_sample
     from ..training.label_vae_trainer import fit_slices
-    from .label_deform import elastic
+    from .deform import elastic
 
     img, lab = brain_sample()
     images = fit_slices(scale_unit(np.asarray(img.data, np.float32)[None])[0], size)
@@ -190,7 +190,7 @@ def generated_images(model: str, labels: np.ndarray, seed: int) -> np.ndarray:
     """
     family = load_card(model)["family"]
     if family == "spade":
-        from .synthesize import Synthesizer
+        from ..models.synthesizer import Synthesizer
 
         synth = Synthesizer(model, "cpu")
         out = [synth.synthesize_slices(lab[None], synth.random_style(seed * 1000 + i))[0] for i, lab in enumerate(labels)]
