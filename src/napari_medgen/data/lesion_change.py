@@ -7,6 +7,9 @@ same in index space and in patient space: oblique and flipped scans need no resa
 * :func:`signed_distance` / :func:`level_set`: the lesion at a later time is a level set of its
   smoothed signed distance map, holding exactly the requested number of voxels (nested: regression
   keeps each new mask inside the previous one, growth around it).
+* :func:`growth_distance`: for a growing lesion, the distance outside it is geodesic through the
+  anatomy (:func:`growth_cost`): it grows through the tissue around it, around other labelled
+  structures rather than into them, and never out of the patient into the air around the body.
 * :func:`pull_field`: a smooth displacement (backward map, mm) along the lesion's normals that
   pulls surrounding tissue into the space a shrinking lesion leaves (pushes it away from a growing
   one), equal to ``pull`` x the shrink distance at the lesion's border and tapering to exactly zero
@@ -25,6 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 FILL_SCALES_MM = (2.0, 4.0, 8.0, 16.0, 32.0)  # normalised-convolution sigmas, smallest first
+ORGAN_COST = 4.0  # growing 1 mm into another labelled structure counts as 4 mm through plain tissue
+OUTSIDE_COST = 1000.0  # ... and 1 mm out of the patient as 1 m: a lesion does not grow into the air around the body
 
 
 def signed_distance(mask: np.ndarray, sp: tuple[float, float, float], smooth_vox: float = 0.7) -> np.ndarray:
@@ -58,6 +63,45 @@ def level_set(phi: np.ndarray, base: np.ndarray, n_voxels: int) -> tuple[np.ndar
         return mask, float(values[order[0]]) if values.size else 0.0
     last = float(values[order[k - 1]])
     return mask, (last + float(values[order[k]])) / 2 if k < values.size else last + 1.0
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+    """The patient in a scan (z, y, x) of any modality: voxels above the Otsu threshold between air and
+    tissue (about -450 HU on CT; the noise floor on MR), holes in each slice filled (lungs, airways, gas)."""
+    from skimage.filters import threshold_otsu
+
+    step = max(1, int(round((image.size / 2e6) ** (1 / 3))))
+    body = image > threshold_otsu(np.asarray(image[::step, ::step, ::step], np.float32))
+    for k in range(body.shape[0]):
+        body[k] = ndimage.binary_fill_holes(body[k])
+    return body
+
+
+def growth_cost(body: np.ndarray, labels: np.ndarray, value: int) -> np.ndarray:
+    """Cost (z, y, x) >= 1 of growing through each voxel: 1 in the lesion's host tissue (the label most
+    common on its border, e.g. lung) and in unlabelled tissue, ORGAN_COST in other labelled
+    structures, OUTSIDE_COST outside ``body`` (the patient)."""
+    lesion = labels == value
+    shell = ndimage.binary_dilation(lesion) & ~lesion
+    host = int(np.bincount(labels[shell].astype(np.int64)).argmax()) if shell.any() else 0
+    cost = np.full(labels.shape, ORGAN_COST, np.float32)
+    cost[(labels == 0) | (labels == host) | lesion] = 1.0
+    cost[~body & ~lesion] = OUTSIDE_COST
+    return cost
+
+
+def growth_distance(phi: np.ndarray, lesion: np.ndarray, cost: np.ndarray, sp: tuple[float, float, float],
+                    smooth_vox: float = 0.7) -> np.ndarray:
+    """``phi`` with its outside replaced by the cost-weighted geodesic distance (mm) from the lesion
+    (skimage's minimum-cost path), smoothed like :func:`signed_distance`; the inside is kept."""
+    from skimage.graph import MCP_Geometric
+
+    if not lesion.any():
+        return phi
+    dist, _ = MCP_Geometric(cost, sampling=sp).find_costs(np.argwhere(lesion))
+    outside = np.minimum(dist, OUTSIDE_COST * float(np.sum(np.asarray(lesion.shape) * np.asarray(sp)))) + 0.5 * min(sp)
+    geo = np.where(lesion, phi, outside).astype(np.float32)
+    return ndimage.gaussian_filter(geo, smooth_vox, mode="nearest") if smooth_vox > 0 else geo
 
 
 def normals(phi: np.ndarray, sp: tuple[float, float, float], smooth_mm: float = 1.5) -> np.ndarray:

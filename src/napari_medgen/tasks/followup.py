@@ -4,7 +4,8 @@
 
 * shape: the tracked lesion's volume follows a parametric law in months (:mod:`..data.progression`);
   each follow-up's mask is the volume-matched level set of the baseline mask's smoothed signed
-  distance (exact to one voxel, nested, so the volume is monotone);
+  distance (exact to one voxel, nested, so the volume is monotone); a growing lesion's distance
+  outside it is geodesic through the anatomy (:func:`..data.lesion_change.growth_distance`);
 * anatomy: a smooth invertible displacement pulls the surrounding tissue ``pull`` of the way into
   the space the lesion leaves (or pushes it away from a growing lesion), zero beyond ``margin_mm``;
 * appearance: the space the lesion leaves is filled from its surroundings with the scan's own
@@ -130,6 +131,9 @@ def simulate_followups(baseline: Volume, labels: Volume, tracked: int | str | No
     lab_c = lab[box]
     les_c = lesion[box]
     phi = lc.signed_distance(les_c, sp)
+    if max(targets) > n0:  # growth follows the tissue, not straight lines out of the patient
+        body = lc.body_mask(np.asarray(baseline.data, np.float32))[box] | les_c
+        phi = lc.growth_distance(phi, les_c, lc.growth_cost(body, lab_c, value), sp)
     n = lc.normals(phi, sp) * (ndimage.distance_transform_edt(~les_c, sampling=sp) < margin_mm)[None]  # 0 beyond
     # the labels the lesion covers, were it gone: each lesion voxel takes its nearest other label
     nearest = ndimage.distance_transform_edt(les_c, sampling=sp, return_distances=False, return_indices=True)
