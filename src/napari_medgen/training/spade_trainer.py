@@ -18,7 +18,9 @@ flip), lut_init (start the per-label intensity offsets at the training images' c
 training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count),
 noise ("rician" | "gaussian": an explicit acquisition-noise model measured on the training images'
 background, ``models.acquisition_noise``; the discriminator sees the generator's image with this noise
-added, so the generator draws the noise-free anatomy and leaves the noise to the model).
+added, so the generator draws the noise-free anatomy and leaves the noise to the model), class_balanced
+(the L1 term averages each label's mean error, so that small structures such as a tumour or the
+blood pool weigh as much as the body).
 """
 
 from __future__ import annotations
@@ -183,8 +185,10 @@ class SpadeTrainer(AttributeState):
 
     def __init__(self, data: SliceSet, network: dict[str, Any], *, seed: int, batch_size: int, lr: float,
                  device: str, weights: dict[str, float], lr_d: float | None = None, flip: bool = True,
-                 augment: bool = False, lut_init: bool = False, noise: NoiseModel | None = None):
+                 augment: bool = False, lut_init: bool = False, noise: NoiseModel | None = None,
+                 class_balanced: bool = False):
         self.data = data
+        self.class_balanced = class_balanced
         self.noise = noise
         self.network = network
         self.weights = weights
@@ -240,6 +244,16 @@ class SpadeTrainer(AttributeState):
         noisy = self.noise.apply(lo + (clean - a) * ((hi - lo) / (b - a)), self.rng)
         return torch.clamp(a + (noisy - lo) * ((b - a) / (hi - lo)), min(a, b), max(a, b))
 
+    def _l1(self, fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        """Mean |fake - real| over pixels, or with class_balanced the mean over the labels present of
+        each label's mean error. fake/real (B, 1, y, x); onehot (B, C, y, x)."""
+        if not self.class_balanced:
+            return F.l1_loss(fake, real)
+        err = (fake - real).abs()
+        counts = onehot.sum((0, 2, 3))
+        per_class = (err * onehot).sum((0, 2, 3)) / counts.clamp(min=1)
+        return per_class[counts > 0].mean()
+
     def train_step(self, step: int) -> dict[str, float]:
         real, onehot = self._batch()
         self.generator.train()
@@ -261,7 +275,7 @@ class SpadeTrainer(AttributeState):
         adv = self.adversarial(d_fake, target_is_real=True, for_discriminator=False)
         fm = torch.stack([F.l1_loss(f, r) for fs, rs in zip(feats_fake, feats_real) for f, r in zip(fs, rs)]).sum()
         fm = fm / len(feats_fake)
-        l1 = F.l1_loss(clean, real)
+        l1 = self._l1(clean, real, onehot)
         kl = gaussian_kl(mu, logvar)
         w = self.weights
         loss_g = w["w_adv"] * adv + w["w_fm"] * fm + w["w_l1"] * l1 + w["w_kl"] * kl
@@ -329,8 +343,10 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     resolution = int(extra.pop("resolution", 2))
     subjects = int(extra.pop("subjects", 24))
     noise_kind = extra.pop("noise", None)
+    class_balanced = bool(extra.pop("class_balanced", False))
     if extra:
-        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects", "noise"}
+        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects", "noise",
+                                                    "class_balanced"}
         raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: {', '.join(sorted(known))}.")
     shape = tuple(network["input_shape"])
     if config.sample == "brain":
@@ -346,4 +362,4 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
                                                            data.labels, str(noise_kind))
     return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
                         device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip,
-                        augment=augment, lut_init=lut_init, noise=noise)
+                        augment=augment, lut_init=lut_init, noise=noise, class_balanced=class_balanced)
