@@ -35,10 +35,11 @@ from napari_medgen.training.spade_trainer import PHANTOM_HOLDOUT_SEEDS, mr_style
 
 def brain_quality(synth: Synthesizer) -> dict[str, float]:
     """SSIM inside the brain on the slices held out from the model's training (the quality ledger's rows)."""
-    plain, smoothed, contrast, background = quality.label_to_image_rows(
+    plain, smoothed, contrast, texture, background = quality.label_to_image_rows(
         "spade_brain", synth, quality.spade_brain_sets(synth.card), synth.mean_style(), "brain")
     return {"ssim_heldout_mean": plain.model_value, "ssim_lookup_table": plain.baseline_value,
             "ssim_lookup_table_smoothed": smoothed.baseline_value, "class_mean_error": contrast.model_value,
+            "in_tissue_gradient_vs_real": texture.model_value,
             "background": background.model_value}
 
 
