@@ -5,11 +5,11 @@ Run under a display (or Xvfb):
 
 A napari viewer (shown) holds a 64 x 128 x 128 phantom. A QTimer fires every 10 ms on the Qt
 thread and records when it ran; a gap is the time between two ticks (10 ms when the loop is
-free). Phases, in one run: (1) the idle viewer; (2) opening the Training and Diffusion docks,
+free). Phases, in one run: (1) the idle viewer; (2) opening the Train and Sample (diffusion) docks,
 whose progress panels start the import warm-up of what their jobs load in the viewer's process
 (``widgets.warmup``; training runs in a child, so no optimiser modules); (3) a training job
-(label_vae on a small phantom set, started as the Training dock starts it:
-``tasks.train_process.train_in_child`` through ``run_task``) and a sampling job (the Diffusion
+(label_vae on a small phantom set, started as the Train dock starts it:
+``tasks.train_process.train_in_child`` through ``run_task``) and a sampling job (the Sample
 dock's ``sample()``: shipped 2D phantom model, 2 samples, output layer and previews) started
 together by two Qt callbacks in a row, as two button clicks start them, and run to the end;
 (4) the same again (the output layer now exists and is updated).
@@ -103,7 +103,7 @@ def measure(app, until, timeout_s: float) -> list[float]:
 
 
 def start_training(viewer, workdir: Path, train_steps: int):
-    """Training as the Training dock starts it (``train_in_child`` through ``run_task``: a child
+    """Training as the Train dock starts it (``train_in_child`` through ``run_task``: a child
     process), with a small config the dock does not offer; returns its task handle."""
     from napari_medgen.tasks.train import TrainJob
     from napari_medgen.tasks.train_process import train_in_child
@@ -117,7 +117,7 @@ def start_training(viewer, workdir: Path, train_steps: int):
 
 
 def start_sampling(diffusion_dock, sample_steps: int):
-    """Sampling by the Diffusion dock's own ``sample()`` (its output layer, previews and progress panel
+    """Sampling by the Sample dock's own ``sample()`` (its output layer, previews and progress panel
     included); returns its task handle."""
     diffusion_dock.model.setCurrentText("diffusion_phantom2d")
     diffusion_dock.steps.setValue(sample_steps)
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     t0, n_gc = time.perf_counter(), len(collections.durations)
     idle = measure(app, lambda: time.perf_counter() - t0 > args.seconds, args.seconds + 5)
     rows.append(row("idle viewer", idle, percentile(idle, 99), collections.since(n_gc)))
-    from napari_medgen.widgets.diffusion import DiffusionWidget
-    from napari_medgen.widgets.training import TrainingWidget
+    from napari_medgen.widgets.sample import SampleWidget
+    from napari_medgen.widgets.train import TrainWidget
     from napari_medgen.widgets.warmup import warming
 
     from qtpy.QtCore import QTimer
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     docks = []
 
     def open_docks() -> None:
-        docks.extend([TrainingWidget(viewer), DiffusionWidget(viewer)])
+        docks.extend([TrainWidget(viewer), SampleWidget(viewer)])
         for dock in docks:
             viewer.window.add_dock_widget(dock)
 

@@ -168,11 +168,11 @@ def synthesis_widget(viewer: napari.Viewer) -> None:
     grid(viewer, ["brain", "brain labels", "brain labels synthetic"], "brain")
 
 
-@scene("label_deformation")
-def label_deformation(viewer: napari.Viewer) -> None:
-    """Label deformation dock: elastic deformation (10 mm) of the phantom labels; input and result side by side."""
+@scene("deform")
+def deform(viewer: napari.Viewer) -> None:
+    """Deform labels dock: elastic deformation (10 mm) of the phantom labels; input and result side by side."""
     load_phantom(viewer)
-    widget = dock(viewer, "Label deformation")
+    widget = dock(viewer, "Deform labels")
     widget.labels_combo.setCurrentText("phantom labels")
     widget.method.setCurrentText("elastic")
     widget.magnitude_mm.setValue(10.0)
@@ -181,10 +181,10 @@ def label_deformation(viewer: napari.Viewer) -> None:
     grid(viewer, ["phantom labels", "phantom labels elastic"], "phantom labels")
 
 
-@scene("diffusion")
-def diffusion(viewer: napari.Viewer) -> None:
-    """Diffusion dock: four DDIM-50 samples of the shipped diffusion_brain2d, stacked on the layer's first axis."""
-    widget = dock(viewer, "Diffusion")
+@scene("sample")
+def sample(viewer: napari.Viewer) -> None:
+    """Sample (diffusion) dock: four DDIM-50 samples of the shipped diffusion_brain2d, stacked on the layer's first axis."""
+    widget = dock(viewer, "Sample (diffusion)")
     widget.model.setCurrentText("diffusion_brain2d")
     widget.sampler.setCurrentText("ddim")
     widget.steps.setValue(50)
@@ -221,12 +221,12 @@ def longitudinal(viewer: napari.Viewer) -> None:
     viewer.dims.set_current_step(1, z)
 
 
-@scene("training")
-def training(viewer: napari.Viewer) -> None:
-    """Training dock: a short spade run on the thorax phantom sample, to the end: loss plot and preview."""
+@scene("train")
+def train(viewer: napari.Viewer) -> None:
+    """Train dock: a short spade run on the thorax phantom sample, to the end: loss plot and preview."""
     import tempfile
 
-    widget = dock(viewer, "Training")
+    widget = dock(viewer, "Train")
     widget.family.setCurrentText("spade")
     widget.source.setCurrentText("Sample: thorax phantom")
     for field, value in ((widget.steps, 40), (widget.checkpoint_every, 20), (widget.preview_every, 10),

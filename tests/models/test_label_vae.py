@@ -10,7 +10,7 @@ from napari_medgen.errors import InputError
 from napari_medgen.models.label_vae import LabelVAE, build_label_vae, one_hot
 from napari_medgen.models.store import shipped_models
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.label_deform import vae_interpolate, vae_sample
+from napari_medgen.tasks.deform import vae_interpolate, vae_sample
 from napari_medgen.training import label_vae_trainer as lvt
 from napari_medgen.training.registry import TrainConfig
 

@@ -1,6 +1,6 @@
 """``medgen deform --labels L --method METHOD [parameters] --out OUT``: a new label map for variety.
 
-Methods (tasks.label_deform): elastic (--sigma-mm, --magnitude-mm, --seed), dilate/erode (--label,
+Methods (tasks.deform): elastic (--sigma-mm, --magnitude-mm, --seed), dilate/erode (--label,
 --radius, --unit voxel|mm), affine (--rotation, --scale), vae-sample (--model, --n, --seed; --labels
 optional, gives the geometry), vae-interpolate (--model, --other B, --t, --linear, --map VALUE=CLASS:
 the subjects' label values as the VAE's classes, as for ``medgen synthesize``). The output keeps
@@ -16,7 +16,7 @@ from typing import Any
 from ..progress import run_with_bar
 from . import options
 
-METHODS = options.names("napari_medgen.tasks.label_deform", "METHODS")
+METHODS = options.names("napari_medgen.tasks.deform", "METHODS")
 
 
 def register(subparsers: Any) -> None:
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..io.readers import read_volume
     from ..io.writers import write_volume
-    from ..tasks.label_deform import deform
+    from ..tasks.deform import deform
 
     try:
         params = params_for(args)

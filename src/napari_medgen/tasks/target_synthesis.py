@@ -1,8 +1,8 @@
 """Synthetic training slices in the styles of target domains, made from the training labels.
 
 Label maps (model classes, (n, y, x) at the synthesis model's grid): the training labels themselves,
-elastically deformed copies (:func:`.label_deform.elastic`) and new maps sampled from a label VAE
-(:func:`.label_deform.vae_sample`). Each map is imaged by a spade model (:class:`.synthesize.Synthesizer`)
+elastically deformed copies (:func:`.deform.elastic`) and new maps sampled from a label VAE
+(:func:`.deform.vae_sample`). Each map is imaged by a spade model (:class:`..models.synthesizer.Synthesizer`)
 in a style that is either
 
 * ``"target"``: encoded from a few unlabelled images of each target domain (one style per image;
@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..io.volume import Volume
 from ..models.features import scale_unit
 from ..progress import CancelToken, Progress, Task, run_to_completion
-from . import label_deform
+from . import deform
 from .segmentation import SegData
 
 STYLE_SOURCES = ("target", "prior")
@@ -41,11 +41,11 @@ def label_pool(labels: np.ndarray, plane_spacing: tuple[float, float], seed: int
     spacing = (plane_spacing[1], plane_spacing[0], 5.0)
     rng = np.random.default_rng([seed, 17])
     picks = rng.integers(0, len(labels), n_deformed)
-    deformed = [label_deform.elastic(Volume(labels[p][None].astype(np.uint8), spacing, is_label=True),
-                                     seed=seed * 100_000 + i).data[0] for i, p in enumerate(picks)]
+    deformed = [deform.elastic(Volume(labels[p][None].astype(np.uint8), spacing, is_label=True),
+                               seed=seed * 100_000 + i).data[0] for i, p in enumerate(picks)]
     parts = [labels.astype(np.int64)] + ([np.stack(deformed).astype(np.int64)] if deformed else [])
     if n_vae and vae is not None:
-        sampled = run_to_completion(label_deform.vae_sample(vae, n=n_vae, seed=seed)).data
+        sampled = run_to_completion(deform.vae_sample(vae, n=n_vae, seed=seed)).data
         if sampled.shape[1:] != labels.shape[1:]:
             raise InputError(f"The label VAE makes {sampled.shape[1:]} slices; the experiment's grid is "
                              f"{labels.shape[1:]}: use a label VAE trained at the synthesis model's shape.")

@@ -1,4 +1,4 @@
-"""Run :func:`.train.train_model` in a child process: how the Training dock trains.
+"""Run :func:`.train.train_model` in a child process: how the Train dock trains.
 
 In a thread of the viewer's process, training shares the viewer's GIL, which PyTorch re-takes
 between operators, so the Qt thread waits for it. :func:`train_in_child` keeps the contract of

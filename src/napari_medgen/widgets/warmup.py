@@ -6,7 +6,7 @@ modules an in-process optimiser step pulls in: ``torch._dynamo`` with sympy;
 ``benchmarks/viewer_heartbeat.py``). Each dock names what its jobs import in the viewer's process
 and calls :func:`warm_up` when it opens: the imports run in a daemon thread while the user is still
 choosing settings, and jobs start warm. Docks whose jobs run elsewhere name less: training runs in
-a child process, so the Training dock warms only what the parent side loads, and opening it never
+a child process, so the Train dock warms only what the parent side loads, and opening it never
 imports sympy into the viewer. napari's activity dock builds its first progress bar widget lazily
 (tens of ms, hundreds under load): the first :func:`warm_up` makes and closes one on the Qt thread.
 """

@@ -1,4 +1,4 @@
-"""The Diffusion dock: Sample shows the layer at once and updates it; Cancel stops the run."""
+"""The "Sample (diffusion)" dock: Sample shows the layer at once and updates it; Cancel stops the run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from qtpy.QtWidgets import QFormLayout
 
 from napari_medgen.models.diffusion import build_unet
 from napari_medgen.models.store import save_model
-from napari_medgen.widgets.diffusion import AUTO, OUTPUT, DiffusionWidget
+from napari_medgen.widgets.sample import AUTO, OUTPUT, SampleWidget
 
 pytestmark = pytest.mark.gui
 
@@ -31,7 +31,7 @@ def tiny_model(tmp_path):
 
 def test_sample_adds_stacked_layer(make_napari_viewer, qtbot, tiny_model):
     viewer = make_napari_viewer()
-    w = DiffusionWidget(viewer)
+    w = SampleWidget(viewer)
     w.add_model(tiny_model)
     w.sampler.setCurrentText("ddim")
     w.steps.setValue(4)
@@ -54,7 +54,7 @@ def test_sample_adds_stacked_layer(make_napari_viewer, qtbot, tiny_model):
 
 def test_cancel_stops_early(make_napari_viewer, qtbot, tiny_model):
     viewer = make_napari_viewer()
-    w = DiffusionWidget(viewer)
+    w = SampleWidget(viewer)
     w.add_model(tiny_model)
     w.sampler.setCurrentText("ddpm")
     assert w.steps.value() == 1000
@@ -69,7 +69,7 @@ def test_cancel_stops_early(make_napari_viewer, qtbot, tiny_model):
 
 def test_labels_layers_offered_as_masks(make_napari_viewer):
     viewer = make_napari_viewer()
-    w = DiffusionWidget(viewer)
+    w = SampleWidget(viewer)
     viewer.add_labels(np.zeros((1, 16, 16), np.uint8), name="mask")
     assert [w.mask.itemText(i) for i in range(w.mask.count())] == ["(none)", "mask"]
 
@@ -85,7 +85,7 @@ def _card(tmp_path, name: str, objective: str, label_nc: int | None = None):
 
 
 def test_samplers_filtered_per_model(make_napari_viewer, tmp_path):
-    w = DiffusionWidget(make_napari_viewer())
+    w = SampleWidget(make_napari_viewer())
     items = lambda: [w.sampler.itemText(i) for i in range(w.sampler.count())]  # noqa: E731
     w.add_model(_card(tmp_path, "diffusion_flow", "rflow"))
     assert items() == [AUTO, "rflow"]
@@ -96,7 +96,7 @@ def test_samplers_filtered_per_model(make_napari_viewer, tmp_path):
 def test_bundle_conditions_are_named_fields(make_napari_viewer):
     """A published bundle's conditioning values appear as named fields with its defaults and ranges
     (read from its configs; no weights needed)."""
-    w = DiffusionWidget(make_napari_viewer())
+    w = SampleWidget(make_napari_viewer())
     w.add_model(BUNDLES / "brain_image_synthesis_latent_diffusion_model")
     labels = [w.conditions.itemAt(i, QFormLayout.LabelRole).widget().text() for i in range(w.conditions.rowCount())]
     assert labels == ["Gender", "Age", "Ventricular volume", "Brain volume"]
@@ -114,7 +114,7 @@ def test_real_mask_of_any_size(make_napari_viewer, qtbot, tmp_path):
     """Issue 20: a 5 x 40 x 30 labels layer conditions a 16 x 16 mask model at the viewer's current slice;
     the samples come back on the layer's grid."""
     viewer = make_napari_viewer()
-    w = DiffusionWidget(viewer)
+    w = SampleWidget(viewer)
     w.add_model(_card(tmp_path, "diffusion_mask", "ddpm", label_nc=3))
     data = np.zeros((5, 40, 30), np.uint8)
     data[:, :20] = 2

@@ -1,11 +1,11 @@
-"""Label deformation dock: each method gives a new labels layer with the input's geometry."""
+"""The "Deform labels" dock: each method gives a new labels layer with the input's geometry."""
 
 import numpy as np
 import pytest
 
 from napari_medgen.models.label_vae import build_label_vae
 from napari_medgen.models.store import save_model
-from napari_medgen.widgets.label_deform import LabelDeformWidget
+from napari_medgen.widgets.deform import DeformWidget
 
 SCALE, TRANSLATE = (5.0, 2.0, 2.0), (-20.0, 3.0, 7.0)
 
@@ -24,7 +24,7 @@ def setup(make_napari_viewer, monkeypatch):
     monkeypatch.setattr("napari_medgen.widgets.runner.show_error", errors.append)
     viewer = make_napari_viewer()
     layer = viewer.add_labels(_labels(), name="lab", scale=SCALE, translate=TRANSLATE)
-    w = LabelDeformWidget(viewer)
+    w = DeformWidget(viewer)
     assert w.labels_combo.currentText() == "lab"
     return viewer, layer, w, errors
 
@@ -91,8 +91,8 @@ def test_vae_interpolation_between_two_layers(setup, qtbot, tmp_path):
 def test_docked_from_the_plugin_menu(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_labels(_labels(), name="lab", scale=SCALE)
-    _, w = viewer.window.add_plugin_dock_widget("napari-medgen", "Label deformation")
-    assert isinstance(w, LabelDeformWidget)
+    _, w = viewer.window.add_plugin_dock_widget("napari-medgen", "Deform labels")
+    assert isinstance(w, DeformWidget)
     w.method.setCurrentText("affine")
     w.rotation.setValue(90)
     handle = w.run()

@@ -1,4 +1,4 @@
-"""Training dock: train a registered model family in the background, watch its loss and previews.
+"""The "Train" dock: train a registered model family in the background, watch its loss and previews.
 
 Gathers the parameters, runs :func:`napari_medgen.tasks.train.train_model` in a child process
 (:func:`napari_medgen.tasks.train_process.train_in_child`: training never holds the viewer's GIL)
@@ -39,7 +39,7 @@ SOURCES = {"Sample: brain MRI": "brain", "Sample: thorax phantom": "phantom", "I
 PLOT_INTERVAL_S = 0.5  # redraw the loss plot at most this often while training
 
 
-class TrainingWidget(QWidget):
+class TrainWidget(QWidget):
     """Family, data, steps, intervals, work folder, output model; Start / Resume; loss plot; status."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -121,7 +121,7 @@ class TrainingWidget(QWidget):
         return TrainJob(family, config, workdir=workdir, out=out, checkpoint_every=self.checkpoint_every.value(),
                         preview_every=self.preview_every.value(), resume=resume,
                         overwrite=self.overwrite.isChecked(),
-                        command=f"napari Training dock: {family}, {config.data_description()}, "
+                        command=f"napari Train dock: {family}, {config.data_description()}, "
                                 f"steps={config.steps}, seed={config.seed}, lr={config.lr}, "
                                 f"batch_size={config.batch_size}, resume={resume}")
 

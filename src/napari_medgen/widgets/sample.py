@@ -1,4 +1,4 @@
-"""The "Diffusion" dock: choose a model (shipped, a model file or a MONAI model-zoo bundle folder), a
+"""The "Sample (diffusion)" dock: choose a model (shipped, a model file or a MONAI model-zoo bundle folder), a
 sampler (only those the model's training objective allows), steps, seed, number of samples, a
 labels layer of any size (resampled to the model's grid; a 2D model takes the viewer's current
 slice) and the conditioning values the model defines, as named fields with the bundle's defaults
@@ -43,7 +43,7 @@ NO_MASK = "(none)"
 OUTPUT = "diffusion sample"
 
 
-class DiffusionWidget(QWidget):
+class SampleWidget(QWidget):
     """Dock widget; ``sample()`` starts sampling and returns the task handle (tests call it directly)."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -151,7 +151,7 @@ class DiffusionWidget(QWidget):
         empty = placeholder(path, self.n.value(), mask, index)  # shown before the job loads the CPU
         prepare = None if empty is None else partial(show_placeholder, self.viewer, empty, OUTPUT)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
-                               name="Diffusion sampling", on_result=self._show, on_preview=self._show,
+                               name="Sample", on_result=self._show, on_preview=self._show,
                                panel=self.panel, prepare=prepare)
         return self.handle
 

@@ -1,4 +1,4 @@
-"""Label deformation: geometry kept, labels stay labels, the operations do what they say."""
+"""medgen deform's task: geometry kept, labels stay labels, the operations do what they say."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 from napari_medgen.errors import InputError
 from napari_medgen.io.volume import Volume
 from napari_medgen.progress import collect, run_to_completion
-from napari_medgen.tasks import label_deform as ld
+from napari_medgen.tasks import deform as ld
 
 
 def _ball_labels(spacing=(1.0, 1.0, 1.0), shape=(20, 48, 48)) -> Volume:

@@ -1,4 +1,4 @@
-"""Training dock under Xvfb with a tiny MLP family (trained in a child process): train + export, live plot and
+"""The "Train" dock under Xvfb with a tiny MLP family (trained in a child process): train + export, live plot and
 preview, cancel/resume, errors."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from napari_medgen.errors import ReadError
 from napari_medgen.training import checkpoint as ckpt
 from napari_medgen.training import registry
-from napari_medgen.widgets.training import PREVIEW_LAYER, TrainingWidget
+from napari_medgen.widgets.train import PREVIEW_LAYER, TrainWidget
 
 from ..training.mlp_trainer import make_mlp_trainer
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.gui
 def widget(make_napari_viewer, qtbot, monkeypatch, tmp_path):
     monkeypatch.setitem(registry._TRAINERS, "mlp-test", registry.TrainerSpec("mlp-test", make_mlp_trainer, "tiny MLP"))
     viewer = make_napari_viewer()
-    w = TrainingWidget(viewer)
+    w = TrainWidget(viewer)
     qtbot.addWidget(w)
     w.family.setCurrentText("mlp-test")
     w.source.setCurrentText("Sample: thorax phantom")
@@ -46,7 +46,7 @@ def test_training_exports_and_shows_loss_and_preview(widget, qtbot, tmp_path):
     assert widget.handle.status == "done" and widget.start_button.isEnabled()
     assert widget.outcome.result.status == "done" and widget.outcome.model == tmp_path / "m"
     card = json.loads((tmp_path / "m.json").read_text())
-    assert card["training"]["steps"] == 30 and card["training"]["command"].startswith("napari Training dock: mlp-test")
+    assert card["training"]["steps"] == 30 and card["training"]["command"].startswith("napari Train dock: mlp-test")
     assert (tmp_path / "m.loss.png").is_file()
     layer = widget.viewer.layers[PREVIEW_LAYER]
     assert layer.data.shape == (1, 4, 8)

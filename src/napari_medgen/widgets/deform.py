@@ -1,5 +1,5 @@
-"""The "Label deformation" dock: labels layer + method + parameters + seed -> a new labels layer with
-the same geometry, ready to synthesise (tasks.label_deform does the work). For the label VAE's
+"""The "Deform labels" dock: labels layer + method + parameters + seed -> a new labels layer with
+the same geometry, ready to synthesise (tasks.deform does the work). For the label VAE's
 interpolation, "label map" says which VAE class each label value is (``1=tumour, 2=lung`` or
 ``identity``, as ``medgen deform --map``); values named like a class need no entry."""
 
@@ -15,7 +15,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, Q
 
 from ..errors import MedgenError
 from ..models.store import shipped_models
-from ..tasks.label_deform import METHODS, deform
+from ..tasks.deform import METHODS, deform
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from .runner import run_task
 from .combos import LayerCombo, ModelCombo
@@ -33,7 +33,7 @@ def _spin(lo: float, hi: float, value: float, step: float = 1.0, decimals: int =
     return box
 
 
-class LabelDeformWidget(QWidget):
+class DeformWidget(QWidget):
     """Dock widget: elastic, dilate/erode, affine, label-VAE sample and interpolate."""
 
     def __init__(self, viewer: napari.viewer.Viewer):  # this annotation makes napari pass its viewer
@@ -94,7 +94,7 @@ class LabelDeformWidget(QWidget):
             self.form.setRowVisible(w, name in keep)
 
     def params(self) -> dict[str, Any]:
-        """Keyword parameters of the chosen method for tasks.label_deform.deform."""
+        """Keyword parameters of the chosen method for tasks.deform.deform."""
         m = self.method.currentText()
         if m == "elastic":
             return {"sigma_mm": self.sigma_mm.value(), "magnitude_mm": self.magnitude_mm.value()}
@@ -117,9 +117,9 @@ class LabelDeformWidget(QWidget):
             vol = layer_to_volume_of(layer) if layer is not None else None
             params, seed = self.params(), self.seed.value()
         except MedgenError as exc:
-            show_error(f"Label deformation: {exc}")
+            show_error(f"Deform labels: {exc}")
             return None
         name = f"{layer.name if layer is not None else 'labels'} {method}"
         return run_task(self.viewer, lambda cancel: deform(vol, method, seed=seed, cancel=cancel, **params),
-                        name="Label deformation", panel=self.panel,
+                        name="Deform labels", panel=self.panel,
                         on_result=lambda out: add_volume(self.viewer, out, name))
