@@ -38,7 +38,8 @@ def test_bad_settings_are_refused_naming_the_valid_ones(extra, words):
 
 
 @pytest.mark.parametrize("family, key", [("diffusion", "chanels"), ("label_vae", "kl"), ("anomaly_ae", "style"),
-                                         ("feature_encoder", "brain"), ("vae", "lr_gan"), ("gan", "beta")])
+                                         ("feature_encoder", "brain"), ("vae", "lr_gan"), ("gan", "beta"),
+                                         ("temporal", "adv")])
 def test_a_family_refuses_an_unknown_setting_before_loading_data(family, key):
     with pytest.raises(InputError, match=f"Unknown {family} setting '{key}'.*valid ones"):
         make_trainer(family, TrainConfig(sample="phantom", device="cpu", extra={key: 1}))

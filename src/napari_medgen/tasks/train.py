@@ -77,8 +77,10 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     png = name.with_name(name.name + ".loss.png")
     yield Progress(result.step, job.config.steps, f"exporting {name.name}")
     data = getattr(trainer, "data_description", None) or job.config.data_description()
+    device = str(getattr(trainer, "device", job.config.device))  # what the trainer ran on
     with replaced_files(model_files(name), overwrite=job.overwrite) as staged:
-        trainer.export(staged / name.name, {"training": training_record(job, result, data), "loss_curve": png.name})
+        trainer.export(staged / name.name, {"training": training_record(job, result, data, device),
+                                            "loss_curve": png.name})
         save_loss_plot(result.history, staged / png.name, title=f"{job.family}: {name.name}")
     return TrainOutcome(result, name, png)
 
@@ -124,9 +126,10 @@ def run_key(job: TrainJob) -> dict[str, Any]:
     return json.loads(json.dumps(key))  # as the folder will record it (tuples become lists)
 
 
-def training_record(job: TrainJob, result: TrainResult, data: str) -> dict[str, Any]:
+def training_record(job: TrainJob, result: TrainResult, data: str, device: str) -> dict[str, Any]:
     """The card's ``training`` entry. data: plain-words description of the training data (a trainer's
-    optional ``data_description`` attribute, else the config's)."""
+    optional ``data_description`` attribute, else the config's); device: the one the trainer ran on
+    (its ``device`` attribute, else the config's)."""
     import monai
     import torch
 
@@ -143,7 +146,7 @@ def training_record(job: TrainJob, result: TrainResult, data: str) -> dict[str, 
         "settings": config.extra,
         "final_losses": {k: v for k, v in last.items() if k != "step"},
         "wall_time_s": round(result.elapsed_s, 3),
-        "device": device_name(config.device),
+        "device": device_name(device),
         "commit": git_commit(),
         "torch": torch.__version__,
         "monai": monai.__version__,

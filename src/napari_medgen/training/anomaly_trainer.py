@@ -1,8 +1,8 @@
 """Trainer for the "anomaly_ae" family: a VAE of normal anatomy (no tumour) on 2D axial slices.
 
-Data: ``--sample phantom`` draws a fresh batch of tumour-free 2D phantoms every step (seeds below
-1,000,000, random breathing/cardiac phase, body scale, rotation, style, noise and bias field);
-or ``--images DIR``: every axial slice of every volume in the folder (assumed normal).
+Data (:data:`SOURCES`): ``--sample phantom`` draws a fresh batch of tumour-free 2D phantoms every step
+(seeds below 1,000,000, random breathing/cardiac phase, body scale, rotation, style, noise and bias
+field); or ``--images DIR``: every axial slice of every volume in the folder (assumed normal).
 Loss: L1 reconstruction + kl_weight * KL / pixels. ``--set`` keys: styles (list), latent_size,
 channels, strides, in_shape, kl_weight. At export the tumour AUC on 2D phantoms with a 12 mm
 tumour (seeds 1,000,000+, never seen) is measured per style and written into the card.
@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from ..device import resolve_device
-from ..errors import InputError
 from ..models.anomaly_ae import (
     DEFAULT_NETWORK,
     FAMILY,
@@ -33,8 +32,10 @@ from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
 HELDOUT_SEED = 1_000_000
+SOURCES = Sources(samples=("phantom",), folders="images")
 
 
 def normal_phantom(seed: int, shape: tuple[int, int], styles: list[str]) -> np.ndarray:
@@ -74,10 +75,8 @@ class AnomalyAETrainer(AttributeState):
         self.network = {k: getattr(s, k) for k in DEFAULT_NETWORK}
         self.shape = tuple(int(v) for v in self.network["in_shape"])
         self.styles = list(s.styles or STYLES)
-        self.sample = cfg.sample
-        if cfg.sample not in ("phantom", None) or (cfg.sample is None and cfg.images is None):
-            raise InputError("The anomaly autoencoder trains on --sample phantom or on an --images folder of normal scans.")
-        self.slices = None if cfg.sample == "phantom" else self._folder_slices(Path(cfg.images))
+        source = TrainingSource.of(cfg, FAMILY, SOURCES)
+        self.slices = None if source.kind == "phantom" else self._folder_slices(source)
         self.device = resolve_device(cfg.device)
         self.net = build_anomaly_ae(self.network).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
@@ -85,15 +84,11 @@ class AnomalyAETrainer(AttributeState):
         self.batch_size = cfg.batch_size
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.data_desc = (f"tumour-free 2D phantoms, styles {self.styles}" if self.slices is None
-                          else f"{len(self.slices)} axial slices of {cfg.images}")
+                          else f"{len(self.slices)} axial slices of {source.images}")
 
-    def _folder_slices(self, folder: Path) -> torch.Tensor:
-        from ..io.readers import read_volume
-
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
-        if not files:
-            raise InputError(f"The images folder '{folder}' holds no files.")
-        stacks = [torch.from_numpy(scale_unit(read_volume(p).data[None].astype(np.float32))[0]) for p in files]
+    def _folder_slices(self, source: TrainingSource) -> torch.Tensor:
+        """Every axial slice of the folder's volumes, each volume scaled to [0, 1], resized to the input shape."""
+        stacks = [torch.from_numpy(scale_unit(img.data[None].astype(np.float32))[0]) for img, _ in source.volumes()]
         return torch.cat([F.interpolate(s[:, None], size=self.shape, mode="bilinear", align_corners=False)
                           for s in stacks])
 

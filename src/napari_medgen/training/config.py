@@ -22,8 +22,8 @@ class TrainConfig:
     """Everything a trainer is built from.
 
     images/labels: folders of volumes matched by file name (see ``data.datasets.load_pairs``), or
-    sample: "brain" | "phantom" to train on the shipped sample data instead. seed: seeds weights
-    and batch order. steps: planned optimisation steps (some trainers use it for schedules).
+    sample: "brain" | "phantom" to train on the shipped sample data instead (``source.TrainingSource``).
+    seed: seeds weights and batch order. steps: planned optimisation steps (some trainers use it for schedules).
     device: "auto", "cpu", "cuda", ... extra: family-specific settings from ``--set key=value``.
     """
 
@@ -38,10 +38,10 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def data_description(self) -> str:
-        """Plain-words description of the training data, for the model card."""
-        if self.sample:
-            return f"shipped sample '{self.sample}'"
-        return f"images {self.images}, labels {self.labels}"
+        """Plain-words description of the training data, for the model card (``TrainingSource.describe``)."""
+        from .source import TrainingSource
+
+        return TrainingSource.of(self).describe()
 
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:

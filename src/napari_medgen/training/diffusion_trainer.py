@@ -29,13 +29,18 @@ from monai.networks.schedulers import DDPMScheduler, RFlowScheduler
 from ..data.normalize import normalize, percentile_spec
 from ..device import resolve_device
 from ..errors import InputError
+from ..io.volume import Volume
 from ..models.diffusion import build_unet, make_scheduler
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
+SOURCES = Sources(folders="images[+labels]")
 HELD_OUT_EVERY = 5  # brain: slice index % 5 == 0 is held back
 PHANTOM_HELD_OUT_SEED = 1000
+HELD_OUT = {"brain": f"axial slices z with z % {HELD_OUT_EVERY} == 0 (of those > 15 % labelled)",
+            "phantom": f"phantom seeds from {PHANTOM_HELD_OUT_SEED} on"}  # by source kind, for the card
 DDPM_SCHEDULE = {"schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
 
 
@@ -64,9 +69,7 @@ def sample_data(sample: str, dims: int, size: int, held_out: bool = False,
     (x, y, z) spacing in mm of the resized grid.
     """
     if sample == "brain":
-        from ..data.samples import brain_sample
-
-        image, labels = brain_sample()
+        [(image, labels)] = TrainingSource("brain").pairs()
         if dims != 2:
             raise InputError("The brain sample is one subject: train 2D (--set dims=2) diffusion models on it.")
         keep = [k for k in range(image.data.shape[0]) if (labels.data[k] > 0).mean() > 0.15]
@@ -91,18 +94,10 @@ def sample_data(sample: str, dims: int, size: int, held_out: bool = False,
     raise InputError(f"Unknown sample data '{sample}': use brain or phantom.")
 
 
-def folder_data(images: Path, labels: Path | None, dims: int, size: int) -> tuple[list[np.ndarray], list[np.ndarray], tuple[float, float, float]]:
-    """Images (and label maps) from the user's folders, as 2D axial slices or whole volumes."""
-    from ..data.datasets import load_pairs
-    from ..io.readers import read_volume
-
-    if labels is not None:
-        pairs = load_pairs(images, labels)
-    else:
-        files = sorted(p for p in Path(images).iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise InputError(f"Image folder '{images}' holds no files.")
-        pairs = [(read_volume(p), None) for p in files]
+def folder_data(pairs: list[tuple[Volume, Volume | None]], dims: int,
+                size: int) -> tuple[list[np.ndarray], list[np.ndarray], tuple[float, float, float]]:
+    """Images (and label maps) of the user's folders (``TrainingSource.volumes``), as 2D axial slices or
+    whole volumes."""
     out_i, out_l = [], []
     spacing = pairs[0][0].spacing
     for img, lab in pairs:
@@ -153,19 +148,22 @@ class DiffusionTrainer(AttributeState):
         self.ema_decay = s.ema
         self.device = resolve_device(config.device)
         self.batch_size = int(config.batch_size)
-        if config.sample:
-            images, labels, spacing = sample_data(config.sample, self.dims, self.size,
-                                                  n_subjects=s.n_subjects)
-            self.data_description = f"sample '{config.sample}' ({len(images)} {'slices' if self.dims == 2 else 'volumes'})"
-        elif config.images is not None:
-            images, labels, spacing = folder_data(Path(config.images), config.labels and Path(config.labels), self.dims, self.size)
-            self.data_description = f"{config.images} ({len(images)} items)"
+        source = TrainingSource.of(config, "diffusion", SOURCES)
+        label_maps: list[Volume] = []
+        if source.kind != "folders":
+            images, labels, spacing = sample_data(source.kind, self.dims, self.size, n_subjects=s.n_subjects)
+            items = "slices" if self.dims == 2 else "volumes"
+            self.data_description = f"sample '{source.kind}' ({len(images)} {items})"
         else:
-            raise InputError("Diffusion training needs --sample brain|phantom or --images DIR.")
+            pairs = source.volumes()
+            label_maps = [lab for _, lab in pairs if lab is not None]
+            images, labels, spacing = folder_data(pairs, self.dims, self.size)
+            self.data_description = f"{source.images} ({len(images)} items)"
         if not images:
             raise InputError("No training images were found.")
         self.spacing = spacing
         self.sample = config.sample
+        self.held_out = HELD_OUT.get(source.kind, "")
         stack = np.stack(images).astype(np.float32)
         self.normalization = percentile_spec(stack)
         self.images = torch.from_numpy(normalize(stack, self.normalization).astype(np.float32))[:, None]
@@ -177,7 +175,7 @@ class DiffusionTrainer(AttributeState):
             lab = torch.from_numpy(np.stack(labels))
             self.label_nc = int(lab.max()) + 1 if s.label_nc is None else s.label_nc
             self.seg = lab
-            self.label_names = self._label_names(config.sample)
+            self.label_names = {str(k): v for k, v in source.label_names(label_maps).items()}
         ch = _ints(s.channels)
         att = [bool(v) for v in _ints(s.attention if s.attention is not None else ",".join("0" * len(ch)))]
         self.network: dict[str, Any] = {
@@ -204,15 +202,6 @@ class DiffusionTrainer(AttributeState):
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=float(config.lr), weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(int(config.seed))
-
-    @staticmethod
-    def _label_names(sample: str | None) -> dict[str, str] | None:
-        if sample == "phantom":
-            from ..data.phantom import LABELS
-            return {str(k): v for k, v in LABELS.items()}
-        if sample == "brain":
-            return {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}
-        return None
 
     def _one_hot(self, lab: torch.Tensor) -> torch.Tensor:
         return F.one_hot(lab.long(), self.label_nc).movedim(-1, 1).float()
@@ -273,4 +262,6 @@ class DiffusionTrainer(AttributeState):
                 "voxel_mm": list(self.spacing), "sample": self.sample}
         if self.label_names:
             card["label_names"] = self.label_names
+        if self.held_out:
+            card["training"] = {**card.get("training", {}), "held_out": self.held_out}
         save_model(path, {"unet": self.ema}, card, half=True)

@@ -24,14 +24,15 @@ import torch
 from scipy import ndimage
 
 from ..device import resolve_device
-from ..errors import InputError
 from ..models.features import FAMILY, build_feature_encoder, prepare, scale_unit
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
 N_PHANTOM, N_BRAIN = 8, 4
 DEFAULT_NETWORK: dict[str, Any] = {"layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128], "input_size": 64}
+SOURCES = Sources(samples=("phantom", "brain"), folders=None)
 
 
 def _fractions(labels: np.ndarray, offset: int) -> np.ndarray:
@@ -69,10 +70,8 @@ class FeatureEncoderTrainer(AttributeState):
     def __init__(self, cfg: TrainConfig):
         s = family_settings(FeatureSettings, cfg.extra, FAMILY)
         self.network = {k: getattr(s, k) for k in DEFAULT_NETWORK}
-        if cfg.sample not in ("phantom", "brain"):
-            raise InputError("The feature encoder trains on the shipped samples: --sample phantom or --sample brain.")
-        self.use_phantom = cfg.sample == "phantom"
-        self.brain = self._brain_slices() if (cfg.sample == "brain" or s.also_brain) else None
+        self.use_phantom = TrainingSource.of(cfg, FAMILY, SOURCES).kind == "phantom"
+        self.brain = self._brain_slices() if (not self.use_phantom or s.also_brain) else None
         self.device = resolve_device(cfg.device)
         self.net = build_feature_encoder(self.network)["encoder"].to(self.device)
         self.head = torch.nn.Linear(int(self.network["block_inplanes"][-1]), N_PHANTOM + N_BRAIN + 2).to(self.device)
@@ -85,9 +84,8 @@ class FeatureEncoderTrainer(AttributeState):
 
     @staticmethod
     def _brain_slices() -> tuple[np.ndarray, np.ndarray]:
-        from ..data.samples import brain_sample
-
-        img, lab = brain_sample()
+        """The brain sample's axial slices with a label, images scaled to [0, 1]: (n, y, x) float32, labels."""
+        [(img, lab)] = TrainingSource("brain").pairs()
         keep = np.asarray(lab.data).reshape(len(lab.data), -1).max(1) > 0
         return scale_unit(np.asarray(img.data, np.float32)[None])[0][keep], np.asarray(lab.data)[keep]
 

@@ -22,12 +22,14 @@ from monai.losses import DiceCELoss
 from monai.metrics import compute_dice
 
 from ..device import resolve_device
-from ..errors import InputError
 from ..models.label_vae import DEFAULT_NETWORK, FAMILY, build_label_vae, one_hot
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
+
+SOURCES = Sources(folders="labels")
 
 
 def fit_slices(vol: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -75,36 +77,21 @@ class LabelVAESettings:
 
 def load_label_slices(cfg: TrainConfig, shape: tuple[int, int]) -> dict[str, Any]:
     """Training and held-out (n, y, x) uint8 slices, label names, spacing and a data description."""
-    if cfg.sample == "phantom":
+    source = TrainingSource.of(cfg, FAMILY, SOURCES)
+    if source.kind == "phantom":
         s = family_settings(LabelVAESettings, cfg.extra, FAMILY)
         n, h = s.subjects, s.heldout_subjects
         train, names, spacing = _phantom_slices(range(n), shape)
         held, _, _ = _phantom_slices(range(1000, 1000 + h), shape)
         return {"train": train, "heldout": held, "names": names, "spacing": spacing,
                 "heldout_desc": f"phantom seeds 1000..{999 + h} (training seeds 0..{n - 1})"}
-    if cfg.sample == "brain":
-        from ..data.samples import brain_sample
-
-        _, lab = brain_sample()
-        vols, names = [lab], lab.metadata.get("label_names") or {0: "background", 1: "CSF", 2: "grey matter",
-                                                                 3: "white matter"}
-    elif cfg.labels is not None:
-        from ..io.readers import read_volume
-
-        files = sorted(p for p in Path(cfg.labels).iterdir() if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise InputError(f"The labels folder '{cfg.labels}' holds no files.")
-        vols = [read_volume(p, as_label=True) for p in files]
-        names = vols[0].metadata.get("label_names") or {}
-    else:
-        raise InputError("The label VAE trains on --sample phantom|brain or on a --labels folder.")
+    vols = [lab for _, lab in source.volumes()]
     stack = np.concatenate([fit_slices(np.asarray(v.data, dtype=np.int64), shape) for v in vols])
     keep = stack.reshape(len(stack), -1).max(1) > 0  # drop empty slices
     stack = stack[keep].astype(np.uint8)
     held = np.arange(len(stack)) % 5 == 4
-    n_classes = int(stack.max()) + 1
-    names = {int(k): str(v) for k, v in names.items()} or {i: str(i) for i in range(n_classes)}
-    return {"train": stack[~held], "heldout": stack[held], "names": names, "spacing": vols[0].spacing,
+    return {"train": stack[~held], "heldout": stack[held], "names": source.label_names(vols),
+            "spacing": vols[0].spacing,
             "heldout_desc": "every 5th non-empty axial slice (index % 5 == 4)"}
 
 

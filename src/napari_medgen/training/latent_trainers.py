@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import phantom
-from ..data.datasets import load_pairs, slices2d
+from ..data.datasets import slices2d
 from ..data.normalize import normalize, percentile_spec
 from ..device import resolve_device
 from ..errors import InputError
@@ -44,6 +44,7 @@ from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl, shared_posteriors, total_correlation
 from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
 PHANTOM_FACTOR_RANGES = {
     "tumour_radius_mm": phantom.TUMOUR_RADIUS_RANGE_MM,
@@ -55,6 +56,7 @@ PHANTOM_FACTOR_RANGES = {
 PHANTOM_FOV_MM = phantom.FOV_MM[0]
 SLICE_SIZE = 128  # folders and the brain sample: slices are padded/cropped to this before resizing
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
+SOURCES = Sources()  # the vae and gan: --sample brain|phantom or --images DIR --labels DIR
 
 
 def phantom_bank(n: int, size: int, seed: int, anatomy_seed: int | None = None, bias: float = 0.2,
@@ -127,12 +129,13 @@ class GANSettings(LatentSettings):
     lr_gan: float = 2e-4
 
 
-def _bank(config: TrainConfig, s: LatentSettings) -> tuple[np.ndarray, np.ndarray, dict[str, str], str, float,
-                                                           dict[str, Any] | None]:
+def _bank(config: TrainConfig, s: LatentSettings, family: str
+          ) -> tuple[np.ndarray, np.ndarray, dict[str, str], str, float, dict[str, Any] | None]:
     """(images, labels, label names, data description, pixel size in mm, the phantom bank's settings or
     None) of the training slices."""
     size = s.size
-    if config.sample == "phantom":
+    source = TrainingSource.of(config, family, SOURCES)
+    if source.kind == "phantom":
         n, anatomy, bias, pairs, changed = s.n_subjects, s.anatomy_seed, s.bias, s.pairs, s.pair_changes
         if pairs and not 1 <= changed <= len(PHANTOM_FACTOR_RANGES):
             raise InputError(f"pair_changes must be between 1 and {len(PHANTOM_FACTOR_RANGES)} (of the six factors), "
@@ -146,21 +149,21 @@ def _bank(config: TrainConfig, s: LatentSettings) -> tuple[np.ndarray, np.ndarra
                 PHANTOM_FOV_MM / size, {"anatomy_seed": anatomy, "bias": bias})
     if s.pairs:
         raise InputError("--set pairs=true needs --sample phantom: image pairs are drawn from the phantom only.")
-    if config.sample == "brain":
-        from ..data.samples import brain_sample
+    if source.kind == "brain":  # prepared as "invert current slice" prepares a scan's slice; held-out slabs left out
+        from ..data.brain_slices import FOV_MM, training_slices
 
-        pairs, names = [brain_sample()], BRAIN_LABELS
-    else:
-        pairs = load_pairs(config.images, config.labels)
-        n_classes = int(max(int(lab.data.max()) for _, lab in pairs)) + 1
-        names = {str(i): f"label {i}" for i in range(n_classes)}
+        images, labels, _ = training_slices(size)
+        return images, labels, {str(k): v for k, v in source.label_names().items()}, BRAIN_DATA, FOV_MM / size, None
+    pairs = source.pairs()
+    names = {str(k): v for k, v in source.label_names([lab for _, lab in pairs]).items()}
     images, labels, pixel_mm = volume_slices(pairs, size)
-    desc = BRAIN_DATA if config.sample == "brain" else f"axial slices of {config.data_description()}"
-    return images, labels, names, desc, pixel_mm, None
+    return images, labels, names, f"axial slices of {source.describe()}", pixel_mm, None
 
 
-BRAIN_LABELS = {"0": "background", "1": "CSF", "2": "grey matter", "3": "white matter"}
-BRAIN_DATA = "shipped brain sample (MNI152 2009, 2 mm), axial slices"  # a card's "data" for --sample brain
+# a card's "data" for --sample brain (tasks.directions.LatentEditor recognises brain models by it)
+BRAIN_DATA = ("MNI152 2009 T1 template (nilearn wheel), 1 mm, axial slices outside the held-out slabs of "
+              "data.brain.axial_split, each prepared by data.brain_slices (brain mask, in-brain percentiles, "
+              "field of view 192 mm, centred)")
 
 
 def volume_slices(pairs: list, size: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -192,7 +195,7 @@ class _LatentTrainer:
     def __init__(self, config: TrainConfig):
         self.s = family_settings(self.settings, config.extra, self.family)
         self.size = self.s.size
-        raw, labels, self.label_names, self.data_desc, self.pixel_mm, self.phantom_bank = _bank(config, self.s)
+        raw, labels, self.label_names, self.data_desc, self.pixel_mm, self.phantom_bank = _bank(config, self.s, self.family)
         self.device = resolve_device(config.device)
         self.norm = percentile_spec(raw, out_range=(0.0, 1.0))
         self.images = torch.as_tensor(normalize(raw, self.norm))[:, None].to(self.device)

@@ -20,15 +20,19 @@ from .config import TrainConfig, parse_settings
 from .data_parallel import DataParallelTrainer
 from .distributed import comm_device, current, shard_config
 from .loop import Trainer
+from .source import Sources, TrainingSource
 
 __all__ = ["TrainConfig", "TrainerSpec", "make_trainer", "parse_settings", "register_trainer", "trainers"]
 
 
 @dataclass(frozen=True)
 class TrainerSpec:
+    """A trainable family: its builder, one line of help and the data it trains on."""
+
     family: str
     make: Callable[[TrainConfig], Trainer]
     help: str
+    sources: Sources = Sources()
 
 
 @cache
@@ -39,30 +43,33 @@ def _families() -> dict[str, TrainerSpec]:
 
     return {spec.family: spec for spec in (
         TrainerSpec("anomaly_ae", anomaly_trainer.AnomalyAETrainer,
-                    "VAE of normal anatomy for anomaly maps (2D slices)"),
+                    "VAE of normal anatomy for anomaly maps (2D slices)", anomaly_trainer.SOURCES),
         TrainerSpec("diffusion", diffusion_trainer.DiffusionTrainer,
-                    "MONAI DiffusionModelUNet (DDPM/DDIM or rectified flow; SPADE with --set conditioned=1), 2D or 3D"),
+                    "MONAI DiffusionModelUNet (DDPM/DDIM or rectified flow; SPADE with --set conditioned=1), 2D or 3D",
+                    diffusion_trainer.SOURCES),
         TrainerSpec("feature_encoder", feature_trainer.FeatureEncoderTrainer,
-                    "small 2D ResNet feature extractor for Fréchet distance / MMD"),
+                    "small 2D ResNet feature extractor for Fréchet distance / MMD", feature_trainer.SOURCES),
         TrainerSpec("gan", latent_trainers.GANTrainer,
-                    "unconditional 2D GAN (image + labels), for latent directions"),
+                    "unconditional 2D GAN (image + labels), for latent directions", latent_trainers.SOURCES),
         TrainerSpec("label_vae", label_vae_trainer.LabelVAETrainer,
-                    "label-map VAE on 2D slices (label deformation: sample, interpolate)"),
+                    "label-map VAE on 2D slices (label deformation: sample, interpolate)", label_vae_trainer.SOURCES),
         TrainerSpec("spade", spade_trainer.make_spade_trainer,
                     "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)"),
         TrainerSpec("temporal", temporal_trainer.TemporalTrainer,
-                    "2D encoder-decoder with a latent time direction (synthetic follow-ups)"),
+                    "2D encoder-decoder with a latent time direction (synthetic follow-ups)", temporal_trainer.SOURCES),
         TrainerSpec("vae", latent_trainers.VAETrainer,
-                    "unconditional 2D VAE (image + labels), for latent directions"),
+                    "unconditional 2D VAE (image + labels), for latent directions", latent_trainers.SOURCES),
     )}
 
 
 _TRAINERS: dict[str, TrainerSpec] = {}  # registered at run time; a name here wins over a family's
 
 
-def register_trainer(family: str, make: Callable[[TrainConfig], Trainer], help: str = "") -> None:
-    """Make ``family`` trainable at run time (a plugin's family, a test's): ``make(config)`` builds its trainer."""
-    _TRAINERS[family] = TrainerSpec(family, make, help)
+def register_trainer(family: str, make: Callable[[TrainConfig], Trainer], help: str = "",
+                     sources: Sources = Sources()) -> None:
+    """Make ``family`` trainable at run time (a plugin's family, a test's): ``make(config)`` builds its
+    trainer from the data ``sources`` allows (default: a shipped sample or image and label folders)."""
+    _TRAINERS[family] = TrainerSpec(family, make, help, sources)
 
 
 def trainers() -> dict[str, TrainerSpec]:
@@ -72,16 +79,16 @@ def trainers() -> dict[str, TrainerSpec]:
 
 def make_trainer(family: str, config: TrainConfig) -> Trainer:
     """Seed the global RNGs with ``config.seed``, then build the family's trainer on the device that
-    ``config.device`` names ("auto": CUDA, then MPS, then the CPU; resolved here, once); inside a live
+    ``config.device`` names ("auto": CUDA, then MPS, then the CPU; resolved here, once: the trainer's
+    ``device``, which the card records); the data must be what the family trains on (InputError
+    otherwise, naming it: :class:`~.source.TrainingSource`); inside a live
     ``torchrun`` process group, each rank builds its shard (config.batch_size = the global batch)
     and the trainer trains data-parallel."""
     specs = trainers()
     if family not in specs:
         known = ", ".join(specs) or "none registered"
         raise InputError(f"Unknown model family '{family}' for training (known: {known}).")
-    if config.sample is None and (config.images is None or config.labels is None):
-        raise InputError("Training needs data: give both an images and a labels folder, or a shipped sample "
-                         "('brain' or 'phantom').")
+    TrainingSource.of(config, family, specs[family].sources)
     config = dataclasses.replace(config, device=str(resolve_device(config.device)))  # resolved once, here
     env = current()
     if env.world_size == 1:

@@ -27,6 +27,7 @@ adv_weight (0.02), adv_start (0.3), bank_size (64: training series kept as known
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from monai.losses import DiceCELoss
 
 from ..data import phantom
 from ..data.normalize import normalize, percentile_spec
+from ..device import resolve_device
 from ..errors import InputError
 from ..models.store import save_model
 from ..models.temporal import (
@@ -48,7 +50,8 @@ from ..models.temporal import (
     progression_speed,
 )
 from .checkpoint import AttributeState
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
 PIXEL_MM = 3.0  # in-plane pixel size of the phantom's default grid (128 x 128 over 384 mm)
 RADIUS_RATIO = (6.0 / 16.0) ** (1 / 5)  # tumour radius factor per time step (~0.822)
@@ -66,6 +69,22 @@ CALIBRATION_SUBJECTS = 16
 CALIBRATION_STEPS = {"tumour": 2, "breathing": round(1 / BREATHING_PHASE_STEP)}
 MR_STYLES = [s for s in phantom.STYLES if s.startswith("mr")]
 NORMALIZATION = {"kind": "percentile", "low": 0.5, "high": 99.5, "range": [0.0, 1.0], "per_image": True}
+SOURCES = Sources(samples=("phantom",), folders=None)
+
+
+@dataclass(frozen=True)
+class TemporalSettings:
+    """``--set`` settings of the temporal family (see the module doc); adv_start: the fraction of the
+    planned steps after which the adversarial loss starts."""
+
+    series: str = "tumour"
+    size: int = 128
+    n_subjects: int = 300
+    series_length: int = 6
+    latent_channels: int = 16
+    adv_weight: float = 0.02
+    adv_start: float = 0.3
+    bank_size: int = 64
 
 
 def phantom_series_2d(seed: int, size: int = 128, n: int = 6, start_radius_mm: float = 14.0,
@@ -154,18 +173,16 @@ class TemporalTrainer(AttributeState):
     family = "temporal"
 
     def __init__(self, config: TrainConfig):
-        if config.sample != "phantom":
-            raise InputError("The 'temporal' family trains on phantom series only: use --sample phantom.")
-        ex = config.extra
-        self.series = str(ex.get("series", "tumour"))
+        s = family_settings(TemporalSettings, config.extra, self.family)
+        TrainingSource.of(config, self.family, SOURCES)
+        self.series = s.series
         if self.series not in SERIES_TRACKED:
             raise InputError(f"Unknown series {self.series!r} for the 'temporal' family (--set series=...): "
                              f"choose one of {', '.join(SERIES_TRACKED)}.")
         self.tracked = SERIES_TRACKED[self.series]
-        self.size, self.n_frames = int(ex.get("size", 128)), int(ex.get("series_length", 6))
-        n = int(ex.get("n_subjects", 300))
-        self.adv_weight, self.adv_start = float(ex.get("adv_weight", 0.02)), int(float(ex.get("adv_start", 0.3)) * config.steps)
-        self.bank_size = int(ex.get("bank_size", 64))
+        self.size, self.n_frames, n = s.size, s.series_length, s.n_subjects
+        self.adv_weight, self.adv_start = s.adv_weight, int(s.adv_start * config.steps)
+        self.bank_size = s.bank_size
         rng = np.random.default_rng(config.seed)
         images, labels = [], []
         for _ in range(n):
@@ -175,8 +192,9 @@ class TemporalTrainer(AttributeState):
         self.images = torch.as_tensor(np.stack(images)).half()  # (N, T, H, W)
         self.labels = torch.as_tensor(np.stack(labels).astype(np.int64))
         self.label_names = {str(k): v for k, v in phantom.LABELS.items()}
-        self.model = TemporalAE(len(phantom.LABELS), self.size, int(ex.get("latent_channels", 16)))
-        self.disc = make_temporal_discriminator()
+        self.device = resolve_device(config.device)
+        self.model = TemporalAE(len(phantom.LABELS), self.size, s.latent_channels).to(self.device)
+        self.disc = make_temporal_discriminator().to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
         self.seg_loss = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
@@ -208,8 +226,8 @@ class TemporalTrainer(AttributeState):
 
     def train_step(self, step: int) -> dict[str, float]:
         idx, times, k = self._window()
-        frames = self.images[idx[:, None], times].float()  # (B, 4, H, W)
-        target_lab = self.labels[idx[:, None], times]
+        frames = self.images[idx[:, None], times].float().to(self.device)  # (B, 4, H, W)
+        target_lab = self.labels[idx[:, None], times].to(self.device)
         z0, skips = self.model.encode(frames[:, :1])
         b = len(idx)
         z = self.model.move(z0.repeat(4, 1, 1, 1), times.T.reshape(-1).float())  # time-major (4B, ...)
@@ -249,8 +267,8 @@ class TemporalTrainer(AttributeState):
     def preview(self) -> np.ndarray:
         """Subject 0's last time step, decoded from its baseline: (H, W) in [0, 1]."""
         self.model.eval()
-        z0, skips = self.model.encode(self.images[:1, 0, None].float())
-        out = torch.sigmoid(self.model.decode(self.model.move(z0, self.n_frames - 1), skips)[0, 0]).numpy()
+        z0, skips = self.model.encode(self.images[:1, 0, None].float().to(self.device))
+        out = torch.sigmoid(self.model.decode(self.model.move(z0, self.n_frames - 1), skips)[0, 0]).cpu().numpy()
         self.model.train()
         return out
 
@@ -271,6 +289,9 @@ class TemporalTrainer(AttributeState):
         return bank
 
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
+        """Write the model; the progression bank and the time rate are fitted on the CPU (where the follow-up
+        task runs the model), so the trained weights move there first."""
+        self.model.cpu()
         bank = self.progression_bank(card)
         card = {**card, "family": self.family, "network": {**self.model.config, "bank_size": len(bank.keys)},
                 "normalization": NORMALIZATION, "label_names": self.label_names, "shape": [self.size, self.size],
