@@ -71,6 +71,7 @@ def main() -> int:
 
     from napari_medgen.data.phantom import make_labels
     from napari_medgen.widgets.common import add_volume
+    from napari_medgen.widgets.live_painting import LivePainting
     from napari_medgen.widgets.synthesize import SynthesizeWidget
 
     tmp = Path(tempfile.mkdtemp())
@@ -119,16 +120,16 @@ def main() -> int:
 
     def forwards() -> None:
         """One of each timed call (the live renderer exists by then)."""
-        zt = torch.from_numpy(w._live_ctx["style"])[None]
+        zt = torch.from_numpy(w.painting.style)[None]
         with torch.inference_mode():
             t0 = time.perf_counter()
             synth.generator.decode(onehot, zt)
             bare.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            w._live_ctx["renderer"].net(onehot, zt)
+            w.painting.renderer.net(onehot, zt)
             traced.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        synth.synthesize_slices(lab, w._live_ctx["style"])
+        synth.synthesize_slices(lab, w.painting.style)
         sl.append(time.perf_counter() - t0)
 
     def time_forward(on_gui: bool = False) -> None:
@@ -137,31 +138,31 @@ def main() -> int:
         if on_gui:
             forwards()
             return
-        render = w.live.render
+        render = w.painting.live.render
 
         def probe(x):
             forwards()
             return render(x)
 
-        w.live.render = probe
+        w.painting.live.render = probe
         probing[0] = True
-        n = w.live_updates
-        w.live.request([z_mid])
-        wait_for(lambda: w.live_updates > n)
-        w.live.render = render
-        w.live.recent.pop()  # the probe's render (three extra forwards) must not steer the inline policy
+        n = w.painting.updates
+        w.painting.live.request([z_mid])
+        wait_for(lambda: w.painting.updates > n)
+        w.painting.live.render = render
+        w.painting.live.recent.pop()  # the probe's render (three extra forwards) must not steer the inline policy
         probing[0] = False
 
     # live: one edit at a time; compute (worker) and apply (Qt thread: write + refresh) timed separately
     compute, apply = [], []
-    orig_apply = w._apply
+    orig_apply = LivePainting.apply  # patched on the class: the session starts with Live below
 
     applied_at = [0.0]  # end of the latest apply (latency ends there, not when the wait loop notices)
     in_paint, inline = [False], [0]  # inside labels.paint; edits applied before paint returned
 
-    def timed_apply(update):
+    def timed_apply(painting, update):
         t0 = time.perf_counter()
-        orig_apply(update)
+        orig_apply(painting, update)
         applied_at[0] = time.perf_counter()
         inline[0] += in_paint[0]
         if getattr(update, "seconds", None) is not None and not probing[0]:
@@ -169,9 +170,9 @@ def main() -> int:
             apply.append(applied_at[0] - t0)
 
 
-    w._apply = timed_apply
+    LivePainting.apply = timed_apply
     w.live_box.setChecked(True)
-    wait_for(lambda: w.live_updates >= 1)
+    wait_for(lambda: w.painting.updates >= 1)
     for _ in range(3):
         time_forward()
     bare.clear()
@@ -186,16 +187,16 @@ def main() -> int:
     ny, nx = labels.data.shape[1:]
     centre = (z_mid, ny // 2, nx // 2)
     for k in range(3):  # warm-up edits
-        n = w.live_updates
+        n = w.painting.updates
         labels.paint(centre, new_label(centre, k))
-        wait_for(lambda: w.live_updates > n)
+        wait_for(lambda: w.painting.updates > n)
     latency, paint_call = [], []
     inline[0] = 0
     compute.clear()
     apply.clear()
     rng = np.random.default_rng(0)
     for i in range(args.edits):
-        n = w.live_updates
+        n = w.painting.updates
         coord = (z_mid, int(rng.integers(ny // 4, 3 * ny // 4)), int(rng.integers(nx // 4, 3 * nx // 4)))
         inline_before = inline[0]
         t0 = time.perf_counter()
@@ -203,7 +204,7 @@ def main() -> int:
         labels.paint(coord, new_label(coord, i))
         in_paint[0] = False
         t1 = time.perf_counter()
-        wait_for(lambda: w.live_updates > n)
+        wait_for(lambda: w.painting.updates > n)
         latency.append(applied_at[0] - t0)
         paint_call.append(t1 - t0)
         idle(50)  # a gap between edits (the canvas redraws, the worker's OpenMP threads settle)
@@ -214,31 +215,31 @@ def main() -> int:
     # the same regeneration requested without an edit (no labels redraw on the Qt thread): isolates the GUI's share
     direct = []
     for _ in range(10):
-        n = w.live_updates
+        n = w.painting.updates
         t0 = time.perf_counter()
-        w.live.request([z_mid])
-        wait_for(lambda: w.live_updates > n)
+        w.painting.live.request([z_mid])
+        wait_for(lambda: w.painting.updates > n)
         direct.append(applied_at[0] - t0)
         idle(50)
 
     # burst: 20 edits back to back on the Qt thread, then wait for the last one
-    before = w.live.computations
+    before = w.painting.live.computations
     t0 = time.perf_counter()
     for k in range(20):
         coord = (z_mid, ny // 4 + k, nx // 4 + k)
         labels.paint(coord, new_label(coord, k))
     burst_paint = time.perf_counter() - t0
-    wait_for(lambda: w.live.dirty.empty and w.live.computations > before)
+    wait_for(lambda: w.painting.live.dirty.empty and w.painting.live.computations > before)
     target = np.array(labels.data[z_mid])
     image = viewer.layers["phantom synthetic"]
-    wait_for(lambda: np.allclose(image.data[z_mid], synth.synthesize_slices(target[None], w._live_ctx["style"])[0],
+    wait_for(lambda: np.allclose(image.data[z_mid], synth.synthesize_slices(target[None], w.painting.style)[0],
                                  atol=1e-3))
     burst_total = time.perf_counter() - t0
-    burst_n = w.live.computations - before
+    burst_n = w.painting.live.computations - before
 
     # drag: a stroke as a mouse makes it, one paint event every 10 ms for 2 s from a Qt timer; the timer's own
     # gaps show whether painting stutters (a gap is the Qt thread's longest busy stretch between two events)
-    before, inline_before, ticks = w.live.computations, inline[0], []
+    before, inline_before, ticks = w.painting.live.computations, inline[0], []
     path = [(z_mid, ny // 4 + (k // 2) % (ny // 2), nx // 4 + k % (nx // 2)) for k in range(200)]
 
     def drag_step() -> None:
@@ -255,9 +256,9 @@ def main() -> int:
     timer.start(10)
     wait_for(lambda: len(ticks) > len(path), timeout=120)
     timer.stop()
-    wait_for(lambda: w.live.dirty.empty and w.live.in_flight == 0)
+    wait_for(lambda: w.painting.live.dirty.empty and w.painting.live.in_flight == 0)
     drag_gaps = np.diff(ticks) * 1e3
-    drag_n, drag_inline = w.live.computations - before, inline[0] - inline_before
+    drag_n, drag_inline = w.painting.live.computations - before, inline[0] - inline_before
     w.stop_live()
 
     n_single = len(latency)

@@ -41,13 +41,14 @@ SCRIPT = textwrap.dedent('''
     pump(0.5)
     widget.live_box.setChecked(True)
     end = time.time() + 120
-    while widget.live_updates < 1 and time.time() < end:
+    while (widget.painting is None or widget.painting.updates < 1) and time.time() < end:
         pump(0.1)
     layer.paint((layer.data.shape[0] // 2, 30, 30), 2)
     pump(1.0)
+    updates = widget.painting.updates if widget.painting is not None else 0
     widget.live_box.setChecked(False)
     pump(0.5)
-    print("box", viewer.canvas.overlays._brush_circle.box, "updates", widget.live_updates, flush=True)
+    print("box", viewer.canvas.overlays._brush_circle.box, "updates", updates, flush=True)
     viewer.layers.select_all()
     viewer.layers.remove_selected()
     pump(3.0)

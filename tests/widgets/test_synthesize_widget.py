@@ -77,7 +77,7 @@ def test_label_table_proposes_classes_from_names_and_refuses_unmapped_values(set
     assert handle.status == "done", errors
     synth = w.synthesizer()
     mapped = np.choose(lesion.data[:1], [0, 5, 6])
-    expected = synth.synthesize_slices(mapped, w._live_ctx.get("style", synth.random_style(0)))
+    expected = synth.synthesize_slices(mapped, synth.random_style(0))  # style "random", seed 0
     out = viewer.layers["lesion synthetic"]
     np.testing.assert_allclose(out.data[:1], expected, atol=1e-4)
     assert out.metadata["synthesis"]["label_mapping"] == {"0": 0, "1": 5, "2": 6}
@@ -96,12 +96,12 @@ def test_current_slice_scope_fills_only_that_slice(setup, qtbot):
 def _start_live(viewer, layer, w, qtbot, z=2):
     viewer.dims.set_point(0, layer.data_to_world((z, 0, 0))[0])
     w.live_box.setChecked(True)
-    qtbot.waitUntil(lambda: w.live_updates >= 1, timeout=30000)
+    qtbot.waitUntil(lambda: w.painting.updates >= 1, timeout=30000)
     return viewer.layers["lab synthetic"]
 
 
 def _expected(w, labels_slice):
-    return w.synthesizer().synthesize_slices(labels_slice[None], w._live_ctx["style"])[0]
+    return w.synthesizer().synthesize_slices(labels_slice[None], w.painting.style)[0]
 
 
 def test_live_regenerates_the_painted_slice_only(setup, qtbot):
@@ -110,17 +110,17 @@ def test_live_regenerates_the_painted_slice_only(setup, qtbot):
     assert collector.held()  # live mode holds the garbage collector while it is on (widgets.collector)
     assert not image.data[[0, 1, 3]].any() and np.ptp(image.data[2]) > 0
     before = image.data[2].copy()
-    n = w.live_updates
+    n = w.painting.updates
     layer.paint((2, 16, 16), 5)
-    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    qtbot.waitUntil(lambda: w.painting.updates > n, timeout=30000)
     qtbot.wait(100)  # any extra (wrong) regeneration would land now
     assert not image.data[[0, 1, 3]].any()
     assert not np.allclose(image.data[2], before)
     np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
     # scrolling to a slice live mode has not made yet synthesises it (once)
-    n = w.live_updates
+    n = w.painting.updates
     viewer.dims.set_point(0, layer.data_to_world((0, 0, 0))[0])
-    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    qtbot.waitUntil(lambda: w.painting.updates > n, timeout=30000)
     np.testing.assert_allclose(image.data[0], _expected(w, layer.data[0]), atol=1e-4)
     assert not image.data[[1, 3]].any()
     assert not errors
@@ -131,21 +131,21 @@ def test_live_regenerates_the_painted_slice_only(setup, qtbot):
 def test_burst_of_paint_events_coalesces_and_ends_on_final_labels(setup, qtbot, monkeypatch):
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)
-    fast = w.live.render
+    fast = w.painting.live.render
     gate = threading.Event()
 
     def slow(lab):  # the network is busy until the brush stops: every later edit must merge into one request
         gate.wait(10)
         return fast(lab)
 
-    monkeypatch.setattr(w.live, "render", slow)
-    start = w.live.computations
+    monkeypatch.setattr(w.painting.live, "render", slow)
+    start = w.painting.live.computations
     for k in range(20):
         layer.paint((2, 6 + k, 6 + k), 3 + k % 4)
     gate.set()
-    qtbot.waitUntil(lambda: w.live.dirty.empty and w.live.computations > start, timeout=30000)
+    qtbot.waitUntil(lambda: w.painting.live.dirty.empty and w.painting.live.computations > start, timeout=30000)
     qtbot.wait(200)
-    done = w.live.computations - start
+    done = w.painting.live.computations - start
     assert 1 <= done <= 2, done
     np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
     assert not errors
@@ -155,14 +155,14 @@ def test_fast_renders_of_the_shown_slice_happen_inside_the_paint_call(setup, qtb
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)
     for k in range(3):  # the worker's renders show the tiny model fits in a frame
-        n = w.live_updates
+        n = w.painting.updates
         layer.paint((2, 4 + k, 4), 2 + k)
-        qtbot.waitUntil(lambda: w.live_updates > n and w.live.in_flight == 0, timeout=30000)
+        qtbot.waitUntil(lambda: w.painting.updates > n and w.painting.live.in_flight == 0, timeout=30000)
     qtbot.wait(50)  # past the spacing after any inline render
-    assert w.live.may_render_inline()
-    n, computations = w.live_updates, w.live.computations
+    assert w.painting.live.may_render_inline()
+    n, computations = w.painting.updates, w.painting.live.computations
     layer.paint((2, 20, 20), 6)
-    assert w.live_updates == n + 1 and w.live.computations == computations + 1  # applied before paint returned
+    assert w.painting.updates == n + 1 and w.painting.live.computations == computations + 1  # applied before paint returned
     np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
     assert not image.data[[0, 1, 3]].any() and not errors
 
@@ -170,13 +170,13 @@ def test_fast_renders_of_the_shown_slice_happen_inside_the_paint_call(setup, qtb
 def test_labels_beyond_the_models_classes_show_an_error_and_napari_keeps_running(setup, qtbot):
     viewer, layer, w, errors = setup
     image = _start_live(viewer, layer, w, qtbot)
-    n = w.live_updates
+    n = w.painting.updates
     layer.paint((2, 16, 16), 12)  # class 12 does not exist in an 8-class model
     qtbot.waitUntil(lambda: len(errors) >= 1, timeout=30000)
     assert "12 (unnamed)" in errors[0] and "no model class" in errors[0] and "7 class7" in errors[0]
-    assert w.live_updates == n  # the image was not touched
+    assert w.painting.updates == n  # the image was not touched
     layer.paint((2, 16, 16), 3)  # fixing the labels brings live synthesis back
-    qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+    qtbot.waitUntil(lambda: w.painting.updates > n, timeout=30000)
     np.testing.assert_allclose(image.data[2], _expected(w, layer.data[2]), atol=1e-4)
     # a whole bad label map: Live refuses with a message and unticks itself; the button reports too
     w.live_box.setChecked(False)
@@ -200,9 +200,9 @@ def test_docked_from_the_plugin_menu_live_works_through_napari_s_proxy(make_napa
     w.label_table.confirm_same_numbers()
     try:
         _start_live(viewer, layer, w, qtbot)
-        n = w.live_updates
+        n = w.painting.updates
         layer.paint((2, 16, 16), 4)
-        qtbot.waitUntil(lambda: w.live_updates > n, timeout=30000)
+        qtbot.waitUntil(lambda: w.painting.updates > n, timeout=30000)
         np.testing.assert_allclose(viewer.layers["lab synthetic"].data[2], _expected(w, layer.data[2]), atol=1e-4)
     finally:
         w.stop_live()
