@@ -6,7 +6,8 @@ as ``spade_brain``) and writes it with the labels' exact geometry. Styles: ``ran
 ``like:IMAGE`` (encoded from a reference image; its labels are ``--like-labels``, default the
 input labels, which must then share the image's grid). ``--blend-with STYLE --blend T`` blends the
 style towards a second one by T in [0, 1], as the dock's "blend with" and "blend" do (the second
-style's random seed is ``--seed`` + 1).
+style's random seed is ``--seed`` + 1). ``--slice INDEX`` (repeatable) synthesises only those slices
+along the slice axis, the others staying 0, as the dock's scope "current slice".
 
 Label meaning: each value of the label map must have a model class. Values named like a class
 (the file's label names vs the model card's) are mapped to it; others are refused, naming both
@@ -43,8 +44,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
                    help="label value -> model class (number or name), e.g. --map 1=tumour; repeatable or "
                         "comma-separated; 'identity' confirms unnamed values are the model's class numbers")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random style")
-    p.add_argument("--batch", type=int, default=16, help="slices per forward pass")
+    p.add_argument("--seed", type=options.seed, default=0, help=f"seed of the random style (0 .. {options.SEED_MAX})")
+    p.add_argument("--slice", type=options.integer(0), action="append", dest="slices", metavar="INDEX",
+                   help="synthesise only this slice (repeatable; the others stay 0), as the dock's scope 'current "
+                        "slice'; counted along the axis synthesis cuts (the thickest, else axial); default: all")
+    p.add_argument("--batch", type=options.integer(1, 4096), default=16, help="slices per forward pass (1 .. 4096)")
     options.output(p, "file", "output image (.nii.gz, .nii, .nrrd, .mha)")
     p.set_defaults(func=run)
 
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.label_mapping import parse_map, user_label_names
     from ..io.readers import read_volume
     from ..io.writers import write_volume
-    from ..tasks.synthesize import Synthesizer, synthesize
+    from ..models.synthesizer import Synthesizer
+    from ..tasks.synthesize import synthesize
 
     labels = read_volume(args.labels)
     synth = Synthesizer(args.model, device=args.device)
@@ -67,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         other = _style(args.blend_with, synth, labels, args.like_labels)
         style = synth.interpolate(synth.resolve_style(style, args.seed), synth.resolve_style(other, args.seed + 1),
                                   args.blend)
-    image = run_with_bar(synthesize(labels, synth, style=style, seed=args.seed, batch=args.batch, mapping=mapping),
-                         desc="synthesize", disable=args.quiet)
+    image = run_with_bar(synthesize(labels, synth, style=style, seed=args.seed, slices=args.slices, batch=args.batch,
+                                    mapping=mapping), desc="synthesize", disable=args.quiet)
     for note in image.metadata.get("notes", []):
         print(f"medgen: {note}", file=sys.stderr)
     write_volume(image, args.out)
@@ -92,7 +97,8 @@ def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[
     phantom labels in the phantom model's "mr_vendor_b" style, with the shipped models."""
     from ..progress import run_to_completion
     from ..models.store import shipped_models
-    from ..tasks.synthesize import Synthesizer, synthesize
+    from ..models.synthesizer import Synthesizer
+    from ..tasks.synthesize import synthesize
 
     models, out = shipped_models("spade"), {}
     if "brain labels" in volumes and "spade_brain" in models:
