@@ -39,7 +39,30 @@ def test_bad_settings_are_refused_naming_the_valid_ones(extra, words):
 
 @pytest.mark.parametrize("family, key", [("diffusion", "chanels"), ("label_vae", "kl"), ("anomaly_ae", "style"),
                                          ("feature_encoder", "brain"), ("vae", "lr_gan"), ("gan", "beta"),
-                                         ("temporal", "adv")])
+                                         ("temporal", "adv"), ("spade", "chanels")])
 def test_a_family_refuses_an_unknown_setting_before_loading_data(family, key):
     with pytest.raises(InputError, match=f"Unknown {family} setting '{key}'.*valid ones"):
         make_trainer(family, TrainConfig(sample="phantom", device="cpu", extra={key: 1}))
+
+
+def test_every_shipped_model_training_command_is_accepted_by_its_family_settings():
+    """The --set settings recorded in each shipped card's command still parse: the command reproduces."""
+    import json
+    import shlex
+
+    from napari_medgen.models.store import SHIPPED_DIR
+    from napari_medgen.training import (anomaly_trainer, diffusion_trainer, feature_trainer, label_vae_trainer,
+                                        latent_trainers, spade_trainer, temporal_trainer)
+    from napari_medgen.training.config import parse_settings
+
+    kinds = {"anomaly_ae": anomaly_trainer.AnomalySettings, "diffusion": diffusion_trainer.DiffusionSettings,
+             "feature_encoder": feature_trainer.FeatureSettings, "gan": latent_trainers.GANSettings,
+             "label_vae": label_vae_trainer.LabelVAESettings, "spade": spade_trainer.SpadeSettings,
+             "temporal": temporal_trainer.TemporalSettings, "vae": latent_trainers.VAESettings}
+    cards = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(SHIPPED_DIR.glob("*.json"))]
+    cards = [c for c in cards if "family" in c]
+    assert {c["family"] for c in cards} == set(kinds)
+    for card in cards:
+        argv = shlex.split(card["training"]["command"])
+        sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        family_settings(kinds[card["family"]], parse_settings(sets), card["family"])

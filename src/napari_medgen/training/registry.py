@@ -54,7 +54,7 @@ def _families() -> dict[str, TrainerSpec]:
         TrainerSpec("label_vae", label_vae_trainer.LabelVAETrainer,
                     "label-map VAE on 2D slices (label deformation: sample, interpolate)", label_vae_trainer.SOURCES),
         TrainerSpec("spade", spade_trainer.make_spade_trainer,
-                    "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)"),
+                    "label-to-image synthesis (MONAI SPADENet VAE-GAN with style encoder)", spade_trainer.SOURCES),
         TrainerSpec("temporal", temporal_trainer.TemporalTrainer,
                     "2D encoder-decoder with a latent time direction (synthetic follow-ups)", temporal_trainer.SOURCES),
         TrainerSpec("vae", latent_trainers.VAETrainer,

@@ -45,11 +45,41 @@ from ..models.acquisition_noise import NoiseModel, estimate as estimate_noise
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .losses import gaussian_kl
-from .config import TrainConfig
+from .config import TrainConfig, family_settings
+from .source import Sources, TrainingSource
 
 BRAIN_HOLDOUT_EVERY = 5
 PHANTOM_HOLDOUT_SEEDS = (1000, 1001, 1002, 1003)
 LOSS_WEIGHTS = {"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}
+SOURCES = Sources()  # --sample brain|phantom or --images DIR --labels DIR
+
+
+@dataclass(frozen=True)
+class SpadeSettings:
+    """``--set`` settings of the spade family (see the module doc). The network entries (``NETWORK_KEYS``)
+    left None take ``models.spade.DEFAULTS``; n_classes comes from the data."""
+
+    spatial_dims: int | None = None
+    input_shape: Any = None
+    channels: Any = None
+    z_dim: int | None = None
+    spade_hidden: int | None = None
+    head_channels: int | None = None
+    w_adv: float = LOSS_WEIGHTS["w_adv"]
+    w_fm: float = LOSS_WEIGHTS["w_fm"]
+    w_l1: float = LOSS_WEIGHTS["w_l1"]
+    w_kl: float = LOSS_WEIGHTS["w_kl"]
+    lr_d: float | None = None
+    flip: bool = True
+    augment: bool = False
+    lut_init: bool = False
+    resolution: int = 2
+    subjects: int = 24
+    noise: str | None = None
+    class_balanced: bool = False
+
+
+NETWORK_KEYS = tuple(k for k in spade.DEFAULTS if k != "n_classes")  # SpadeSettings' network entries
 
 
 @dataclass
@@ -101,15 +131,12 @@ def brain_slices(model_shape: tuple[int, int], resolution: int = 2) -> SliceSet:
         return brain_split_1mm(model_shape)[0]
     if resolution != 2:
         raise InputError(f"Brain resolution {resolution} mm is not available: use 2 (shipped sample) or 1.")
-    from ..data.samples import brain_sample
-
-    image, labels = brain_sample()
+    source = TrainingSource("brain")
+    [(image, labels)] = source.pairs()
     keep = lambda i: i % BRAIN_HOLDOUT_EVERY != BRAIN_HOLDOUT_EVERY // 2  # noqa: E731
     raw, lab, styles, sp = volumes_to_slices([(image, labels, "")], model_shape, keep=keep)
     spec = norm.percentile_spec(image.data)
-    names = {int(k): str(v) for k, v in labels.metadata.get("label_names", {}).items()} or \
-        {0: "background", 1: "CSF", 2: "grey matter", 3: "white matter"}
-    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec,
+    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, source.label_names(), spec,
                     "shipped brain sample (MNI152 2009 T1, 2 mm), axial slices",
                     f"axial slices z with z % {BRAIN_HOLDOUT_EVERY} == {BRAIN_HOLDOUT_EVERY // 2}")
 
@@ -165,17 +192,13 @@ def phantom_slices(model_shape: tuple[int, int], subjects: int) -> SliceSet:
                     f"phantom seeds {', '.join(map(str, PHANTOM_HOLDOUT_SEEDS))} (never trained on)")
 
 
-def folder_slices(config: TrainConfig, model_shape: tuple[int, int]) -> SliceSet:
-    """Axial slices of the user's image/label folders (``data.datasets.load_pairs``)."""
-    from ..data.datasets import load_pairs
-
-    pairs = load_pairs(config.images, config.labels)
+def folder_slices(source: TrainingSource, model_shape: tuple[int, int]) -> SliceSet:
+    """Axial slices of the user's image/label folders (a "folders" source: pairs matched by file name)."""
+    pairs = source.pairs()
     raw, lab, styles, sp = volumes_to_slices([(i, l, "") for i, l in pairs], model_shape)
     spec = norm.percentile_spec(np.concatenate([i.data.ravel() for i, _ in pairs]))
-    n_classes = int(max(l.data.max() for _, l in pairs)) + 1
-    names = {**{k: f"label {k}" for k in range(n_classes)},
-             **{int(k): str(v) for k, v in pairs[0][1].metadata.get("label_names", {}).items()}}
-    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec, config.data_description())
+    names = source.label_names([l for _, l in pairs])
+    return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec, source.describe())
 
 
 class SpadeTrainer(AttributeState):
@@ -329,37 +352,23 @@ class SpadeTrainer(AttributeState):
 
 def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     """Build the trainer from ``config`` (see the module docstring for ``--set`` settings)."""
-    extra = dict(config.extra)
-    net_keys = set(spade.DEFAULTS) - {"n_classes"}
-    network = spade.network_config(**{k: extra.pop(k) for k in list(extra) if k in net_keys})
+    s = family_settings(SpadeSettings, config.extra, "spade")
+    network = spade.network_config(**{k: getattr(s, k) for k in NETWORK_KEYS if getattr(s, k) is not None})
     if network["spatial_dims"] != 2:
         raise InputError("The spade trainer trains 2D models (spatial_dims=2); 3D models are built with "
                          "models.spade.build_spade directly.")
-    weights = {k: float(extra.pop(k, v)) for k, v in LOSS_WEIGHTS.items()}
-    lr_d = extra.pop("lr_d", None)
-    flip = bool(extra.pop("flip", True))
-    augment = bool(extra.pop("augment", False))
-    lut_init = bool(extra.pop("lut_init", False))
-    resolution = int(extra.pop("resolution", 2))
-    subjects = int(extra.pop("subjects", 24))
-    noise_kind = extra.pop("noise", None)
-    class_balanced = bool(extra.pop("class_balanced", False))
-    if extra:
-        known = net_keys | set(LOSS_WEIGHTS) | {"lr_d", "flip", "augment", "lut_init", "resolution", "subjects", "noise",
-                                                    "class_balanced"}
-        raise InputError(f"Unknown spade setting(s): {', '.join(sorted(extra))}. Known: {', '.join(sorted(known))}.")
     shape = tuple(network["input_shape"])
-    if config.sample == "brain":
-        data = brain_slices(shape, resolution)
-    elif config.sample == "phantom":
-        data = phantom_slices(shape, subjects)
-    elif config.sample is None:
-        data = folder_slices(config, shape)
+    source = TrainingSource.of(config, "spade", SOURCES)
+    if source.kind == "brain":
+        data = brain_slices(shape, s.resolution)
+    elif source.kind == "phantom":
+        data = phantom_slices(shape, s.subjects)
     else:
-        raise InputError(f"Unknown sample '{config.sample}' for spade training: use 'brain' or 'phantom'.")
+        data = folder_slices(source, shape)
     network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
-    noise = None if noise_kind is None else estimate_noise(norm.denormalize(data.images, data.normalization),
-                                                           data.labels, str(noise_kind))
+    noise = None if s.noise is None else estimate_noise(norm.denormalize(data.images, data.normalization),
+                                                        data.labels, s.noise)
     return SpadeTrainer(data, network, seed=config.seed, batch_size=config.batch_size, lr=config.lr,
-                        device=config.device, weights=weights, lr_d=None if lr_d is None else float(lr_d), flip=flip,
-                        augment=augment, lut_init=lut_init, noise=noise, class_balanced=class_balanced)
+                        device=config.device, weights={k: getattr(s, k) for k in LOSS_WEIGHTS}, lr_d=s.lr_d,
+                        flip=s.flip, augment=s.augment, lut_init=s.lut_init, noise=noise,
+                        class_balanced=s.class_balanced)
