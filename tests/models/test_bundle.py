@@ -17,10 +17,8 @@ import torch
 import yaml
 
 from napari_medgen.errors import InputError, ModelError
-from napari_medgen.io.volume import Volume
 from napari_medgen.models.bundle import ALLOWED, PREFIXES, _wiring, load_bundle
 from napari_medgen.models.bundle_config import BundleConfig
-from napari_medgen.models.bundle_maisi import MaisiModel
 from napari_medgen.models.bundle_wiring import LoadWeights
 from napari_medgen.models.diffusion import build_unet
 from napari_medgen.progress import run_to_completion
@@ -42,11 +40,12 @@ REDUCED = {
     AXIAL: {"autoencoder_def::channels": [8, 8, 8], "autoencoder_def::norm_num_groups": 4,
             "network_def::channels": [8, 8, 8, 8], "network_def::num_head_channels": [0, 8, 8, 8],
             "network_def::norm_num_groups": 4},
-    MAISI: {"autoencoder_def::num_channels": [8, 8, 8], "autoencoder_def::norm_num_groups": 4,
-            "autoencoder_def::num_splits": 1, **{f"{k}::{a}": v for k in ("diffusion_unet_def", "controlnet_def")
-                                                 for a, v in (("num_channels", [8, 8, 8, 8]),
-                                                              ("num_head_channels", [0, 0, 8, 8]),
-                                                              ("norm_num_groups", 4))}},
+    MAISI: {**{f"{k}::{a}": v for k in ("autoencoder_def", "mask_generation_autoencoder_def")
+               for a, v in (("num_channels", [8, 8, 8]), ("norm_num_groups", 4), ("num_splits", 1))},
+            **{f"{k}::{a}": v for k in ("diffusion_unet_def", "controlnet_def", "mask_generation_diffusion_def")
+               for a, v in (("channels" if k.startswith("mask") else "num_channels", [8, 8, 8, 8]),
+                            ("num_head_channels", [0, 0, 8, 8]), ("norm_num_groups", 4))},
+            "mask_generation_latent_shape": [4, 8, 8, 8], "mask_generation_num_inference_steps": 2},
 }
 SMALL_SHAPE = {MEDNIST: (16, 16), BRAIN: (32, 32, 32), BRATS: (16, 16, 16), AXIAL: (32, 32), MAISI: (32, 32, 32)}
 
@@ -92,9 +91,10 @@ def _old_names(state: dict) -> dict:
             .replace("attn2.out_proj", "attn2.to_out.0"): v for k, v in state.items()}
 
 
-def publish(name: str, root: Path, old_names: bool = False, overrides: dict | None = None) -> Path:
+def publish(name: str, root: Path, old_names: bool = False, overrides: dict | None = None, masks: bool = True) -> Path:
     """A copy of the published bundle folder with random weights where its config loads them, at the sizes
-    of ``overrides`` (default: REDUCED[name]; {} for the published sizes)."""
+    of ``overrides`` (default: REDUCED[name]; {} for the published sizes); masks: with MAISI's
+    mask-generation weights."""
     folder = root / name
     shutil.copytree(FIXTURES / name, folder)
     (folder / "models").mkdir()
@@ -102,7 +102,7 @@ def publish(name: str, root: Path, old_names: bool = False, overrides: dict | No
     files: dict[str, dict] = {}
     torch.manual_seed(0)
     for line in _wiring(cfg):
-        if isinstance(line, LoadWeights) and not line.target.id.startswith("mask_generation"):
+        if isinstance(line, LoadWeights) and (masks or not line.target.id.startswith("mask_generation")):
             kwargs = cfg.arguments(line.target)
             kwargs.update({k: False for k in ("use_flash_attention", "norm_float16") if kwargs.get(k)})  # CPU
             net = line.target.cls(**kwargs)
@@ -190,65 +190,6 @@ def test_brain_ldm_condition_fields_and_old_names(tmp_path):
         run_to_completion(sample(model, steps=1, shape=(32, 32, 32), condition="age=2", device="cpu"))
     with pytest.raises(InputError, match=r"no conditioning value named 'height'; it takes gender \(Gender\)"):
         run_to_completion(sample(model, steps=1, shape=(32, 32, 32), condition="height=2", device="cpu"))
-
-
-def _labels() -> Volume:
-    lab = np.zeros((20, 40, 40), np.int16)
-    lab[4:16, 8:32, 8:32] = 200  # body-ish structure
-    lab[8:12, 14:26, 14:26] = 1  # liver: abdomen
-    lab[12:14, 14:26, 14:26] = 28  # lung: chest
-    return Volume(lab, (1.5, 1.5, 2.0), origin=(10.0, -5.0, 3.0), is_label=True)
-
-
-def test_maisi_controlnet_path(tmp_path):
-    model = open_small(MAISI, tmp_path)
-    assert isinstance(model, MaisiModel) and model.scale_factor == pytest.approx(0.8)  # the checkpoint's entry
-    assert model.image_shape == (512, 512, 512) and model.spacing == (1.0, 1.0, 1.0)  # the config's output
-    ckpt = torch.load(next((tmp_path / MAISI / "models").glob("controlnet*.pt")), weights_only=True)
-    assert all(torch.equal(v, ckpt["controlnet_state_dict"][k]) for k, v in model.controlnet.state_dict().items())
-    mask = _labels()
-    vol = run_to_completion(sample(model, steps=2, shape=(32, 32, 32), mask=mask, condition="spacing_xy=1.5,spacing_z=2",
-                                   device="cpu"))
-    assert vol.data.shape == (1, 32, 32, 32) and vol.spacing == (1.5, 1.5, 2.0)
-    assert np.allclose(vol.direction, np.diag([-1, -1, 1])) and vol.metadata["modality"] == "CT"
-    centre = vol.index_to_physical(np.array([[15.5, 15.5, 15.5]]))[0]
-    assert np.allclose(centre, mask.index_to_physical(np.array([[19.5, 19.5, 9.5]]))[0])  # centred on the mask
-    assert vol.data.min() >= -1000 and vol.data.max() <= 1000 and vol.data.std() > 0  # HU range
-    assert model.labels is not None
-    background = model.labels[0, 0].numpy().transpose(2, 1, 0) == 0  # (x, y, z) -> (z, y, x)
-    assert background.any() and (vol.data[0][background] == -1000).all()
-    assert (vol.data[0][~background] > -1000).mean() > 0.5
-    regions = model.region_tensors  # auto: chest (lung 28) at the top, abdomen (liver 1) at the bottom
-    assert regions["top_region_index_tensor"].argmax() == 1 and regions["bottom_region_index_tensor"].argmax() == 2
-    assert torch.equal(regions["spacing_tensor"], torch.tensor([[150.0, 150.0, 200.0]]))
-
-
-def test_maisi_controlnet_condition_changes_the_prediction(tmp_path):
-    model = open_small(MAISI, tmp_path)
-    labels = np.zeros((32, 32, 32), np.int64)
-    labels[8:24, 8:24, 8:24] = 28
-    seg = model.set_inputs(labels, (1.0, 1.0, 1.0), 1, 2)
-    assert seg.shape == (1, 8, 32, 32, 32) and torch.equal(seg[0, :, 16, 16, 16], torch.tensor([0., 0, 1, 1, 1, 0, 0, 0]))
-    x, t = torch.randn(1, 4, 8, 8, 8), torch.tensor([500.0])
-    with torch.no_grad():
-        assert not torch.allclose(model.predict(x, t, seg), model.predict(x, t, torch.zeros_like(seg)))
-
-
-def test_maisi_needs_a_label_map_and_valid_regions(tmp_path):
-    model = open_small(MAISI, tmp_path)
-    with pytest.raises(InputError, match="generates CT from a label map"):
-        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), device="cpu"))
-    plain = Volume(np.full((8, 16, 16), 200, np.int16), is_label=True)
-    with pytest.raises(InputError, match="no label that marks a MAISI body region"):
-        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, device="cpu"))
-    vol = run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, device="cpu",
-                                   condition={"top_region": "head", "bottom_region": "head"}))
-    assert vol.data.shape == (1, 32, 32, 32)
-    with pytest.raises(InputError, match="'spacing_z' .* must lie in \\[0.5, 5.0\\], got 9"):
-        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=plain, condition="spacing_z=9", device="cpu"))
-    with pytest.raises(InputError, match=r"\[300\] are not MAISI label indices"):
-        run_to_completion(sample(model, steps=1, shape=(32, 32, 32), mask=Volume(np.full((4, 4, 4), 300), is_label=True),
-                                 device="cpu"))
 
 
 # ---- refusals: nothing a bundle carries is run -------------------------------------------------------------

@@ -3,7 +3,7 @@
 M is a model card or a MONAI model-zoo bundle folder (opened as published; ``--set ID=VALUE``
 overrides a bundle config value). Writes DIR/sample_000.nii.gz ... (one file per sample, 3D,
 geometry from the mask, the bundle's grid or the card) and DIR/samples.nii.gz (all samples stacked
-as a 4D volume).
+as a 4D volume); MAISI without --mask: DIR/labels.nii.gz, the label map it generated from anatomy sizes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ def register(subparsers: Any) -> None:
                    help="slice of a 3D mask a 2D model samples (default: the middle one)")
     p.add_argument("--condition", help="conditioning values a model defines, by name: age=0.5,gender=1 (a bundle's "
                                        "names; the others keep its defaults; MAISI: top_region=chest/thorax,"
-                                       "spacing_xy=1.5,spacing_z=2), or all values in order: --condition=0,0.1,0.2,0.4")
+                                       "spacing_xy=1.5,spacing_z=2, without --mask anatomy sizes size_liver=0.5,"
+                                       "size_lung_tumor=absent), or all values in order: --condition=0,0.1,0.2,0.4")
+    p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
+                   help="MAISI: label value -> MAISI class (a name or value of the bundle's configs/label_dict.json), "
+                        "e.g. --map 1=liver; repeatable or comma-separated; --map identity: the values are MAISI's")
     p.add_argument("--shape", type=options.integer(1, 4096), nargs="+",
                    help="output image shape (y x or z y x), for bundles that do not state it or to change it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE",
@@ -56,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
     task = sample(args.model, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed, mask=mask,
                   condition=args.condition, device=args.device, shape=tuple(args.shape) if args.shape else None,
                   scale_factor=args.scale_factor, slice_index=args.slice_index,
-                  overrides=parse_settings(args.overrides) or None)
+                  overrides=parse_settings(args.overrides) or None, label_map=args.map)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
     with replaced_folder(args.out, overwrite=args.overwrite, note=" ".join(["medgen", *args.argv])) as staged:
         write_volume(vol, staged / "samples.nii.gz")
+        if vol.metadata.get("label_map") is not None:
+            write_volume(vol.metadata["label_map"], staged / "labels.nii.gz")
         for i in range(vol.data.shape[0]):
             write_volume(vol.frame(i), staged / f"sample_{i:03d}.nii.gz")
     print(f"wrote {vol.data.shape[0]} samples to {args.out}")

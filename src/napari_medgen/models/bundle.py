@@ -8,30 +8,28 @@ references and recognises its wiring lines (:mod:`.bundle_wiring`); this module 
   ``diffusion_unet_def``, ``diffusion_def``, ``network_def`` that is a diffusion UNet (MONAI's
   ``DiffusionModelUNet``, ``SPADEDiffusionModelUNet`` or MAISI's ``DiffusionModelUNetMaisi``);
 * ``autoencoder_def`` (``AutoencoderKL`` or ``AutoencoderKlMaisi``): a latent bundle;
-* ``controlnet_def`` (``ControlNetMaisi``): MAISI's label-map -> CT path (:mod:`.bundle_maisi`);
+* ``controlnet_def`` (``ControlNetMaisi``): MAISI's label-map -> CT path (:mod:`.bundle_maisi`), with
+  its mask-generation networks (``mask_generation_diffusion_def``, ``mask_generation_autoencoder_def``,
+  ``mask_generation_noise_scheduler``; :mod:`.bundle_maisi_masks`), which are optional: without their
+  weights the bundle opens and refuses only sampling without a label map;
 * the scheduler (the sampling lambda's, else ``noise_scheduler`` or ``scheduler``): DDPM, DDIM or RFlow.
 
 Each network's parameter count is taken from a copy built on PyTorch's ``meta`` device (nothing
 allocated); a bundle whose weights alone would take more than half the free memory of the device is
 refused with the estimate. Weights come from the config's own loading lines (``torch.load`` paths,
 ``['key']`` entries of a checkpoint dict) or, without such lines, ``models/model.pt`` and
-``models/autoencoder.pt``/``model_autoencoder.pt``; they load with ``torch.load(weights_only=True)``
-(a file holding pickled objects is refused), MONAI Generative names through the network's own
-``load_old_state_dict``. Arrays of a bundle are in MONAI's (x, y[, z]) order, RAS for 3D.
+``models/autoencoder.pt``/``model_autoencoder.pt`` (:mod:`.bundle_weights`). Arrays of a bundle are
+in MONAI's (x, y[, z]) order, RAS for 3D.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import math
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 from monai.apps.generation.maisi.networks.controlnet_maisi import ControlNetMaisi
@@ -39,13 +37,13 @@ from monai.apps.generation.maisi.networks.diffusion_model_unet_maisi import Diff
 from monai.inferers import DiffusionInferer, LatentDiffusionInferer
 from monai.networks.nets import AutoencoderKL, DiffusionModelUNet, SPADEDiffusionModelUNet
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler, RFlowScheduler
-from monai.utils import OptionalImportError
 
 from ..errors import ModelError
 from .bundle_config import BundleConfig, ConditionField, read_file
-from .bundle_maisi import maisi_fields, open_maisi
-from .bundle_wiring import Component, ConditionVector, ConfigRefused, CopyState, LoadWeights, SampleCall, WeightFile
-from .diffusion import CONFIG_ERRORS, DiffusionModel
+from .bundle_maisi import maisi_fields, open_maisi, open_masks, region_choices
+from .bundle_weights import build, check_memory, load_into, scale_factor
+from .bundle_wiring import Component, ConditionVector, SampleCall
+from .diffusion import DiffusionModel
 
 UNETS = {c.__name__: c for c in (DiffusionModelUNet, SPADEDiffusionModelUNet, DiffusionModelUNetMaisi)}
 AUTOENCODERS = {c.__name__: c for c in (AutoencoderKL, AutoencoderKlMaisi)}
@@ -61,7 +59,8 @@ PREFIXES = tuple(f"monai.{p}." for p in (
     "apps.generation.maisi.networks.autoencoderkl_maisi", "apps.generation.maisi.networks.controlnet_maisi",
     "apps.generation.maisi.networks.diffusion_model_unet_maisi")) + (
     "generative.networks.nets.", "generative.networks.schedulers.", "generative.inferers.")
-MEMORY_SHARE = 0.5  # the weights may take at most this share of the device's free memory
+MASK_KEYS = {"unet": ("mask_generation_diffusion_def", UNETS), "autoencoder": ("mask_generation_autoencoder_def",
+             AUTOENCODERS), "scheduler": ("mask_generation_noise_scheduler", _SCHEDULER_CLASSES)}
 _VOXEL_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)\s*x\s*(\d+(?:\.\d+)?)\s*mm")
 
 
@@ -86,6 +85,7 @@ class _Plan:
     scheduler: Component
     autoencoder: Component | None
     controlnet: Component | None
+    masks: dict[str, Component]  # MAISI's mask generation: "unet", "autoencoder", "scheduler"
     kwargs: dict[str, dict[str, Any]]
 
     @property
@@ -95,7 +95,9 @@ class _Plan:
     def info(self) -> BundleInfo:
         unet = self.kwargs[self.unet.id]
         if self.controlnet is not None:
-            return BundleInfo(self.objective, maisi_fields(_spacing(self.cfg, self.meta)), "maisi")
+            regions = region_choices(self.meta) if unet.get("include_top_region_index_input") else None
+            return BundleInfo(self.objective, maisi_fields(_spacing(self.cfg, self.meta), regions, bool(self.masks)),
+                              "maisi")
         cross = int(unet.get("cross_attention_dim") or 0) if unet.get("with_conditioning") else 0
         size = cross or int(unet.get("in_channels", 1)) - int(unet.get("out_channels", 1))
         fields = _condition_fields(self.cfg, self.meta, self.wiring, size)
@@ -121,10 +123,14 @@ def _plan(folder: Path, device: torch.device | str, overrides: dict[str, Any] | 
     sched = (call and call.scheduler) or _find(cfg, ("noise_scheduler", "scheduler"), _SCHEDULER_CLASSES, "scheduler")
     ae = _find(cfg, ("autoencoder_def",), AUTOENCODERS, "autoencoder") if "autoencoder_def" in cfg.data else None
     cn = _find(cfg, ("controlnet_def",), CONTROLNETS, "ControlNet") if "controlnet_def" in cfg.data else None
-    kwargs = {c.id: _runnable(cfg.arguments(c), device) for c in (unet, ae, cn) if c is not None}
+    masks = {}
+    if cn is not None and all(key in cfg.data for key, _ in MASK_KEYS.values()):
+        masks = {name: _find(cfg, (key,), classes, f"mask-generation {name}") for name, (key, classes) in MASK_KEYS.items()}
+    nets = [unet, ae, cn, masks.get("unet"), masks.get("autoencoder")]
+    kwargs = {c.id: _runnable(cfg.arguments(c), device) for c in nets if c is not None}
     if ae is not None:
         _check_latent(kwargs[unet.id], kwargs[ae.id], cfg.path)
-    return _Plan(cfg, meta, wiring, unet, sched, ae, cn, kwargs)
+    return _Plan(cfg, meta, wiring, unet, sched, ae, cn, masks, kwargs)
 
 
 def describe_bundle(folder: str | Path, overrides: dict[str, Any] | None = None) -> BundleInfo:
@@ -142,14 +148,14 @@ def load_bundle(folder: str | Path, device: torch.device | str = "cpu",
     folder = Path(folder)
     plan = _plan(folder, device, overrides)
     cfg, kwargs = plan.cfg, plan.kwargs
-    check_memory({c.id: (c.cls, kwargs[c.id]) for c in plan.components}, device, cfg.path)
-    nets = {c.id: _build(c, kwargs[c.id], cfg.path) for c in plan.components}
-    loads = [w for w in plan.wiring if isinstance(w, LoadWeights)]
+    masks = [plan.masks[k] for k in ("unet", "autoencoder") if k in plan.masks]
+    check_memory({c.id: (c.cls, kwargs[c.id]) for c in [*plan.components, *masks]}, device, cfg.path)
+    nets = {c.id: build(c, kwargs[c.id], cfg.path) for c in plan.components}
     defaults = {plan.unet.id: ("model.pt",)}
     if plan.autoencoder is not None:
         defaults[plan.autoencoder.id] = ("autoencoder.pt", "model_autoencoder.pt")
     for c in plan.components:
-        _load_weights(folder, cfg, c, nets[c.id], loads, defaults.get(c.id, ()), plan.wiring)
+        load_into(cfg, c, nets[c.id], plan.wiring, defaults.get(c.id, ()))
     unet_kwargs = kwargs[plan.unet.id]
     info = plan.info()
     common: dict[str, Any] = {
@@ -164,10 +170,14 @@ def load_bundle(folder: str | Path, device: torch.device | str = "cpu",
     }
     if plan.autoencoder is not None:
         common["autoencoder"] = nets[plan.autoencoder.id].to(device).eval()
-        common["scale_factor"] = _scale_factor(folder, cfg, plan.wiring)
+        common["scale_factor"] = scale_factor(cfg)
     if plan.controlnet is not None:
-        return open_maisi(cfg, common, nets[plan.controlnet.id].to(device).eval(),
-                          kwargs[plan.autoencoder.id] if plan.autoencoder else {})
+        model = open_maisi(cfg, common, nets[plan.controlnet.id].to(device).eval(),
+                           kwargs[plan.autoencoder.id] if plan.autoencoder else {}, unet_kwargs)
+        scheduler = plan.masks.get("scheduler")
+        spec = {"objective": SCHEDULERS[scheduler.name], **cfg.arguments(scheduler)} if scheduler else {}
+        model.masks, model.masks_missing = open_masks(cfg, plan.masks, kwargs, plan.wiring, spec, device)
+        return model
     model = DiffusionModel(**common)
     model.shape = _shape(cfg, plan.meta, model, int(unet_kwargs.get("spatial_dims", 2)))
     model.condition_names = tuple(f.label for f in info.condition_fields)
@@ -213,128 +223,6 @@ def _find(cfg: BundleConfig, keys: tuple[str, ...], classes: dict[str, type], wh
                 return value
     raise ModelError(f"Bundle config '{cfg.path}' has no {what} napari-medgen can build (looked for "
                      f"{', '.join(keys)} with _target_ one of {', '.join(sorted(classes))}).")
-
-
-def weight_bytes(cls: type, kwargs: dict[str, Any]) -> int:
-    """float32 bytes of the parameters of ``cls(**kwargs)``, counted on the meta device (nothing allocated)."""
-    with torch.device("meta"):
-        net = cls(**kwargs)
-    return 4 * sum(p.numel() for p in net.parameters())
-
-
-def check_memory(nets: dict[str, tuple[type, dict[str, Any]]], device: torch.device | str, where: Path) -> None:
-    """ModelError naming the estimate when the networks' weights would take more than MEMORY_SHARE of the
-    free memory of ``device``, or when MONAI refuses their arguments."""
-    total = 0
-    for id_, (cls, kwargs) in nets.items():
-        try:
-            total += weight_bytes(cls, kwargs)
-        except OptionalImportError as exc:
-            raise ModelError(f"Bundle network '{id_}' needs an optional package: {str(exc).splitlines()[0]}.") from None
-        except (*CONFIG_ERRORS, RuntimeError) as exc:
-            raise ModelError(f"Bundle config '{where}': '{id_}' is not valid for MONAI's {cls.__name__}: "
-                             f"{str(exc)[:200]!r}") from None
-    dev = torch.device(device)
-    free = torch.cuda.mem_get_info(dev)[0] if dev.type == "cuda" else psutil.virtual_memory().available
-    if total > MEMORY_SHARE * free:
-        raise ModelError(f"Bundle '{where.parent.parent}': its networks' weights alone need about {total / 2**30:.3g} GiB "
-                         f"({total // 4:,} parameters), more than {MEMORY_SHARE:.0%} of the {free / 2**30:.3g} GiB free "
-                         f"on {dev}; they were not built.")
-
-
-def _build(comp: Component, kwargs: dict[str, Any], where: Path) -> torch.nn.Module:
-    try:
-        return comp.cls(**kwargs)
-    except (*CONFIG_ERRORS, RuntimeError) as exc:
-        raise ModelError(f"Bundle config '{where}': '{comp.id}' is not valid for MONAI's {comp.name}: {exc!r}") from None
-
-
-def _weight_path(folder: Path, rel: str, cfg: BundleConfig) -> Path:
-    path = (folder / rel).resolve()
-    if folder.resolve() not in path.parents:
-        raise ConfigRefused(f"Bundle config '{cfg.path}' loads weights from '{rel}', outside the bundle folder.")
-    return path
-
-
-def _load_weights(folder: Path, cfg: BundleConfig, comp: Component, net: torch.nn.Module, loads: list[LoadWeights],
-                  defaults: tuple[str, ...], wiring: list[Any]) -> None:
-    """Load ``comp``'s weights from the config's loading line for it, or the first default file present."""
-    line = next((w for w in loads if w.target is comp), None)
-    if line is None:
-        copy = next((w for w in wiring if isinstance(w, CopyState) and w.target is comp), None)
-        candidates = [folder / "models" / n for n in defaults]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise ModelError(f"Bundle '{folder}' has no weights for '{comp.id}' (looked for "
-                             f"{', '.join(str(p.relative_to(folder)) for p in candidates) or 'a loading line'})"
-                             + (", and it would only copy another network's" if copy else "") + ".")
-        source = WeightFile(str(path.relative_to(folder)))
-    else:
-        source = line.source
-    path = _weight_path(folder, source.path, cfg)
-    if not path.is_file():
-        raise ModelError(f"Bundle '{folder}' is missing the weights file '{source.path}' for '{comp.id}' "
-                         "(download the bundle with its weights, e.g. python -m monai.bundle download).")
-    state = load_weights(path, source.key)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        if not _load_old(net, state):
-            raise ModelError(f"Bundle weights '{path}' do not fit '{comp.id}' in '{cfg.path}': {str(exc)[:300]}") from None
-
-
-def load_weights(path: Path, key: str | None = None) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` with ``torch.load(weights_only=True)``: the ``key`` entry of a checkpoint
-    dict, else unwrapped from {"state_dict"/"model"/...: sd}; DistributedDataParallel's ``module.``
-    prefixes dropped. ModelError for pickled objects or code, damaged files, or no tensors."""
-    obj = _torch_load(path)
-    if key is not None:
-        if not isinstance(obj, dict) or key not in obj:
-            raise ModelError(f"Bundle weights '{path}' have no entry '{key}'.")
-        obj = obj[key]
-    for k in ("state_dict", "model", "network", "diffusion", "autoencoder"):
-        if isinstance(obj, dict) and isinstance(obj.get(k), dict):
-            obj = obj[k]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelError(f"Bundle weights '{path}'{f' [{key!r}]' if key else ''} are not a state dict of tensors.")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, TypeError, ValueError, EOFError, OSError) as exc:
-        raise ModelError(f"Bundle weights '{path}' hold more than plain tensors (pickled objects or code), or are "
-                         f"damaged; they were not loaded and nothing in them was run. ({str(exc).splitlines()[0][:160]})") from None
-
-
-def _load_old(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
-    """Load MONAI Generative weights with the network's ``load_old_state_dict``; True when every tensor of
-    ``state`` went to exactly one of the network's (MONAI's function would keep random values otherwise)."""
-    old = getattr(net, "load_old_state_dict", None)
-    remaining = dict(state)  # MONAI's function pops what it uses
-    if old is None or len(state) != len(net.state_dict()):
-        return False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints its diagnostics
-            old(remaining)
-    except (RuntimeError, KeyError):
-        return False
-    return not remaining
-
-
-def _scale_factor(folder: Path, cfg: BundleConfig, wiring: list[Any]) -> float:
-    """The latent scale factor: a plain ``scale_factor``, an entry of a weights file, or 1 (the zoo's latent
-    samplers without one decode latents unscaled)."""
-    value = cfg.get("scale_factor") if "scale_factor" in cfg.data else 1.0
-    if isinstance(value, WeightFile) and value.key:
-        tensor = _torch_load(_weight_path(folder, value.path, cfg))
-        value = tensor.get(value.key) if isinstance(tensor, dict) else None
-        value = float(value) if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ModelError(f"Bundle config '{cfg.path}': 'scale_factor' must be a positive number, got {str(value)[:60]}.")
-    return float(value)
 
 
 def _spacing(cfg: BundleConfig, meta: dict[str, Any]) -> tuple[float, float, float]:

@@ -43,7 +43,8 @@ RENAMED = {"num_channels": "channels", "use_checkpointing": "use_checkpoint"}
 @dataclass(frozen=True)
 class ConditionField:
     """One named conditioning value a bundle defines: ``key`` (config id), ``label`` (metadata name),
-    ``default``, and either a numeric range [low, high] or ``choices``."""
+    ``default``, and either a numeric range [low, high] or ``choices``; ``special``: words a numeric
+    field takes besides its range (MAISI's anatomy sizes: "auto", "absent")."""
 
     key: str
     label: str
@@ -51,6 +52,7 @@ class ConditionField:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] = ()
+    special: tuple[str, ...] = ()
 
 
 class _SafeLoader(yaml.SafeLoader):

@@ -30,13 +30,14 @@ from ..models.diffusion import (
     speed_up,
 )
 from ..models.bundle_config import ConditionField
-from ..models.bundle_maisi import AUTO, REGIONS, MaisiModel, body_regions
+from ..models.bundle_maisi import MaisiModel
 from ..models.families import open_model
 from ..models.store import load_card
 from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
 from . import memory
-from .sample_inputs import Grid, condition_values, default_grid, is_xyz, label_grid, mask_inputs, mask_slice
+from .sample_inputs import Grid, condition_values, default_grid, is_xyz, mask_inputs, mask_slice
+from .sample_maisi import maisi_inputs
 
 MAX_SAMPLES = 64
 # steps x samples from which tracing the network pays back its one-time cost on CPU (about 0.5 s
@@ -112,7 +113,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            preview_every: int = 5, device: str | torch.device = "auto", cancel: CancelToken | None = None,
            fast: bool = True, shape: tuple[int, ...] | None = None,
            scale_factor: float | None = None, slice_index: int | None = None,
-           overrides: dict[str, object] | None = None) -> Generator[Progress, None, Volume]:
+           overrides: dict[str, object] | None = None, label_map: Sequence[str] = ()) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
@@ -122,7 +123,9 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     each), of any size: it is resampled (nearest neighbour) to the model's grid and the samples back
     to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the middle one).
     MAISI: the label map (MAISI's label indices) is resampled onto the bundle's RAS grid of ``shape``
-    (z, y, x) voxels at the chosen voxel size, and the CT (HU) is returned on that grid.
+    (z, y, x) voxels at the chosen voxel size, and the CT (HU) is returned on that grid; ``label_map``: the
+    mask's values as MAISI classes ("VALUE=CLASS" or "identity"); without a mask, MAISI generates the label
+    map from anatomy sizes (result metadata "label_map"; :mod:`.sample_maisi`).
     condition: the conditioning values of conditioned models: numbers in order, or by name
     ({"age": 0.3} or "age=0.3,gender=1"; missing names take the bundle's defaults), the same for all
     samples; :func:`condition_fields` lists the names, defaults and ranges.
@@ -149,10 +152,12 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     fields = condition_fields(m)
     named = condition_values(fields, condition, m.source) if fields else {}
     vector = list(named.values()) if fields else condition
-    grid = default_grid(m)
+    grid, extra = default_grid(m), {}
     if isinstance(m, MaisiModel):
-        seg, grid = _maisi_inputs(m, mask, named)
+        seg, grid, extra = yield from maisi_inputs(m, mask, named, label_map, seed, cancel, dev)
         vector = None
+    elif label_map:
+        raise InputError("A label mapping (--map) applies to MAISI bundles only.")
     elif mask is not None:
         seg, grid = mask_inputs(m, mask, slice_index)
     else:
@@ -194,7 +199,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
                                  context)
     info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named}
     meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
-            **({"modality": m.extra["modality"]} if "modality" in m.extra else {})}
+            **({"modality": m.extra["modality"]} if "modality" in m.extra else {}), **extra}
     # a latent model's starting noise is not decoded: one full-size decode to show noise
     start = grid.volume(_to_image(m, x), **meta, **info) if m.autoencoder is None else None
     yield Progress(0, total, "starting from noise", preview=start)
@@ -264,25 +269,6 @@ def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: tor
     if net is None:
         return m.predict
     return lambda x_, t_, seg_=None, context_=None: net(x_, t_, *[a for a in (seg_, context_) if a is not None])
-
-
-def _maisi_inputs(m: MaisiModel, mask: Volume | None, named: dict[str, float | str]) -> tuple[torch.Tensor, Grid]:
-    """MAISI's ControlNet condition (1, 8, X, Y, Z) from the label map on the bundle's output grid, and that grid."""
-    if mask is None:
-        raise InputError(f"Model '{m.source}' (MAISI) generates CT from a label map: give one (mask).")
-    where = mask.metadata.get("source", "the label map")
-    if not np.issubdtype(mask.data.dtype, np.integer) and not np.array_equal(mask.data, np.round(mask.data)):
-        raise InputError(f"{where}: the mask holds non-integer values; it must be a label map.")
-    bad = [int(v) for v in np.unique(mask.data) if not 0 <= v < 256]
-    if bad:
-        raise InputError(f"{where}: label value(s) {bad[:10]} are not MAISI label indices (0..255, the bundle's "
-                         "configs/label_dict.json).")
-    spacing = (float(named["spacing_xy"]), float(named["spacing_xy"]), float(named["spacing_z"]))
-    labels, grid = label_grid(mask, spacing, m.image_shape)
-    auto = body_regions(labels) if AUTO in (named["top_region"], named["bottom_region"]) else (0, 0)
-    top, bottom = (auto[i] if named[k] == AUTO else REGIONS.index(str(named[k]))
-                   for i, k in enumerate(("top_region", "bottom_region")))
-    return m.set_inputs(labels, spacing, top, bottom), grid
 
 
 def placeholder(model: str | Path, n: int, mask: Volume | None = None, slice_index: int | None = None) -> Volume | None:

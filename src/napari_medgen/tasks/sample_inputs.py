@@ -137,14 +137,17 @@ def _checked(f: ConditionField, value: object, source: str) -> float | str:
         if str(value) not in f.choices:
             raise InputError(f"'{f.key}' of model '{source}' must be one of {', '.join(f.choices)}, got '{value}'.")
         return str(value)
+    if str(value) in f.special:
+        return str(value)
+    words = f" or one of {', '.join(f.special)}" if f.special else ""
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InputError(f"'{f.key}' ({f.label}) of model '{source}' must be a number, got '{value}'.") from None
+        raise InputError(f"'{f.key}' ({f.label}) of model '{source}' must be a number{words}, got '{value}'.") from None
     low = -np.inf if f.low is None else f.low
     high = np.inf if f.high is None else f.high
     if not np.isfinite(number) or not low <= number <= high:
-        raise InputError(f"'{f.key}' ({f.label}) of model '{source}' must lie in [{f.low}, {f.high}], got {value}.")
+        raise InputError(f"'{f.key}' ({f.label}) of model '{source}' must lie in [{f.low}, {f.high}]{words}, got {value}.")
     return number
 
 

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -30,6 +31,7 @@ from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..models.store import shipped_models
 from ..tasks.sample import MAX_SAMPLES, model_options, placeholder, sample
 from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
+from .label_map import layer_label_names
 from . import warmup
 from .runner import TaskHandle, run_task
 
@@ -63,6 +65,8 @@ class SampleWidget(QWidget):
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._refresh_masks)
         self._refresh_masks()
+        self.label_map = QLineEdit()
+        self.label_map.setPlaceholderText("MAISI: VALUE=CLASS, e.g. 1=liver (or identity)")
         self.conditions = QFormLayout()  # one named field per conditioning value the model defines
         self.condition_inputs: dict[str, QComboBox | QDoubleSpinBox] = {}
         self.run_button = QPushButton("Sample")
@@ -70,7 +74,8 @@ class SampleWidget(QWidget):
         self.panel = ProgressPanel(warm=warmup.MODEL_FAMILIES)
         form = QFormLayout()
         for label, w in (("model", self.model), ("sampler", self.sampler), ("steps", self.steps), ("seed", self.seed),
-                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask)):
+                         ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask),
+                         ("label map", self.label_map)):
             form.addRow(label, w)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -143,15 +148,17 @@ class SampleWidget(QWidget):
         mask_name = self.mask.currentText()
         layer = self.viewer.layers[mask_name] if mask_name in self.viewer.layers else None
         mask = layer_to_volume_of(layer) if layer is not None else None
+        if mask is not None:
+            mask.metadata["label_names"] = layer_label_names(layer)  # names from the layer's features too
         index = self._current_slice(layer, mask)
         sampler = None if self.sampler.currentText() == AUTO else self.sampler.currentText()
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
                         mask=mask, preview_every=self.preview_every.value(), condition=self.condition(),
-                        slice_index=index)
+                        slice_index=index, label_map=[t for t in [self.label_map.text().strip()] if t])
         empty = placeholder(path, self.n.value(), mask, index)  # shown before the job loads the CPU
         prepare = None if empty is None else partial(show_placeholder, self.viewer, empty, OUTPUT)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
-                               name="Sample", on_result=self._show, on_preview=self._show,
+                               name="Sample", on_result=self._show_result, on_preview=self._show,
                                panel=self.panel, prepare=prepare)
         return self.handle
 
@@ -165,13 +172,21 @@ class SampleWidget(QWidget):
     def _show(self, vol: Any) -> None:
         add_volume(self.viewer, vol, OUTPUT)
 
+    def _show_result(self, vol: Any) -> None:
+        self._show(vol)
+        if vol.metadata.get("label_map") is not None:  # MAISI's label map generated from anatomy sizes
+            add_volume(self.viewer, vol.metadata["label_map"], f"{OUTPUT} labels")
+
 
 def _field_input(f: ConditionField) -> QComboBox | QDoubleSpinBox:
-    """A combo box of the field's choices, or a spin box over its range, set to its default."""
-    if f.choices:
+    """A combo box of the field's choices (editable for a number besides its special words), or a spin box
+    over its range, set to its default."""
+    if f.choices or f.special:
         box = QComboBox()
-        box.addItems(list(f.choices))
+        box.setEditable(bool(f.special))
+        box.addItems(list(f.choices or f.special))
         box.setCurrentText(str(f.default))
+        box.setToolTip(f"{f.key}: {f.low} .. {f.high} or {', '.join(f.special)}" if f.special else f.key)
         return box
     spin = QDoubleSpinBox()
     spin.setDecimals(3)
