@@ -14,7 +14,7 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.models.store import SHIPPED_DIR, save_model
 from napari_medgen.models.temporal import ProgressionBank, TemporalAE
 from napari_medgen.progress import run_to_completion
-from napari_medgen.tasks.followup import difference, export_series
+from napari_medgen.tasks.followup import FrameDifference, export_series
 from napari_medgen.tasks.longitudinal import compare_series, predict_followups
 
 SIZE, PIXEL = 32, 12.0
@@ -70,10 +70,12 @@ def test_manifold_method_and_difference_map(tiny):
     a = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0))
     b = run_to_completion(predict_followups(image, tiny, labels=labels, steps=2, refine_steps=0, method="manifold"))
     assert not np.allclose(a.image.data[2], b.image.data[2])
-    diff = difference(b.image, 2)
-    np.testing.assert_allclose(diff.data, b.image.data[2] - image.data, atol=1e-6)
+    diff = FrameDifference(b.image.data, 2)
+    assert diff.shape == image.data.shape and diff.dtype == np.float32
+    np.testing.assert_allclose(np.asarray(diff), b.image.data[2] - image.data, atol=1e-6)
+    np.testing.assert_allclose(diff[1, 3:5], (b.image.data[2] - image.data)[1, 3:5], atol=1e-6)  # only that part
     with pytest.raises(InputError):
-        difference(b.image, 3)
+        FrameDifference(b.image.data, 3)
 
 
 def test_other_grid_is_resampled_with_a_note(tiny):

@@ -40,8 +40,9 @@ def widget(make_napari_viewer, tmp_path, qtbot):
 def test_model_path_shows_series_difference_and_plot(widget, tmp_path):
     viewer, w, qtbot = widget
     assert w.tracked.currentIndex() == -1  # labels 1 and 7, unnamed: nothing proposed, the model follows its 7
+    assert not w.interval.isEnabled() and not w.law.isEnabled() and "months" in w.interval.toolTip()
     w.steps.setValue(3)
-    w.interval.setValue(4.0)
+    w.interval.setValue(4.0)  # greyed out: a learned model steps in its own time unit, not in months
     w.predict()
     qtbot.waitUntil(lambda: w.result is not None, timeout=60000)
     series = viewer.layers["follow-ups"]
@@ -49,12 +50,13 @@ def test_model_path_shows_series_difference_and_plot(widget, tmp_path):
     np.testing.assert_allclose(series.scale[1:], viewer.layers["baseline"].scale)
     np.testing.assert_allclose(series.translate[1:], viewer.layers["baseline"].translate)
     np.testing.assert_array_equal(series.data[0], viewer.layers["baseline"].data)
-    assert w.result.image.metadata["times"] == [0.0, 4.0, 8.0, 12.0]
+    assert w.result.image.metadata["times"] == [0.0, 1.0, 2.0, 3.0]
+    assert w.result.image.metadata["time_unit"] == "model steps"
     diff = viewer.layers["follow-ups difference"]
     lo, hi = diff.contrast_limits
     assert lo == pytest.approx(-hi) and hi > 0  # centred at zero, and the model changed something
     np.testing.assert_allclose(diff.data, series.data[3] - series.data[0], atol=1e-6)
-    assert len(w.axes.lines) == 1 and list(w.axes.lines[0].get_xdata()) == [0.0, 4.0, 8.0, 12.0]
+    assert len(w.axes.lines) == 1 and list(w.axes.lines[0].get_xdata()) == [0.0, 1.0, 2.0, 3.0]
 
     w.time_point.setValue(1)
     np.testing.assert_allclose(viewer.layers["follow-ups difference"].data, series.data[1] - series.data[0], atol=1e-6)

@@ -248,12 +248,29 @@ def _check(baseline: Volume, labels: Volume, margin_mm: float, pull: float) -> N
         raise InputError(f"pull must be in [0, 1), got {pull:g}")
 
 
-def difference(series: Volume, t: int) -> Volume:
-    """Frame t minus frame 0 of a 4D image series: 3D float32 Volume (same geometry)."""
-    if not series.is_time_series or not 0 <= t < series.data.shape[0]:
-        raise InputError(f"time point {t} is not in the series ({series.data.shape[0] if series.is_time_series else 1} frames)")
-    diff = series.data[t].astype(np.float32) - series.data[0].astype(np.float32)
-    return Volume(diff, series.spacing, series.origin, series.direction, False, {"time_point": t})
+class FrameDifference:
+    """Frame ``t`` minus frame 0 of a (t, z, y, x) array, as a lazy (z, y, x) float32 array-like: indexing
+    computes only what is asked for (a viewer asks for the slices it draws); ``np.asarray`` gives it all."""
+
+    def __init__(self, series: np.ndarray, t: int) -> None:
+        if np.ndim(series) != 4 or not 0 <= t < len(series):
+            frames = len(series) if np.ndim(series) == 4 else 1
+            raise InputError(f"time point {t} is not in the series ({frames} frames)")
+        self.series, self.t = series, t
+        self.shape: tuple[int, ...] = tuple(series.shape[1:])
+        self.dtype = np.dtype(np.float32)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        return np.subtract(self.series[self.t][key], self.series[0][key], dtype=np.float32)
+
+    def __array__(self, dtype: object = None, copy: bool | None = None) -> np.ndarray:
+        full = self[...]
+        return full if dtype is None else full.astype(dtype)
 
 
 def export_series(result: FollowUps, out_dir: str | Path, *, single_file: bool = False, suffix: str = ".nii.gz"

@@ -22,6 +22,7 @@ from .warmup import warm_up
 if TYPE_CHECKING:
     from .handle import TaskHandle
 
+LayerData = tuple[Any, dict[str, Any], str]  # (data, layer keywords, "image" or "labels"): volume_to_layer's
 # layer attributes add_volume may set on an existing layer; other keywords only apply to new layers
 _UPDATABLE = ("scale", "translate", "affine", "metadata", "colormap", "contrast_limits", "opacity", "blending")
 _GEOMETRY = ("scale", "translate", "affine")
@@ -59,8 +60,15 @@ def add_volume(viewer: Any, vol: Volume, name: str, **kwargs: Any) -> Layer:
     kwargs go to ``add_image``/``add_labels`` (``oblique=`` goes to ``volume_to_layer``). The
     volume's ``metadata["notes"]`` are shown as notifications when they are new for this layer.
     """
-    data, layer_kw, kind = volume_to_layer(vol, name, oblique=kwargs.pop("oblique", "resample"))
-    layer_kw.update(kwargs)
+    return add_layer_data(viewer, volume_to_layer(vol, name, oblique=kwargs.pop("oblique", "resample")), **kwargs)
+
+
+def add_layer_data(viewer: Any, layer_data: LayerData, **kwargs: Any) -> Layer:
+    """:func:`add_volume` for what :func:`..io.layers.volume_to_layer` made, e.g. in a worker thread
+    (``layer_data`` is not changed; kwargs override its layer keywords, which name the layer)."""
+    data, layer_kw, kind = layer_data
+    layer_kw = {**layer_kw, **kwargs}
+    name = layer_kw["name"]
     notes = list(layer_kw["metadata"].get("notes", []))
     cls = Labels if kind == "labels" else Image
     old = viewer.layers[name] if name in viewer.layers else None

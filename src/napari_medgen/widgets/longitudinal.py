@@ -6,11 +6,9 @@ law and the months. A learned "temporal" model can be chosen instead for scans l
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from napari.layers import Image, Labels
@@ -30,22 +28,22 @@ from qtpy.QtWidgets import (
 
 from ..data.progression import DEFAULT_RATE, RATE_UNIT, Law, Progression, schedule
 from ..errors import MedgenError
-from ..io.volume import Volume
 from ..models.store import load_card, shipped_models
-from ..progress import Progress
-from ..tasks.followup import FollowUps, difference, export_series, label_values, propose_tracked, simulate_followups
+from ..tasks.followup import FollowUps, export_series, label_values, propose_tracked, simulate_followups
 from ..tasks.longitudinal import METHODS, predict_followups
 from . import warmup
-from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .common import ProgressPanel, layer_to_volume_of
+from .followup_layers import AT_T, OUTPUT, PreparedFollowUps, prepared, result_steps, show_at_t, show_difference, \
+    show_in_turns
 from .runner import run_task
-from .turns import next_turn
 
 if TYPE_CHECKING:
     import napari
 
-OUTPUT = "follow-ups"
 NO_LABELS = "(none)"
 NO_MODEL = "none: real-scan progression (any modality)"
+MODEL_TIME = ("A learned model steps in its own time unit (its card's time_step, e.g. one follow-up of the phantom "
+              "protocol), not in months: months, progression and rate apply to the real-scan path only.")
 
 
 class LongitudinalWidget(QWidget):
@@ -55,7 +53,7 @@ class LongitudinalWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.result: FollowUps | None = None
-        self._last_difference: Volume | None = None
+        self.prepared: PreparedFollowUps | None = None
         self._tracked_source: Labels | None = None
         self.image_layer, self.labels_layer, self.tracked = QComboBox(), QComboBox(), QComboBox()
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
@@ -72,6 +70,7 @@ class LongitudinalWidget(QWidget):
         self.rate.setDecimals(2)
         self.law.currentTextChanged.connect(self._law_changed)
         self._law_changed(self.law.currentText())
+        self.model.currentIndexChanged.connect(lambda _: self._model_changed())
         browse = QPushButton("Browse...")
         browse.clicked.connect(self._browse)
         self.steps = QSpinBox()
@@ -95,6 +94,7 @@ class LongitudinalWidget(QWidget):
         self.figure = Figure(figsize=(4, 2.2), dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.axes = self.figure.add_subplot(1, 1, 1)
+        self.figure.subplots_adjust(left=0.17, right=0.97, bottom=0.22, top=0.95)  # fixed: tight_layout took ~0.3 s
 
         form = QFormLayout()
         form.addRow("Baseline", self.image_layer)
@@ -124,6 +124,15 @@ class LongitudinalWidget(QWidget):
         viewer.layers.events.inserted.connect(self._refresh_layers)
         viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+        self._model_changed()
+
+    def _model_changed(self) -> None:
+        """Months, law and rate drive the real-scan path only; the method, the model path only."""
+        real = self.model.currentData() is None
+        for field in (self.law, self.rate, self.interval):
+            field.setEnabled(real)
+            field.setToolTip("" if real else MODEL_TIME)
+        self.method.setEnabled(not real)
 
     def _law_changed(self, law: str) -> None:
         self.rate.setValue(DEFAULT_RATE[Law(law)])
@@ -145,10 +154,10 @@ class LongitudinalWidget(QWidget):
             show_error("Choose the baseline's label map: the real-scan path follows a lesion in it.")
             return
         tracked = self.tracked.currentData()
-        self._last_difference = None
         try:
-            months = schedule(self.steps.value(), self.interval.value())
-            law = Progression(self.law.currentText(), self.rate.value())
+            if model is None:
+                months = schedule(self.steps.value(), self.interval.value())
+                law = Progression(self.law.currentText(), self.rate.value())
             baseline = layer_to_volume_of(self.viewer.layers[name])
             labels = None if lab_name in ("", NO_LABELS) else layer_to_volume_of(self.viewer.layers[lab_name])
         except MedgenError as exc:
@@ -157,40 +166,21 @@ class LongitudinalWidget(QWidget):
         if model is None:
             make = lambda cancel: simulate_followups(baseline, labels, tracked, months, law, cancel=cancel)  # noqa: E731
         else:
-            method = self.method.currentText()
-            make = lambda cancel: predict_followups(baseline, model, labels=labels, steps=len(months),  # noqa: E731
-                                                    time_spacing=months[0], method=method, tracked=tracked,
-                                                    cancel=cancel)
-        run_task(self.viewer, lambda cancel: self._with_difference(make(cancel)), name="Predict follow-ups",
+            method, steps = self.method.currentText(), self.steps.value()
+            make = lambda cancel: predict_followups(baseline, model, labels=labels, steps=steps,  # noqa: E731
+                                                    time_spacing=1.0, time_unit="model steps", method=method,
+                                                    tracked=tracked, cancel=cancel)
+        run_task(self.viewer, lambda cancel: prepared(make(cancel)), name="Predict follow-ups",
                  on_result=self.show_result, panel=self.panel)
 
-    def _with_difference(self, task: Generator[Progress, None, FollowUps]) -> Generator[Progress, None, FollowUps]:
-        """Run ``task``, then compute its last difference map in the worker too (not on the Qt thread)."""
-        result = yield from task
-        self._last_difference = difference(result.image, result.image.data.shape[0] - 1)
-        return result
+    def show_result(self, result: PreparedFollowUps) -> None:
+        """The result's layers (:func:`.followup_layers.result_steps`), then the volume plot, one step per
+        event-loop turn; ``self.result`` is set in the last turn."""
+        show_in_turns(self.viewer, [*result_steps(self.viewer, result, self._baseline_contrast()),
+                                    lambda: self._show_series(result)])
 
-    def show_result(self, result: FollowUps) -> None:
-        """4D image + labels layers, the difference map and follow-up at the last time point, the volume plot:
-        one per event-loop turn (each large layer takes napari a while to build; the viewer handles events
-        in between). ``self.result`` is set in the last turn."""
-        last = result.image.data.shape[0] - 1
-        steps = [lambda: add_volume(self.viewer, result.image, OUTPUT, contrast_limits=self._baseline_contrast()),
-                 lambda: add_volume(self.viewer, result.labels, f"{OUTPUT} labels"),
-                 lambda: self._show_difference(difference(result.image, last) if self._last_difference is None
-                                               else self._last_difference),
-                 lambda: add_volume(self.viewer, result.image.frame(last), f"{OUTPUT} at t",
-                                    contrast_limits=self._baseline_contrast()),
-                 lambda: self._show_series(result)]
-
-        def run_next() -> None:
-            steps.pop(0)()
-            if steps:
-                next_turn(run_next)
-
-        run_next()
-
-    def _show_series(self, result: FollowUps) -> None:
+    def _show_series(self, prepared_result: PreparedFollowUps) -> None:
+        self.prepared, result = prepared_result, prepared_result.result
         self.result = result
         self.time_point.blockSignals(True)
         self.time_point.setRange(0, result.image.data.shape[0] - 1)
@@ -202,18 +192,13 @@ class LongitudinalWidget(QWidget):
 
     def show_time_point(self) -> None:
         """Difference map (follow-up t minus baseline, diverging, centred at 0) and the follow-up at t."""
-        if self.result is None:
+        if self.prepared is None:
             return
         t = self.time_point.value()
-        self._show_difference(difference(self.result.image, t))
-        add_volume(self.viewer, self.result.image.frame(t), f"{OUTPUT} at t", contrast_limits=self._baseline_contrast())
+        show_difference(self.viewer, self.prepared, t)
+        show_at_t(self.viewer, self.prepared, t, self._baseline_contrast())
         if self.side_by_side.isChecked():
             self.set_grid(True)
-
-    def _show_difference(self, diff: Volume) -> None:
-        limit = float(np.abs(diff.data).max()) or 1.0
-        add_volume(self.viewer, diff, f"{OUTPUT} difference", colormap="PiYG", contrast_limits=(-limit, limit),
-                   opacity=0.7, blending="additive")
 
     def _baseline_contrast(self) -> tuple[float, float] | None:
         name = self.image_layer.currentText()
@@ -223,13 +208,13 @@ class LongitudinalWidget(QWidget):
     def _link_contrast(self, event: Any = None) -> None:
         """The follow-ups follow the baseline's contrast limits (one window for every time point)."""
         limits = self._baseline_contrast()
-        for name in (OUTPUT, f"{OUTPUT} at t"):
+        for name in (OUTPUT, AT_T):
             if limits is not None and name in self.viewer.layers:
                 self.viewer.layers[name].contrast_limits = limits
 
     def set_grid(self, on: bool) -> None:
         """Side by side: only the baseline and the follow-up at t, in a 1 x 2 grid (one camera, linked contrast)."""
-        keep = {self.image_layer.currentText(), f"{OUTPUT} at t"}
+        keep = {self.image_layer.currentText(), AT_T}
         for layer in self.viewer.layers:
             layer.visible = (layer.name in keep) if on else True
         self.viewer.canvas.grid.shape = (1, 2) if on else (-1, -1)
@@ -248,7 +233,6 @@ class LongitudinalWidget(QWidget):
         ax.plot(result.times, result.tracked_ml, "o-")
         ax.set_xlabel(f"time ({result.image.metadata.get('time_unit', '')})")
         ax.set_ylabel("lesion volume (ml)")
-        self.figure.tight_layout()
         self.canvas.draw_idle()
 
     def _ask_export(self) -> None:
