@@ -1,4 +1,4 @@
-"""Train a registered model family and export it: the task behind ``medgen train`` and the Training dock.
+"""Train a registered model family and export it: the task behind ``medgen train`` and the Train dock.
 
 :func:`train_model` builds the trainer (``training.registry.make_trainer``), runs the generic loop
 (``training.loop.train``: checkpoints, resume, cancel, NaN stop) and, when the run finished,
