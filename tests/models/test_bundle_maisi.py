@@ -106,6 +106,9 @@ def test_label_values_never_change_meaning_silently(maisi):
     named = unnamed.with_data(lab, label_names={7: "Liver", 2: "lung"})
     with pytest.raises(InputError, match=r"2 \(lung\) have no MAISI class.*label_dict\.json"):
         _run(maisi, mask=named, condition={"top_region": "abdomen", "bottom_region": "abdomen"})
+    generic = unnamed.with_data(lab, label_names={7: "liver", 2: "tumour"})  # the project's synonym of "lung tumor"
+    with pytest.raises(InputError, match=r"2 \(tumour\) have no MAISI class"):
+        _run(maisi, mask=generic)
     vol = _run(maisi, mask=named, label_map=["2=left lung upper lobe"])
     assert set(np.unique(maisi.labels).tolist()) == {0, 1, 28}  # 7 -> liver 1, 2 -> 28
     assert vol.metadata["notes"] == ["label values as MAISI classes: 2 (lung) -> 28 left lung upper lobe; "

@@ -2,7 +2,8 @@
 anatomy sizes, on the bundle's output grid, with the body regions and voxel size (:mod:`..models.bundle_maisi`).
 
 A user's label values mean MAISI classes only as :mod:`..data.label_mapping` decides: by the names
-the file or layer gives them (MAISI's names are those of the bundle's ``configs/label_dict.json``),
+the file or layer gives them (the same names as in the bundle's ``configs/label_dict.json``; synonyms
+are not matched here: "tumour" is none of MAISI's five tumours),
 by ``VALUE=CLASS`` specs (CLI ``--map``), or, confirmed with ``identity``, by equal numbers; 0
 without a name is background. Every mapped class must be a value of label_dict.json, 0 (background)
 or 200 (body); anything else is refused naming the file and the values.
@@ -86,6 +87,9 @@ def maisi_labels(m: MaisiModel, mask: Volume, specs: Sequence[str]) -> tuple[np.
         raise InputError(f"{str(exc).split(';')[0].rstrip('.')}; MAISI's classes are the names and values in "
                          f"'{m.label_dict_path}', with 0 background and 200 body.") from None
     proposal = label_mapping.propose(values, names, m.classes)
+    # names must be MAISI's own: with five tumour classes, the synonym "tumour" would mean its "lung tumor"
+    proposal = {v: c if c is None or _same(names.get(v, "background"), m.classes[c]) else None
+                for v, c in proposal.items()}
     table = {int(v): explicit.get(int(v), proposal[int(v)]) for v in values}
     table.update({v: v for v, c in table.items() if c is None and identity and v not in names})
     unmapped = [v for v, c in table.items() if c is None]
@@ -100,3 +104,8 @@ def maisi_labels(m: MaisiModel, mask: Volume, specs: Sequence[str]) -> tuple[np.
                          "its 132 classes (values 1..132), with 0 background and 200 body.")
     mapping = LabelMapping({v: int(c) for v, c in table.items()})
     return mapping.apply(mask.data, where), mapping
+
+
+def _same(a: str, b: str) -> bool:
+    """The same name, ignoring case, spaces, ``_ - / .``."""
+    return label_mapping.normalize_name(a).replace(" ", "") == label_mapping.normalize_name(b).replace(" ", "")
