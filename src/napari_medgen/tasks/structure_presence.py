@@ -1,0 +1,210 @@
+"""Is each phantom structure there? Segment generated 3D phantom volumes by intensity and check every
+structure's volume and place against the exact label maps of the training phantoms.
+
+Segmentation (:func:`segment`, a volume (z, y, x) in raw intensities): the renderer
+(``data.phantom.render``) paints each label with one mean plus texture, multiplies by a smooth
+quadratic bias field and adds noise. So the volume is divided by a quadratic fitted to image / body
+mean over the body's voxels (:func:`bias_field`), and each voxel takes the label of the nearest of
+the training data's class means (``tasks.quality.class_means``); labels closer than ``GROUP_GAP``
+within-class spreads (body / RV / LV blood, 0.75 / 0.85 / 0.95 in mr_vendor_a) are told apart on
+the intensity averaged over the voxel's neighbours of the same group. Dark voxels connected to the
+volume's border are background, the enclosed ones lung.
+
+Presence (:func:`presence`): counted like ``data.phantom.estimate_factors`` counts volumes (label
+voxels), on the largest 6-connected piece of the structure's class inside the region where it lies
+in the training maps (dilated by ``PLACE_TOL`` voxels): its count within [SIZE_LOW x smallest,
+SIZE_HIGH x largest] training piece (and at least MIN_VOXELS), its centroid within ``PLACE_TOL`` voxels of a training
+centroid. One piece, so that scattered voxels of the right intensity do not add up to a structure. Labels whose means lie within ``MERGE_GAP`` of each other (spine 0.55, tumour 0.50) count
+as one intensity class there; their regions tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..data.phantom import LABELS
+from ..errors import InputError
+
+MERGE_GAP = 0.1  # x the brightest class mean: classes closer than this share one intensity class
+SIZE_LOW, SIZE_HIGH = 0.5, 2.0
+MIN_VOXELS = 3  # a piece smaller than this is noise, not a structure resolved on the grid
+PLACE_TOL = 2.0  # voxels
+BIAS_ROUNDS = 2
+BIAS_WINDOW = 0.3  # first guess of the body: within 30 % of its mean (the renderer's field is 1 +- 0.2)
+GROUP_GAP = 4.0  # x the within-class spread: labels closer than this are one intensity group
+SMOOTH_VOXELS = 0.7  # chosen on training seeds (0..47): RV and LV both found
+BODY, LUNG = 1, 2
+STRUCTURES: dict[int, str] = {k: v for k, v in LABELS.items() if k > 0}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Per structure (label value), from exact training label maps (z, y, x): (smallest, largest) voxel
+    count of its largest 6-connected piece, those pieces' centroids (n, 3) in voxels, and the region where it may lie (every map's voxels of it,
+    dilated by ``PLACE_TOL`` voxels)."""
+
+    sizes: dict[int, tuple[int, int]]
+    centroids: dict[int, np.ndarray]
+    regions: dict[int, np.ndarray]
+
+
+def reference(labels: Sequence[np.ndarray]) -> Reference:
+    """Sizes and places of every structure's largest 6-connected piece in exact training label maps
+    (z, y, x, all one shape), and the regions where the structures lie."""
+    stack = np.stack([np.asarray(x) for x in labels])
+    sizes, cents, regions = {}, {}, {}
+    for k, name in STRUCTURES.items():
+        masks = stack == k
+        if not masks.reshape(len(stack), -1).any(1).all():
+            raise InputError(f"A reference label map holds no {name}: no size or place to compare with.")
+        pieces = [_largest_piece(m) for m in masks]
+        counts = [int(p.sum()) for p in pieces]
+        sizes[k] = (min(counts), max(counts))
+        cents[k] = np.stack([np.argwhere(p).mean(0) for p in pieces])
+        regions[k] = ndimage.binary_dilation(masks.any(0), iterations=int(PLACE_TOL))
+    return Reference(sizes, cents, regions)
+
+
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 6-connected piece of ``mask`` (all False when it is empty)."""
+    pieces, n = ndimage.label(mask)
+    if n == 0:
+        return pieces > 0
+    return pieces == int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1
+
+
+def _quadratic_basis(shape: tuple[int, ...]) -> np.ndarray:
+    """The bias field's 10 terms (1, x, y, z, xy, yz, xz, x^2, y^2, z^2) on a [-1, 1] grid -> (voxels, 10)."""
+    z, y, x = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij")
+    terms = [np.ones_like(x), x, y, z, x * y, y * z, x * z, x * x, y * y, z * z]
+    return np.stack([t.ravel() for t in terms], axis=1)
+
+
+def _nearest(image: np.ndarray, means: np.ndarray) -> np.ndarray:
+    return np.argmin(np.abs(image[..., None] - means), axis=-1)
+
+
+def intensity_groups(means: np.ndarray, sigma: float) -> list[tuple[int, ...]]:
+    """Labels whose means chain within ``GROUP_GAP`` x sigma of each other form one group (sorted by mean)."""
+    order = np.argsort(means)
+    groups, current = [], [int(order[0])]
+    for prev, k in zip(order[:-1], order[1:]):
+        if means[k] - means[prev] < GROUP_GAP * sigma:
+            current.append(int(k))
+        else:
+            groups.append(tuple(current))
+            current = [int(k)]
+    return groups + [tuple(current)]
+
+
+def _classify(image: np.ndarray, means: np.ndarray, sigma: float) -> np.ndarray:
+    """Each voxel's intensity group by nearest mean; within a group of several labels, the nearest mean to
+    the group's intensity averaged around the voxel (Gaussian, ``SMOOTH_VOXELS``, over the group's voxels)."""
+    labels = _nearest(image, means)
+    out = labels.copy()
+    for group in intensity_groups(means, sigma):
+        if len(group) == 1:
+            continue
+        mask = np.isin(labels, group)
+        weight = ndimage.gaussian_filter(mask.astype(np.float64), SMOOTH_VOXELS, mode="nearest")
+        local = ndimage.gaussian_filter(np.where(mask, image, 0.0), SMOOTH_VOXELS, mode="nearest") / np.maximum(weight, 1e-6)
+        sub = np.asarray(group)
+        out[mask] = sub[_nearest(local[mask], means[sub])]
+    return out
+
+
+def bias_field(image: np.ndarray, body_mean: float) -> np.ndarray:
+    """The renderer's multiplicative field, fitted as a quadratic to image / body mean over the voxels
+    within ``BIAS_WINDOW`` of the body's level (a window that halves each round, symmetric so that
+    the body's texture does not bias the fit; the heart's and spine's few voxels fall out) -> (z, y, x)."""
+    basis = _quadratic_basis(image.shape)
+    ratio = image.ravel() / body_mean
+    field = np.ones(ratio.shape)
+    for k in range(BIAS_ROUNDS):
+        sel = np.abs(ratio / field - 1.0) < BIAS_WINDOW / 2 ** k
+        if sel.sum() < basis.shape[1]:
+            break
+        coef, *_ = np.linalg.lstsq(basis[sel], ratio[sel], rcond=None)
+        field = np.clip(basis @ coef, 0.5, 1.5)
+    return field.reshape(image.shape)
+
+
+def segment(image: np.ndarray, means: Sequence[float], sigma: float) -> np.ndarray:
+    """Label map (z, y, x) int of a raw-intensity phantom volume: bias field removed, nearest class mean
+    (:func:`_classify`), dark voxels connected to the volume's border
+    background and the enclosed ones lung.
+
+    means: the training data's mean intensity per label 0..7 (background first); sigma: their
+    within-class intensity spread (:func:`class_spread`).
+    """
+    img = np.asarray(image, np.float64)
+    m = np.asarray(means, np.float64)
+    if img.ndim != 3 or len(m) != len(LABELS) or not np.all(np.isfinite(m)):
+        raise InputError(f"segment needs a (z, y, x) volume and {len(LABELS)} finite class means, got shape "
+                         f"{img.shape} and {len(m)} means.")
+    corrected = img / bias_field(img, float(m[BODY]))
+    labels = _classify(corrected, m, sigma)
+    dark, n = ndimage.label(np.isin(labels, (0, LUNG)))
+    border = np.unique(np.concatenate([dark[[0, -1]].ravel(), dark[:, [0, -1]].ravel(), dark[..., [0, -1]].ravel()]))
+    labels[dark > 0] = LUNG
+    labels[np.isin(dark, border[border > 0])] = 0
+    return labels
+
+
+def class_spread(images: np.ndarray, labels: np.ndarray) -> float:
+    """Pooled within-class standard deviation of training volumes' intensities (the segmentation's noise)."""
+    img, lab = np.asarray(images, np.float64), np.asarray(labels)
+    means = np.bincount(lab.ravel(), weights=img.ravel()) / np.maximum(np.bincount(lab.ravel()), 1)
+    return float(np.sqrt(np.mean((img - means[lab]) ** 2)))
+
+
+def intensity_classes(means: Sequence[float]) -> dict[int, tuple[int, ...]]:
+    """Per structure, the labels that share its intensity class (means within ``MERGE_GAP`` of the brightest)."""
+    m = np.asarray(means, np.float64)
+    gap = MERGE_GAP * float(np.nanmax(np.abs(m)))
+    return {k: tuple(j for j in STRUCTURES if abs(m[j] - m[k]) < gap) for k in STRUCTURES}
+
+
+def presence(labels: np.ndarray, ref: Reference, classes: dict[int, tuple[int, ...]]) -> dict[int, bool]:
+    """Per structure: is the largest 6-connected piece of its intensity class inside its region of a
+    plausible size (and at least ``MIN_VOXELS``), centred within ``PLACE_TOL`` voxels of a training centroid?"""
+    out: dict[int, bool] = {}
+    for k in STRUCTURES:
+        piece = _largest_piece(np.isin(labels, classes[k]) & ref.regions[k])
+        count = int(piece.sum())
+        lo, hi = ref.sizes[k]
+        out[k] = bool(max(SIZE_LOW * lo, MIN_VOXELS) <= count <= SIZE_HIGH * hi
+                      and np.min(np.linalg.norm(ref.centroids[k] - np.argwhere(piece).mean(0), axis=1)) <= PLACE_TOL)
+    return out
+
+
+def presence_rates(volumes: Sequence[np.ndarray], means: Sequence[float], sigma: float,
+                   ref: Reference) -> dict[str, float]:
+    """Fraction of ``volumes`` (raw intensities, z, y, x) in which each structure is present, by name."""
+    classes = intensity_classes(means)
+    hits = np.array([list(presence(segment(vol, means, sigma), ref, classes).values()) for vol in volumes], float)
+    return {STRUCTURES[k]: float(hits[:, i].mean()) for i, k in enumerate(STRUCTURES)}
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What presence is judged against, from the training volumes and their exact label maps."""
+
+    means: np.ndarray
+    sigma: float
+    ref: Reference
+
+    @classmethod
+    def from_training(cls, images: np.ndarray, labels: np.ndarray) -> Measure:
+        """images, labels: (n, z, y, x) raw training volumes and their label maps."""
+        from .quality import class_means
+
+        return cls(class_means(images, labels, len(LABELS)), class_spread(images, labels), reference(list(labels)))
+
+    def rates(self, volumes: Sequence[np.ndarray]) -> dict[str, float]:
+        """Fraction of ``volumes`` (raw, z, y, x) in which each structure is present, by name."""
+        return presence_rates(volumes, self.means, self.sigma, self.ref)

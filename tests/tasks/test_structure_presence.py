@@ -1,0 +1,61 @@
+"""The 3D phantom's structure-presence measure (tasks.structure_presence) on volumes whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_medgen.errors import InputError
+from napari_medgen.tasks import quality as q
+from napari_medgen.tasks import structure_presence as sp
+from napari_medgen.training.diffusion_trainer import sample_data
+
+SIZE = 32  # the shipped diffusion_phantom3d's grid
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[sp.Measure, np.ndarray, np.ndarray]:
+    """The measure built from the 3D diffusion trainer's phantoms; held-out phantoms (seeds 1000..) and labels."""
+    train, train_lab = (np.stack(x) for x in sample_data("phantom", 3, SIZE)[:2])
+    held, held_lab = (np.stack(x) for x in sample_data("phantom", 3, SIZE, held_out=True)[:2])
+    return sp.Measure.from_training(train.astype(np.float32), train_lab), held.astype(np.float32), held_lab
+
+
+def test_held_out_real_phantoms_have_every_structure_and_are_segmented_like_their_labels(data):
+    measure, held, held_lab = data
+    rates = measure.rates(held)
+    assert set(rates) == set(sp.STRUCTURES.values())
+    # the tumour (3-8 voxels, a radius of about one voxel on the 12 mm grid) is at the grid's limit:
+    # one held-out subject's is darker than the myocardium/tumour midpoint after bias correction
+    assert min(v for k, v in rates.items() if k != "tumour") >= 0.95, rates
+    assert rates["tumour"] >= 0.9, rates
+    seg = sp.segment(held[0], measure.means, measure.sigma)
+    for k in (0, 1, 2, 4):  # background, body, lung, myocardium: intensities far from every other class
+        dice = 2 * ((seg == k) & (held_lab[0] == k)).sum() / ((seg == k).sum() + (held_lab[0] == k).sum())
+        assert dice > 0.9, (sp.STRUCTURES.get(k, "background"), dice)
+
+
+def test_shuffled_voxels_and_a_missing_heart_are_caught(data):
+    measure, held, held_lab = data
+    flat = lambda x: x.reshape(len(x), -1, x.shape[-1])  # noqa: E731
+    shuffled = q.shuffle_in_mask(flat(held), flat(held_lab > 0)).reshape(held.shape)
+    rates = measure.rates(shuffled)
+    assert rates["body"] == 1.0  # the outline is kept
+    assert max(v for k, v in rates.items() if k != "body") <= 0.1, rates
+    no_heart = held.copy()
+    heart = np.isin(held_lab, (3, 4, 5))
+    no_heart[heart] = float(measure.means[1])  # painted over with the body's mean
+    rates = measure.rates(no_heart)
+    assert rates["lv_blood"] == rates["myocardium"] == rates["rv"] == 0.0, rates
+    assert rates["lung"] >= 0.95 and rates["spine"] >= 0.95
+
+
+def test_bias_field_is_recovered_and_bad_input_is_refused(data):
+    measure, held, _ = data
+    ramp = np.linspace(0.85, 1.15, SIZE)[None, None, :]
+    field = sp.bias_field(held[0] * ramp, float(measure.means[1])) / sp.bias_field(held[0], float(measure.means[1]))
+    assert np.abs(field - ramp).max() < 0.05
+    with pytest.raises(InputError, match="finite class means"):
+        sp.segment(held[0], measure.means[:3], measure.sigma)
+    with pytest.raises(InputError, match="holds no"):
+        sp.reference([np.zeros((4, 4, 4), np.uint8)])
