@@ -183,11 +183,10 @@ def deform(viewer: napari.Viewer) -> None:
 
 @scene("sample")
 def sample(viewer: napari.Viewer) -> None:
-    """Sample (diffusion) dock: four DDIM-50 samples of the shipped diffusion_brain2d, stacked on the layer's first axis."""
+    """Sample (diffusion) dock: four samples of the shipped diffusion_brain2d with its default sampler (DDPM 1000),
+    stacked on the layer's first axis."""
     widget = dock(viewer, "Sample (diffusion)")
     widget.model.setCurrentText("diffusion_brain2d")
-    widget.sampler.setCurrentText("ddim")
-    widget.steps.setValue(50)
     widget.n.setValue(4)
     run_and_wait(widget.sample())
     stack = layer_to_volume_of(viewer.layers["diffusion sample"])

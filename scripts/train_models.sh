@@ -10,12 +10,19 @@ medgen --quiet train vae --sample phantom --steps 9500 --batch-size 32 --lr 1e-3
 medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_phantom --method axes --k 8
 medgen --quiet directions measure --model src/napari_medgen/sample_data/models/vae_phantom --bases 12 --record
 medgen --quiet directions quality --model src/napari_medgen/sample_data/models/vae_phantom --record
-medgen --quiet train vae --sample brain --steps 2000 --batch-size 16 --lr 1e-3 --seed 0 --set latent_dim=8 --set beta=0.02 --set seg_weight=1 --set class_balanced=true --set kl_warmup=500 --checkpoint-every 500 --no-resume --workdir medgen-runs/vae_brain --out src/napari_medgen/sample_data/models/vae_brain  # shipped run wrote to /tmp/exp10/vae_brain2 (workdir runBrain2) and was copied (card: training.command)
-medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_brain --method pca --k 6
+# vae_brain: 1 mm MNI152 template (nilearn wheel), held-out axial slabs (data.brain.axial_split) never trained on, each slice
+# prepared as "invert current slice" prepares a scan's (data.brain_slices), a bank of 2000 with random deformations;
+# 2000 steps on 2 shared CPU cores (1 torch thread), 25 min; the shipped run wrote to /tmp/runs/vae_brain_v3_l128 and was copied (card: training.command)
+OMP_NUM_THREADS=1 medgen --device auto --quiet train vae --sample brain --steps 2000 --batch-size 16 --lr 1e-3 --seed 0 --set latent_dim=128 --set beta=0.001 --set seg_weight=1 --set class_balanced=true --set kl_warmup=500 --set n_subjects=2000 --checkpoint-every 500 --no-resume --workdir medgen-runs/vae_brain --out src/napari_medgen/sample_data/models/vae_brain
+medgen --quiet directions discover --model src/napari_medgen/sample_data/models/vae_brain --method pca --k 6 --overwrite
 medgen --quiet directions quality --model src/napari_medgen/sample_data/models/vae_brain --record
+python benchmarks/quality.py --only vae_brain --record   # the ledger: ship only if the inversion correlation in brain (held-out slabs) >= 0.8
 medgen train gan --sample phantom --steps 1500 --batch-size 16 --seed 0 --set n_subjects=3000 --set anatomy_seed=0 --set bias=0.05 --set latent_dim=8 --checkpoint-every 250 --no-resume --workdir medgen-runs/gan_phantom --out src/napari_medgen/sample_data/models/gan_phantom
 medgen --device cpu train anomaly_ae --sample phantom --steps 600 --batch-size 8 --lr 1e-3 --seed 0 --out src/napari_medgen/sample_data/models/anomaly_ae --workdir /tmp/evalruns/anomaly_ae
-OMP_NUM_THREADS=1 medgen --device cpu --quiet train spade --sample phantom --steps 3000 --batch-size 4 --lr 3e-4 --seed 0 --checkpoint-every 100 --set subjects=96 --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom_s96  # shipped run wrote to /tmp/runs/spade_phantom_s96 and was copied (card: training.command)
+# spade_phantom: acquisition-noise model (Rician, measured on the training background), class-balanced L1, lookup-table start;
+# 4000 steps on 1 shared CPU thread, 55 min; the shipped run wrote to /tmp/runs/spade_phantom_v3 and was copied (card: training.command)
+OMP_NUM_THREADS=1 medgen --device auto --quiet train spade --sample phantom --steps 4000 --batch-size 4 --lr 3e-4 --seed 0 --checkpoint-every 250 --set subjects=96 --set lut_init=true --set noise=rician --set class_balanced=true --set 'channels=[32,64,128]' --set head_channels=16 --set w_l1=20 --no-resume --out src/napari_medgen/sample_data/models/spade_phantom --workdir medgen-runs/spade_phantom_v3
+python benchmarks/quality.py --only spade_phantom --record
 # spade_brain: 1 mm MNI152 template (nilearn wheel), held-out axial slabs (data.brain.axial_split), augmentation, lookup-table start;
 # 2500 steps on 2 shared CPU cores (2 torch threads), 37 min; the shipped run (planned for 3000) stopped at its step-2500 checkpoint and was copied (card: training.notes)
 STEPS_BRAIN="${STEPS_BRAIN:-2500}"

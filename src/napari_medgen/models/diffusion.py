@@ -45,7 +45,7 @@ from ..errors import InputError, ModelError
 from .store import load_family
 
 SAMPLERS = ("ddpm", "ddim", "rflow")
-_SAMPLERS_OF = {"ddpm": ("ddim", "ddpm"), "rflow": ("rflow",)}
+SAMPLERS_OF = {"ddpm": ("ddim", "ddpm"), "rflow": ("rflow",)}
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "rflow": 30}
 _NOT_FOR = {"ddpm": ("set_alpha_to_one", "steps_offset"), "ddim": ("variance_type",), "rflow": ()}
 # what MONAI's network constructors raise on arguments of the wrong type or value
@@ -206,13 +206,13 @@ def make_scheduler(spec: dict[str, Any], sampler: str, steps: int, source: str =
     count is out of range.
     """
     objective = str(spec.get("objective", "ddpm"))
-    if objective not in _SAMPLERS_OF:
+    if objective not in SAMPLERS_OF:
         raise ModelError(f"{source}: unknown diffusion objective '{objective}' (known: ddpm, rflow).")
     if sampler not in SAMPLERS:
         raise ModelError(f"Unknown sampler '{sampler}': use one of {', '.join(SAMPLERS)}.")
-    if sampler not in _SAMPLERS_OF[objective]:
+    if sampler not in SAMPLERS_OF[objective]:
         raise ModelError(f"{source} was trained with the '{objective}' objective: it samples with "
-                         f"{' or '.join(_SAMPLERS_OF[objective])}, not '{sampler}'.")
+                         f"{' or '.join(SAMPLERS_OF[objective])}, not '{sampler}'.")
     kwargs = {k: v for k, v in spec.items() if k != "objective" and k not in _NOT_FOR[sampler]}
     n_train = int(kwargs.get("num_train_timesteps", 1000))
     if not 1 <= int(steps) <= n_train:

@@ -46,8 +46,8 @@ TRACE_MIN_CALLS = 400
 
 
 def default_sampler(model: DiffusionModel) -> str:
-    """DDIM for noise-prediction (DDPM-trained) models, rectified flow for velocity models."""
-    return "rflow" if model.objective == "rflow" else "ddim"
+    """The card's ``default_sampler``, else DDIM for DDPM-trained models and rectified flow for velocity models."""
+    return str(model.extra.get("card", {}).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
 
 
 def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:

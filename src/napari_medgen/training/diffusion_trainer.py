@@ -30,7 +30,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
-from ..models.diffusion import build_unet, make_scheduler
+from ..models.diffusion import SAMPLERS_OF, build_unet, make_scheduler
 from ..models.store import save_model
 from .checkpoint import AttributeState
 from .config import TrainConfig, family_settings
@@ -116,7 +116,8 @@ class DiffusionSettings:
     ddpm | rflow; prediction (ddpm): epsilon | sample; conditioned: SPADE mask conditioning (label_nc
     classes, default from the data); ema: decay of the exported weights' average; n_subjects: phantom
     subjects of --sample phantom. channels/attention: per level, "32,64,64" or a list; res_blocks,
-    groups (default the smallest channel count), head_channels (default the last), spade_channels."""
+    groups (default the smallest channel count), head_channels (default the last), spade_channels;
+    sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow)."""
 
     dims: int = 2
     size: int = 64
@@ -132,6 +133,7 @@ class DiffusionSettings:
     groups: int | None = None
     head_channels: int | None = None
     spade_channels: int = 32
+    sampler: str | None = None
 
 
 class DiffusionTrainer(AttributeState):
@@ -146,6 +148,10 @@ class DiffusionTrainer(AttributeState):
             raise InputError(f"objective must be ddpm or rflow, not '{self.objective}'.")
         self.conditioned = s.conditioned
         self.ema_decay = s.ema
+        self.default_sampler = s.sampler
+        if s.sampler is not None and s.sampler not in SAMPLERS_OF[s.objective]:
+            raise InputError(f"sampler must be one of {', '.join(SAMPLERS_OF[s.objective])} for a '{s.objective}' "
+                             f"model, not '{s.sampler}'.")
         self.device = resolve_device(config.device)
         self.batch_size = int(config.batch_size)
         source = TrainingSource.of(config, "diffusion", SOURCES)
@@ -262,6 +268,8 @@ class DiffusionTrainer(AttributeState):
                 "voxel_mm": list(self.spacing), "sample": self.sample}
         if self.label_names:
             card["label_names"] = self.label_names
+        if self.default_sampler:
+            card["default_sampler"] = self.default_sampler
         if self.held_out:
             card["training"] = {**card.get("training", {}), "held_out": self.held_out}
         save_model(path, {"unet": self.ema}, card, half=True)
