@@ -179,7 +179,8 @@ def _apply(args: argparse.Namespace) -> int:
         index = vol.data.shape[0] // 2 if args.slice is None else args.slice
         if not 0 <= index < vol.data.shape[0]:
             raise InputError(f"--slice {index} is outside '{args.image}' ({vol.data.shape[0]} slices).")
-        run_with_bar(editor.invert_image(vol.data[index]), "invert", disable=args.quiet)
+        run_with_bar(editor.invert_image(vol.data[index], spacing_mm=(vol.spacing[1], vol.spacing[0])), "invert",
+                     disable=args.quiet)
         spacing, origin = vol.spacing, tuple(vol.index_to_physical(np.array([0.0, 0.0, index])))
     else:
         editor.random_base(args.seed)

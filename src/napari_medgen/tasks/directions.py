@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_write_bytes
+from ..data.brain_slices import PreparedSlice, prepare_slice
 from ..data.normalize import denormalize, normalize
 from ..errors import InputError, ModelError
 from ..models.families import load_model
@@ -403,7 +404,9 @@ class LatentEditor:
     model_path: a "vae" or "gan" model. Directions saved for it live next to it as
     ``NAME.directions.json`` (:meth:`directions_path`). Images are 2D (H, W) in the model's input
     intensity units; ``render`` returns them at ``out_shape`` (the inverted image's shape, else
-    the model's size).
+    the model's size). A brain model (trained on :data:`..training.latent_trainers.BRAIN_DATA`)
+    inverts a scan's slice as its training slices were prepared (:mod:`..data.brain_slices`: brain
+    mask, in-brain percentiles, pixel size, centring) and renders back into that slice, in its units.
     """
 
     def __init__(self, model_path: str | Path, device: str = "cpu"):
@@ -417,6 +420,7 @@ class LatentEditor:
         self.pixel_mm = float((self.card.get("voxel_mm") or [384.0 / self.size])[0])
         self.z = np.zeros(latent_dim(self.model), dtype=np.float32)
         self.out_shape = (self.size, self.size)
+        self.prepared: PreparedSlice | None = None  # the inverted brain slice's preparation (its units, grid)
         saved = self.directions_path()
         self.directions: Directions | None = Directions.load(saved) if saved.is_file() else None
 
@@ -460,25 +464,40 @@ class LatentEditor:
             bank = self.card.get("phantom_bank", {})
             raw, labels, _ = lt.phantom_bank(n, self.size, seed, bank.get("anatomy_seed"), bank.get("bias", 0.2))
         else:
-            from ..data.samples import brain_sample
+            from ..data.brain_slices import training_slices
 
-            raw, labels, _ = lt.volume_slices([brain_sample()], self.size)
+            raw, labels, _ = training_slices(self.size)
             raw, labels = raw[:n], labels[:n]
         return normalize(raw, self.card["normalization"]), labels
 
     def random_base(self, seed: int) -> None:
         self.z = sample_latents(self.model, 1, seed).numpy()[0]
         self.out_shape = (self.size, self.size)
+        self.prepared = None
 
-    def invert_image(self, image: np.ndarray, steps: int = 150, cancel: CancelToken | None = None
+    def invert_image(self, image: np.ndarray, steps: int = 150, cancel: CancelToken | None = None, *,
+                     spacing_mm: tuple[float, float] | None = None, mask: np.ndarray | None = None
                      ) -> Generator[Progress, None, np.ndarray]:
-        """Make ``image`` (H, W), input intensity units, the base latent; returns the latent (d,)."""
+        """Make ``image`` (H, W), the scan's own units, the base latent; returns the latent (d,).
+
+        A brain model prepares the slice like its training data (:func:`..data.brain_slices.prepare_slice`):
+        ``mask`` (H, W), nonzero = brain, e.g. a label layer's slice, else an automatic mask;
+        ``spacing_mm`` (row, col) is the slice's pixel size (required). Other models resize the
+        whole slice to their size and scale it with the card's normalisation (both ignored).
+        """
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 2 or min(image.shape) < 4:
             raise InputError(f"Latent editing works on a 2D image slice, got shape {image.shape}.")
-        small = _resize(normalize(image, self.card["normalization"]), (self.size, self.size))
+        self.prepared = None
+        if self._data_kind() == "brain":
+            if spacing_mm is None:
+                raise InputError("Inverting a brain slice needs its pixel spacing (mm), to match the model's pixels.")
+            prepared, _ = prepare_slice(image, spacing_mm, self.size, mask)
+            small = normalize(prepared.image, self.card["normalization"])
+        else:
+            prepared, small = None, _resize(normalize(image, self.card["normalization"]), (self.size, self.size))
         self.z = yield from invert(self.model, small, steps=steps, cancel=cancel)
-        self.out_shape = image.shape
+        self.prepared, self.out_shape = prepared, image.shape
         return self.z
 
     def render(self, alphas: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -490,6 +509,9 @@ class LatentEditor:
         if alphas is not None and self.directions is not None:
             z = z + self.directions.offset(alphas)
         out = decode(self.model, z[None])[0]
+        if self.prepared is not None:  # back into the scan's slice: its grid and units; background outside
+            image = self.prepared.restore(denormalize(out[0], self.card["normalization"]))
+            return image, self.prepared.to_scan(out[1:]).argmax(0).astype(np.uint8)
         image = denormalize(_resize(out[0], self.out_shape), self.card["normalization"])
         labels = _resize(out[1:], self.out_shape).argmax(0).astype(np.uint8)
         return image, labels

@@ -150,9 +150,9 @@ def _bank(config: TrainConfig, s: LatentSettings, family: str
     if s.pairs:
         raise InputError("--set pairs=true needs --sample phantom: image pairs are drawn from the phantom only.")
     if source.kind == "brain":  # prepared as "invert current slice" prepares a scan's slice; held-out slabs left out
-        from ..data.brain_slices import FOV_MM, training_slices
+        from ..data.brain_slices import FOV_MM, augmented_bank, training_slices
 
-        images, labels, _ = training_slices(size)
+        images, labels = augmented_bank(*training_slices(size)[:2], s.n_subjects, config.seed)
         return images, labels, {str(k): v for k, v in source.label_names().items()}, BRAIN_DATA, FOV_MM / size, None
     pairs = source.pairs()
     names = {str(k): v for k, v in source.label_names([lab for _, lab in pairs]).items()}

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.layers import Image
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QImage, QPixmap
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SLIDER_STEPS = 30  # slider integer units per standard deviation / 10 -> range -3..3 std in 0.1 steps
 WALK_ALPHAS = np.linspace(-3, 3, 5)
 OUTPUT = "latent edit"
+AUTO_MASK = "(automatic)"  # brain models: find the brain in the slice (data.brain_slices.auto_brain_mask)
 
 
 class DirectionsWidget(QWidget):
@@ -55,6 +56,9 @@ class DirectionsWidget(QWidget):
         random_button = QPushButton("Random sample")
         random_button.clicked.connect(self.random_base)
         self.image_layer = QComboBox()
+        self.mask_layer = QComboBox()
+        self.mask_layer.setToolTip("Brain mask of the slice (label > 0) for a brain model; automatic: found "
+                                   "in the slice (skull stripped)")
         invert_button = QPushButton("Invert current slice")
         invert_button.clicked.connect(self.invert_layer)
         save_button = QPushButton("Save directions with the model")
@@ -88,6 +92,7 @@ class DirectionsWidget(QWidget):
         inv_row.addWidget(self.image_layer, 1)
         inv_row.addWidget(invert_button)
         form.addRow("Real image", inv_row)
+        form.addRow("Brain mask", self.mask_layer)
         walk_row = QHBoxLayout()
         walk_row.addWidget(self.walk_k)
         walk_row.addWidget(walk_button)
@@ -195,6 +200,14 @@ class DirectionsWidget(QWidget):
             show_error(f"Layer '{layer.name}' is a time series: pick one 3D image.")
             return
         index = int(np.clip(round(layer.world_to_data(self.viewer.dims.point)[0]), 0, vol.data.shape[0] - 1))
+        mask = None
+        if self.mask_layer.currentText() not in ("", AUTO_MASK):
+            mask = np.asarray(self.viewer.layers[self.mask_layer.currentText()].data)
+            if mask.shape != vol.data.shape:
+                show_error(f"Brain mask '{self.mask_layer.currentText()}' has shape {mask.shape}, the image "
+                           f"{vol.data.shape}: pick a mask drawn on this image, or {AUTO_MASK}.")
+                return
+            mask = mask[index]
         origin = tuple(vol.index_to_physical(np.array([0.0, 0.0, index])))
         self._geometry = Volume(np.zeros((1,) + vol.data.shape[1:]), vol.spacing, origin, vol.direction)
         editor = self.editor
@@ -203,7 +216,9 @@ class DirectionsWidget(QWidget):
             self._refresh_strips()
             self.update_output()
 
-        run_task(self.viewer, lambda cancel: editor.invert_image(vol.data[index], cancel=cancel),
+        spacing = (vol.spacing[1], vol.spacing[0])  # (row, col) mm of an axial slice
+        run_task(self.viewer, lambda cancel: editor.invert_image(vol.data[index], cancel=cancel, spacing_mm=spacing,
+                                                                 mask=mask),
                  name="Invert slice", on_result=done, panel=self.panel)
 
     def update_output(self) -> None:
@@ -242,6 +257,13 @@ class DirectionsWidget(QWidget):
         self.image_layer.addItems(names)
         if current in names:
             self.image_layer.setCurrentText(current)
+        current = self.mask_layer.currentText()
+        self.mask_layer.clear()
+        masks = [AUTO_MASK] + [lay.name for lay in self.viewer.layers
+                               if isinstance(lay, Labels) and not lay.name.startswith(OUTPUT)]
+        self.mask_layer.addItems(masks)
+        if current in masks:
+            self.mask_layer.setCurrentText(current)
 
 
 def _pixmap(image: np.ndarray) -> QPixmap:
