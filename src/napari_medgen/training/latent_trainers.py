@@ -5,7 +5,11 @@ Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels
 
 * ``--sample phantom``: ``n_subjects`` 2D phantoms with every factor drawn at random (seeded):
   tumour radius, breathing and cardiac phase, body size, rotation, MR style.
-* ``--sample brain`` or folders: axial slices of the volumes, resized to ``size``.
+* ``--sample brain``: the axial slices of the 1 mm MNI152 2009 template outside the held-out slabs of
+  ``data.brain.axial_split`` (and their guard band), each prepared by ``data.brain_slices`` as "invert
+  current slice" prepares a scan's (brain mask, in-brain percentiles, 192 mm field of view, centred),
+  then random deformations of them (``data.augment``) up to ``n_subjects`` slices.
+* folders: axial slices of the volumes, resized to ``size``.
 
 Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae),
 kl_warmup (vae: steps over which the KL weight ramps up from 0, against posterior collapse),
