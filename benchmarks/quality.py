@@ -223,7 +223,7 @@ def phantom3d_presence_rows(name: str, path: Path, n: int = 20) -> list[q.Row]:
     from napari_medgen.training.diffusion_trainer import sample_data
 
     size = int(load_card(path)["shape"][-1])
-    train, train_lab = (np.stack(x).astype(np.float32) for x in sample_data("phantom", 3, size)[:2])
+    train, train_lab = (np.stack(x) for x in sample_data("phantom", 3, size)[:2])
     held, held_lab = (np.stack(x) for x in sample_data("phantom", 3, size, held_out=True)[:2])
     measure = sp.Measure.from_training(train, train_lab)
     samples = run_to_completion(sample(path, n=n, seed=0, device="cpu")).data

@@ -157,7 +157,7 @@ def segment(image: np.ndarray, means: Sequence[float], sigma: float) -> np.ndarr
 
 def class_spread(images: np.ndarray, labels: np.ndarray) -> float:
     """Pooled within-class standard deviation of training volumes' intensities (the segmentation's noise)."""
-    img, lab = np.asarray(images, np.float64), np.asarray(labels)
+    img, lab = np.asarray(images, np.float64), np.asarray(labels).astype(np.int64)
     means = np.bincount(lab.ravel(), weights=img.ravel()) / np.maximum(np.bincount(lab.ravel()), 1)
     return float(np.sqrt(np.mean((img - means[lab]) ** 2)))
 
