@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         speed_and_quality(main2d, args.n, args.strip, args.stock_steps)
     if "strip" in parts and args.strip:
         strip_figure(models.get("diffusion_brain2d", main2d), args.strip)
-    width = max(len(r[0]) for r in ROWS)
+    width = max((len(r[0]) for r in ROWS), default=0)
     print(f"2D model: {main2d}; torch {torch.__version__}, threads {torch.get_num_threads()}")
     for name, value, note in ROWS:
         print(f"{name:<{width}}  {value:>10}  {note}")

@@ -46,7 +46,7 @@ def main() -> None:
     vmax = float(np.percentile(real, 99.5))
     fig = Figure(figsize=(1.6 * args.n, 3.6), dpi=100)
     axes = fig.subplots(2, args.n, squeeze=False)
-    for row, (title, images) in enumerate(((f"{path.name}, {sampler}, seed {args.seed}", fake),
+    for row, (title, images) in enumerate(((f"{path.stem}, {sampler}, seed {args.seed}", fake),
                                            ("held-out real slices", real))):
         for k, ax in enumerate(axes[row]):
             ax.imshow(images[k], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
