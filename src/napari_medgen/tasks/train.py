@@ -31,6 +31,7 @@ from ..training.history import save_loss_plot
 from ..training.loop import TrainResult, train
 from ..training import distributed
 from ..training.registry import TrainConfig, make_trainer
+from ..training.source import TrainingSource
 
 
 @dataclass
@@ -76,7 +77,7 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     name = model_paths(job.out)[0].with_suffix("")
     png = name.with_name(name.name + ".loss.png")
     yield Progress(result.step, job.config.steps, f"exporting {name.name}")
-    data = getattr(trainer, "data_description", None) or job.config.data_description()
+    data = getattr(trainer, "data_description", None) or TrainingSource.of(job.config).describe()
     device = str(getattr(trainer, "device", job.config.device))  # what the trainer ran on
     with replaced_files(model_files(name), overwrite=job.overwrite) as staged:
         trainer.export(staged / name.name, {"training": training_record(job, result, data, device),

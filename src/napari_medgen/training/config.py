@@ -37,12 +37,6 @@ class TrainConfig:
     sample: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def data_description(self) -> str:
-        """Plain-words description of the training data, for the model card (``TrainingSource.describe``)."""
-        from .source import TrainingSource
-
-        return TrainingSource.of(self).describe()
-
 
 def parse_settings(items: Iterable[str]) -> dict[str, Any]:
     """``["lr_d=2e-4", "channels=[32,64]", "name=x"]`` -> {"lr_d": 0.0002, "channels": [32, 64], "name": "x"}.

@@ -27,6 +27,7 @@ from ..tasks.train import TrainJob, TrainOutcome
 from ..tasks.train_process import train_in_child
 from ..training.history import LossHistory, draw_losses
 from ..training.registry import TrainConfig, trainers
+from ..training.source import TrainingSource
 from .common import ProgressPanel, add_volume
 from . import warmup
 from .runner import TaskHandle, run_task
@@ -121,7 +122,7 @@ class TrainWidget(QWidget):
         return TrainJob(family, config, workdir=workdir, out=out, checkpoint_every=self.checkpoint_every.value(),
                         preview_every=self.preview_every.value(), resume=resume,
                         overwrite=self.overwrite.isChecked(),
-                        command=f"napari Train dock: {family}, {config.data_description()}, "
+                        command=f"napari Train dock: {family}, {TrainingSource.of(config).describe()}, "
                                 f"steps={config.steps}, seed={config.seed}, lr={config.lr}, "
                                 f"batch_size={config.batch_size}, resume={resume}")
 
