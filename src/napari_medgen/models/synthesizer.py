@@ -196,7 +196,11 @@ class Synthesizer:
         noise model)."""
         onehot = F.one_hot(labels.to(self.device), self.n_classes).movedim(-1, 1).float()
         z = torch.as_tensor(np.asarray(style, dtype=np.float32), device=self.device).reshape(1, -1)
-        out = self.generator.decode(onehot, z.expand(len(labels), -1))
+        return self.to_image(self.generator.decode(onehot, z.expand(len(labels), -1)), noise_seed)
+
+    def to_image(self, out: torch.Tensor, noise_seed: int | None = 0) -> np.ndarray:
+        """The generator's output (n, 1, *slice_shape), normalised -> images (n, *slice_shape) float32 in the
+        training images' units, with the card's acquisition noise drawn from ``noise_seed`` (None: none)."""
         image = torch.from_numpy(denormalize(out[:, 0].cpu().numpy(), self._norm))
         if self.noise is not None and noise_seed is not None:
             image = self.noise.apply(image, torch.Generator().manual_seed(int(noise_seed)))

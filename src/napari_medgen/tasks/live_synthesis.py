@@ -36,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.normalize import denormalize
 from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models import spade
@@ -269,5 +268,4 @@ class SliceRenderer:
         model_in = torch.from_numpy(padded.astype(np.int64))
         onehot = F.one_hot(model_in.to(self.synth.device), self.synth.n_classes).movedim(-1, 1).float()
         out = torch.cat([self.net(onehot[i:i + 1], self.style) for i in range(len(onehot))])
-        images = denormalize(out[:, 0].cpu().numpy(), self.synth.card["normalization"]).astype(np.float32)
-        return spade.from_model(images, self.plan)
+        return spade.from_model(self.synth.to_image(out), self.plan)
