@@ -71,7 +71,7 @@ def spade_brain(path: Path) -> list[q.Row]:
 
 def spade_phantom(path: Path) -> list[q.Row]:
     from napari_medgen.data.phantom import make_phantom
-    from napari_medgen.training import spade_trainer as st
+    from napari_medgen.training import spade_data as st
 
     synth = Synthesizer(path, device="cpu")
     shape = tuple(synth.card["shape"])

@@ -30,7 +30,7 @@ from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import quality
 from napari_medgen.models.synthesizer import Synthesizer
 from napari_medgen.tasks.synthesize import style_transfer_correlation, synthesize
-from napari_medgen.training.spade_trainer import PHANTOM_HOLDOUT_SEEDS, mr_styles
+from napari_medgen.training.spade_data import PHANTOM_HOLDOUT_SEEDS, mr_styles
 
 
 def brain_quality(synth: Synthesizer) -> dict[str, float]:

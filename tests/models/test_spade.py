@@ -8,7 +8,8 @@ import torch
 
 from napari_medgen.models import spade
 from napari_medgen.models.families import load_model
-from napari_medgen.training.spade_trainer import SliceSet, SpadeTrainer
+from napari_medgen.training.spade_data import SliceSet
+from napari_medgen.training.spade_trainer import SpadeTrainer
 
 TINY = {"n_classes": 3, "input_shape": [32, 32], "channels": [8, 16], "z_dim": 4, "spade_hidden": 8,
         "head_channels": 4}

@@ -15,7 +15,8 @@ from napari_medgen.models.store import shipped_models
 from napari_medgen.progress import CancelToken, run_to_completion
 from napari_medgen.models.synthesizer import Synthesizer
 from napari_medgen.tasks.synthesize import style_transfer_correlation, synthesize
-from napari_medgen.training.spade_trainer import PHANTOM_HOLDOUT_SEEDS, SpadeTrainer
+from napari_medgen.training.spade_data import PHANTOM_HOLDOUT_SEEDS
+from napari_medgen.training.spade_trainer import SpadeTrainer
 
 from ..models.test_spade import TINY, toy_slices
 

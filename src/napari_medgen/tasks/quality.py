@@ -222,7 +222,7 @@ def spade_brain_sets(card: dict[str, Any]) -> Sets:
     (``training.held_out_slabs_mm``), else every 5th axial slice of the shipped 2 mm sample."""
     from ..data.normalize import denormalize
     from ..data.samples import brain_sample
-    from ..training import spade_trainer as st
+    from ..training import spade_data as st
 
     shape = tuple(card["shape"])
     if card.get("training", {}).get("held_out_slabs_mm"):
