@@ -44,7 +44,7 @@ STRUCTURES: dict[int, str] = {k: v for k, v in LABELS.items() if k > 0}
 @dataclass(frozen=True)
 class Reference:
     """Per structure (label value), from exact training label maps (z, y, x): (smallest, largest) voxel
-    count of its largest 6-connected piece, those pieces' centroids (n, 3) in voxels, and the region where it may lie (every map's voxels of it,
+    count of its main 6-connected pieces (both lungs), those pieces' centroids (n, 3) in voxels, and the region where it may lie (every map's voxels of it,
     dilated by ``PLACE_TOL`` voxels)."""
 
     sizes: dict[int, tuple[int, int]]
@@ -53,20 +53,28 @@ class Reference:
 
 
 def reference(labels: Sequence[np.ndarray]) -> Reference:
-    """Sizes and places of every structure's largest 6-connected piece in exact training label maps
-    (z, y, x, all one shape), and the regions where the structures lie."""
+    """Sizes and places of every structure's main 6-connected pieces (:func:`_main_pieces`: the largest,
+    and both lungs) in exact training label maps (z, y, x, all one shape), and the regions where the
+    structures lie."""
     stack = np.stack([np.asarray(x) for x in labels])
     sizes, cents, regions = {}, {}, {}
     for k, name in STRUCTURES.items():
         masks = stack == k
         if not masks.reshape(len(stack), -1).any(1).all():
             raise InputError(f"A reference label map holds no {name}: no size or place to compare with.")
-        pieces = [_largest_piece(m) for m in masks]
+        pieces = [p for m in masks for p in _main_pieces(m)]
         counts = [int(p.sum()) for p in pieces]
         sizes[k] = (min(counts), max(counts))
         cents[k] = np.stack([np.argwhere(p).mean(0) for p in pieces])
         regions[k] = ndimage.binary_dilation(masks.any(0), iterations=int(PLACE_TOL))
     return Reference(sizes, cents, regions)
+
+
+def _main_pieces(mask: np.ndarray) -> list[np.ndarray]:
+    """The 6-connected pieces of ``mask`` at least half the size of its largest (both lungs; one heart)."""
+    pieces, n = ndimage.label(mask)
+    counts = np.bincount(pieces.ravel())[1:]
+    return [pieces == i + 1 for i in np.flatnonzero(counts >= counts.max() / 2)] if n else []
 
 
 def _largest_piece(mask: np.ndarray) -> np.ndarray:
