@@ -47,7 +47,8 @@ def main() -> None:
     import numpy as np
 
     from napari_medgen.progress import run_to_completion
-    from napari_medgen.tasks.directions import decode, discover
+    from napari_medgen.models.latent_handle import decode
+    from napari_medgen.tasks.directions import discover
     from napari_medgen.widgets.directions import DirectionsWidget
 
     with tempfile.TemporaryDirectory() as tmp:

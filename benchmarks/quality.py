@@ -155,7 +155,8 @@ def vae_inversion_rows(name: str, path: Path, n: int = 12, pool: int = 500) -> l
     """Invert held-out phantoms (a phantom bank drawn with seed 1000; training drew with the run's seed 0)
     and correlate the decoded image with the input inside the object; baseline: the nearest of
     ``pool`` training-like phantoms (seed 0), a copy."""
-    from napari_medgen.tasks.directions import LatentEditor, decode, invert
+    from napari_medgen.models.latent_handle import decode
+    from napari_medgen.tasks.latent_editor import LatentEditor, invert
 
     editor = LatentEditor(path)
     held, held_lab = editor.training_data(n, seed=1000)
@@ -176,7 +177,8 @@ def vae_brain_inversion_rows(name: str, path: Path, steps: int = 150, pad_mm: fl
     mask) and on the slice's own grid (the rendered result against the raw slice in the true brain)."""
     from napari_medgen.data import brain
     from napari_medgen.data.brain_slices import training_slices, with_synthetic_skull
-    from napari_medgen.tasks.directions import LatentEditor, decode
+    from napari_medgen.models.latent_handle import decode
+    from napari_medgen.tasks.latent_editor import LatentEditor
 
     editor = LatentEditor(path)
     image, labels = brain.derive_brain_sample(resolution=1)

@@ -23,7 +23,8 @@ from napari_medgen.data import brain  # noqa: E402
 from napari_medgen.data.brain_slices import auto_brain_mask, with_synthetic_skull  # noqa: E402
 from napari_medgen.models.store import SHIPPED_DIR  # noqa: E402
 from napari_medgen.progress import run_to_completion  # noqa: E402
-from napari_medgen.tasks.directions import LatentEditor, decode  # noqa: E402
+from napari_medgen.models.latent_handle import decode  # noqa: E402
+from napari_medgen.tasks.latent_editor import LatentEditor  # noqa: E402
 
 Z_MM = (-20.0, 10.0, 40.0)
 PAD = 20  # pixels (1 mm) of room for the head around the brain

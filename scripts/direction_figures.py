@@ -22,7 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from napari_medgen.models.store import SHIPPED_DIR  # noqa: E402
-from napari_medgen.tasks.directions import LatentEditor, decode, dominated, sample_latents, walk  # noqa: E402
+from napari_medgen.models.latent_handle import decode, sample_latents  # noqa: E402
+from napari_medgen.tasks.direction_measures import dominated  # noqa: E402
+from napari_medgen.tasks.directions import walk  # noqa: E402
+from napari_medgen.tasks.latent_editor import LatentEditor  # noqa: E402
 
 ALPHAS = np.linspace(-3, 3, 7)
 

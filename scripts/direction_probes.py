@@ -1,7 +1,7 @@
 """Do single-factor directions exist in a phantom model's latent space at all? (a diagnostic for #6)
 
 Supervised linear probes: decode N latents drawn from the prior, measure the phantom's factors on
-the generated label maps (``tasks.directions.phantom_factors``), and fit all of them jointly by
+the generated label maps (``tasks.direction_measures.phantom_factors``), and fit all of them jointly by
 least squares on the latent (standardised factors f ~ W z + b, W of shape (n_factors, d)). The
 probe direction of factor i is column i of the pseudo-inverse of W: the smallest latent step that
 moves factor i and, to first order, none of the others. (Row i of W itself is where factor i is
@@ -29,7 +29,8 @@ import torch
 
 def probe_directions(model, pixel_mm: float, n: int, seed: int):
     """Unit probe directions (n_factors, d), each factor's linear R² from z, and the factor names."""
-    from napari_medgen.tasks.directions import decode, phantom_factors, sample_latents
+    from napari_medgen.models.latent_handle import decode, sample_latents
+    from napari_medgen.tasks.direction_measures import phantom_factors
 
     z = sample_latents(model, n, seed).numpy()
     factors = phantom_factors(decode(model, z), pixel_mm)
@@ -46,7 +47,8 @@ def probe_directions(model, pixel_mm: float, n: int, seed: int):
 def reconstruction_check(editor, n: int, seed: int) -> None:
     """Print, per factor, r(true, reconstructed estimate) and R² of the true factor from posterior means."""
     from napari_medgen.data.normalize import normalize
-    from napari_medgen.tasks.directions import decode, phantom_factors
+    from napari_medgen.models.latent_handle import decode
+    from napari_medgen.tasks.direction_measures import phantom_factors
     from napari_medgen.training.latent_trainers import phantom_bank
 
     bank = editor.card["phantom_bank"]
@@ -70,7 +72,9 @@ def reconstruction_check(editor, n: int, seed: int) -> None:
 def main() -> int:
     from napari_medgen.cli.directions import format_table
     from napari_medgen.progress import collect
-    from napari_medgen.tasks.directions import Directions, LatentEditor, disentanglement, dominated
+    from napari_medgen.tasks.direction_measures import disentanglement, dominated
+    from napari_medgen.tasks.directions import Directions
+    from napari_medgen.tasks.latent_editor import LatentEditor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="src/napari_medgen/sample_data/models/vae_phantom")

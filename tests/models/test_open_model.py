@@ -7,12 +7,13 @@ from napari_medgen.models.diffusion import DiffusionModel
 from napari_medgen.models.families import LoadedModel, open_model
 from napari_medgen.models.features import FeatureExtractor
 from napari_medgen.models.label_vae import LabelVAE
+from napari_medgen.models.latent_handle import LatentModel
 from napari_medgen.models.store import load_card, shipped_models
 from napari_medgen.models.synthesizer import Synthesizer
 from napari_medgen.models.temporal import TemporalModel
 
-HANDLES = {"diffusion": DiffusionModel, "feature_encoder": FeatureExtractor, "label_vae": LabelVAE,
-           "spade": Synthesizer, "temporal": TemporalModel}
+HANDLES = {"diffusion": DiffusionModel, "feature_encoder": FeatureExtractor, "gan": LatentModel, "label_vae": LabelVAE,
+           "spade": Synthesizer, "temporal": TemporalModel, "vae": LatentModel}
 
 
 @pytest.mark.parametrize("name", sorted(shipped_models()))

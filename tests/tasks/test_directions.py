@@ -13,8 +13,11 @@ from napari_medgen.cli import main
 from napari_medgen.errors import InputError, ModelError
 from napari_medgen.models.latent import ImageLabelGAN, ImageLabelVAE
 from napari_medgen.models.store import SHIPPED_DIR, save_model
-from napari_medgen.progress import run_to_completion
+from napari_medgen.models import latent_handle as L
+from napari_medgen.progress import CancelToken, run_to_completion
+from napari_medgen.tasks import direction_measures as M
 from napari_medgen.tasks import directions as D
+from napari_medgen.tasks import latent_editor as E
 
 NORM = {"kind": "percentile", "low": 0.5, "high": 99.5, "lo_value": 0.0, "hi_value": 2.0, "range": [0.0, 1.0]}
 
@@ -63,10 +66,10 @@ def test_other_methods_give_unit_directions(method):
 
 
 def test_pca_of_vae_latents_scales_are_data_spread(tiny_vae):
-    editor = D.LatentEditor(tiny_vae)
+    editor = E.LatentEditor(tiny_vae)
     images = np.random.default_rng(0).random((40, 16, 16)).astype(np.float32)
     dirs = run_to_completion(D.discover(editor.model, "pca", k=2, images=images))
-    mu = run_to_completion(D._encode_all(editor.model, images, D.CancelToken()))
+    mu = run_to_completion(D._encode_all(editor.model, images, CancelToken()))
     assert np.allclose(dirs.scales, (mu @ dirs.vectors.T).std(0), rtol=1e-3)
     assert dirs.scales[0] >= dirs.scales[1]  # first principal axis has the largest spread
 
@@ -84,9 +87,9 @@ def test_ica_recovers_independent_mixing_directions():
 
 
 def test_axes_are_the_latent_axes_ranked_by_the_spread_of_real_images(tiny_vae):
-    editor = D.LatentEditor(tiny_vae)
+    editor = E.LatentEditor(tiny_vae)
     images = np.random.default_rng(0).random((40, 16, 16)).astype(np.float32)
-    mu = run_to_completion(D._encode_all(editor.model, images, D.CancelToken()))
+    mu = run_to_completion(D._encode_all(editor.model, images, CancelToken()))
     dirs = run_to_completion(D.discover(editor.model, "axes", k=3, images=images))
     assert np.array_equal(dirs.vectors, np.eye(6, dtype=np.float32)[np.argsort(-mu.std(0))[:3]])
     assert np.allclose(dirs.scales, np.sort(mu.std(0))[::-1][:3], rtol=1e-3)
@@ -97,7 +100,7 @@ def test_axes_are_the_latent_axes_ranked_by_the_spread_of_real_images(tiny_vae):
 
 
 def test_bad_requests_are_clear(tiny_vae, tmp_path):
-    model = D.LatentEditor(tiny_vae).model
+    model = E.LatentEditor(tiny_vae).model
     with pytest.raises(InputError, match="between 1 and the latent dimension"):
         run_to_completion(D.discover(model, "sefa", k=99))
     with pytest.raises(InputError, match="Unknown discovery method"):
@@ -110,7 +113,7 @@ def test_bad_requests_are_clear(tiny_vae, tmp_path):
     card = tmp_path / "vae.json"
     card.write_text(card.read_text().replace('"family": "vae"', '"family": "spade"'))
     with pytest.raises(ModelError):
-        D.LatentEditor(spade_like)
+        E.LatentEditor(spade_like)
 
 
 def test_directions_round_trip(tmp_path):
@@ -122,7 +125,7 @@ def test_directions_round_trip(tmp_path):
 
 
 def test_walk_moves_the_image_and_zero_is_the_base(tiny_vae):
-    editor = D.LatentEditor(tiny_vae)
+    editor = E.LatentEditor(tiny_vae)
     editor.directions = run_to_completion(D.discover(editor.model, "sefa", k=2))
     editor.random_base(3)
     base, _ = editor.render(np.zeros(2))
@@ -136,15 +139,15 @@ def test_walk_moves_the_image_and_zero_is_the_base(tiny_vae):
 
 
 def test_inversion_finds_a_latent_that_reproduces_the_image(tiny_vae):
-    editor = D.LatentEditor(tiny_vae)
-    target_z = D.sample_latents(editor.model, 1, 7)
-    target = D.decode(editor.model, target_z)[0, 0]
+    editor = E.LatentEditor(tiny_vae)
+    target_z = L.sample_latents(editor.model, 1, 7)
+    target = L.decode(editor.model, target_z)[0, 0]
     raw = target * 2.0  # the card's normalisation maps [0, 2] -> [0, 1]
     z = run_to_completion(editor.invert_image(np.kron(raw, np.ones((2, 2))), steps=150))
     image, _ = editor.render()
     assert image.shape == (32, 32)  # rendered back at the inverted image's size
-    err = np.abs(D.decode(editor.model, z[None])[0, 0] - target).mean()
-    start_err = np.abs(D.decode(editor.model, np.zeros((1, z.size)))[0, 0] - target).mean()
+    err = np.abs(L.decode(editor.model, z[None])[0, 0] - target).mean()
+    start_err = np.abs(L.decode(editor.model, np.zeros((1, z.size)))[0, 0] - target).mean()
     assert err < 0.5 * start_err
 
 
@@ -172,10 +175,10 @@ SHIPPED_VAE = SHIPPED_DIR / "vae_phantom.json"
 def test_shipped_vae_has_three_single_factor_directions():
     """Bar: at least three discovered directions each dominated by one phantom factor (12 walks each, as
     the card's metrics.directions was measured)."""
-    editor = D.LatentEditor(SHIPPED_VAE)
+    editor = E.LatentEditor(SHIPPED_VAE)
     assert editor.directions is not None, "the shipped model must come with discovered directions"
-    table, names = run_to_completion(D.disentanglement(editor.model, editor.directions, editor.pixel_mm, n_bases=12))
-    hits = D.dominated(table)
+    table, names = run_to_completion(M.disentanglement(editor.model, editor.directions, editor.pixel_mm, n_bases=12))
+    hits = M.dominated(table)
     assert len({names[j] for _, j in hits}) >= 3, f"dominated: {hits}\n{np.round(table, 2)}"
 
 
@@ -204,7 +207,7 @@ def sweeps() -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
     out = {}
     for factor, r in RANGES.items():
         values = np.linspace(*r, 6)
-        out[factor] = (values, D.phantom_factors(_phantom_outputs(factor, values, seed=1), pixel_mm=6.0))
+        out[factor] = (values, M.phantom_factors(_phantom_outputs(factor, values, seed=1), pixel_mm=6.0))
     return out
 
 
@@ -224,10 +227,10 @@ def test_factor_estimates_follow_their_own_factor_only(factor, sweeps):
 
 
 def test_style_estimate_separates_vendors_far_more_than_geometry_moves_it():
-    vendors = [D.phantom_factors(_phantom_outputs("", [0], seed=2, style=s), 6.0)["style"][0]
+    vendors = [M.phantom_factors(_phantom_outputs("", [0], seed=2, style=s), 6.0)["style"][0]
                for s in ("mr_vendor_a", "mr_vendor_c", "mr_vendor_b")]
     assert vendors[0] > vendors[1] > vendors[2]
-    drift = D.phantom_factors(_phantom_outputs("body_scale", np.linspace(0.9, 1.1, 5), seed=2), 6.0)["style"]
+    drift = M.phantom_factors(_phantom_outputs("body_scale", np.linspace(0.9, 1.1, 5), seed=2), 6.0)["style"]
     assert np.ptp(drift) < 0.1 * (vendors[0] - vendors[2])
 
 
@@ -369,9 +372,9 @@ class _Thresholder(torch.nn.Module):
 def test_reconstruction_quality_scores_a_perfect_and_a_shifted_decoder():
     images = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
     labels = (images > 0.4).astype(np.uint8) + (images > 0.7)
-    perfect = D.reconstruction_quality(_Thresholder(), images, labels)
+    perfect = M.reconstruction_quality(_Thresholder(), images, labels)
     assert perfect["dice"] == {"1": 1.0, "2": 1.0} and perfect["psnr_db"] == 100.0 and perfect["n_images"] == 5
-    shifted = D.reconstruction_quality(_Thresholder(shift=3), images, labels)
+    shifted = M.reconstruction_quality(_Thresholder(shift=3), images, labels)
     assert all(d < 0.7 for d in shifted["dice"].values())  # random maps moved by 3 pixels overlap by chance only
 
 
@@ -385,7 +388,7 @@ def test_quality_command_regenerates_phantom_or_brain_data_and_records(tiny_vae,
     assert all(0.0 <= d <= 1.0 for d in figures["dice"].values())
     card = Path(tiny_vae + ".json")
     card.write_text(card.read_text().replace('"100 random 2D phantoms"', json.dumps(BRAIN_DATA)))
-    images, labels = D.LatentEditor(tiny_vae).training_data(500)
+    images, labels = E.LatentEditor(tiny_vae).training_data(500)
     assert images.shape == labels.shape and 40 < len(images) < 100 and labels.max() == 3  # the brain's slices
     card.write_text(card.read_text().replace(json.dumps(BRAIN_DATA), '"my scans"'))
     assert main(["directions", "quality", "--model", tiny_vae]) == 2
@@ -404,7 +407,7 @@ def test_shipped_brain_vae_inverts_held_out_slices_as_they_come_from_a_scan():
     image, labels = brain_sample()
     spacing = (labels.spacing[1], labels.spacing[0])
     _, held = brain.axial_split(brain.axial_z_mm(labels))
-    editor = D.LatentEditor(SHIPPED_DIR / "vae_brain")
+    editor = E.LatentEditor(SHIPPED_DIR / "vae_brain")
     brain_mm2 = (labels.data > 0).sum(axis=(1, 2)) * spacing[0] * spacing[1]
     scores: dict[str, list[float]] = {"raw": [], "other": []}
     for k in np.flatnonzero(held & (brain_mm2 >= MIN_BRAIN_FRACTION * FOV_MM ** 2)):  # as training chose slices
@@ -413,7 +416,7 @@ def test_shipped_brain_vae_inverts_held_out_slices_as_they_come_from_a_scan():
         for units, scale, offset in (("raw", 1.0, 0.0), ("other", 0.02, 300.0)):
             run_to_completion(editor.invert_image(raw * scale + offset, steps=150, spacing_mm=spacing))
             prepared = editor.prepared
-            decoded = D.decode(editor.model, editor.z[None])[0, 0]
+            decoded = L.decode(editor.model, editor.z[None])[0, 0]
             scores[units].append(np.corrcoef(decoded[prepared.mask], prepared.image[prepared.mask])[0, 1])
             out, out_labels = editor.render()  # back on the scan's slice, in its units
             assert out.shape == raw.shape and out_labels.shape == raw.shape

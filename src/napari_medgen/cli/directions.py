@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _editor(args: argparse.Namespace):
-    from ..tasks.directions import Directions, LatentEditor
+    from ..tasks.directions import Directions
+    from ..tasks.latent_editor import LatentEditor
 
     editor = LatentEditor(args.model, device=args.device if args.device != "auto" else "cpu")
     if getattr(args, "directions", None):
@@ -90,7 +91,7 @@ def _discover(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from ..tasks.directions import disentanglement, dominated
+    from ..tasks.direction_measures import disentanglement, dominated
 
     editor = _editor(args)
     if editor.directions is None:
@@ -117,7 +118,7 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from ..tasks.directions import reconstruction_quality
+    from ..tasks.direction_measures import reconstruction_quality
 
     editor = _editor(args)
     images, labels = editor.training_data(args.n, seed=2000)

@@ -18,6 +18,7 @@ from ..errors import InputError, ModelError
 from . import anomaly_ae, bundle, diffusion, features, label_vae, latent, spade, temporal
 from .synthesizer import Synthesizer
 from .card import ModelCard
+from .latent_handle import LatentModel
 from .store import Builder, load_card, load_family, read_card, resolve_model
 
 BUILDERS: dict[str, Builder] = {
@@ -57,15 +58,17 @@ class LoadedModel:
 
 
 Handle = (diffusion.DiffusionModel | label_vae.LabelVAE | features.FeatureExtractor | temporal.TemporalModel | Synthesizer
-          | LoadedModel)
+          | LatentModel | LoadedModel)
 
 # family -> opener(path, device) of its typed handle
 OPENERS: dict[str, Callable[[Path, str], Handle]] = {
     "diffusion": lambda path, device: diffusion.load_diffusion(path, device),
     "feature_encoder": lambda path, device: features.load_extractor(path, device),
+    "gan": lambda path, device: LatentModel(path, device),
     "label_vae": lambda path, device: label_vae.LabelVAE(path, device),
     "spade": lambda path, device: Synthesizer(path, device),
     "temporal": lambda path, device: temporal.TemporalModel.load(path),
+    "vae": lambda path, device: LatentModel(path, device),
 }
 
 
@@ -73,7 +76,8 @@ def open_model(name_or_path: str | Path, device: str = "cpu", overrides: dict[st
     """Open a model, on ``device``: a shipped model's name, ``NAME``/``NAME.json``/``NAME.safetensors``,
     or a MONAI bundle folder (``overrides``: {config id: plain value} over its config, as
     ``monai.bundle run --id value``). Returns the family's handle (DiffusionModel for diffusion models
-    and bundles, LabelVAE, FeatureExtractor, Synthesizer, TemporalModel), else a :class:`LoadedModel`."""
+    and bundles, LabelVAE, FeatureExtractor, Synthesizer, TemporalModel, LatentModel for vae and gan),
+    else a :class:`LoadedModel`."""
     path = resolve_model(name_or_path)
     if path.is_dir():
         return bundle.load_bundle(path, device, overrides)

@@ -12,7 +12,7 @@ label probabilities (softmax over C classes, class 0 = background).
   broadcast decoder (``decoder="broadcast"``, :class:`BroadcastDecoder`) or a decoder with one latent
   group per labelled structure (``decoder="parts"``, :class:`PartsDecoder`).
 * "gan": MONAI ``Generator`` (a linear layer, then up-convolutions); no encoder, real images are
-  inverted by optimisation (see :mod:`napari_medgen.tasks.directions`).
+  inverted by optimisation (see :mod:`napari_medgen.tasks.latent_editor`).
 
 ``first_layer_weight()`` returns the (out_features, latent_dim) weight of the layer that reads the
 latent vector: closed-form factorisation (SeFa) works on it.

@@ -164,7 +164,7 @@ def _bank(config: TrainConfig, s: LatentSettings, family: str
     return images, labels, names, f"axial slices of {source.describe()}", pixel_mm, None
 
 
-# a card's "data" for --sample brain (tasks.directions.LatentEditor recognises brain models by it)
+# a card's "data" for --sample brain (tasks.latent_editor.LatentEditor recognises brain models by it)
 BRAIN_DATA = ("MNI152 2009 T1 template (nilearn wheel), 1 mm, axial slices outside the held-out slabs of "
               "data.brain.axial_split, each prepared by data.brain_slices (brain mask, in-brain percentiles, "
               "field of view 192 mm, centred)")

@@ -15,7 +15,8 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGridLayout, QH
 
 from ..errors import MedgenError
 from ..io.volume import Volume
-from ..tasks.directions import METHODS, LatentEditor, discover
+from ..tasks.directions import METHODS, discover
+from ..tasks.latent_editor import LatentEditor
 from ..models.store import shipped_models
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
