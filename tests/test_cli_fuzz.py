@@ -25,7 +25,7 @@ from napari_medgen.io.writers import write_volume
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 MY_COMMANDS = ("train", "demo", "info", "convert", "phantom", "deform", "evaluate", "experiment", "quantize",
-               "anomaly", "directions")
+               "anomaly", "directions", "longitudinal", "synthesize", "sample", "usefulness")
 
 numeric_text = st.one_of(
     st.integers(-2**80, 2**80).map(str),

@@ -26,17 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("progression (without --model)")
     g.add_argument("--progression", default="regression", choices=LAWS,
                    help="regression (volume halving time), growth (doubling time) or percent (volume change per month)")
-    g.add_argument("--rate", type=float, default=None,
+    g.add_argument("--rate", type=options.number(), default=None,
                    help="halving/doubling time in months, or %% per month (defaults: 3, 6, -10; see docs/longitudinal.md)")
     g.add_argument("--months", type=_months, default=None,
                    help="follow-up times in months after the baseline, e.g. 3,6,12 (default: --steps every --interval)")
-    g.add_argument("--steps", type=int, default=5, help="number of follow-ups (when --months is not given)")
-    g.add_argument("--interval", type=float, default=3.0, help="months between follow-ups (when --months is not given)")
-    g.add_argument("--margin-mm", type=float, default=None, help="no tissue moves beyond this distance (mm) from the "
+    g.add_argument("--steps", type=options.integer(1, 1000), default=5, help="number of follow-ups (when --months is not given)")
+    g.add_argument("--interval", type=options.number(above=0.0), default=3.0, help="months between follow-ups (when --months is not given)")
+    g.add_argument("--margin-mm", type=options.number(above=0.0), default=None, help="no tissue moves beyond this distance (mm) from the "
                                                                    "lesion (default 10)")
-    g.add_argument("--pull", type=float, default=None, help="share of the shrink done by moving the surrounding tissue "
+    g.add_argument("--pull", type=options.number(0.0), default=None, help="share of the shrink done by moving the surrounding tissue "
                                                             "in, in [0, 1) (default 0.15; more stretches its texture)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the texture fill's fallback draws")
+    g.add_argument("--seed", type=options.seed, default=0, help="seed of the texture fill's fallback draws")
     m = p.add_argument_group("learned model (--model)")
     m.add_argument("--model", help="a 'temporal' model (NAME.safetensors + NAME.json), for scans like its training data")
     m.add_argument("--method", default="direction", choices=METHODS,
