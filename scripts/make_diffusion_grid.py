@@ -11,12 +11,11 @@ through the stack. One grey scale for all (0 to the real slices' 99.5th percenti
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
 
-from napari_medgen.atomic import atomic_write_bytes
+from napari_medgen.atomic import atomic_write_figure
 from napari_medgen.models.store import load_card, resolve_model
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.sample import default_sampler, sample
@@ -54,9 +53,7 @@ def main() -> None:
             ax.set_yticks([])
         axes[row, 0].set_title(title, fontsize=9, loc="left")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(Path(args.out), buf.getvalue())
+    atomic_write_figure(Path(args.out), fig)
     print(f"wrote {args.out}")
 
 

@@ -11,12 +11,11 @@ panel's title names the structures judged absent in that volume (all 3D, not onl
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
 
-from napari_medgen.atomic import atomic_write_bytes
+from napari_medgen.atomic import atomic_write_figure
 from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import structure_presence as sp
@@ -59,9 +58,7 @@ def main() -> None:
     fig.suptitle(f"axial slice z = {z} of 32; segmentation colours: background blue, body orange, lung green, "
                  "LV blood red, myocardium purple, RV brown, spine pink, tumour grey", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(args.out, buf.getvalue())
+    atomic_write_figure(args.out, fig)
     print(f"wrote {args.out}")
 
 

@@ -11,12 +11,11 @@ All images share one grey scale (0 to the real slices' 99.5th percentile).
 from __future__ import annotations
 
 import argparse
-import io
 from pathlib import Path
 
 import numpy as np
 
-from napari_medgen.atomic import atomic_write_bytes
+from napari_medgen.atomic import atomic_write_figure
 from napari_medgen.tasks import quality as q
 from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.models.synthesizer import Synthesizer
@@ -58,9 +57,7 @@ def main() -> None:
     fig.suptitle(f"{Path(args.model).name}: held-out slices ({synth.card['training'].get('held_out', '')[:70]})",
                  fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(args.out, buf.getvalue())
+    atomic_write_figure(args.out, fig)
     print(f"wrote {args.out}")
 
 

@@ -57,8 +57,9 @@ def fixed_spec(window: str | tuple[float, float], out_range: tuple[float, float]
     return {"kind": "fixed", "lo_value": lo, "hi_value": hi, "range": [float(out_range[0]), float(out_range[1])]}
 
 
-def _linear(spec: dict[str, Any], arr: np.ndarray) -> tuple[float, float, float, float]:
-    """(lo_value, hi_value, out_lo, out_hi) of a spec, measuring percentiles on ``arr`` if missing."""
+def linear_map(spec: dict[str, Any], arr: np.ndarray | None = None) -> tuple[float, float, float, float]:
+    """(lo_value, hi_value, out_lo, out_hi) of a spec: input ``lo..hi`` maps linearly onto ``out_lo..out_hi``.
+    Percentiles missing from a spec are measured on ``arr``."""
     kind = spec.get("kind")
     if kind == "percentile" and ("lo_value" not in spec or "hi_value" not in spec):
         spec = {**spec, **percentile_spec(arr, spec.get("low", 0.5), spec.get("high", 99.5))}
@@ -74,7 +75,7 @@ def _linear(spec: dict[str, Any], arr: np.ndarray) -> tuple[float, float, float,
 def normalize(arr: np.ndarray, spec: dict[str, Any], clip: bool = True) -> np.ndarray:
     """Input intensities -> ``spec["range"]`` (float32, same shape); clipped to the range unless clip=False."""
     arr = np.asarray(arr, dtype=np.float32)
-    lo, hi, out_lo, out_hi = _linear(spec, arr)
+    lo, hi, out_lo, out_hi = linear_map(spec, arr)
     out = (arr - lo) * ((out_hi - out_lo) / (hi - lo)) + out_lo
     return np.clip(out, min(out_lo, out_hi), max(out_lo, out_hi)) if clip else out.astype(np.float32)
 
@@ -86,5 +87,5 @@ def denormalize(arr: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     if "lo_value" not in spec or "hi_value" not in spec:
         raise InputError("Cannot restore intensities: the normalisation spec has no measured lo_value/hi_value.")
     arr = np.asarray(arr, dtype=np.float32)
-    lo, hi, out_lo, out_hi = _linear(spec, arr)
+    lo, hi, out_lo, out_hi = linear_map(spec, arr)
     return ((arr - out_lo) * ((hi - lo) / (out_hi - out_lo)) + lo).astype(np.float32)

@@ -138,9 +138,7 @@ class SpadeTrainer(AttributeState):
         units, then normalised and clipped like the training images); unchanged without a noise model."""
         if self.noise is None:
             return clean
-        spec = self.data.normalization
-        lo, hi = float(spec["lo_value"]), float(spec["hi_value"])
-        a, b = (float(v) for v in spec["range"])
+        lo, hi, a, b = norm.linear_map(self.data.normalization)
         noisy = self.noise.apply(lo + (clean - a) * ((hi - lo) / (b - a)), self.rng)
         return torch.clamp(a + (noisy - lo) * ((b - a) / (hi - lo)), min(a, b), max(a, b))
 
