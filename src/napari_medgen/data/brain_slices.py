@@ -21,23 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from ..errors import InputError
 
 FOV_MM = 192.0  # the model grid's field of view (mm): an adult brain's largest axial extent is ~170 mm
 PERCENTILES = (0.5, 99.5)  # in-brain percentiles mapped to 0 and 1
 MIN_BRAIN_FRACTION = 0.05  # slices whose brain covers less of the field of view are not used
-
-
-def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of 1D ``values`` (256 bins)."""
-    hist, edges = np.histogram(values, 256)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    m0 = np.cumsum(hist * centres)
-    w1 = w0[-1] - w0
-    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
-    return float(centres[int(np.argmax(between))])
 
 
 def auto_brain_mask(image: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1.0), erode_mm: float = 4.0
@@ -56,8 +46,8 @@ def auto_brain_mask(image: np.ndarray, spacing_mm: tuple[float, float] = (1.0, 1
     if not np.isfinite(im).all() or im.max() <= 0:
         raise InputError("Cannot find the brain in this slice: it is constant or not finite. Give a brain mask "
                          "(a label layer) instead.")
-    head = ndimage.binary_fill_holes(im > 0.5 * _otsu(im[im > 0]))
-    tissue = head & (im > 0.6 * _otsu(im[head]))
+    head = ndimage.binary_fill_holes(im > 0.5 * threshold_otsu(im[im > 0]))
+    tissue = head & (im > 0.6 * threshold_otsu(im[head]))
     radius = max(1, int(round(erode_mm / px)))
     cross = ndimage.generate_binary_structure(2, 1)
     core = ndimage.binary_erosion(tissue, cross, iterations=radius)
