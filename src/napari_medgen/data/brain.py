@@ -13,7 +13,9 @@ the bounding box of the head (template > ``HEAD_THRESHOLD``) plus ``margin`` vox
 Held-out slices: :data:`HELDOUT_SLABS_MM` names axial slabs by their MNI z coordinate (mm), so the
 same anatomy is held out at any resolution; :func:`axial_split` also drops a guard band of
 :data:`HELDOUT_GUARD_MM` on each side of a slab from training, so no training slice is a near copy
-of a held-out one.
+of a held-out one. :data:`VALIDATION_SLABS_MM` are slabs for model selection (disjoint from the test
+slabs and their guard bands); only a trainer that asks for them (``axial_split(z, validation=True)``)
+leaves them and their guard band out of training, so models trained without them keep their split.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ TISSUE_LABELS: dict[int, str] = {0: "background", 1: "csf", 2: "grey_matter", 3:
 HEAD_THRESHOLD = 0.02  # template intensity (0..1) above which a voxel is head, not background
 IMAGE_SCALE = 1000.0  # the template's [0, 1] intensities are stored as int16 in [0, 1000]
 HELDOUT_SLABS_MM: tuple[tuple[float, float], ...] = ((-24.0, -16.0), (6.0, 14.0), (36.0, 44.0))
-HELDOUT_GUARD_MM = 4.0
+HELDOUT_GUARD_MM = 4.0  # also the validation slabs' guard band
+VALIDATION_SLABS_MM: tuple[tuple[float, float], ...] = ((-8.0, -2.0), (24.0, 30.0))
 
 
 def tissue_labels(p_gm: np.ndarray, p_wm: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -42,26 +45,43 @@ def tissue_labels(p_gm: np.ndarray, p_wm: np.ndarray, mask: np.ndarray) -> np.nd
     return np.where(mask >= 0.5, labels, 0).astype(np.uint8)
 
 
-def axial_split(z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _slabs(z: np.ndarray, slabs: tuple[tuple[float, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(inside, near) bool masks over z (n,) mm: inside a slab [lo, hi), or less than HELDOUT_GUARD_MM from one."""
+    inside = np.zeros(z.shape, bool)
+    near = np.zeros(z.shape, bool)
+    for lo, hi in slabs:
+        inside |= (z >= lo) & (z < hi)
+        near |= (z > lo - HELDOUT_GUARD_MM) & (z < hi + HELDOUT_GUARD_MM)
+    return inside, near
+
+
+def axial_split(z_mm: np.ndarray, validation: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(train, held_out) bool masks over axial slices at MNI z positions ``z_mm`` (n,) in mm.
 
     held_out: inside a slab of HELDOUT_SLABS_MM (lower bound included, upper excluded); train: at
-    least HELDOUT_GUARD_MM away from every slab.
+    least HELDOUT_GUARD_MM away from every slab. ``validation``: held_out is the slabs of
+    VALIDATION_SLABS_MM instead, and train also stays HELDOUT_GUARD_MM away from them (the test
+    slabs stay out of train either way).
     """
     z = np.asarray(z_mm, dtype=float)
-    held = np.zeros(z.shape, bool)
-    near = np.zeros(z.shape, bool)
-    for lo, hi in HELDOUT_SLABS_MM:
-        held |= (z >= lo) & (z < hi)
-        near |= (z > lo - HELDOUT_GUARD_MM) & (z < hi + HELDOUT_GUARD_MM)
-    return ~near, held
+    test, near = _slabs(z, HELDOUT_SLABS_MM)
+    if not validation:
+        return ~near, test
+    val, near_val = _slabs(z, VALIDATION_SLABS_MM)
+    return ~(near | near_val), val
 
 
-def heldout_description() -> str:
-    """The held-out rule in words, for model cards."""
-    slabs = ", ".join(f"[{lo:g}, {hi:g})" for lo, hi in HELDOUT_SLABS_MM)
-    return (f"axial slices at MNI z (mm) in {slabs}; slices within {HELDOUT_GUARD_MM:g} mm of these slabs are "
-            "used neither for training nor for evaluation")
+def heldout_description(validation: bool = False) -> str:
+    """The held-out rule in words, for model cards (``validation``: the validation slabs too)."""
+    def words(slabs: tuple[tuple[float, float], ...]) -> str:
+        return ", ".join(f"[{lo:g}, {hi:g})" for lo, hi in slabs)
+
+    text = (f"axial slices at MNI z (mm) in {words(HELDOUT_SLABS_MM)}; slices within {HELDOUT_GUARD_MM:g} mm of "
+            "these slabs are used neither for training nor for evaluation")
+    if validation:
+        text += (f"; validation (model selection): slices at MNI z (mm) in {words(VALIDATION_SLABS_MM)}, "
+                 f"their {HELDOUT_GUARD_MM:g} mm guard band not trained on either")
+    return text
 
 
 def axial_z_mm(volume: Volume) -> np.ndarray:

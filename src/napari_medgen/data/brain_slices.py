@@ -12,7 +12,7 @@ Preparation of one axial slice (H, W) in the scan's own units with pixel spacing
 :class:`PreparedSlice` keeps lo, hi and the grid, so a model's output is put back into the scan's
 slice, in its units (:meth:`PreparedSlice.restore`). Training data (:func:`training_slices`) is the
 1 mm MNI152 2009 template with its own brain mask, each slice prepared by this same code, the held-out
-axial slabs of :func:`napari_medgen.data.brain.axial_split` left out.
+axial slabs of :func:`napari_medgen.data.brain.axial_split` left out (and its validation slabs, when asked).
 """
 
 from __future__ import annotations
@@ -137,16 +137,19 @@ def prepare_slice(image: np.ndarray, spacing_mm: tuple[float, float], size: int,
     return PreparedSlice(out, small_mask, lo, hi, centre, step, image.shape), small_labels
 
 
-def training_slices(size: int, held_out: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_slices(size: int, held_out: bool = False, validation: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Axial slices of the 1 mm MNI152 2009 template (with skull), prepared with its own brain mask:
     images (n, size, size) float32, labels (n, size, size) uint8 (:data:`..brain.TISSUE_LABELS`), and
-    their MNI z (n,) mm. ``held_out``: the held-out slabs instead of the training slices (the guard
-    band is in neither); slices whose brain covers < MIN_BRAIN_FRACTION of the field of view are skipped."""
+    their MNI z (n,) mm, split by ``brain.axial_split(z, validation)``: ``held_out`` gives its held-out
+    slices (the test slabs, or with ``validation`` the validation slabs) instead of its training slices
+    (guard bands are in neither); slices whose brain covers < MIN_BRAIN_FRACTION of the field of view
+    are skipped."""
     from . import brain
 
     image, labels = brain.derive_brain_sample(resolution=1)
     z = brain.axial_z_mm(labels)
-    train, held = brain.axial_split(z)
+    train, held = brain.axial_split(z, validation)
     spacing = (float(labels.spacing[1]), float(labels.spacing[0]))  # (row, col) = (y, x) mm
     min_pixels = MIN_BRAIN_FRACTION * FOV_MM ** 2 / (spacing[0] * spacing[1])
     images, labs, zs = [], [], []

@@ -8,7 +8,9 @@ Training data: a bank of 2D (image, labels) slices of ``size`` x ``size`` pixels
 * ``--sample brain``: the axial slices of the 1 mm MNI152 2009 template outside the held-out slabs of
   ``data.brain.axial_split`` (and their guard band), each prepared by ``data.brain_slices`` as "invert
   current slice" prepares a scan's (brain mask, in-brain percentiles, 192 mm field of view, centred),
-  then random deformations of them (``data.augment``) up to ``n_subjects`` slices.
+  then random deformations of them (``data.augment``) up to ``n_subjects`` slices; with
+  ``--set validation=true`` its validation slabs (``axial_split(z, validation=True)``) and their guard
+  band are left out too (recorded in the card), for choosing settings on them.
 * folders: axial slices of the volumes, resized to ``size``.
 
 Settings (``--set``): size (64), latent_dim (16 vae / 32 gan), n_subjects (2000), beta (KL weight, vae),
@@ -108,6 +110,7 @@ class LatentSettings:
     bias: float = 0.2
     pairs: bool = False
     pair_changes: int = 5
+    validation: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ def _bank(config: TrainConfig, s: LatentSettings, family: str
     None) of the training slices."""
     size = s.size
     source = TrainingSource.of(config, family, SOURCES)
+    if s.validation and source.kind != "brain":
+        raise InputError("--set validation=true needs --sample brain: only the brain sample has validation slabs.")
     if source.kind == "phantom":
         n, anatomy, bias, pairs, changed = s.n_subjects, s.anatomy_seed, s.bias, s.pairs, s.pair_changes
         if pairs and not 1 <= changed <= len(PHANTOM_FACTOR_RANGES):
@@ -156,7 +161,8 @@ def _bank(config: TrainConfig, s: LatentSettings, family: str
     if source.kind == "brain":  # prepared as "invert current slice" prepares a scan's slice; held-out slabs left out
         from ..data.brain_slices import FOV_MM, augmented_bank, training_slices
 
-        images, labels = augmented_bank(*training_slices(size)[:2], s.n_subjects, config.seed)
+        slices = training_slices(size, validation=s.validation)
+        images, labels = augmented_bank(*slices[:2], s.n_subjects, config.seed)
         return images, labels, {str(k): v for k, v in source.label_names().items()}, BRAIN_DATA, FOV_MM / size, None
     pairs = source.pairs()
     names = {str(k): v for k, v in source.label_names([lab for _, lab in pairs]).items()}
@@ -239,6 +245,13 @@ class _LatentTrainer:
                 "training": {**card.get("training", {}), "data": self.data_desc}}
         if self.phantom_bank is not None:
             card["phantom_bank"] = self.phantom_bank
+        if self.data_desc == BRAIN_DATA:  # the split, in words and MNI z slabs (mm)
+            from ..data import brain
+
+            card["training"].update(held_out=brain.heldout_description(self.s.validation),
+                                    held_out_slabs_mm=[list(z) for z in brain.HELDOUT_SLABS_MM])
+            if self.s.validation:
+                card["training"]["validation_slabs_mm"] = [list(z) for z in brain.VALIDATION_SLABS_MM]
         save_model(path, self.export_modules(), card)
 
 
