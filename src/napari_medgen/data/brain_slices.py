@@ -172,6 +172,8 @@ def augmented_bank(images: np.ndarray, labels: np.ndarray, n: int, seed: int) ->
     from .augment import augment_batch, slice_augmentation
 
     extra = max(0, n - len(images))
+    if extra == 0:
+        return images.astype(np.float32), labels.astype(np.uint8)
     pick = np.random.default_rng(seed).integers(len(images), size=extra)
     x = torch.as_tensor(np.clip(images[pick], 0.0, 1.0) * 2.0 - 1.0)[:, None]
     aug_x, aug_l = augment_batch(slice_augmentation(seed), x, torch.as_tensor(labels[pick].astype(np.int64)))

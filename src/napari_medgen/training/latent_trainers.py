@@ -245,13 +245,11 @@ class _LatentTrainer:
                 "training": {**card.get("training", {}), "data": self.data_desc}}
         if self.phantom_bank is not None:
             card["phantom_bank"] = self.phantom_bank
-        if self.data_desc == BRAIN_DATA:  # the split, in words and MNI z slabs (mm)
+        if self.data_desc == BRAIN_DATA:  # the split in words (validation slabs too) and the test slabs (MNI z, mm)
             from ..data import brain
 
             card["training"].update(held_out=brain.heldout_description(self.s.validation),
                                     held_out_slabs_mm=[list(z) for z in brain.HELDOUT_SLABS_MM])
-            if self.s.validation:
-                card["training"]["validation_slabs_mm"] = [list(z) for z in brain.VALIDATION_SLABS_MM]
         save_model(path, self.export_modules(), card)
 
 
