@@ -30,7 +30,8 @@ data and drives it. Held-out data is the one each model's trainer separates in c
   leaves them out) as a user's slice comes: the raw slice on its own grid, in its units, with a
   synthetic skull and scalp (``data.brain_slices.with_synthetic_skull``: the template has none), the
   brain found automatically; the rendered result against the raw slice inside the brain, vs the
-  nearest prepared training slice put back the same way (a copy), and the bar 0.8.
+  nearest prepared training slice put back the same way (a copy), and the bar 0.8. Its settings are
+  chosen on its validation slabs instead (``scripts/vae_brain_validation.py``, the same measure).
 * 3D phantom diffusion (diffusion_phantom3d): 20 samples (default sampler, seed 0) segmented into the
   phantom's structures by intensity (``tasks.structure_presence``: bias field removed, nearest
   training class mean, background/lung by connection to the border) and each structure judged
@@ -171,20 +172,28 @@ def vae_inversion_rows(name: str, path: Path, n: int = 12, pool: int = 500) -> l
             q.Row(name, f"inversion correlation in object ({n} held-out)", "bar", model_r, 0.8, "higher")]
 
 
-def vae_brain_inversion_rows(name: str, path: Path, steps: int = 150, pad_mm: float = 20.0) -> list[q.Row]:
+def vae_brain_inversion_rows(name: str, path: Path, steps: int = 150, pad_mm: float = 20.0,
+                             validation: bool = False) -> list[q.Row]:
     """Invert the held-out slabs of the 1 mm template as "invert current slice" does (see the module doc):
     on the model grid (the prepared slice against its decoded inversion, inside the prepared brain
-    mask) and on the slice's own grid (the rendered result against the raw slice in the true brain)."""
+    mask) and on the slice's own grid (the rendered result against the raw slice in the true brain).
+    ``validation``: its validation slabs instead (``data.brain.axial_split(z, validation=True)``), for
+    choosing settings; only for a model trained with ``--set validation=true``. The copies are drawn
+    from the slices the model was trained on."""
     from napari_medgen.data import brain
     from napari_medgen.data.brain_slices import training_slices, with_synthetic_skull
     from napari_medgen.models.latent_handle import decode
     from napari_medgen.tasks.latent_editor import LatentEditor
 
     editor = LatentEditor(path)
+    left_out = bool(editor.card["training"].get("settings", {}).get("validation"))  # validation slabs not trained on
+    if validation and not left_out:
+        raise SystemExit(f"{path}: trained on the validation slabs (no --set validation=true); "
+                         "measure it on the test slabs.")
     image, labels = brain.derive_brain_sample(resolution=1)
     spacing = (labels.spacing[1], labels.spacing[0])  # (row, col) mm
-    train = training_slices(editor.size)[0]
-    held_z = training_slices(editor.size, held_out=True)[2]  # the held-out slices with enough brain
+    train = training_slices(editor.size, validation=left_out)[0]
+    held_z = training_slices(editor.size, held_out=True, validation=validation)[2]  # the slices with enough brain
     z = brain.axial_z_mm(labels)
     pad = int(round(pad_mm / min(spacing)))  # room for the head around the brain
     r: dict[str, list[float]] = {"grid": [], "grid copy": [], "scan": [], "scan copy": [], "scan ceiling": []}
@@ -202,7 +211,7 @@ def vae_brain_inversion_rows(name: str, path: Path, steps: int = 150, pad_mm: fl
         r["scan copy"].append(scan(prep.restore(copy)))
         r["scan ceiling"].append(scan(prep.restore(prep.image)))  # the model grid's pixels, no model
     m = {k: float(np.mean(v)) for k, v in r.items()}
-    held = f"{len(r['grid'])} held-out raw 1 mm slices with skull"
+    held = f"{len(r['grid'])} {'validation' if validation else 'held-out'} raw 1 mm slices with skull"
     on_grid = f"inversion correlation in brain, model grid ({held})"
     on_scan = (f"inversion correlation in brain, the slice's grid ({held}; the prepared slice itself: "
                f"{m['scan ceiling']:.3f})")

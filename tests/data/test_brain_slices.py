@@ -74,6 +74,9 @@ def test_training_slices_leave_the_held_out_slabs_and_their_guard_band_out():
     assert brain.axial_split(z)[0].all() and images.shape == labels.shape == (len(z), 16, 16)
     held_z = bs.training_slices(16, held_out=True)[2]
     assert len(held_z) > 10 and brain.axial_split(held_z)[1].all()
+    val_z = bs.training_slices(16, held_out=True, validation=True)[2]
+    assert len(val_z) == 12 and brain.axial_split(val_z, validation=True)[1].all()
+    assert set(bs.training_slices(16, validation=True)[2]) == set(z[brain.axial_split(z, validation=True)[0]])
     bank, bank_labels = bs.augmented_bank(images, labels, len(images) + 20, seed=0)
     assert bank.shape == (len(images) + 20, 16, 16) and bank_labels.shape == bank.shape
     assert np.array_equal(bank[:len(images)], images) and set(np.unique(bank_labels)) <= {0, 1, 2, 3}

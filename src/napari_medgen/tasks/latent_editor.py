@@ -118,7 +118,8 @@ class LatentEditor(LatentModel):
         else:
             from ..data.brain_slices import training_slices
 
-            raw, labels, _ = training_slices(self.size)
+            left_out = bool(self.card.get("training", {}).get("settings", {}).get("validation"))  # its validation slabs
+            raw, labels, _ = training_slices(self.size, validation=left_out)
             raw, labels = raw[:n], labels[:n]
         return normalize(raw, self.card["normalization"]), labels
 
