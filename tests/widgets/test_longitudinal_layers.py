@@ -52,7 +52,7 @@ def test_layers_keep_add_volume_geometry_and_read_no_data_on_the_qt_thread(make_
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((6, 10, 12), np.float32), name="user's layer")
     steps = fl.result_steps(viewer, prepared, (-500.0, 100.0))
-    assert len(steps) == 5  # new series: its first frame (3D) first, grown to 4D in the next turn
+    assert len(steps) == 6  # new series: its first frame (3D) first, grown to 4D in the next turn; activation
     done = []
     fl.show_in_turns(viewer, [*steps, lambda: done.append(True)])
     qtbot.waitUntil(lambda: bool(done), timeout=20000)
@@ -81,4 +81,40 @@ def test_layers_keep_add_volume_geometry_and_read_no_data_on_the_qt_thread(make_
     fl.show_difference(viewer, prepared, 1)  # another time point: same layer, updated in place, no data read
     assert viewer.layers[fl.DIFFERENCE] is diff and np.asarray(diff.data).max() == pytest.approx(
         float((data[1] - data[0]).max()), rel=1e-6)
-    assert len(fl.result_steps(viewer, prepared, None)) == 4  # the series exists: updated in place, one turn
+    assert len(fl.result_steps(viewer, prepared, None)) == 5  # the series exists: updated in place, one turn
+
+
+def test_new_layers_are_built_in_the_worker_and_appended_without_taking_the_selection(make_napari_viewer, qtbot,
+                                                                                     monkeypatch):
+    """The Qt turns append the napari layers prepare() built (no layer is constructed there) and leave the
+    user's active layer alone until the last turn, which activates the last one appended; a window changed
+    since Predict still reaches the follow-ups."""
+    from napari.layers import Layer
+
+    from napari_medgen.widgets import followup_layers as fl
+
+    prepared = fl.prepare(_result(np.eye(3)), (-500.0, 100.0))  # the worker's part
+    built = dict(prepared.new)
+    assert set(built) == {fl.OUTPUT, fl.LABELS, fl.DIFFERENCE, fl.AT_T}
+    assert all(isinstance(layer, Layer) for layer in built.values())
+    viewer = make_napari_viewer()
+    user = viewer.add_image(np.zeros((6, 10, 12), np.float32), name="user's layer")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a layer constructed on the Qt thread")
+
+    for cls in (fl.Image, fl.Labels):
+        monkeypatch.setattr(cls, "__init__", refuse)
+    active = []
+    steps = fl.result_steps(viewer, prepared, (-400.0, 50.0))
+    fl.show_in_turns(viewer, [step for pair in zip(steps, [lambda: active.append(viewer.layers.selection.active)]
+                                                   * len(steps), strict=True) for step in pair])
+    qtbot.waitUntil(lambda: len(active) == len(steps), timeout=20000)
+
+    for name in (fl.OUTPUT, fl.LABELS, fl.DIFFERENCE, fl.AT_T):
+        assert viewer.layers[name] is built[name]
+    assert viewer.layers[fl.OUTPUT].ndim == 4  # the first frame grown to the series in place
+    assert active[:-1] == [user] * (len(steps) - 1) and active[-1] is built[fl.AT_T]
+    assert prepared.new == {}  # each appended once: a second showing updates them in place
+    for name in (fl.OUTPUT, fl.AT_T):
+        assert tuple(viewer.layers[name].contrast_limits) == (-400.0, 50.0)

@@ -96,10 +96,22 @@ def add_layer_data(viewer: Any, layer_data: LayerData, **kwargs: Any) -> Layer:
         layer = add(data, **layer_kw)
         if index is not None:
             viewer.layers.move(viewer.layers.index(layer), index)
+    _show_notes(name, notes, shown)
+    return layer
+
+
+def append_layer(viewer: Any, layer: Layer) -> Layer:
+    """Append a layer built elsewhere (napari Layer objects are not Qt objects: e.g. in a worker thread)
+    and show its ``metadata["notes"]`` as :func:`add_layer_data` does for a new layer."""
+    viewer.layers.append(layer)
+    _show_notes(layer.name, list(layer.metadata.get("notes", [])), [])
+    return layer
+
+
+def _show_notes(name: str, notes: list[str], shown: list[str]) -> None:
     for note in notes:
         if note not in shown:
             show_info(f"{name}: {note}")
-    return layer
 
 
 def show_placeholder(viewer: Any, vol: Volume, name: str) -> None:

@@ -170,7 +170,8 @@ class LongitudinalWidget(QWidget):
             make = lambda cancel: predict_followups(baseline, model, labels=labels, steps=steps,  # noqa: E731
                                                     time_spacing=1.0, time_unit="model steps", method=method,
                                                     tracked=tracked, cancel=cancel)
-        run_task(self.viewer, lambda cancel: prepared(make(cancel)), name="Predict follow-ups",
+        contrast = self._baseline_contrast()  # the new layers are built in the worker with this window
+        run_task(self.viewer, lambda cancel: prepared(make(cancel), contrast), name="Predict follow-ups",
                  on_result=self.show_result, panel=self.panel)
 
     def show_result(self, result: PreparedFollowUps) -> None:
