@@ -50,6 +50,27 @@ def test_generator_shapes_and_config_not_mutated():
     assert out.shape == (2, 1, 32, 32) and torch.allclose(mu, mu2)
 
 
+def test_zero_mean_texture_gives_each_label_the_style_offset_and_a_flat_background():
+    g = spade.build_spade({**TINY, "zero_mean_texture": True})["generator"].eval()
+    with torch.no_grad():
+        for p in g.head[-1].parameters():  # a head that draws texture
+            p.normal_(0.0, 0.5)
+    onehot = torch.nn.functional.one_hot(torch.as_tensor(toy_slices(n=2).labels), 3).movedim(-1, 1).float()
+    z = torch.randn(2, 4)
+    with torch.inference_mode():
+        out = g.decode(onehot, z)
+        offsets = g.label_style(z)
+    for b in range(2):
+        for c in range(3):
+            inside = out[b, 0][onehot[b, c] > 0]
+            assert torch.allclose(inside.mean(), offsets[b, c], atol=1e-5)
+            assert (inside.std() < 1e-6) == (c == 0)  # texture in the labels, none in the background
+    plain = spade.build_spade(TINY)["generator"].eval()
+    plain.load_state_dict(g.state_dict())
+    with torch.inference_mode():
+        assert not torch.allclose(plain.decode(onehot, z)[0, 0][onehot[0, 1] > 0].mean(), offsets[0, 1], atol=1e-3)
+
+
 def test_3d_option_builds_and_runs():
     g = spade.build_spade({**TINY, "spatial_dims": 3, "input_shape": [16, 16, 16]})["generator"].eval()
     onehot = torch.nn.functional.one_hot(torch.randint(0, 3, (1, 16, 16, 16)), 3).movedim(-1, 1).float()

@@ -12,6 +12,12 @@ one-hot labels and the style broadcast to every pixel, a LeakyReLU, and a 3x3 co
 image, plus a per-label intensity offset that is a linear function of the style (a Linear
 z_dim -> n_classes read out through the one-hot map). It restores sharp label borders and lets
 the style set each label's intensity (the scanner "contrast").
+
+``zero_mean_texture`` (network option, off in older cards): the head's output is made zero-mean
+within each label of each image and zero in the background (label 0). A label's mean intensity is
+then exactly the style's linear offset, so a vendor's mean style paints that vendor's mean contrast
+(the mean of linear offsets), and the background is flat: the card's acquisition noise is all the
+texture it gets (air has no anatomy to draw).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "z_dim": 8,
     "spade_hidden": 32,
     "head_channels": 8,
+    "zero_mean_texture": False,
 }
 
 
@@ -40,8 +47,9 @@ class SpadeGenerator(torch.nn.Module):
     """SPADENet (style encoder + SPADE decoder) followed by a full-resolution head that sees labels and style."""
 
     def __init__(self, spatial_dims: int, n_classes: int, input_shape: list[int], channels: list[int],
-                 z_dim: int, spade_hidden: int, head_channels: int):
+                 z_dim: int, spade_hidden: int, head_channels: int, zero_mean_texture: bool = False):
         super().__init__()
+        self.zero_mean_texture = zero_mean_texture
         self.n_classes = n_classes
         self.z_dim = z_dim
         self.input_shape = tuple(input_shape)
@@ -69,13 +77,24 @@ class SpadeGenerator(torch.nn.Module):
         features = self.net.decode(onehot, z)
         style = z.reshape(*z.shape, *([1] * (onehot.ndim - 2))).expand(-1, -1, *onehot.shape[2:])
         offsets = self.label_style(z).reshape(*z.shape[:1], -1, *([1] * (onehot.ndim - 2)))
-        return self.head(torch.cat([features, onehot, style], dim=1)) + (onehot * offsets).sum(1, keepdim=True)
+        texture = self.head(torch.cat([features, onehot, style], dim=1))
+        if self.zero_mean_texture:
+            texture = zero_mean_per_label(texture, onehot)
+        return texture + (onehot * offsets).sum(1, keepdim=True)
 
     def forward(self, onehot: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """VAE pass for training: (reconstruction, mu, logvar), z drawn by reparameterisation."""
         mu, logvar = self.encode(image)
         z = self.net.encoder.reparameterize(mu, logvar)
         return self.decode(onehot, z), mu, logvar
+
+
+def zero_mean_per_label(texture: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """``texture`` (B, 1, *spatial) minus its mean within each label of each image, and 0 where label 0
+    (background) is; ``onehot`` (B, C, *spatial)."""
+    dims = tuple(range(2, onehot.ndim))
+    means = (texture * onehot).sum(dims, keepdim=True) / onehot.sum(dims, keepdim=True).clamp(min=1.0)
+    return (texture - (onehot * means).sum(1, keepdim=True)) * (1.0 - onehot[:, :1])
 
 
 def network_config(**overrides: Any) -> dict[str, Any]:
@@ -90,7 +109,8 @@ def build_spade(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
     """Network config (see DEFAULTS) -> {"generator": SpadeGenerator}."""
     cfg = network_config(**config)
     return {"generator": SpadeGenerator(cfg["spatial_dims"], cfg["n_classes"], cfg["input_shape"], cfg["channels"],
-                                        cfg["z_dim"], cfg["spade_hidden"], cfg["head_channels"])}
+                                        cfg["z_dim"], cfg["spade_hidden"], cfg["head_channels"],
+                                        bool(cfg["zero_mean_texture"]))}
 
 
 # --- Slice geometry: how a volume is cut into the 2D model's input and put back together. -------------

@@ -10,7 +10,8 @@ Data (:mod:`.spade_data`): 2D slices (n, y, x) of the training volumes. ``--samp
 (background set to 0 outside the brain) holding back the axial slabs of ``data.brain.axial_split``;
 ``--sample phantom`` renders subjects with seeds 0..N-1 in rotating MR contrast styles ("vendors")
 and holds back seeds from 1000 on. Settings (``--set key=value``): network entries (channels,
-z_dim, spade_hidden, head_channels), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
+z_dim, spade_hidden, head_channels, zero_mean_texture: each label's intensity set by the style alone,
+no texture in the background; ``models.spade``), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
 augmentation), augment (``data.augment``: elastic, bias field, contrast, resolution; includes the
 flip), lut_init (start the per-label intensity offsets at the training images' class means, so
 training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count),
@@ -61,6 +62,7 @@ class SpadeSettings:
     z_dim: int | None = None
     spade_hidden: int | None = None
     head_channels: int | None = None
+    zero_mean_texture: bool | None = None
     w_adv: float = LOSS_WEIGHTS["w_adv"]
     w_fm: float = LOSS_WEIGHTS["w_fm"]
     w_l1: float = LOSS_WEIGHTS["w_l1"]
