@@ -1,7 +1,7 @@
 """Sample grid for docs/sample.md: the 3D phantom diffusion model's samples beside held-out real phantoms,
 each with its intensity segmentation (``tasks.structure_presence``) and the structures found missing.
 
-Usage: python scripts/make_phantom3d_grid.py [--model PATH] [--n 6] [--out docs/images/phantom3d_presence.png]
+Usage: python scripts/make_phantom3d_grid.py --model PATH [--n 6] [--out docs/images/phantom3d_presence.png]
 
 Rows: held-out real phantoms (seeds 1000..) and their segmentation, then the model's samples (default
 sampler, seed 0) and theirs; the axial slice through the training phantoms' mean heart centre. Each
@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from napari_medgen.atomic import atomic_write_figure
-from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import structure_presence as sp
 from napari_medgen.tasks.sample import sample
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(SHIPPED_MODELS / "diffusion_phantom3d"))
+    ap.add_argument("--model", required=True, help="a trained 3D phantom model (none is shipped: it loses its ledger)")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--out", default=str(ROOT / "docs/images/phantom3d_presence.png"))
     args = ap.parse_args()
