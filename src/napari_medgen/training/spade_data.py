@@ -68,23 +68,24 @@ def volumes_to_slices(pairs: list[tuple[Volume, Volume, str]], model_shape: tupl
     return np.concatenate(images), np.concatenate(labels), styles, ref_spacing
 
 
-def brain_slices(model_shape: tuple[int, int], resolution: int = 2) -> SliceSet:
-    """Training slices of the brain: the shipped 2 mm sample (every 5th slice held back), or at 1 mm."""
+def brain_slices(model_shape: tuple[int, int], resolution: int = 2, high: float = 99.5) -> SliceSet:
+    """Training slices of the brain: the shipped 2 mm sample (every 5th slice held back), or at 1 mm.
+    ``high``: the intensity percentile normalised to 1 (every loader here; brighter values are clipped)."""
     if resolution == 1:
-        return brain_split_1mm(model_shape)[0]
+        return brain_split_1mm(model_shape, high=high)[0]
     if resolution != 2:
         raise InputError(f"Brain resolution {resolution} mm is not available: use 2 (shipped sample) or 1.")
     source = TrainingSource("brain")
     [(image, labels)] = source.pairs()
     keep = lambda i: i % BRAIN_HOLDOUT_EVERY != BRAIN_HOLDOUT_EVERY // 2  # noqa: E731
     raw, lab, styles, sp = volumes_to_slices([(image, labels, "")], model_shape, keep=keep)
-    spec = norm.percentile_spec(image.data)
+    spec = norm.percentile_spec(image.data, high=high)
     return SliceSet(norm.normalize(raw, spec), lab, styles, sp, source.label_names(), spec,
                     "shipped brain sample (MNI152 2009 T1, 2 mm), axial slices",
                     f"axial slices z with z % {BRAIN_HOLDOUT_EVERY} == {BRAIN_HOLDOUT_EVERY // 2}")
 
 
-def brain_split_1mm(model_shape: tuple[int, int], min_brain: float = 0.01) -> tuple[SliceSet, SliceSet]:
+def brain_split_1mm(model_shape: tuple[int, int], min_brain: float = 0.01, high: float = 99.5) -> tuple[SliceSet, SliceSet]:
     """(training, held-out) axial slices of the 1 mm MNI152 template, image zeroed outside the brain.
 
     The split is ``data.brain.axial_split`` (slabs named by MNI z); slices whose brain covers less
@@ -97,7 +98,7 @@ def brain_split_1mm(model_shape: tuple[int, int], min_brain: float = 0.01) -> tu
     image = Volume(data, image.spacing, image.origin, image.direction, False, dict(image.metadata))
     train, held = brain.axial_split(brain.axial_z_mm(labels))
     enough = (labels.data > 0).reshape(len(labels.data), -1).mean(1) >= min_brain
-    spec = norm.percentile_spec(data)
+    spec = norm.percentile_spec(data, high=high)
     names = dict(brain.TISSUE_LABELS)
     slabs = [list(s) for s in brain.HELDOUT_SLABS_MM]
     out = []
@@ -117,7 +118,7 @@ def mr_styles() -> list[str]:
     return [s for s in phantom.STYLES if s.startswith("mr")]
 
 
-def phantom_slices(model_shape: tuple[int, int], subjects: int) -> SliceSet:
+def phantom_slices(model_shape: tuple[int, int], subjects: int, high: float = 99.5) -> SliceSet:
     """Axial slices of phantom subjects (seeds 0..subjects-1), style = mr_styles()[seed % 3]."""
     from ..data import phantom
 
@@ -128,17 +129,17 @@ def phantom_slices(model_shape: tuple[int, int], subjects: int) -> SliceSet:
         image, labels = phantom.make_phantom(seed=seed, style=style)
         pairs.append((image, labels, style))
     raw, lab, styles, sp = volumes_to_slices(pairs, model_shape)
-    spec = norm.percentile_spec(np.stack([p[0].data for p in pairs]))
+    spec = norm.percentile_spec(np.stack([p[0].data for p in pairs]), high=high)
     return SliceSet(norm.normalize(raw, spec), lab, styles, sp, dict(phantom.LABELS), spec,
                     f"phantom subjects seeds 0..{subjects - 1}, axial slices, styles {', '.join(vendors)} "
                     f"by seed % {len(vendors)}",
                     f"phantom seeds {', '.join(map(str, PHANTOM_HOLDOUT_SEEDS))} (never trained on)")
 
 
-def folder_slices(source: TrainingSource, model_shape: tuple[int, int]) -> SliceSet:
+def folder_slices(source: TrainingSource, model_shape: tuple[int, int], high: float = 99.5) -> SliceSet:
     """Axial slices of the user's image/label folders (a "folders" source: pairs matched by file name)."""
     pairs = source.pairs()
     raw, lab, styles, sp = volumes_to_slices([(i, l, "") for i, l in pairs], model_shape)
-    spec = norm.percentile_spec(np.concatenate([i.data.ravel() for i, _ in pairs]))
+    spec = norm.percentile_spec(np.concatenate([i.data.ravel() for i, _ in pairs]), high=high)
     names = source.label_names([l for _, l in pairs])
     return SliceSet(norm.normalize(raw, spec), lab, styles, sp, names, spec, source.describe())

@@ -11,7 +11,8 @@ Data (:mod:`.spade_data`): 2D slices (n, y, x) of the training volumes. ``--samp
 ``--sample phantom`` renders subjects with seeds 0..N-1 in rotating MR contrast styles ("vendors")
 and holds back seeds from 1000 on. Settings (``--set key=value``): network entries (channels,
 z_dim, spade_hidden, head_channels, zero_mean_texture: each label's intensity set by the style alone,
-no texture in the background; ``models.spade``), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
+no texture in the background, ``models.spade``; the exported model's per-label offsets are refitted on
+the training slices, ``.spade_contrast``), loss weights (w_adv, w_fm, w_l1, w_kl), lr_d, flip (left-right
 augmentation), augment (``data.augment``: elastic, bias field, contrast, resolution; includes the
 flip), lut_init (start the per-label intensity offsets at the training images' class means, so
 training starts from a lookup-table painting), resolution (brain: 2 or 1 mm), subjects (phantom count),
@@ -19,11 +20,14 @@ noise ("rician" | "gaussian": an explicit acquisition-noise model measured on th
 background, ``models.acquisition_noise``; the discriminator sees the generator's image with this noise
 added, so the generator draws the noise-free anatomy and leaves the noise to the model), class_balanced
 (the L1 term averages each label's mean error, so that small structures such as a tumour or the
-blood pool weigh as much as the body).
+blood pool weigh as much as the body), norm_high (the training images' intensity percentile that
+becomes 1, default 99.5; brighter values are clipped: a small bright label, such as the phantom's
+vendor-a blood pool, needs 99.99 or its contrast is clipped away).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .config import TrainConfig, family_settings
 from .source import Sources, TrainingSource
+from .spade_contrast import fit_label_offsets, pooled_class_means, style_with_contrast
 from .spade_data import SliceSet, brain_slices, folder_slices, phantom_slices
 
 LOSS_WEIGHTS = {"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}
@@ -75,6 +80,7 @@ class SpadeSettings:
     subjects: int = 24
     noise: str | None = None
     class_balanced: bool = False
+    norm_high: float = 99.5
 
 
 NETWORK_KEYS = tuple(k for k in spade.DEFAULTS if k != "n_classes")  # SpadeSettings' network entries
@@ -202,19 +208,46 @@ class SpadeTrainer(AttributeState):
         out = self.generator.decode(self._onehot(self.labels[i:i + 1]).to(self.device), mu)
         return out[0, 0].cpu().numpy()
 
-    def style_card(self) -> dict[str, Any]:
-        """Style statistics for the card: mean/std of the encoder means, and the mean per named style."""
-        mu = self.encode_mu(self.data.images).astype(np.float64)
+    def style_card(self, mu: np.ndarray, generator: torch.nn.Module) -> dict[str, Any]:
+        """Style statistics for the card from the training slices' encoder means ``mu`` (n, z_dim): their
+        mean/std, and one style per name (vendor): the mean of its slices' styles, or with
+        ``zero_mean_texture`` the style nearest that mean whose label offsets in ``generator`` paint the
+        vendor's training class means (:func:`.spade_contrast.style_with_contrast`)."""
+        mu = mu.astype(np.float64)
         styles = np.asarray(self.data.styles)
-        named = {s: mu[styles == s].mean(0).round(5).tolist() for s in sorted(set(self.data.styles)) if s}
+        named = {}
+        for name in sorted(set(self.data.styles) - {""}):
+            z = mu[styles == name].mean(0)
+            if self.network.get("zero_mean_texture"):
+                pick = styles == name
+                target = pooled_class_means(self.data.images[pick], self.data.labels[pick], self.n_classes)
+                z = style_with_contrast(z, generator.label_style.weight.detach().cpu().numpy(),
+                                        generator.label_style.bias.detach().cpu().numpy(), target)
+            named[name] = z.round(5).tolist()
         return {"style_mean": mu.mean(0).round(5).tolist(), "style_std": mu.std(0).round(5).tolist(),
                 "styles": named}
 
+    def exported_generator(self, mu: np.ndarray) -> torch.nn.Module:
+        """The generator to save: with ``zero_mean_texture``, a copy whose per-label offsets are refitted on the
+        training slices (:mod:`.spade_contrast`; ``mu`` their encoder means); else the generator itself."""
+        if not self.network.get("zero_mean_texture"):
+            return self.generator
+        out = copy.deepcopy(self.generator)
+        layer = out.label_style
+        w, b = fit_label_offsets(mu, self.data.images, self.data.labels, layer.weight.detach().cpu().numpy(),
+                                 layer.bias.detach().cpu().numpy())
+        with torch.no_grad():
+            layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
+            layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
+        return out
+
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
+        mu = self.encode_mu(self.data.images)
+        generator = self.exported_generator(mu)
         card = {**card, "family": "spade", "network": self.network, "normalization": self.data.normalization,
                 "label_names": {str(k): v for k, v in self.data.label_names.items()},
                 "shape": list(self.network["input_shape"]), "plane_spacing": list(self.data.spacing),
-                "slice_orientation": "axial", **self.style_card()}
+                "slice_orientation": "axial", **self.style_card(mu, generator)}
         if self.noise is not None:
             card["acquisition_noise"] = self.noise.to_card("background 3+ px from every label of the training slices")
         training = dict(card.get("training", {}))
@@ -224,7 +257,7 @@ class SpadeTrainer(AttributeState):
         if self.data.held_out_slabs_mm is not None:
             training["held_out_slabs_mm"] = self.data.held_out_slabs_mm
         card["training"] = training
-        save_model(path, {"generator": self.generator}, card, half=True)
+        save_model(path, {"generator": generator}, card, half=True)
 
 
 def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
@@ -237,11 +270,11 @@ def make_spade_trainer(config: TrainConfig) -> SpadeTrainer:
     shape = tuple(network["input_shape"])
     source = TrainingSource.of(config, "spade", SOURCES)
     if source.kind == "brain":
-        data = brain_slices(shape, s.resolution)
+        data = brain_slices(shape, s.resolution, s.norm_high)
     elif source.kind == "phantom":
-        data = phantom_slices(shape, s.subjects)
+        data = phantom_slices(shape, s.subjects, s.norm_high)
     else:
-        data = folder_slices(source, shape)
+        data = folder_slices(source, shape, s.norm_high)
     network["n_classes"] = max(len(data.label_names), int(data.labels.max()) + 1)
     noise = None if s.noise is None else estimate_noise(norm.denormalize(data.images, data.normalization),
                                                         data.labels, s.noise)
