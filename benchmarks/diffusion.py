@@ -94,7 +94,8 @@ def conditioning(m, n: int) -> tuple[Volume | None, torch.Tensor | None]:
     _, labels, spacing = sample_data(sample_name(m.extra["card"]), m.spatial_dims, m.shape[0], held_out=True,
                                      n_subjects=4 * n)
     masks = np.stack(labels[:n]).astype(np.uint8)[:, None]
-    return Volume(masks, spacing, is_label=True), mask_to_seg(m, Volume(masks, spacing, is_label=True))
+    mask = Volume(masks, spacing, is_label=True, metadata={"label_names": m.label_names})  # named as the card's classes
+    return mask, mask_to_seg(m, mask)
 
 
 def per_step(model_path: Path, n: int, repeats: int, compile_: bool) -> None:

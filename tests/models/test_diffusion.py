@@ -107,7 +107,8 @@ def test_shipped_mask_model_respects_the_mask():
     _, held, spacing = sample_data("phantom", 2, model.shape[0], held_out=True, n_subjects=16)
     a, b = held[0], held[1]
     samples = [run_to_completion(sample(model, sampler="ddim", steps=20, seed=0, device="cpu",
-                                        mask=Volume(m[None].astype(np.uint8), spacing, is_label=True))).data[0, 0]
+                                        mask=Volume(m[None].astype(np.uint8), spacing, is_label=True),
+                                        label_map=["identity"])).data[0, 0]
                for m in (a, b)]
     corr = np.corrcoef((samples[0] - samples[1]).ravel(), (means[a] - means[b]).ravel())[0, 1]
     assert corr > 0.5  # measured 0.79 for these masks (0.71-0.79 over three pairs)

@@ -87,8 +87,11 @@ def test_traced_network_computes_what_the_eager_one_does(monkeypatch):
         m = tiny(label_nc=label_nc)
         mask = Volume(np.random.default_rng(0).integers(0, 3, (1, 16, 16)).astype(np.uint8), is_label=True) \
             if label_nc else None
-        eager = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=False, mask=mask))
-        traced = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=True, mask=mask))
+        same = ["identity"] if label_nc else []  # the mask's values are the model's classes
+        eager = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=False, mask=mask,
+                                         label_map=same))
+        traced = run_to_completion(sample(m, sampler="ddim", steps=4, n=2, seed=1, device="cpu", fast=True, mask=mask,
+                                          label_map=same))
         np.testing.assert_allclose(traced.data, eager.data, atol=1e-4)
     assert len(traced_calls) == 2
 
@@ -111,7 +114,7 @@ def test_mask_conditioning_and_geometry():
     m = tiny(label_nc=3)
     mask = Volume(np.zeros((1, 16, 16), np.uint8), spacing=(1.5, 1.5, 3.0), origin=(10.0, 20.0, 30.0), is_label=True)
     mask.data[0, 4:12, 4:12] = 2
-    vol = run_to_completion(sample(m, steps=2, n=2, mask=mask, device="cpu"))
+    vol = run_to_completion(sample(m, steps=2, n=2, mask=mask, device="cpu", label_map=["identity"]))
     assert vol.data.shape == (2, 1, 16, 16)
     assert vol.spacing == mask.spacing and vol.origin == mask.origin
 
@@ -121,10 +124,11 @@ def test_one_sample_per_mask_of_a_series():
     masks = np.zeros((3, 1, 16, 16), np.uint8)
     masks[1, 0, :8] = 1
     masks[2, 0, 8:] = 2
-    vol = run_to_completion(sample(m, steps=2, mask=Volume(masks, is_label=True), device="cpu"))
+    vol = run_to_completion(sample(m, steps=2, mask=Volume(masks, is_label=True), device="cpu", label_map=["identity"]))
     assert vol.data.shape == (3, 1, 16, 16)
     with pytest.raises(InputError, match="3 masks were given for 2 samples"):
-        run_to_completion(sample(m, steps=2, n=2, mask=Volume(masks, is_label=True), device="cpu"))
+        run_to_completion(sample(m, steps=2, n=2, mask=Volume(masks, is_label=True), device="cpu",
+                                 label_map=["identity"]))
 
 
 def test_mask_errors():
@@ -134,8 +138,9 @@ def test_mask_errors():
         run_to_completion(sample(m, steps=2, device="cpu"))
     bad = lab.data.copy()
     bad[0, 0, 0] = 5
-    with pytest.raises(InputError, match=r"label value\(s\) \[5\] are not classes .* 0\.\.2: 0 c0"):
-        run_to_completion(sample(m, steps=2, mask=lab.with_data(bad), device="cpu"))
+    with pytest.raises(InputError, match=r"Mask 'L.nii.gz' has label values that model 'tiny' has no class for: "
+                                         r"5 \(unnamed\)\. The model's classes: 0 c0, 1 c1, 2 c2"):
+        run_to_completion(sample(m, steps=2, mask=lab.with_data(bad), device="cpu", label_map=["identity"]))
     with pytest.raises(InputError, match="not mask-conditioned"):
         run_to_completion(sample(tiny(), steps=2, mask=lab, device="cpu"))
     with pytest.raises(InputError, match="Slice 7 is outside the mask, which has 3 slices"):
@@ -151,15 +156,16 @@ def test_masks_of_any_size_resampled_to_the_model_grid_and_back():
     data[:, :20] = 2  # top half class 2
     data[2, 20:, :15] = 1
     mask = Volume(data, spacing=(0.5, 0.75, 2.0), origin=(1.0, 2.0, 3.0), is_label=True)
-    seg, grid = mask_inputs(m, mask, 2)
+    seg, grid, notes = mask_inputs(m, mask, 2, ["identity"])
+    assert notes == {}  # no value took another class number
     assert seg.shape == (1, 3, 16, 16) and grid.shape == (1, 40, 30)
     classes = seg[0].argmax(0).numpy()
     assert (classes[:8] == 2).all() and (classes[8:, :8] == 1).all() and (classes[8:, 8:] == 0).all()
-    vol = run_to_completion(sample(m, steps=2, n=2, mask=mask, device="cpu"))
+    vol = run_to_completion(sample(m, steps=2, n=2, mask=mask, device="cpu", label_map=["identity"]))
     assert vol.data.shape == (2, 1, 40, 30) and vol.spacing == mask.spacing
     assert np.allclose(vol.origin, (1.0, 2.0, 3.0 + 2 * 2.0))  # the middle slice (index 2)
     m3 = tiny(dims=3, label_nc=3, size=8)
-    vol = run_to_completion(sample(m3, steps=1, mask=mask, device="cpu"))
+    vol = run_to_completion(sample(m3, steps=1, mask=mask, device="cpu", label_map=["identity"]))
     assert vol.data.shape == (1, 5, 40, 30) and vol.origin == mask.origin
 
 
@@ -191,7 +197,8 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     mask.data[0, 3:9, 3:9] = 1
     write_volume(mask, tmp_path / "L.nii.gz")
     argv = ["--device", "cpu", "--quiet", "sample", "--model", str(tmp_path / "diffusion_tiny"), "--sampler", "ddim",
-            "--steps", "2", "--n", "2", "--mask", str(tmp_path / "L.nii.gz"), "--out", str(tmp_path / "out")]
+            "--steps", "2", "--n", "2", "--mask", str(tmp_path / "L.nii.gz"), "--map", "identity",
+            "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     stack, one = read_volume(tmp_path / "out" / "samples.nii.gz"), read_volume(tmp_path / "out" / "sample_001.nii.gz")
     assert stack.data.shape == (2, 1, 16, 16) and one.data.shape == (1, 16, 16)
@@ -203,7 +210,9 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     bad_argv = [*argv, "--overwrite"]
     bad_argv[bad_argv.index(str(tmp_path / "L.nii.gz"))] = str(tmp_path / "bad.nii.gz")
     assert main(bad_argv) == 2
-    assert "label value(s) [4] are not classes" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the card names no classes: only --map can say what 4 is
+    assert "bad.nii.gz' has label values that model" in err and "no class for: 4 (unnamed)" in err
+    assert "names none of its classes" in err
     assert read_volume(tmp_path / "out" / "sample_001.nii.gz").data.shape == (1, 16, 16)  # a failed run keeps it
     fewer = [*argv, "--overwrite"]
     fewer[fewer.index("--n") + 1] = "1"

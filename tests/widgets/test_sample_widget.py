@@ -74,12 +74,13 @@ def test_labels_layers_offered_as_masks(make_napari_viewer):
     assert [w.mask.itemText(i) for i in range(w.mask.count())] == ["(none)", "mask"]
 
 
-def _card(tmp_path, name: str, objective: str, label_nc: int | None = None):
+def _card(tmp_path, name: str, objective: str, label_nc: int | None = None, names: list[str] | None = None):
     torch.manual_seed(0)
     net = {**NET, **({"label_nc": label_nc, "spade_intermediate_channels": 8} if label_nc else {})}
+    names = names or [f"c{i}" for i in range(label_nc or 0)]
     card = {"family": "diffusion", "network": net, "shape": [16, 16], "spacing": [2.0, 2.0, 3.0],
             "scheduler": {"objective": objective, "num_train_timesteps": 1000},
-            **({"label_names": {str(i): f"c{i}" for i in range(label_nc)}} if label_nc else {})}
+            **({"label_names": {str(i): n for i, n in enumerate(names)}} if label_nc else {})}
     save_model(tmp_path / name, {"unet": build_unet(net)["unet"]}, card)
     return tmp_path / f"{name}.json"
 
@@ -121,6 +122,7 @@ def test_real_mask_of_any_size(make_napari_viewer, qtbot, tmp_path):
     viewer.add_labels(data, name="lesions", scale=(2.0, 1.0, 1.0))
     viewer.dims.set_point(0, 6.0)  # world z 6 mm = slice 3
     w.mask.setCurrentText("lesions")
+    w.label_table.confirm_same_numbers()  # the layer's values are the model's class numbers
     w.steps.setValue(2)
     w.n.setValue(1)
     handle = w.sample()
@@ -129,3 +131,36 @@ def test_real_mask_of_any_size(make_napari_viewer, qtbot, tmp_path):
     layer = viewer.layers[OUTPUT]
     assert layer.data.shape == (1, 1, 40, 30)
     np.testing.assert_allclose(layer.translate[-3], 6.0)  # placed at the slice it was sampled from
+
+
+def test_mask_values_mapped_by_the_label_table(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """A lesion painted as 1 is never the model's class 1 ("body") unasked: Sample refuses, naming the layer and
+    the model's classes, until the table (the Synthesize dock's) maps it; a name in the layer's features proposes
+    the class of the same meaning."""
+    import napari_medgen.widgets.sample as widget_mod
+
+    errors = []
+    monkeypatch.setattr(widget_mod, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    w = SampleWidget(viewer)
+    w.add_model(_card(tmp_path, "diffusion_mask", "ddpm", label_nc=3, names=["background", "body", "tumour"]))
+    assert not w.label_table.isHidden() and w.label_map.isHidden()  # a card's classes: the table
+    data = np.zeros((1, 16, 16), np.uint8)
+    data[0, 4:12, 4:12] = 1
+    layer = viewer.add_labels(data, name="lesion")
+    w.mask.setCurrentText("lesion")
+    assert w.label_table.values == [0, 1] and w.label_table.selected(0) == 0 and w.label_table.selected(1) is None
+    assert w.sample() is None
+    assert "Labels layer 'lesion' has label values that model 'diffusion_mask' has no class for: 1 (unnamed)" \
+        in errors[-1] and "0 background, 1 body, 2 tumour" in errors[-1]
+    layer.features = {"index": [0, 1], "name": ["", "Lesion"]}
+    w.refresh_label_table()
+    assert w.label_table.selected(1) == 2
+    w.steps.setValue(1)
+    handle = w.sample()
+    qtbot.waitUntil(lambda: handle.status is not None, timeout=60000)
+    assert handle.status == "done", handle.error
+    assert viewer.layers[OUTPUT].metadata["notes"] == ["label values as the model's classes: 1 (Lesion) -> 2 tumour"]
+    w.label_table.choose(1, 1)  # the user's own choice: body
+    viewer.add_image(np.zeros((4, 4)), name="another layer")  # the dock's layer lists refresh; the choice stays
+    assert w.label_map_specs(layer) == ["0=0", "1=1"]

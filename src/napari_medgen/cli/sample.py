@@ -4,11 +4,18 @@ M is a model card or a MONAI model-zoo bundle folder (opened as published; ``--s
 overrides a bundle config value). Writes DIR/sample_000.nii.gz ... (one file per sample, 3D,
 geometry from the mask, the bundle's grid or the card) and DIR/samples.nii.gz (all samples stacked
 as a 4D volume); MAISI without --mask: DIR/labels.nii.gz, the label map it generated from anatomy sizes.
+
+Mask values: each value of ``--mask`` must have a class of the model (a mask-conditioned card's
+``label_names``, MAISI's label_dict.json). Values named like a class (the file's label names) are
+mapped to it and an unnamed 0 is background; others are refused, naming the file, its values and the
+model's classes, until mapped with ``--map VALUE=CLASS`` (class by number or name, e.g. ``--map
+1=tumour``) or confirmed with ``--map identity`` (the mask's unnamed values are the model's class numbers).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +42,9 @@ def register(subparsers: Any) -> None:
                                        "spacing_xy=1.5,spacing_z=2, without --mask anatomy sizes size_liver=0.5,"
                                        "size_lung_tumor=absent), or all values in order: --condition=0,0.1,0.2,0.4")
     p.add_argument("--map", action="append", default=[], metavar="VALUE=CLASS",
-                   help="MAISI: label value -> MAISI class (a name or value of the bundle's configs/label_dict.json), "
-                        "e.g. --map 1=liver; repeatable or comma-separated; --map identity: the values are MAISI's")
+                   help="mask value -> model class (number or name: a mask-conditioned card's label_names; MAISI: "
+                        "configs/label_dict.json), e.g. --map 1=tumour, MAISI --map 1=liver; repeatable or "
+                        "comma-separated; --map identity: the mask's unnamed values are the model's class numbers")
     p.add_argument("--shape", type=options.integer(1, 4096), nargs="+",
                    help="output image shape (y x or z y x), for bundles that do not state it or to change it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE",
@@ -62,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
                   scale_factor=args.scale_factor, slice_index=args.slice_index,
                   overrides=parse_settings(args.overrides) or None, label_map=args.map)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
+    for note in [] if args.quiet else vol.metadata.get("notes", []):  # e.g. which class each mask value became
+        print(f"medgen: {note}", file=sys.stderr)
     with replaced_folder(args.out, overwrite=args.overwrite, note=" ".join(["medgen", *args.argv])) as staged:
         write_volume(vol, staged / "samples.nii.gz")
         if vol.metadata.get("label_map") is not None:

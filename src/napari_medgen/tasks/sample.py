@@ -6,7 +6,8 @@ an autoencoder) run the same loop in latent space and decode ``latent / scale_fa
 preview and for the result, one sample at a time. Output: a 4D Volume (n, z, y, x): samples stacked
 on the leading axis; 2D models give (n, 1, y, x). MONAI bundles (:mod:`..models.bundle`) open
 as published; MAISI's bundle generates CT (HU) from a label map at the bundle's voxel size
-(:mod:`..models.bundle_maisi`). Masks, conditioning values and output geometry: :mod:`.sample_inputs`.
+(:mod:`..models.bundle_maisi`). Masks (their values as the model's classes), conditioning values and the
+output's geometry (also before sampling: :func:`.sample_inputs.placeholder`): :mod:`.sample_inputs`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from ..device import inference_autocast, native_bf16_cpu, resolve_device
-from ..errors import InputError, MedgenError, ModelError
+from ..errors import InputError, ModelError
 from ..io.volume import Volume
 from ..models.diffusion import (
     CONFIG_ERRORS,
@@ -36,7 +37,7 @@ from ..models.store import load_card
 from ..models.tracing import freeze_trace
 from ..progress import CancelToken, Progress
 from . import memory
-from .sample_inputs import Grid, condition_values, default_grid, is_xyz, mask_inputs, mask_slice
+from .sample_inputs import condition_values, default_grid, is_xyz, mask_inputs
 from .sample_maisi import maisi_inputs
 
 MAX_SAMPLES = 64
@@ -50,10 +51,10 @@ def default_sampler(model: DiffusionModel) -> str:
     return str(model.extra.get("card", {}).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
 
 
-def mask_to_seg(model: DiffusionModel, mask: Volume) -> torch.Tensor:
-    """Label map (z, y, x) or a series (t, z, y, x) -> one-hot (1 or t, label_nc, *model.shape) on the
-    model's grid (:func:`.sample_inputs.mask_inputs`)."""
-    return mask_inputs(model, mask)[0]
+def mask_to_seg(model: DiffusionModel, mask: Volume, label_map: Sequence[str] = ()) -> torch.Tensor:
+    """Label map (z, y, x) or a series (t, z, y, x) -> one-hot (1 or t, label_nc, *model.shape) of the model's
+    classes on its grid (:func:`.sample_inputs.mask_inputs`; ``label_map`` as for :func:`sample`)."""
+    return mask_inputs(model, mask, label_map=label_map)[0]
 
 
 def samplers_for(scheduler: dict[str, object]) -> tuple[str, ...]:
@@ -72,16 +73,18 @@ def supported_samplers(model: DiffusionModel) -> tuple[str, ...]:
     return samplers_for(model.scheduler)
 
 
-def model_options(model: str | Path) -> tuple[tuple[str, ...], tuple[ConditionField, ...]]:
-    """(samplers, conditioning fields) of a model card or bundle folder, read without loading weights."""
+def model_options(model: str | Path) -> tuple[tuple[str, ...], tuple[ConditionField, ...], tuple[dict[int, str], int]]:
+    """(samplers, conditioning fields, (class names, number of classes)) of a model card or bundle folder, read
+    without loading weights; the classes are a mask-conditioned card's, else ({}, 0)."""
     path = Path(model)
     if path.is_dir():
         from ..models.bundle import describe_bundle
 
         info = describe_bundle(path)
-        return samplers_for({"objective": info.objective}), info.condition_fields
+        return samplers_for({"objective": info.objective}), info.condition_fields, ({}, 0)
     card = load_card(path)
-    return samplers_for(card.get("scheduler", {"objective": "ddpm"})), ()
+    names = {int(k): str(v) for k, v in (card.get("label_names") or {}).items()}
+    return samplers_for(card.get("scheduler", {"objective": "ddpm"})), (), (names, int(card["network"].get("label_nc") or 0))
 
 
 def condition_fields(model: DiffusionModel) -> tuple[ConditionField, ...]:
@@ -122,9 +125,10 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
     each), of any size: it is resampled (nearest neighbour) to the model's grid and the samples back
     to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the middle one).
-    MAISI: the label map (MAISI's label indices) is resampled onto the bundle's RAS grid of ``shape``
-    (z, y, x) voxels at the chosen voxel size, and the CT (HU) is returned on that grid; ``label_map``: the
-    mask's values as MAISI classes ("VALUE=CLASS" or "identity"); without a mask, MAISI generates the label
+    Its values become the model's classes by :mod:`..data.label_mapping`'s rules (names, unnamed 0 background,
+    ``label_map``: "VALUE=CLASS" specs or "identity"; other values are refused). MAISI: the label map, in
+    MAISI's classes by the same rules, is resampled onto the bundle's RAS grid of ``shape`` (z, y, x) voxels at
+    the chosen voxel size, and the CT (HU) is returned on that grid; without a mask, MAISI generates the label
     map from anatomy sizes (result metadata "label_map"; :mod:`.sample_maisi`).
     condition: the conditioning values of conditioned models: numbers in order, or by name
     ({"age": 0.3} or "age=0.3,gender=1"; missing names take the bundle's defaults), the same for all
@@ -156,10 +160,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     if isinstance(m, MaisiModel):
         seg, grid, extra = yield from maisi_inputs(m, mask, named, label_map, seed, cancel, dev)
         vector = None
-    elif label_map:
-        raise InputError("A label mapping (--map) applies to MAISI bundles only.")
     elif mask is not None:
-        seg, grid = mask_inputs(m, mask, slice_index)
+        seg, grid, extra = mask_inputs(m, mask, slice_index, label_map)
     else:
         seg = None
     seg = seg.to(dev) if seg is not None else None
@@ -171,6 +173,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         seg = seg.expand(n, *seg.shape[1:])
     if m.label_nc and seg is None:
         raise InputError(f"Model '{m.source}' is mask-conditioned: give a label map (mask) to sample it.")
+    if label_map and seg is None:
+        raise InputError("A label mapping (--map) applies to a mask (label map); none was given.")
     context = m.condition_tensor(vector, n)
     context = context.to(dev) if context is not None else None
     try:  # refuse with the numbers rather than run out of memory; these are the networks' first calls
@@ -270,31 +274,3 @@ def traced_predict(m: DiffusionModel, x: torch.Tensor, t: torch.Tensor, seg: tor
         return m.predict
     return lambda x_, t_, seg_=None, context_=None: net(x_, t_, *[a for a in (seg_, context_) if a is not None])
 
-
-def placeholder(model: str | Path, n: int, mask: Volume | None = None, slice_index: int | None = None) -> Volume | None:
-    """Zeros shaped and placed like the samples ``sample(model, n=n, mask=mask)`` will return, read
-    from the model card alone (no weights); None for bundles and cards that give no shape.
-
-    A dock shows it as the output layer before the job starts, so the layer (a costly napari
-    operation) is made while the CPU is free and the job's previews only update it.
-    """
-    path = Path(model)
-    if path.is_dir():
-        return None
-    try:
-        card = load_card(path)
-    except MedgenError:
-        return None  # the job itself reports the problem
-    shape = card.get("shape")
-    if not isinstance(shape, list) or len(shape) not in (2, 3):
-        return None
-    zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
-    grid = Grid(zyx, tuple(card.get("voxel_mm") or (1.0, 1.0, 1.0)))
-    if mask is not None:
-        if mask.is_time_series:
-            n = len(mask.data)
-        k = mask_slice(mask, slice_index) if len(shape) == 2 else 0
-        origin = np.asarray(mask.origin) + mask.direction[:, 2] * mask.spacing[2] * k
-        zyx = (1, *mask.spatial_shape[1:]) if len(shape) == 2 else mask.spatial_shape
-        grid = Grid(zyx, mask.spacing, tuple(origin), mask.direction)
-    return grid.volume(np.zeros((n, *zyx), np.float32), source=str(path), stack_axis="sample", time_spacing=1.0)

@@ -4,22 +4,30 @@ values, MAISI's label map on the bundle's output grid, and the geometry of the r
 Axes: napari-medgen arrays are (z, y, x); a MONAI bundle's network works in MONAI's (x, y[, z]) order
 (``model.extra["array_axes"] == "xyz"``), RAS for 3D. Masks are reversed into the network's order and
 results back.
+
+A mask's values mean the model's classes only as :mod:`..data.label_mapping` decides (names, 0 as
+background, ``VALUE=CLASS`` specs, equal numbers only when confirmed with ``identity``), for MAISI
+(:mod:`.sample_maisi`) as for every other mask-conditioned model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..data import label_mapping
+from ..data.label_mapping import LabelMapping
+from ..errors import InputError, MedgenError
 from ..io.volume import Volume
 from ..models.bundle_config import ConditionField
 from ..models.diffusion import DiffusionModel
+from ..models.store import load_card
 
 RAS = np.diag([-1.0, -1.0, 1.0])  # direction (LPS) of an array whose axes grow to the right, anterior, superior
 
@@ -71,12 +79,13 @@ def mask_slice(mask: Volume, index: int | None) -> int:
     return k
 
 
-def mask_inputs(model: DiffusionModel, mask: Volume, index: int | None = None) -> tuple[torch.Tensor, Grid]:
-    """Label map (z, y, x), or a series (t, z, y, x), -> one-hot (1 or t, label_nc, *model.shape) resampled
-    (nearest neighbour) to the model's grid, and the grid of the output (the mask's; for a 2D model, the
-    slice ``index`` of a 3D mask, default the middle one). InputError when the model is not conditioned or
-    a value is not a class of the model."""
-    where = mask.metadata.get("source", "the mask")
+def mask_inputs(model: DiffusionModel, mask: Volume, index: int | None = None, label_map: Sequence[str] = ()
+                ) -> tuple[torch.Tensor, Grid, dict[str, object]]:
+    """Label map (z, y, x), or a series (t, z, y, x), -> one-hot (1 or t, label_nc, *model.shape) of the model's
+    classes (:func:`mask_classes` with ``label_map``) resampled (nearest neighbour) to the model's grid, the grid
+    of the output (the mask's; for a 2D model, the slice ``index`` of a 3D mask, default the middle one) and
+    metadata for the result (``notes`` on values that took another class number). InputError when the model is
+    not conditioned or a value has no class."""
     if not model.label_nc:
         raise InputError(f"Model '{model.source}' is not mask-conditioned: sample it without a mask.")
     frames = mask.data if mask.is_time_series else mask.data[None]
@@ -88,19 +97,78 @@ def mask_inputs(model: DiffusionModel, mask: Volume, index: int | None = None) -
         out_shape = (1, *frames.shape[1:])
     else:
         out_shape = tuple(frames.shape[1:])
-    if not np.issubdtype(frames.dtype, np.integer) and not np.array_equal(frames, np.round(frames)):
-        raise InputError(f"{where}: the mask holds non-integer values; it must be a label map.")
-    classes = np.unique(frames).astype(int)
-    bad = [int(c) for c in classes if c < 0 or c >= model.label_nc]
-    if bad:
-        names = ", ".join(f"{k} {v}" for k, v in (model.label_names or {}).items())
-        raise InputError(f"{where}: label value(s) {bad} are not classes of the model "
-                         f"(it knows 0..{model.label_nc - 1}{': ' + names if names else ''}).")
-    lab = torch.from_numpy(np.ascontiguousarray(to_network_axes(model, frames)).astype(np.int64))
+    classes, meta = mask_classes(model, mask, frames, label_map)
+    lab = torch.from_numpy(np.ascontiguousarray(to_network_axes(model, classes)).astype(np.int64))
     if tuple(lab.shape[1:]) != tuple(model.shape):
         lab = F.interpolate(lab[:, None].float(), size=tuple(model.shape), mode="nearest-exact")[:, 0].long()
     seg = F.one_hot(lab, model.label_nc).movedim(-1, 1).float()
-    return seg, Grid(out_shape, mask.spacing, tuple(origin), mask.direction)
+    return seg, Grid(out_shape, mask.spacing, tuple(origin), mask.direction), meta
+
+
+def mask_classes(model: DiffusionModel, mask: Volume, data: np.ndarray, specs: Sequence[str] = ()
+                 ) -> tuple[np.ndarray, dict[str, object]]:
+    """``data`` (the mask's values, any shape) as the model's classes (same shape) by the rules of
+    :func:`..data.label_mapping.resolve` (the mask's names vs the card's ``label_names``; ``specs``:
+    "VALUE=CLASS" or "identity"), and the result's notes. InputError naming the mask, the unmapped values
+    and the model's classes."""
+    what = f"Mask '{mask.metadata['source']}'" if mask.metadata.get("source") else "The mask"
+    model_names, n = dict(model.label_names or {}), int(model.label_nc or 0)
+    values, names = mask_labels(mask, what, data)
+    try:
+        explicit, identity = label_mapping.parse_map(specs, model_names, n)
+        mapping = label_mapping.resolve(values, names, model_names, n, explicit, identity, what=what,
+                                        model=f"model '{model.source}'")
+    except InputError as exc:
+        if model_names:
+            raise
+        raise InputError(f"{exc} Model '{model.source}' names none of its classes (its card has no label_names), so "
+                         "only --map VALUE=CLASS or --map identity (the dock: the label table) can map values.") from None
+    return mapping.apply(data, what, model_names, n), mapping_notes(mapping, names, model_names, "the model's")
+
+
+def mask_labels(mask: Volume, what: str, data: np.ndarray | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """The distinct values of ``data`` (default the mask's; InputError for a non-label array) and the names
+    the mask's file or layer gives them ({value: name})."""
+    values = label_mapping.label_values(mask.data if data is None else data, what)
+    return values, label_mapping.user_label_names(mask.metadata)
+
+
+def mapping_notes(mapping: LabelMapping, user_names: Mapping[int, str], model_names: Mapping[int, str],
+                  whose: str) -> dict[str, object]:
+    """The result's ``notes`` naming the values that took another class number ({} when none did)."""
+    changed = LabelMapping({v: c for v, c in mapping.table.items() if v != c})
+    if not changed.table:
+        return {}
+    return {"notes": [f"label values as {whose} classes: {changed.describe(user_names, model_names)}"]}
+
+
+def placeholder(model: str | Path, n: int, mask: Volume | None = None, slice_index: int | None = None) -> Volume | None:
+    """Zeros shaped and placed like the samples ``sample(model, n=n, mask=mask)`` will return, read
+    from the model card alone (no weights); None for bundles and cards that give no shape.
+
+    A dock shows it as the output layer before the job starts, so the layer (a costly napari
+    operation) is made while the CPU is free and the job's previews only update it.
+    """
+    path = Path(model)
+    if path.is_dir():
+        return None
+    try:
+        card = load_card(path)
+    except MedgenError:
+        return None  # the job itself reports the problem
+    shape = card.get("shape")
+    if not isinstance(shape, list) or len(shape) not in (2, 3):
+        return None
+    zyx = (1, *shape) if len(shape) == 2 else tuple(shape)
+    grid = Grid(zyx, tuple(card.get("voxel_mm") or (1.0, 1.0, 1.0)))
+    if mask is not None:
+        if mask.is_time_series:
+            n = len(mask.data)
+        k = mask_slice(mask, slice_index) if len(shape) == 2 else 0
+        origin = np.asarray(mask.origin) + mask.direction[:, 2] * mask.spacing[2] * k
+        zyx = (1, *mask.spatial_shape[1:]) if len(shape) == 2 else mask.spatial_shape
+        grid = Grid(zyx, mask.spacing, tuple(origin), mask.direction)
+    return grid.volume(np.zeros((n, *zyx), np.float32), source=str(path), stack_axis="sample", time_spacing=1.0)
 
 
 def condition_values(fields: Sequence[ConditionField], given: Mapping[str, object] | Sequence[float] | str | None,

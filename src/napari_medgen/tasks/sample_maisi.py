@@ -23,7 +23,7 @@ from ..io.volume import Volume
 from ..models.bundle_maisi import AUTO, REGION_INDEX, MaisiModel, body_regions
 from ..models.bundle_maisi_masks import MASK_SPACING, anatomy_sizes
 from ..progress import CancelToken, Progress
-from .sample_inputs import RAS, Grid, label_grid
+from .sample_inputs import RAS, Grid, label_grid, mapping_notes, mask_labels
 
 
 def maisi_inputs(m: MaisiModel, mask: Volume | None, named: Mapping[str, float | str], label_map: Sequence[str],
@@ -49,9 +49,7 @@ def maisi_inputs(m: MaisiModel, mask: Volume | None, named: Mapping[str, float |
     else:
         data, mapping = maisi_labels(m, mask, label_map)
         labels, grid = label_grid(mask.with_data(data), spacing, m.image_shape)
-        changed = LabelMapping({v: c for v, c in mapping.table.items() if v != c})
-        names = label_mapping.user_label_names(mask.metadata)
-        meta = {"notes": [f"label values as MAISI classes: {changed.describe(names, m.classes)}"]} if changed.table else {}
+        meta = mapping_notes(mapping, label_mapping.user_label_names(mask.metadata), m.classes, "MAISI")
     top, bottom = regions(labels, named)
     return m.set_inputs(labels, spacing, top, bottom), grid, meta
 
@@ -79,8 +77,7 @@ def maisi_labels(m: MaisiModel, mask: Volume, specs: Sequence[str]) -> tuple[np.
     if not m.classes:
         raise ModelError(f"MAISI's label classes are in '{m.label_dict_path}' (downloaded with the bundle's weights, "
                          "see its large_files.yml), which is missing; napari-medgen does not guess what label values mean.")
-    values = label_mapping.label_values(mask.data, where)
-    names = label_mapping.user_label_names(mask.metadata)
+    values, names = mask_labels(mask, where)
     try:
         explicit, identity = label_mapping.parse_map(specs, m.classes, 2**8)
     except InputError as exc:  # its list of classes would run to 256 entries: name the file instead

@@ -199,7 +199,8 @@ def generated_images(model: str, labels: np.ndarray, seed: int) -> np.ndarray:
         from .sample import sample
 
         mask = Volume(labels[:, None].astype(np.uint8), is_label=True)
-        out = list(run_to_completion(sample(model, n=len(labels), mask=mask, seed=seed, device="cpu")).data[:, 0])
+        out = list(run_to_completion(sample(model, n=len(labels), mask=mask, seed=seed, device="cpu",
+                                            label_map=["identity"])).data[:, 0])  # the dataset's labels: its classes
     else:
         raise InputError(f"Model '{model}' is a '{family}' model: synthetic images need a spade or a "
                          "mask-conditioned diffusion model.")

@@ -3,7 +3,11 @@ sampler (only those the model's training objective allows), steps, seed, number 
 labels layer of any size (resampled to the model's grid; a 2D model takes the viewer's current
 slice) and the conditioning values the model defines, as named fields with the bundle's defaults
 and ranges; Sample shows the x0 estimate as it forms (tasks.sample does the work) with the samples
-stacked on the layer's leading axis."""
+stacked on the layer's leading axis.
+
+A mask's values are the model's classes as the Synthesize dock's label table says (:class:`.label_map.LabelMapTable`,
+the rules of :mod:`..data.label_mapping`), for a model card with classes; for a MONAI bundle (MAISI) the
+"label map" field takes the same ``VALUE=CLASS`` / ``identity`` specs as ``medgen sample --map``."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from napari.layers import Labels
+from napari.utils.notifications import show_error
 import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
@@ -25,13 +30,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..data.label_mapping import LabelMapping
 from ..errors import MedgenError
 from ..models.bundle_config import ConditionField
 from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..models.store import shipped_models
-from ..tasks.sample import MAX_SAMPLES, model_options, placeholder, sample
+from ..tasks.sample import MAX_SAMPLES, model_options, sample
+from ..tasks.sample_inputs import placeholder
 from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
-from .label_map import layer_label_names
+from .label_map import LabelMapTable, layer_label_names
 from . import warmup
 from .runner import TaskHandle, run_task
 
@@ -62,11 +69,13 @@ class SampleWidget(QWidget):
         self.n = _spin(1, MAX_SAMPLES, 4)
         self.preview_every = _spin(1, 1000, 5, "show the current estimate of the clean image every k steps")
         self.mask = QComboBox()
+        self.label_table = LabelMapTable()  # a model card's classes for the mask's values
+        self.mask.currentTextChanged.connect(self.refresh_label_table)
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
             ev.connect(self._refresh_masks)
         self._refresh_masks()
         self.label_map = QLineEdit()
-        self.label_map.setPlaceholderText("MAISI: VALUE=CLASS, e.g. 1=liver (or identity)")
+        self.label_map.setPlaceholderText("bundles: VALUE=CLASS, e.g. 1=liver (or identity)")
         self.conditions = QFormLayout()  # one named field per conditioning value the model defines
         self.condition_inputs: dict[str, QComboBox | QDoubleSpinBox] = {}
         self.run_button = QPushButton("Sample")
@@ -75,8 +84,9 @@ class SampleWidget(QWidget):
         form = QFormLayout()
         for label, w in (("model", self.model), ("sampler", self.sampler), ("steps", self.steps), ("seed", self.seed),
                          ("samples", self.n), ("preview every", self.preview_every), ("mask (labels)", self.mask),
-                         ("label map", self.label_map)):
+                         ("label -> class", self.label_table), ("label map", self.label_map)):
             form.addRow(label, w)
+        self.form = form
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addLayout(self.conditions)
@@ -113,10 +123,15 @@ class SampleWidget(QWidget):
         """Offer the samplers the model allows and one field per conditioning value it defines."""
         path = self.models.get(self.model.currentText())
         try:
-            samplers, fields = model_options(path) if path is not None else (SAMPLERS, ())
+            samplers, fields, classes = model_options(path) if path is not None else (SAMPLERS, (), ({}, 0))
         except MedgenError as exc:  # the run reports it in full
-            samplers, fields = SAMPLERS, ()
+            samplers, fields, classes = SAMPLERS, (), ({}, 0)
             self.model.setToolTip(str(exc))
+        self.label_table.set_model(*classes)
+        bundle = path is not None and Path(path).is_dir()
+        for w, shown in ((self.label_table, classes[1] > 0), (self.label_map, bundle)):
+            w.setVisible(shown)
+            self.form.labelForField(w).setVisible(shown)
         self.sampler.clear()
         self.sampler.addItems([AUTO, *samplers])
         while self.conditions.rowCount():
@@ -135,18 +150,46 @@ class SampleWidget(QWidget):
         self.steps.setValue(DEFAULT_STEPS.get(name, 0))
 
     def _refresh_masks(self, *_: Any) -> None:
+        """Offer the labels layers; the label table is refreshed once (a passing "no layer" would forget the
+        user's class choices)."""
         current = self.mask.currentText()
+        self.mask.blockSignals(True)
         self.mask.clear()
         self.mask.addItems([NO_MASK] + [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
         self.mask.setCurrentText(current or NO_MASK)
+        self.mask.blockSignals(False)
+        self.refresh_label_table()
+
+    def mask_layer(self) -> Labels | None:
+        name = self.mask.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def refresh_label_table(self, *_: Any) -> None:
+        """Show the chosen mask layer's values and names in the label table."""
+        layer = self.mask_layer()
+        self.label_table.set_labels(None if layer is None else np.asarray(layer.data),
+                                    {} if layer is None else layer_label_names(layer), key=layer)
+
+    def label_map_specs(self, layer: Labels | None) -> list[str]:
+        """The mask's values as the model's classes, as ``--map`` specs: the label table's for a model card with
+        classes (InputError, naming both sides, while a value is "(choose)"), else the "label map" field's."""
+        if layer is None or not self.label_table.n_classes:
+            return [t for t in [self.label_map.text().strip()] if t and not self.label_map.isHidden()]
+        self.refresh_label_table()  # values painted since
+        mapping = self.label_table.mapping(f"Labels layer '{layer.name}'", f"model '{self.model.currentText()}'")
+        return _specs(mapping)
 
     def sample(self) -> TaskHandle | None:
         """Start sampling with the dock's settings; the output layer updates with every preview."""
         path = self.models.get(self.model.currentText())
         if path is None or self.panel.busy:
             return None
-        mask_name = self.mask.currentText()
-        layer = self.viewer.layers[mask_name] if mask_name in self.viewer.layers else None
+        layer = self.mask_layer()
+        try:
+            label_map = self.label_map_specs(layer)
+        except MedgenError as exc:
+            show_error(f"Sample: {exc}")
+            return None
         mask = layer_to_volume_of(layer) if layer is not None else None
         if mask is not None:
             mask.metadata["label_names"] = layer_label_names(layer)  # names from the layer's features too
@@ -154,7 +197,7 @@ class SampleWidget(QWidget):
         sampler = None if self.sampler.currentText() == AUTO else self.sampler.currentText()
         settings = dict(sampler=sampler, steps=self.steps.value() or None, n=self.n.value(), seed=self.seed.value(),
                         mask=mask, preview_every=self.preview_every.value(), condition=self.condition(),
-                        slice_index=index, label_map=[t for t in [self.label_map.text().strip()] if t])
+                        slice_index=index, label_map=label_map)
         empty = placeholder(path, self.n.value(), mask, index)  # shown before the job loads the CPU
         prepare = None if empty is None else partial(show_placeholder, self.viewer, empty, OUTPUT)
         self.handle = run_task(self.viewer, lambda cancel: sample(path, cancel=cancel, **settings),
@@ -176,6 +219,11 @@ class SampleWidget(QWidget):
         self._show(vol)
         if vol.metadata.get("label_map") is not None:  # MAISI's label map generated from anatomy sizes
             add_volume(self.viewer, vol.metadata["label_map"], f"{OUTPUT} labels")
+
+
+def _specs(mapping: LabelMapping) -> list[str]:
+    """A label mapping as ``--map`` specs: "VALUE=CLASS" per value, and "identity" when confirmed."""
+    return [f"{v}={c}" for v, c in sorted(mapping.table.items())] + (["identity"] if mapping.same_below else [])
 
 
 def _field_input(f: ConditionField) -> QComboBox | QDoubleSpinBox:
