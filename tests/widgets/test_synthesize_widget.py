@@ -83,6 +83,19 @@ def test_label_table_proposes_classes_from_names_and_refuses_unmapped_values(set
     assert out.metadata["synthesis"]["label_mapping"] == {"0": 0, "1": 5, "2": 6}
 
 
+def test_label_table_choices_survive_a_layer_being_added(setup, qtbot):
+    """Adding any layer (the dock's own output included) rebuilds the layer lists; the user's class
+    choices for the chosen label layer stay (a rebuild passing through "no layer" used to forget them)."""
+    viewer, layer, w, errors = setup
+    w.label_table.choose(2, 6)
+    changes = []
+    w.labels_combo.currentTextChanged.connect(changes.append)
+    viewer.add_image(np.zeros((4, *SHAPE), np.float32), name="another")
+    assert w.labels_combo.currentText() == "lab" and w.label_table.selected(2) == 6 and changes == []
+    viewer.layers.remove("lab")
+    assert changes == [w.labels_combo.currentText()] != ["lab"]  # a real change still reaches the dock
+
+
 def test_current_slice_scope_fills_only_that_slice(setup, qtbot):
     viewer, layer, w, errors = setup
     w.scope.setCurrentText("current slice")

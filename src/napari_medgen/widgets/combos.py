@@ -21,12 +21,21 @@ class LayerCombo(QComboBox):
         self.refresh()
 
     def refresh(self, *_: Any) -> None:
+        """Rebuild the list, keeping the choice; the change signals fire only when the choice really changed
+        (a rebuild passing through "no layer" made the docks forget what the user set for that layer)."""
         current = self.currentText()
-        self.clear()
-        self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
-                      (["(none)"] if self.optional else []))
-        if current:
-            self.setCurrentText(current)
+        self.blockSignals(True)
+        try:
+            self.clear()
+            self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
+                          (["(none)"] if self.optional else []))
+            if current:
+                self.setCurrentText(current)
+        finally:
+            self.blockSignals(False)
+        if self.currentText() != current:
+            self.currentIndexChanged.emit(self.currentIndex())
+            self.currentTextChanged.emit(self.currentText())
 
     def layer(self) -> Any:
         name = self.currentText()
