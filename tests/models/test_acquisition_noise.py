@@ -64,3 +64,17 @@ def test_the_discriminator_sees_noise_and_synthesis_adds_it_reproducibly(tmp_pat
     np.testing.assert_array_equal(a, b)
     assert float((a - free).std()) == pytest.approx(0.2, rel=0.1)
     assert float((synth.synthesize_slices(labels, style, noise_seed=2) - a).std()) > 0.1
+
+
+def test_rician_mean_level_matches_drawn_noise_and_inverts():
+    noise = NoiseModel("rician", 0.02)
+    signal = np.array([0.0, 0.01, 0.03, 0.06, 0.3, 0.9])
+    level = noise.mean_level(signal)
+    drawn = [noise.apply(torch.full((100_000,), float(s), dtype=torch.float64), torch.Generator().manual_seed(1))
+             .mean().item() for s in signal]
+    np.testing.assert_allclose(level, drawn, atol=3e-4)
+    assert level[0] == pytest.approx(0.02 * np.sqrt(np.pi / 2)) and level[1] > 0.02  # the floor lifts dark tissue
+    np.testing.assert_allclose(noise.signal_for_level(level), signal, atol=1e-5)
+    assert noise.signal_for_level(np.array([0.001]))[0] == 0.0  # below the floor: no signal
+    gaussian = NoiseModel("gaussian", 5.0)
+    np.testing.assert_array_equal(gaussian.signal_for_level(np.array([-3.0, 40.0])), [-3.0, 40.0])

@@ -33,6 +33,13 @@ def test_refit_recovers_the_linear_contrast_from_the_slices():
     assert np.allclose(w, w_true, atol=1e-3) and np.allclose(b, b_true, atol=1e-3)
 
 
+def test_refit_targets_the_noise_free_signal():
+    mu, images, labels, w_true, b_true = slices_with_known_contrast()
+    w, b = fit_label_offsets(mu, images, labels, np.zeros((3, 3)), np.zeros(3), ridge=1e-6,
+                             to_signal=lambda levels: 0.5 * levels)
+    assert np.allclose(w, 0.5 * w_true, atol=1e-3) and np.allclose(b, 0.5 * b_true, atol=1e-3)
+
+
 def test_a_label_in_too_few_slices_keeps_its_weights():
     mu, images, labels, _, _ = slices_with_known_contrast(n=3)
     old_w, old_b = np.full((3, 3), 0.5), np.full(3, 0.25)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
+from scipy import ndimage, special
 
 from ..errors import InputError, ModelError
 
@@ -50,6 +50,24 @@ class NoiseModel:
         if self.kind == "gaussian":
             return image + n[0]
         return torch.sqrt((image + n[0]) ** 2 + n[1] ** 2 + 1e-12)
+
+    def mean_level(self, signal: np.ndarray) -> np.ndarray:
+        """Expected recorded intensity of a noise-free ``signal`` (raw units): the Rician mean
+        sigma sqrt(pi/2) L_1/2(-s^2 / 2 sigma^2) (sigma sqrt(pi/2) in air), or the signal itself for Gaussian noise."""
+        s = np.abs(np.asarray(signal, np.float64))
+        if self.kind == "gaussian" or self.sigma == 0:
+            return s if self.kind == "rician" else np.asarray(signal, np.float64)
+        x = s ** 2 / (4.0 * self.sigma ** 2)  # exponentially scaled Bessel functions keep large x finite
+        return self.sigma * np.sqrt(np.pi / 2.0) * ((1.0 + 2.0 * x) * special.i0e(x) + 2.0 * x * special.i1e(x))
+
+    def signal_for_level(self, level: np.ndarray) -> np.ndarray:
+        """The noise-free signal whose expected recorded intensity is ``level`` (inverse of :meth:`mean_level`;
+        levels at or below the noise floor sigma sqrt(pi/2) give 0)."""
+        level = np.asarray(level, np.float64)
+        if self.kind == "gaussian" or self.sigma == 0:
+            return level
+        grid = np.linspace(0.0, max(float(np.nanmax(level, initial=0.0)), 0.0) + 10.0 * self.sigma, 4096)
+        return np.interp(level, self.mean_level(grid), grid)
 
     def to_card(self, measured_on: str) -> dict[str, Any]:
         return {"kind": self.kind, "sigma": round(float(self.sigma), 6), "measured_on": measured_on}

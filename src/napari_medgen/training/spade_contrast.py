@@ -9,6 +9,8 @@ mean). A vendor's mean style then paints that vendor's mean contrast. Training s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 MIN_PIXELS = 20  # a label counts in a slice when it covers at least this many pixels
@@ -28,13 +30,17 @@ def slice_class_means(images: np.ndarray, labels: np.ndarray, n_classes: int) ->
 
 
 def fit_label_offsets(mu: np.ndarray, images: np.ndarray, labels: np.ndarray, weight: np.ndarray,
-                      bias: np.ndarray, ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+                      bias: np.ndarray, ridge: float = 1e-3,
+                      to_signal: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Refit ``label_style`` (weight (n_classes, z_dim), bias (n_classes,)) so that W mu_i + b predicts each
     label's mean in slice i (least squares, ``ridge`` x the slice count on W). ``mu`` (n, z_dim) encoded
-    styles of ``images`` (n, y, x), normalised, with ``labels`` (n, y, x). A label present in fewer than
-    z_dim + 1 slices keeps its weights. Returns new arrays."""
+    styles of ``images`` (n, y, x), normalised, with ``labels`` (n, y, x). ``to_signal`` maps recorded
+    means to the noise-free signal the generator must draw (a Rician noise floor lifts dark labels).
+    A label present in fewer than z_dim + 1 slices keeps its weights. Returns new arrays."""
     n_classes, z_dim = weight.shape
     means, present = slice_class_means(images, labels, n_classes)
+    if to_signal is not None:
+        means = to_signal(means)
     new_w, new_b = np.array(weight, np.float64), np.array(bias, np.float64)
     for c in range(n_classes):
         rows = present[:, c]

@@ -146,9 +146,26 @@ class SpadeTrainer(AttributeState):
         units, then normalised and clipped like the training images); unchanged without a noise model."""
         if self.noise is None:
             return clean
+        a, b = norm.linear_map(self.data.normalization)[2:]
+        noisy = self._normalised(self.noise.apply(self._raw(clean), self.rng))
+        return torch.clamp(noisy, min(a, b), max(a, b))
+
+    def _raw(self, x: Any) -> Any:
+        """Normalised intensities (array or tensor) -> the training images' raw units (the spec's linear map)."""
         lo, hi, a, b = norm.linear_map(self.data.normalization)
-        noisy = self.noise.apply(lo + (clean - a) * ((hi - lo) / (b - a)), self.rng)
-        return torch.clamp(a + (noisy - lo) * ((b - a) / (hi - lo)), min(a, b), max(a, b))
+        return lo + (x - a) * ((hi - lo) / (b - a))
+
+    def _normalised(self, x: Any) -> Any:
+        """Raw intensities -> normalised (inverse of :meth:`_raw`, unclipped)."""
+        lo, hi, a, b = norm.linear_map(self.data.normalization)
+        return a + (x - lo) * ((b - a) / (hi - lo))
+
+    def _signal(self, levels: np.ndarray) -> np.ndarray:
+        """Mean recorded intensities (normalised) -> the noise-free signal that records as them (identity
+        without a noise model): the generator draws the signal, the noise model lifts dark labels to the floor."""
+        if self.noise is None:
+            return levels
+        return self._normalised(self.noise.signal_for_level(self._raw(levels)))
 
     def _l1(self, fake: torch.Tensor, real: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
         """Mean |fake - real| over pixels, or with class_balanced the mean over the labels present of
@@ -220,7 +237,7 @@ class SpadeTrainer(AttributeState):
             z = mu[styles == name].mean(0)
             if self.network.get("zero_mean_texture"):
                 pick = styles == name
-                target = pooled_class_means(self.data.images[pick], self.data.labels[pick], self.n_classes)
+                target = self._signal(pooled_class_means(self.data.images[pick], self.data.labels[pick], self.n_classes))
                 z = style_with_contrast(z, generator.label_style.weight.detach().cpu().numpy(),
                                         generator.label_style.bias.detach().cpu().numpy(), target)
             named[name] = z.round(5).tolist()
@@ -235,7 +252,7 @@ class SpadeTrainer(AttributeState):
         out = copy.deepcopy(self.generator)
         layer = out.label_style
         w, b = fit_label_offsets(mu, self.data.images, self.data.labels, layer.weight.detach().cpu().numpy(),
-                                 layer.bias.detach().cpu().numpy())
+                                 layer.bias.detach().cpu().numpy(), to_signal=self._signal)
         with torch.no_grad():
             layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
             layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
