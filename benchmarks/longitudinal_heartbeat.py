@@ -12,7 +12,7 @@ same calls), and only the result's arrival is measured (the dock's ``show_result
 exposed to a machine whose load changes during a long computation.
 
     OMP_NUM_THREADS=1 xvfb-run -a -s "-screen 0 1280x1024x24" python benchmarks/longitudinal_heartbeat.py \
-        [--shape 100 512 512] [--tail 2] [--arrival-only]
+        [--shape 100 512 512] [--tail 2] [--law growth] [--arrival-only]
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--tail", type=float, default=2.0, help="seconds measured after the result is shown")
     ap.add_argument("--tumour-mm", type=float, default=15.0,
                     help="tumour radius: a smaller one computes faster (smaller crop), same size of result")
+    ap.add_argument("--law", default="regression", choices=("regression", "growth", "percent"),
+                    help="the dock's volume law (its default rate): growth runs the geodesic (minimum-cost path) search")
     ap.add_argument("--arrival-only", action="store_true",
                     help="compute and prepare the result unmeasured, then measure its arrival alone")
     args = ap.parse_args()
@@ -65,6 +67,7 @@ def main() -> None:
     add_volume(viewer, labels, "ct labels")
     dock = LongitudinalWidget(viewer)
     viewer.window.add_dock_widget(dock, name="Longitudinal")
+    dock.law.setCurrentText(args.law)
     hb.measure(app, lambda: False, 2.0)  # let the viewer draw itself first
     t0 = time.perf_counter()
     idle = hb.measure(app, lambda: time.perf_counter() - t0 > 2.0, 7.0)

@@ -67,3 +67,42 @@ def test_geodesic_distance_goes_around_a_costly_wall():
     assert phi[0, 20, 15] > 15  # around the wall, not through it (10 in a straight line)
     assert phi[0, 20, 15] < 100
     assert phi[0, 20, 0] < 6
+
+
+def _growth_case(shape=(40, 120, 120)):
+    rng = np.random.default_rng(5)
+    lesion = _ball(shape, [n // 2 for n in shape], (1.0, 1.0, 1.0), 6.0)
+    cost = rng.choice(np.float32([1.0, lc.ORGAN_COST, lc.OUTSIDE_COST]), size=shape, p=[0.8, 0.15, 0.05])
+    return lesion, cost, (2.5, 0.75, 0.75)
+
+
+def test_the_geodesic_distance_is_skimages_minimum_cost_path_exactly():
+    from skimage.graph import MCP_Geometric
+
+    lesion, cost, sp = _growth_case((20, 60, 60))
+    phi = lc.signed_distance(lesion, sp, 0)
+    plain, _ = MCP_Geometric(cost, sampling=sp).find_costs(np.argwhere(lesion))
+    ours = lc.growth_distance(phi, lesion, cost, sp, smooth_vox=0)
+    expected = np.where(lesion, phi, np.minimum(plain, lc.OUTSIDE_COST * float(np.sum(np.asarray(lesion.shape) * sp)))
+                        + 0.5 * min(sp)).astype(np.float32)
+    assert np.array_equal(ours, expected)
+
+
+def test_the_geodesic_search_lets_other_threads_run():
+    """A viewer's Qt thread waits for the GIL: it must get it every few ms while a worker searches
+    (skimage's find_costs alone holds it for the whole search: the main thread's longest gap was the search)."""
+    import threading
+    import time
+
+    lesion, cost, sp = _growth_case()
+    phi = lc.signed_distance(lesion, sp, 0)
+    done: list[float] = []
+    worker = threading.Thread(target=lambda: done.append(lc.growth_distance(phi, lesion, cost, sp) is not None))
+    ticks = [time.perf_counter()]
+    worker.start()
+    while not done:
+        time.sleep(0.005)
+        ticks.append(time.perf_counter())
+    worker.join()
+    gaps = np.diff(ticks)
+    assert len(ticks) > 10 and gaps.max() < 0.5 * (ticks[-1] - ticks[0]), (len(ticks), gaps.max(), ticks[-1] - ticks[0])
