@@ -13,7 +13,7 @@ from napari_medgen.errors import InputError
 from napari_medgen.io.readers import read_volume
 from napari_medgen.io.volume import Volume
 from napari_medgen.progress import collect, run_to_completion
-from napari_medgen.tasks.followup import propose_tracked, resolve_tracked, simulate_followups
+from napari_medgen.tasks.followup import label_values, propose_tracked, resolve_tracked, simulate_followups
 from napari_medgen.tasks.followup_quality import scan_checks, truth_scores
 
 SEED = 3_000_101  # never used to train anything (the method trains nothing; kept apart from every benchmark seed)
@@ -123,6 +123,13 @@ def test_displacement_is_invertible_and_zero_beyond_the_margin():
     det = np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
     assert det.min() > 0.1
     assert np.all(u[:, phi >= 10.0] == 0)
+
+
+def test_label_values_of_a_map_counted_in_chunks_are_all_values_present():
+    data = np.zeros((40, 256, 256), np.uint16)  # 2.6 M voxels: two chunks of counting
+    data[0, 0, 0], data[20, 5, 7], data[-1, -1, -1] = 7, 300, 2  # 7 and 300 in the first chunk, 2 in the second
+    values = label_values(Volume(data))
+    assert values == [2, 7, 300] == [int(v) for v in np.unique(data) if v]
 
 
 def test_lesion_is_chosen_by_name_or_as_the_only_label_and_bad_choices_are_refused():

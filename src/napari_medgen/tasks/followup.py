@@ -72,7 +72,9 @@ def label_values(labels: Volume) -> list[int]:
     """Foreground values present in a label map, ascending."""
     data = np.asarray(labels.data)
     if data.size and data.dtype.kind in "ub" and data.dtype.itemsize <= 2:  # counting is faster than sorting
-        return [int(v) for v in np.flatnonzero(np.bincount(data.ravel())) if v != 0]
+        flat, top, n = data.ravel(), int(data.max()) + 1, 1 << 21  # np.bincount holds the GIL (40 ms for 512^2 x 100):
+        counts = sum(np.bincount(flat[i:i + n], minlength=top) for i in range(0, flat.size, n))  # 2M voxels at a time
+        return [int(v) for v in np.flatnonzero(counts) if v != 0]
     return [int(v) for v in np.unique(data) if v != 0]
 
 
@@ -221,7 +223,6 @@ def _crop(lesion: np.ndarray, sp: tuple[float, float, float], margin_mm: float, 
     pad_mm = max(margin_mm, SHELL_MM) + grow_mm + float(extent_mm.max()) + 2 * FILL_PAD_MM
     pad = np.ceil(pad_mm / np.asarray(sp)).astype(int)
     return tuple(slice(max(0, a - p), min(n, b + p + 1)) for a, b, p, n in zip(lo, hi, pad, lesion.shape))
-
 
 
 def _check(baseline: Volume, labels: Volume, margin_mm: float, pull: float) -> None:
