@@ -9,9 +9,11 @@ mean). A vendor's mean style then paints that vendor's mean contrast. Training s
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 MIN_PIXELS = 20  # a label counts in a slice when it covers at least this many pixels
 
@@ -70,3 +72,17 @@ def style_with_contrast(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, tar
     residual = target[known] - (w @ z + np.asarray(bias, np.float64)[known])
     step = np.linalg.solve(w.T @ w + ridge * np.eye(w.shape[1]), w.T @ residual)
     return np.asarray(z, np.float64) + step
+
+
+def refitted_generator(generator: torch.nn.Module, mu: np.ndarray, images: np.ndarray, labels: np.ndarray,
+                       to_signal: Callable[[np.ndarray], np.ndarray] | None = None) -> torch.nn.Module:
+    """A copy of a zero-mean-texture ``generator`` whose ``label_style`` is refitted by :func:`fit_label_offsets`
+    on training slices ``images``/``labels`` (n, y, x; normalised) with encoder means ``mu`` (n, z_dim)."""
+    out = copy.deepcopy(generator)
+    layer = out.label_style
+    w, b = fit_label_offsets(mu, images, labels, layer.weight.detach().cpu().numpy(), layer.bias.detach().cpu().numpy(),
+                             to_signal=to_signal)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
+        layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
+    return out

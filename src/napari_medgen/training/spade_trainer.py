@@ -27,7 +27,6 @@ vendor-a blood pool, needs 99.99 or its contrast is clipped away).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,7 @@ from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .config import TrainConfig, family_settings
 from .source import Sources, TrainingSource
-from .spade_contrast import fit_label_offsets, pooled_class_means, style_with_contrast
+from .spade_contrast import pooled_class_means, refitted_generator, style_with_contrast
 from .spade_data import SliceSet, brain_slices, folder_slices, phantom_slices
 
 LOSS_WEIGHTS = {"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}
@@ -249,14 +248,7 @@ class SpadeTrainer(AttributeState):
         training slices (:mod:`.spade_contrast`; ``mu`` their encoder means); else the generator itself."""
         if not self.network.get("zero_mean_texture"):
             return self.generator
-        out = copy.deepcopy(self.generator)
-        layer = out.label_style
-        w, b = fit_label_offsets(mu, self.data.images, self.data.labels, layer.weight.detach().cpu().numpy(),
-                                 layer.bias.detach().cpu().numpy(), to_signal=self._signal)
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(w, dtype=layer.weight.dtype))
-            layer.bias.copy_(torch.as_tensor(b, dtype=layer.bias.dtype))
-        return out
+        return refitted_generator(self.generator, mu, self.data.images, self.data.labels, self._signal)
 
     def export(self, path: str | Path, card: dict[str, Any]) -> None:
         mu = self.encode_mu(self.data.images)
