@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from napari_medgen.models import spade
-from napari_medgen.training.spade_contrast import fit_label_offsets, pooled_class_means, style_with_contrast
+from napari_medgen.data.label_stats import label_means
+from napari_medgen.training.spade_contrast import fit_label_offsets, style_with_contrast
 
 
 def slices_with_known_contrast(n: int = 60, z_dim: int = 3, seed: int = 0):
@@ -57,12 +58,6 @@ def test_style_with_contrast_paints_the_target_means_near_the_given_style():
     assert not np.allclose((weight @ z0 + bias)[known], target[known], atol=1e-1)
 
 
-def test_pooled_class_means_marks_absent_labels():
-    labels = np.array([[[0, 1], [1, 1]]])
-    means = pooled_class_means(np.array([[[5.0, 1.0], [2.0, 3.0]]]), labels, 3)
-    assert means[0] == 5.0 and means[1] == 2.0 and np.isnan(means[2])
-
-
 def test_exported_zero_mean_texture_model_paints_each_vendors_training_means(tmp_path):
     from napari_medgen.models.synthesizer import Synthesizer
     from tests.models.test_spade import TINY, toy_slices
@@ -80,9 +75,9 @@ def test_exported_zero_mean_texture_model_paints_each_vendors_training_means(tmp
     styles = np.asarray(data.styles)
     for vendor in ("a", "b"):
         pick = styles == vendor
-        want = pooled_class_means(data.images[pick], data.labels[pick], 3)
+        want = label_means(data.images[pick], data.labels[pick], 3)
         out = synth.generator.decode(torch.nn.functional.one_hot(torch.as_tensor(data.labels[pick]), 3)
                                      .movedim(-1, 1).float(), torch.as_tensor(synth.resolve_style(vendor))[None]
                                      .expand(int(pick.sum()), -1))
-        got = pooled_class_means(out[:, 0].detach().numpy(), data.labels[pick], 3)
+        got = label_means(out[:, 0].detach().numpy(), data.labels[pick], 3)
         assert np.allclose(got, want, atol=0.02), (vendor, got, want)

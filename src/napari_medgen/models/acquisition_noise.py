@@ -54,9 +54,11 @@ class NoiseModel:
     def mean_level(self, signal: np.ndarray) -> np.ndarray:
         """Expected recorded intensity of a noise-free ``signal`` (raw units): the Rician mean
         sigma sqrt(pi/2) L_1/2(-s^2 / 2 sigma^2) (sigma sqrt(pi/2) in air), or the signal itself for Gaussian noise."""
+        if self.kind == "gaussian":
+            return np.asarray(signal, np.float64)
         s = np.abs(np.asarray(signal, np.float64))
-        if self.kind == "gaussian" or self.sigma == 0:
-            return s if self.kind == "rician" else np.asarray(signal, np.float64)
+        if self.sigma == 0:
+            return s
         x = s ** 2 / (4.0 * self.sigma ** 2)  # exponentially scaled Bessel functions keep large x finite
         return self.sigma * np.sqrt(np.pi / 2.0) * ((1.0 + 2.0 * x) * special.i0e(x) + 2.0 * x * special.i1e(x))
 
@@ -66,7 +68,7 @@ class NoiseModel:
         level = np.asarray(level, np.float64)
         if self.kind == "gaussian" or self.sigma == 0:
             return level
-        grid = np.linspace(0.0, max(float(np.nanmax(level, initial=0.0)), 0.0) + 10.0 * self.sigma, 4096)
+        grid = np.linspace(0.0, float(np.nanmax(level, initial=0.0)) + 10.0 * self.sigma, 4096)
         return np.interp(level, self.mean_level(grid), grid)
 
     def to_card(self, measured_on: str) -> dict[str, Any]:

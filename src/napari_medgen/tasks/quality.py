@@ -24,10 +24,10 @@ import torch
 from monai.metrics.regression import KernelType, compute_ssim_and_cs
 from scipy import ndimage, stats
 
+from ..data.label_stats import label_means
 from ..errors import InputError
 from .evaluate import memorization
 from ..models.synthesizer import Synthesizer
-from .synthesize import label_means
 
 SSIM_WINDOW = 7  # pixels, Gaussian sigma 1.5: the window of tasks.evaluate.paired_ssim_psnr
 Sets = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # training images, labels; held-out images, labels

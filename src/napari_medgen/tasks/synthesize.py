@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.label_mapping import LabelMapping
+from ..data.label_stats import label_means
 from ..errors import InputError
 from ..io.volume import Volume
 from ..models import spade
@@ -73,14 +74,6 @@ def synthesize(labels: Volume, model: str | Path | Synthesizer, *, style: Style 
 
 
 # --- Quality measures (tests, benchmarks/synthesis.py and the model cards use these) ---------------
-
-def label_means(image: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Mean image intensity per label value 0..n_classes-1 (NaN where a label is absent), shape (n_classes,)."""
-    counts = np.bincount(labels.ravel().astype(np.int64), minlength=n_classes)[:n_classes]
-    sums = np.bincount(labels.ravel().astype(np.int64), weights=image.ravel(), minlength=n_classes)[:n_classes]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-
 
 def style_transfer_correlation(synth: Synthesizer, reference: tuple[Volume, Volume], target_labels: Volume,
                                compare: tuple[Volume, Volume] | None = None) -> float:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..data.label_stats import label_sums
+
 MIN_PIXELS = 20  # a label counts in a slice when it covers at least this many pixels
 
 
@@ -24,8 +26,7 @@ def slice_class_means(images: np.ndarray, labels: np.ndarray, n_classes: int) ->
     means = np.zeros((len(images), n_classes))
     present = np.zeros((len(images), n_classes), bool)
     for i, (image, lab) in enumerate(zip(images, labels)):
-        counts = np.bincount(lab.ravel(), minlength=n_classes)[:n_classes]
-        sums = np.bincount(lab.ravel(), weights=image.ravel(), minlength=n_classes)[:n_classes]
+        counts, sums = label_sums(image, lab, n_classes)
         present[i] = counts >= MIN_PIXELS
         means[i] = sums / np.maximum(counts, 1)
     return means, present
@@ -54,13 +55,6 @@ def fit_label_offsets(mu: np.ndarray, images: np.ndarray, labels: np.ndarray, we
         w = np.linalg.solve(zc.T @ zc + ridge * len(z) * np.eye(z_dim), zc.T @ (target - target.mean()))
         new_w[c], new_b[c] = w, target.mean() - centre @ w
     return new_w, new_b
-
-
-def pooled_class_means(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Each label's mean over all pixels of ``images`` (n, y, x) -> (n_classes,), NaN where absent."""
-    counts = np.bincount(labels.ravel(), minlength=n_classes)[:n_classes]
-    sums = np.bincount(labels.ravel(), weights=images.ravel(), minlength=n_classes)[:n_classes]
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def style_with_contrast(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, target: np.ndarray,

@@ -39,6 +39,7 @@ from monai.networks.nets import MultiScalePatchDiscriminator
 
 from ..data import normalize as norm
 from ..data.augment import augment_batch, slice_augmentation
+from ..data.label_stats import label_means
 from ..device import resolve_device
 from ..errors import InputError
 from ..models import spade
@@ -48,7 +49,7 @@ from .checkpoint import AttributeState
 from .losses import gaussian_kl
 from .config import TrainConfig, family_settings
 from .source import Sources, TrainingSource
-from .spade_contrast import pooled_class_means, refitted_generator, style_with_contrast
+from .spade_contrast import refitted_generator, style_with_contrast
 from .spade_data import SliceSet, brain_slices, folder_slices, phantom_slices
 
 LOSS_WEIGHTS = {"w_adv": 1.0, "w_fm": 10.0, "w_l1": 10.0, "w_kl": 0.05}
@@ -105,10 +106,9 @@ class SpadeTrainer(AttributeState):
         self.n_classes = int(network["n_classes"])
         self.generator = spade.build_spade(network)["generator"].to(self.device)
         if lut_init:  # start from painting each label with its mean: the network learns what a lookup table misses
-            counts = np.bincount(data.labels.ravel(), minlength=self.n_classes)[:self.n_classes]
-            sums = np.bincount(data.labels.ravel(), weights=data.images.ravel(), minlength=self.n_classes)[:self.n_classes]
+            means = np.nan_to_num(label_means(data.images, data.labels, self.n_classes))  # absent label: 0
             with torch.no_grad():
-                self.generator.label_style.bias.copy_(torch.as_tensor(sums / np.maximum(counts, 1), dtype=torch.float32))
+                self.generator.label_style.bias.copy_(torch.as_tensor(means, dtype=torch.float32))
                 for p in self.generator.head[-1].parameters():
                     p.zero_()
         size = min(network["input_shape"])
@@ -233,10 +233,10 @@ class SpadeTrainer(AttributeState):
         styles = np.asarray(self.data.styles)
         named = {}
         for name in sorted(set(self.data.styles) - {""}):
-            z = mu[styles == name].mean(0)
+            pick = styles == name
+            z = mu[pick].mean(0)
             if self.network.get("zero_mean_texture"):
-                pick = styles == name
-                target = self._signal(pooled_class_means(self.data.images[pick], self.data.labels[pick], self.n_classes))
+                target = self._signal(label_means(self.data.images[pick], self.data.labels[pick], self.n_classes))
                 z = style_with_contrast(z, generator.label_style.weight.detach().cpu().numpy(),
                                         generator.label_style.bias.detach().cpu().numpy(), target)
             named[name] = z.round(5).tolist()
