@@ -10,12 +10,16 @@ from qtpy.QtWidgets import QComboBox, QFileDialog
 BROWSE = "Browse..."
 
 
-class LayerCombo(QComboBox):
-    """Names of the viewer's layers of one kind, kept up to date."""
+NONE = "(none)"
 
-    def __init__(self, viewer: Any, kind: type, optional: bool = False):
+
+class LayerCombo(QComboBox):
+    """Names of the viewer's layers of one kind, kept up to date; ``optional`` adds NONE after them, or with
+    ``none_first`` before them (then the default choice)."""
+
+    def __init__(self, viewer: Any, kind: type, optional: bool = False, none_first: bool = False):
         super().__init__()
-        self.viewer, self.kind, self.optional = viewer, kind, optional
+        self.viewer, self.kind, self.optional, self.none_first = viewer, kind, optional, none_first
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
         self.refresh()
@@ -27,8 +31,8 @@ class LayerCombo(QComboBox):
         self.blockSignals(True)
         try:
             self.clear()
-            self.addItems([layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)] +
-                          (["(none)"] if self.optional else []))
+            names = [layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)]
+            self.addItems([NONE, *names] if self.none_first else names + ([NONE] if self.optional else []))
             if current:
                 self.setCurrentText(current)
         finally:

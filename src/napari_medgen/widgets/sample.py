@@ -37,6 +37,7 @@ from ..models.diffusion import DEFAULT_STEPS, SAMPLERS
 from ..models.store import shipped_models
 from ..tasks.sample import MAX_SAMPLES, model_options, sample
 from ..tasks.sample_inputs import placeholder
+from .combos import LayerCombo
 from .common import ProgressPanel, add_volume, layer_to_volume_of, show_placeholder
 from .label_map import LabelMapTable, layer_label_names
 from . import warmup
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 AUTO = "auto (model's default)"
 BROWSE_FILE = "Browse model file..."
 BROWSE_BUNDLE = "Browse MONAI bundle folder..."
-NO_MASK = "(none)"
 OUTPUT = "diffusion sample"
 
 
@@ -68,12 +68,10 @@ class SampleWidget(QWidget):
         self.seed = _spin(0, 2**31 - 1, 0)
         self.n = _spin(1, MAX_SAMPLES, 4)
         self.preview_every = _spin(1, 1000, 5, "show the current estimate of the clean image every k steps")
-        self.mask = QComboBox()
+        self.mask = LayerCombo(viewer, Labels, none_first=True)
         self.label_table = LabelMapTable()  # a model card's classes for the mask's values
         self.mask.currentTextChanged.connect(self.refresh_label_table)
-        for ev in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            ev.connect(self._refresh_masks)
-        self._refresh_masks()
+        self.refresh_label_table()
         self.label_map = QLineEdit()
         self.label_map.setPlaceholderText("bundles: VALUE=CLASS, e.g. 1=liver (or identity)")
         self.conditions = QFormLayout()  # one named field per conditioning value the model defines
@@ -149,24 +147,9 @@ class SampleWidget(QWidget):
     def _sampler_changed(self, name: str) -> None:
         self.steps.setValue(DEFAULT_STEPS.get(name, 0))
 
-    def _refresh_masks(self, *_: Any) -> None:
-        """Offer the labels layers; the label table is refreshed once (a passing "no layer" would forget the
-        user's class choices)."""
-        current = self.mask.currentText()
-        self.mask.blockSignals(True)
-        self.mask.clear()
-        self.mask.addItems([NO_MASK] + [layer.name for layer in self.viewer.layers if isinstance(layer, Labels)])
-        self.mask.setCurrentText(current or NO_MASK)
-        self.mask.blockSignals(False)
-        self.refresh_label_table()
-
-    def mask_layer(self) -> Labels | None:
-        name = self.mask.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
     def refresh_label_table(self, *_: Any) -> None:
         """Show the chosen mask layer's values and names in the label table."""
-        layer = self.mask_layer()
+        layer = self.mask.layer()
         self.label_table.set_labels(None if layer is None else np.asarray(layer.data),
                                     {} if layer is None else layer_label_names(layer), key=layer)
 
@@ -184,7 +167,7 @@ class SampleWidget(QWidget):
         path = self.models.get(self.model.currentText())
         if path is None or self.panel.busy:
             return None
-        layer = self.mask_layer()
+        layer = self.mask.layer()
         try:
             label_map = self.label_map_specs(layer)
         except MedgenError as exc:
