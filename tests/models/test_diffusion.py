@@ -83,6 +83,27 @@ def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
     assert (model.label_nc is not None) == ("conditioned" in extra)
 
 
+def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(tmp_path):
+    """prediction=v_prediction: the target is sqrt(a) * noise - sqrt(1 - a) * x0 (MONAI's get_velocity), and
+    the card's scheduler turns a perfect velocity back into x0."""
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                      extra={**TINY, "prediction": "v_prediction"})
+    trainer = DiffusionTrainer(cfg)
+    assert trainer.scheduler_spec["prediction_type"] == "v_prediction"
+    assert np.isfinite(trainer.train_step(0)["loss"])
+    x0, noise, t = torch.rand(1, 1, 16, 16), torch.randn(1, 1, 16, 16), torch.tensor([600])
+    a = trainer.noise_scheduler.alphas_cumprod[600]
+    v = trainer.noise_scheduler.get_velocity(x0, noise, t)
+    torch.testing.assert_close(v, a.sqrt() * noise - (1 - a).sqrt() * x0)
+    sched = make_scheduler(trainer.scheduler_spec, "ddim", 1000)
+    xt = trainer.noise_scheduler.add_noise(x0, noise, t)
+    _, pred_x0 = sched.step(v, 600, xt)
+    torch.testing.assert_close(pred_x0, x0, atol=1e-4, rtol=1e-4)
+    with pytest.raises(Exception, match="v_prediction"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "prediction": "velocity"}))
+
+
 @pytest.mark.parametrize("name", sorted(shipped_models("diffusion")))
 def test_shipped_models_load(name):
     model = load_diffusion(shipped_models("diffusion")[name])

@@ -113,7 +113,7 @@ def folder_data(pairs: list[tuple[Volume, Volume | None]], dims: int,
 @dataclass(frozen=True)
 class DiffusionSettings:
     """``--set`` settings of a diffusion model. dims/size: 2D or 3D samples of size^dims; objective:
-    ddpm | rflow; prediction (ddpm): epsilon | sample; conditioned: SPADE mask conditioning (label_nc
+    ddpm | rflow; prediction (ddpm): epsilon | sample | v_prediction; conditioned: SPADE mask conditioning (label_nc
     classes, default from the data); ema: decay of the exported weights' average; n_subjects: phantom
     subjects of --sample phantom. channels/attention: per level, "32,64,64" or a list; res_blocks,
     groups (default the smallest channel count), head_channels (default the last), spade_channels;
@@ -195,8 +195,9 @@ class DiffusionTrainer(AttributeState):
             self.network["spade_intermediate_channels"] = s.spade_channels
         if self.objective == "ddpm":
             self.prediction = s.prediction
-            if self.prediction not in ("epsilon", "sample"):
-                raise InputError(f"prediction must be epsilon (noise) or sample (x0), not '{self.prediction}'.")
+            if self.prediction not in ("epsilon", "sample", "v_prediction"):
+                raise InputError("prediction must be epsilon (noise), sample (x0) or v_prediction (velocity), "
+                                 f"not '{self.prediction}'.")
             self.scheduler_spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": self.prediction,
                                    **DDPM_SCHEDULE}
             self.noise_scheduler: Any = DDPMScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
@@ -225,7 +226,9 @@ class DiffusionTrainer(AttributeState):
         if self.objective == "ddpm":
             t = torch.randint(0, 1000, (self.batch_size,), generator=g)
             xt = self.noise_scheduler.add_noise(x0, noise, t)
-            target = noise if self.prediction == "epsilon" else x0
+            target = {"epsilon": noise, "sample": x0}.get(self.prediction)
+            if target is None:  # v_prediction: sqrt(alpha_bar) * noise - sqrt(1 - alpha_bar) * x0
+                target = self.noise_scheduler.get_velocity(x0, noise, t)
         else:
             u = torch.sigmoid(torch.randn(self.batch_size, generator=g))  # logit-normal timesteps
             t = u * 1000
