@@ -1,0 +1,62 @@
+"""Compare unconditional diffusion models on their training slices only (never the held-out ones).
+
+    python scripts/diffusion_training_check.py MODEL [MODEL ...] [--seeds 7 8] [--n 16]
+
+For each model and seed: ``n`` samples (the card's default sampler) against all training slices, the
+ledger's measures with the training slices in place of the held-out ones: the intensity-histogram
+distance divided by the real-vs-real distance at the same count (median over 50 draws of ``n``
+training slices against the others), and the in-object gradient ratio. This decides between
+candidate models before the ledger (``benchmarks/quality.py``) measures the chosen one once on the
+held-out slices.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_medgen.models.store import load_card
+from napari_medgen.progress import run_to_completion
+from napari_medgen.tasks import quality as q
+from napari_medgen.tasks.sample import sample
+from napari_medgen.training.diffusion_trainer import sample_data
+
+DRAWS = 50
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="+", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[7, 8])
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    card = load_card(args.models[0])
+    size, kind = int(card["shape"][-1]), card["sample"]
+    train = np.stack(sample_data(kind, 2, size)[0]).astype(np.float32)
+    whole = lambda x: q.foreground(x, train, erode=0, fill=False)  # noqa: E731
+    inner = lambda x: q.foreground(x, train)  # noqa: E731
+    rng = np.random.default_rng(0)
+    pairs = []
+    for _ in range(DRAWS):
+        pick = rng.permutation(len(train))
+        a, b = train[pick[:args.n]], train[pick[args.n:]]
+        pairs.append(q.histogram_distance(a, whole(a), b, whole(b), train))
+    real_vs_real = float(np.median(pairs))
+    real_grad = q.gradient_magnitude(train, inner(train), train)
+    print(f"real vs real ({args.n} training slices against the others, median of {DRAWS}): {real_vs_real:.4f}")
+    print(f"{'model':<40} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}")
+    for path in args.models:
+        for seed in args.seeds:
+            s = run_to_completion(sample(path, n=args.n, seed=seed, device="cpu")).data.reshape(args.n, size, size)
+            hist = q.histogram_distance(s, whole(s), train, whole(train), train) / real_vs_real
+            grad = q.gradient_magnitude(s, inner(s), train) / real_grad
+            print(f"{str(path):<40} {seed:>5} {hist:>12.2f} {grad:>16.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
