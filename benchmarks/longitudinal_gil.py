@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of the search (its gap varies with the load)")
     args = ap.parse_args()
     from napari_medgen.data import lesion_change as lc
+    from napari_medgen.data.body import body_mask
     from napari_medgen.data.phantom import make_phantom
     from napari_medgen.tasks import followup
 
@@ -61,10 +62,10 @@ def main() -> None:
     box = followup._crop(lesion, sp, followup.MARGIN_MM, 3.0)
     les_c, lab_c = lesion[box], lab[box]
     phi = lc.signed_distance(les_c, sp)
-    cost = lc.growth_cost(lc.body_mask(img)[box] | les_c, lab_c, value)
+    cost = lc.growth_cost(body_mask(img)[box] | les_c, lab_c, value)
     calls: dict[str, Callable[[], object]] = {
         "label_values (whole map)": lambda: followup.label_values(labels),
-        "body_mask (whole scan)": lambda: lc.body_mask(img),
+        "body_mask (whole scan)": lambda: body_mask(img),
         "distance transform (crop)": lambda: ndimage.distance_transform_edt(~les_c, sampling=sp),
         "nearest-label indices (crop)": lambda: ndimage.distance_transform_edt(
             les_c, sampling=sp, return_distances=False, return_indices=True),

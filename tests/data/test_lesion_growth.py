@@ -7,6 +7,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_medgen.data import lesion_change as lc
+from napari_medgen.data.body import body_mask
 from napari_medgen.data.phantom import make_phantom
 from napari_medgen.data.progression import Law, Progression
 from napari_medgen.progress import run_to_completion
@@ -28,7 +29,7 @@ def _lesion_at(labels: np.ndarray, border_of: np.ndarray, sp, radius_mm=8.0, val
 def test_the_body_mask_is_the_patient_with_its_lungs_on_ct_and_mr():
     for style in ("ct", "mr_vendor_a"):
         image, labels = make_phantom(seed=3, style=style, shape=(24, 96, 96))
-        body = lc.body_mask(image.data)
+        body = body_mask(image.data)
         agree = (body == (labels.data > 0)).mean()
         assert agree > 0.97, (style, agree)
 

@@ -149,6 +149,33 @@ def test_styles(toy_model):
     assert style.shape == (toy_model.style_dim,) and np.all(np.isfinite(style))
 
 
+def test_a_reference_without_labels_is_encoded_over_its_own_body(toy_model, tmp_path):
+    """like:IMAGE without --like-labels: the reference's body (its intensities above Otsu) picks the slices,
+    never the target label map, which is another anatomy (here: foreground only in slices the reference
+    has no body in)."""
+    from napari_medgen.data.body import body_mask
+    from napari_medgen.io.writers import write_volume
+
+    data = toy_slices(4, seed=3)
+    reference = label_volume(shape=data.images.shape).with_data(data.images.astype(np.float32), is_label=False)
+    reference.data[2:] = 0.0  # the reference's body is in slices 0-1 only
+    body = reference.with_data(body_mask(reference.data).astype(np.uint8), is_label=True)
+    own = toy_model.encode_style(reference)
+    np.testing.assert_array_equal(own, toy_model.encode_style(reference, body))
+    target = body.with_data(np.zeros_like(body.data))
+    target.data[2:] = 1  # the target's anatomy: where the reference has none
+    assert not np.allclose(own, toy_model.encode_style(reference, target))
+    write_volume(reference, tmp_path / "ref.nii.gz")
+    write_volume(target, tmp_path / "target.nii.gz")
+    from napari_medgen.cli.synthesize import _style
+    from napari_medgen.io.readers import read_volume
+
+    np.testing.assert_allclose(_style(f"like:{tmp_path / 'ref.nii.gz'}", toy_model,
+                                      read_volume(tmp_path / "target.nii.gz"), None), own, atol=1e-5)
+    with pytest.raises(InputError, match="3D"):
+        toy_model.encode_style(np.zeros((30, 28), np.float32))
+
+
 def test_cli_writes_a_geometry_correct_nifti(toy_model, tmp_path, capsys):
     from napari_medgen.io.readers import read_volume
     from napari_medgen.io.writers import write_volume

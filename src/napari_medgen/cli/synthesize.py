@@ -4,7 +4,8 @@ Synthesises an image for a label map with a spade model (a path, or a shipped mo
 as ``spade_brain``) and writes it with the labels' exact geometry. Styles: ``random`` (with
 ``--seed``), ``mean``, ``vendor:NAME`` (a named style of the model, e.g. the phantom's vendors),
 ``like:IMAGE`` (encoded from a reference image; its labels are ``--like-labels``, default the
-input labels, which must then share the image's grid). ``--blend-with STYLE --blend T`` blends the
+reference's own body found from its intensities, never the input labels: those are another
+anatomy's). ``--blend-with STYLE --blend T`` blends the
 style towards a second one by T in [0, 1], as the dock's "blend with" and "blend" do (the second
 style's random seed is ``--seed`` + 1). ``--slice INDEX`` (repeatable) synthesises only those slices
 along the slice axis, the others staying 0, as the dock's scope "current slice".
@@ -37,7 +38,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", required=True, help="spade model (NAME, NAME.json) or shipped name, e.g. spade_brain")
     p.add_argument("--style", default="random",
                    help="random | mean | vendor:NAME | like:IMAGE (default random, drawn with --seed)")
-    p.add_argument("--like-labels", type=Path, help="labels of the like:IMAGE reference (default: --labels)")
+    p.add_argument("--like-labels", type=Path,
+                   help="labels of the like:IMAGE reference (default: its body, found from its intensities)")
     p.add_argument("--blend-with", metavar="STYLE", help="a second style (as --style; its random seed is --seed + 1)")
     p.add_argument("--blend", type=options.number(0.0, 1.0), default=0.5, metavar="T",
                    help="with --blend-with: 0 = --style, 1 = the second style (default 0.5)")
@@ -83,13 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _style(text: str, synth: Any, labels: Volume, like_labels: Path | None) -> Any:
     """A --style value as the task takes it: the text, or for like:IMAGE the style encoded from IMAGE
-    with ``like_labels`` (default ``labels``)."""
+    with ``like_labels`` (default: IMAGE's body, ``Synthesizer.encode_style``)."""
     from ..io.readers import read_volume
 
     if not text.startswith("like:"):
         return text
     reference = read_volume(text.split(":", 1)[1], as_label=False)
-    return synth.encode_style(reference, read_volume(like_labels) if like_labels else labels)
+    return synth.encode_style(reference, read_volume(like_labels) if like_labels else None)
 
 
 def demo_synthesis(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:

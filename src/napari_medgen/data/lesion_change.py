@@ -66,18 +66,6 @@ def level_set(phi: np.ndarray, base: np.ndarray, n_voxels: int) -> tuple[np.ndar
     return mask, (last + float(values[order[k]])) / 2 if k < values.size else last + 1.0
 
 
-def body_mask(image: np.ndarray) -> np.ndarray:
-    """The patient in a scan (z, y, x) of any modality: voxels above the Otsu threshold between air and
-    tissue (about -450 HU on CT; the noise floor on MR), holes in each slice filled (lungs, airways, gas)."""
-    from skimage.filters import threshold_otsu
-
-    step = max(1, int(round((image.size / 2e6) ** (1 / 3))))
-    body = image > threshold_otsu(np.asarray(image[::step, ::step, ::step], np.float32))
-    for k in range(body.shape[0]):
-        body[k] = ndimage.binary_fill_holes(body[k])
-    return body
-
-
 def growth_cost(body: np.ndarray, labels: np.ndarray, value: int) -> np.ndarray:
     """Cost (z, y, x) >= 1 of growing through each voxel: 1 in the lesion's host tissue (the label most
     common on its border, e.g. lung) and in unlabelled tissue, ORGAN_COST in other labelled

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import label_mapping
+from ..data.body import body_mask
 from ..data.label_mapping import LabelMapping
 from ..data.normalize import denormalize, normalize
 from ..device import resolve_device
@@ -101,13 +102,22 @@ class Synthesizer:
             raise InputError(f"Unknown style '{style}' for model '{self.path}' (known: {known}).")
         return named[name]
 
-    def encode_style(self, image: Volume | np.ndarray, labels: Volume | np.ndarray) -> np.ndarray:
+    def encode_style(self, image: Volume | np.ndarray, labels: Volume | np.ndarray | None = None) -> np.ndarray:
         """Style of a reference image: mean of the encoder's mu over its slices with foreground.
 
         image/labels: Volumes with the same grid, or arrays (n, y, x) of slices at the model's
-        spacing. Labels choose the slice plan and which slices count (>= 5 % foreground).
+        spacing. Labels choose the slice plan and which slices count (>= 5 % foreground). Without
+        labels, the reference's own body (``data.body.body_mask``: its voxels above the Otsu
+        threshold) is its foreground: never another image's label map, whose anatomy is not the
+        reference's.
         """
         img = image.data if isinstance(image, Volume) else np.asarray(image)
+        if img.ndim != 3:
+            raise InputError(f"The reference image must be 3D (z, y, x) or a stack of 2D slices (n, y, x); got shape "
+                             f"{img.shape}.")
+        if labels is None:
+            body = body_mask(np.asarray(img, np.float32)).astype(np.uint8)
+            labels = image.with_data(body, is_label=True) if isinstance(image, Volume) else body
         lab = labels.data if isinstance(labels, Volume) else np.asarray(labels)
         if img.shape != lab.shape:
             raise InputError(f"The reference image {img.shape} and its labels {lab.shape} must have the same shape.")

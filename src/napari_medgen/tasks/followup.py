@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data import lesion_change as lc
+from ..data.body import body_mask
 from ..data.progression import Progression, check_months
 from ..errors import InputError
 from ..io.volume import Volume
@@ -134,7 +135,7 @@ def simulate_followups(baseline: Volume, labels: Volume, tracked: int | str | No
     les_c = lesion[box]
     phi = lc.signed_distance(les_c, sp)
     if max(targets) > n0:  # growth follows the tissue, not straight lines out of the patient
-        body = lc.body_mask(np.asarray(baseline.data, np.float32))[box] | les_c
+        body = body_mask(np.asarray(baseline.data, np.float32))[box] | les_c
         phi = lc.growth_distance(phi, les_c, lc.growth_cost(body, lab_c, value), sp)
     n = lc.normals(phi, sp) * (ndimage.distance_transform_edt(~les_c, sampling=sp) < margin_mm)[None]  # 0 beyond
     # the labels the lesion covers, were it gone: each lesion voxel takes its nearest other label

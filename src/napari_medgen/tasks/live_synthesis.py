@@ -191,13 +191,12 @@ class LiveSynthesis:
 @dataclass
 class StyleSource:
     """One style choice. kind: "random" (with ``seed``), "mean", "vendor" (``name``) or "like"
-    (encode ``image``, with ``labels`` of the same grid choosing the slices; None = all slices)."""
+    (encode ``image``; its body chooses the slices, ``Synthesizer.encode_style``)."""
 
     kind: str = "random"
     seed: int = 0
     name: str = ""
     image: Volume | None = None
-    labels: Volume | None = None
 
 
 def style_vector(synth: Any, a: StyleSource, b: StyleSource | None = None, t: float = 0.0) -> np.ndarray:
@@ -224,10 +223,7 @@ def _source_vector(synth: Any, src: StyleSource) -> np.ndarray:
     if src.kind == "like":
         if src.image is None:
             raise InputError("Style 'like this image' needs a reference image layer.")
-        labels = src.labels
-        if labels is None or labels.data.shape != src.image.data.shape:
-            labels = src.image.with_data(np.ones(src.image.data.shape, np.uint8), is_label=True)
-        return synth.encode_style(src.image, labels)
+        return synth.encode_style(src.image)
     raise InputError(f"Unknown style kind {src.kind!r} (random, mean, vendor, like).")
 
 

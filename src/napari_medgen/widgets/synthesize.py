@@ -105,9 +105,7 @@ class SynthesizeWidget(QWidget):
             return StyleSource("vendor", name=text.split(":", 1)[1])
         if text == "like image":
             ref = self.reference.layer()
-            lab = self.labels_combo.layer()
-            return StyleSource("like", image=layer_to_volume_of(ref) if ref is not None else None,
-                               labels=layer_to_volume_of(lab) if lab is not None else None)
+            return StyleSource("like", image=layer_to_volume_of(ref) if ref is not None else None)
         return StyleSource(text, seed=seed)
 
     def style_args(self) -> tuple[StyleSource, StyleSource, float]:
