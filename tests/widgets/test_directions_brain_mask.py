@@ -38,5 +38,7 @@ def test_the_brain_mask_layer_is_used_and_a_mismatched_one_refused(make_napari_v
     w.invert_layer()
     qtbot.waitUntil(lambda: "latent edit" in viewer.layers
                     and viewer.layers["latent edit"].data.shape[-2:] == (60, 50), timeout=60000)
+    assert [w.image_layer.itemText(i) for i in range(w.image_layer.count())] == ["scan"]  # not its own output
+    assert [w.mask_layer.itemText(i) for i in range(w.mask_layer.count())] == [AUTO_MASK, "brain", "other"]
     inside = image[1][disk > 0]
     assert w.editor.prepared.lo == np.percentile(inside, 0.5) and w.editor.prepared.hi == np.percentile(inside, 99.5)

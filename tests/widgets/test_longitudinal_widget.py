@@ -114,3 +114,25 @@ def test_no_model_first_then_shipped_models_named_with_what_they_track_tumour_fi
     assert all(text.endswith(")") and " (" in text for text in texts[1:])
     if any(card.get("series", "tumour") == "tumour" for card in cards):
         assert texts[1].endswith("(tumour)")
+
+
+def test_layer_lists_offer_3d_inputs_not_results_and_the_first_label_map(make_napari_viewer):
+    from napari_medgen.widgets.combos import NONE
+    from napari_medgen.widgets.longitudinal import LongitudinalWidget
+
+    viewer = make_napari_viewer()
+    seg = np.zeros((3, 8, 8), np.uint8)
+    seg[1, 2:4, 2:4] = 5
+    viewer.add_image(np.zeros((3, 8, 8)), name="ct")
+    viewer.add_image(np.zeros((8, 8)), name="flat")
+    viewer.add_image(np.zeros((3, 8, 8)), name="follow-ups at t")
+    viewer.add_labels(np.zeros((8, 8), np.uint8), name="flat labels")
+    viewer.add_labels(seg, name="seg")
+    viewer.add_labels(seg, name="other")
+    w = LongitudinalWidget(viewer)
+    items = lambda combo: [combo.itemText(i) for i in range(combo.count())]  # noqa: E731
+    assert items(w.image_layer) == ["ct"] and items(w.labels_layer) == [NONE, "seg", "other"]
+    assert w.labels_layer.currentText() == "seg" and items(w.tracked) == ["5"]
+    viewer.layers.remove("seg")  # a removed label map: the next one, not none; its labels follow
+    assert w.labels_layer.currentText() == "other" and items(w.tracked) == ["5"]
+    assert w._tracked_source is viewer.layers["other"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ NONE = "(none)"
 
 
 class LayerCombo(QComboBox):
-    """Names of the viewer's layers of one kind, kept up to date; ``optional`` adds NONE after them, or with
-    ``none_first`` before them (then the default choice)."""
+    """Names of the viewer's layers of one kind (and, with ``accept``, only those it accepts), kept up to date;
+    ``optional`` adds ``none`` (NONE unless named) after them, or with ``none_first`` before them (then the
+    default choice, unless ``prefer_layer``: a new or lost choice then falls on the first layer if any)."""
 
-    def __init__(self, viewer: Any, kind: type, optional: bool = False, none_first: bool = False):
+    def __init__(self, viewer: Any, kind: type, optional: bool = False, none_first: bool = False,
+                 accept: Callable[[Any], bool] | None = None, none: str = NONE, prefer_layer: bool = False):
         super().__init__()
         self.viewer, self.kind, self.optional, self.none_first = viewer, kind, optional, none_first
+        self.accept, self.none, self.prefer_layer = accept, none, prefer_layer
         for ev in (viewer.layers.events.inserted, viewer.layers.events.removed, viewer.layers.events.reordered):
             ev.connect(self.refresh)
         self.refresh()
@@ -31,10 +35,13 @@ class LayerCombo(QComboBox):
         self.blockSignals(True)
         try:
             self.clear()
-            names = [layer.name for layer in self.viewer.layers if isinstance(layer, self.kind)]
-            self.addItems([NONE, *names] if self.none_first else names + ([NONE] if self.optional else []))
+            names = [layer.name for layer in self.viewer.layers
+                     if isinstance(layer, self.kind) and (self.accept is None or self.accept(layer))]
+            self.addItems([self.none, *names] if self.none_first else names + ([self.none] if self.optional else []))
             if current:
                 self.setCurrentText(current)
+            if self.prefer_layer and names and self.currentText() != current:
+                self.setCurrentText(names[0])
         finally:
             self.blockSignals(False)
         if self.currentText() != current:

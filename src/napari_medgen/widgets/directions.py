@@ -18,6 +18,7 @@ from ..io.volume import Volume
 from ..tasks.directions import METHODS, discover
 from ..tasks.latent_editor import LatentEditor
 from ..models.store import shipped_models
+from .combos import LayerCombo
 from .common import ProgressPanel, add_volume, layer_to_volume_of
 from . import warmup
 from .runner import run_task
@@ -56,8 +57,8 @@ class DirectionsWidget(QWidget):
         self.seed.setRange(0, 2 ** 31 - 1)
         random_button = QPushButton("Random sample")
         random_button.clicked.connect(self.random_base)
-        self.image_layer = QComboBox()
-        self.mask_layer = QComboBox()
+        self.image_layer = LayerCombo(viewer, Image, accept=_not_output)
+        self.mask_layer = LayerCombo(viewer, Labels, none_first=True, accept=_not_output, none=AUTO_MASK)
         self.mask_layer.setToolTip("Brain mask of the slice (label > 0) for a brain model; automatic: found "
                                    "in the slice (skull stripped)")
         invert_button = QPushButton("Invert current slice")
@@ -104,9 +105,6 @@ class DirectionsWidget(QWidget):
         layout.addWidget(scroll, 1)
         layout.addWidget(self.panel)
         self.model.currentIndexChanged.connect(lambda _: self.load_model())
-        viewer.layers.events.inserted.connect(self._refresh_layers)
-        viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
         if self.model.count():
             self.load_model()
 
@@ -192,7 +190,7 @@ class DirectionsWidget(QWidget):
             self.update_output()
 
     def invert_layer(self) -> None:
-        layer = self.viewer.layers[self.image_layer.currentText()] if self.image_layer.currentText() else None
+        layer = self.image_layer.layer()
         if self.editor is None or layer is None:
             show_error("Choose an image layer to invert.")
             return
@@ -201,11 +199,11 @@ class DirectionsWidget(QWidget):
             show_error(f"Layer '{layer.name}' is a time series: pick one 3D image.")
             return
         index = int(np.clip(round(layer.world_to_data(self.viewer.dims.point)[0]), 0, vol.data.shape[0] - 1))
-        mask = None
-        if self.mask_layer.currentText() not in ("", AUTO_MASK):
-            mask = np.asarray(self.viewer.layers[self.mask_layer.currentText()].data)
+        mask, mask_layer = None, self.mask_layer.layer()
+        if mask_layer is not None:
+            mask = np.asarray(mask_layer.data)
             if mask.shape != vol.data.shape:
-                show_error(f"Brain mask '{self.mask_layer.currentText()}' has shape {mask.shape}, the image "
+                show_error(f"Brain mask '{mask_layer.name}' has shape {mask.shape}, the image "
                            f"{vol.data.shape}: pick a mask drawn on this image, or {AUTO_MASK}.")
                 return
             mask = mask[index]
@@ -251,20 +249,10 @@ class DirectionsWidget(QWidget):
         series = Volume(np.stack(frames)[:, None], geom.spacing, geom.origin, geom.direction)
         add_volume(self.viewer, series, f"walk {self.names[k].text()}")
 
-    def _refresh_layers(self, *_: Any) -> None:
-        current = self.image_layer.currentText()
-        self.image_layer.clear()
-        names = [lay.name for lay in self.viewer.layers if isinstance(lay, Image) and not lay.name.startswith(OUTPUT)]
-        self.image_layer.addItems(names)
-        if current in names:
-            self.image_layer.setCurrentText(current)
-        current = self.mask_layer.currentText()
-        self.mask_layer.clear()
-        masks = [AUTO_MASK] + [lay.name for lay in self.viewer.layers
-                               if isinstance(lay, Labels) and not lay.name.startswith(OUTPUT)]
-        self.mask_layer.addItems(masks)
-        if current in masks:
-            self.mask_layer.setCurrentText(current)
+
+def _not_output(layer: Any) -> bool:
+    """Not one of this dock's output layers."""
+    return not layer.name.startswith(OUTPUT)
 
 
 def _pixmap(image: np.ndarray) -> QPixmap:

@@ -32,6 +32,7 @@ from ..models.store import load_card, shipped_models
 from ..tasks.followup import FollowUps, export_series, label_values, propose_tracked, simulate_followups
 from ..tasks.longitudinal import METHODS, predict_followups
 from . import warmup
+from .combos import LayerCombo
 from .common import ProgressPanel, layer_to_volume_of
 from .followup_layers import AT_T, OUTPUT, PreparedFollowUps, prepared, result_steps, show_at_t, show_difference, \
     show_in_turns
@@ -40,7 +41,6 @@ from .runner import run_task
 if TYPE_CHECKING:
     import napari
 
-NO_LABELS = "(none)"
 NO_MODEL = "none: real-scan progression (any modality)"
 MODEL_TIME = ("A learned model steps in its own time unit (its card's time_step, e.g. one follow-up of the phantom "
               "protocol), not in months: months, progression and rate apply to the real-scan path only.")
@@ -55,7 +55,10 @@ class LongitudinalWidget(QWidget):
         self.result: FollowUps | None = None
         self.prepared: PreparedFollowUps | None = None
         self._tracked_source: Labels | None = None
-        self.image_layer, self.labels_layer, self.tracked = QComboBox(), QComboBox(), QComboBox()
+        self.image_layer = LayerCombo(viewer, Image, accept=_input_3d)
+        # the first label map is the default rather than none (none stays once chosen, or when there was none)
+        self.labels_layer = LayerCombo(viewer, Labels, none_first=True, accept=_input_3d, prefer_layer=True)
+        self.tracked = QComboBox()
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
         self.model.addItem(NO_MODEL, None)
         # "name (tracked structure)"; tumour-regression models first, then the others
@@ -121,9 +124,9 @@ class LongitudinalWidget(QWidget):
         layout.addWidget(self.panel)
         layout.addWidget(self.canvas)
         self.labels_layer.currentTextChanged.connect(lambda _: self._refresh_tracked())
-        viewer.layers.events.inserted.connect(self._refresh_layers)
-        viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
+        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
+            event.connect(self._refresh_tracked)  # after the lists' own refresh: a label map painted since
+        self._refresh_tracked()
         self._model_changed()
 
     def _model_changed(self) -> None:
@@ -146,11 +149,11 @@ class LongitudinalWidget(QWidget):
 
     def predict(self) -> None:
         """Run the chosen path on the chosen layers; the result arrives in :meth:`show_result`."""
-        name, lab_name, model = self.image_layer.currentText(), self.labels_layer.currentText(), self.model.currentData()
-        if not name:
+        image, label_map, model = self.image_layer.layer(), self.labels_layer.layer(), self.model.currentData()
+        if image is None:
             show_error("Choose a baseline image layer.")
             return
-        if model is None and lab_name in ("", NO_LABELS):
+        if model is None and label_map is None:
             show_error("Choose the baseline's label map: the real-scan path follows a lesion in it.")
             return
         tracked = self.tracked.currentData()
@@ -158,8 +161,8 @@ class LongitudinalWidget(QWidget):
             if model is None:
                 months = schedule(self.steps.value(), self.interval.value())
                 law = Progression(self.law.currentText(), self.rate.value())
-            baseline = layer_to_volume_of(self.viewer.layers[name])
-            labels = None if lab_name in ("", NO_LABELS) else layer_to_volume_of(self.viewer.layers[lab_name])
+            baseline = layer_to_volume_of(image)
+            labels = None if label_map is None else layer_to_volume_of(label_map)
         except MedgenError as exc:
             show_error(str(exc))
             return
@@ -202,8 +205,7 @@ class LongitudinalWidget(QWidget):
             self.set_grid(True)
 
     def _baseline_contrast(self) -> tuple[float, float] | None:
-        name = self.image_layer.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self.image_layer.layer()
         return tuple(layer.contrast_limits) if isinstance(layer, Image) else None
 
     def _link_contrast(self, event: Any = None) -> None:
@@ -220,8 +222,7 @@ class LongitudinalWidget(QWidget):
             layer.visible = (layer.name in keep) if on else True
         self.viewer.canvas.grid.shape = (1, 2) if on else (-1, -1)
         self.viewer.canvas.grid.enabled = on
-        base = self.viewer.layers[self.image_layer.currentText()] if self.image_layer.currentText() in self.viewer.layers \
-            else None
+        base = self.image_layer.layer()
         if isinstance(base, Image) and on:
             base.events.contrast_limits.connect(self._link_contrast)
             self._link_contrast()
@@ -256,8 +257,7 @@ class LongitudinalWidget(QWidget):
 
     def _refresh_tracked(self) -> None:
         """The label values of the chosen label map, named where it names them; the lesion pre-selected."""
-        name = self.labels_layer.currentText()
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self.labels_layer.layer()
         if self._tracked_source is layer and self.tracked.count():
             return  # the same label map: no need to count its values again (a large map takes a while)
         self._tracked_source = layer
@@ -271,17 +271,7 @@ class LongitudinalWidget(QWidget):
         proposed = propose_tracked(vol)  # none proposed: nothing chosen (a model follows its own label)
         self.tracked.setCurrentIndex(-1 if proposed is None else self.tracked.findData(proposed))
 
-    def _refresh_layers(self, *_: Any) -> None:
-        for combo, kind, extra in ((self.image_layer, Image, []), (self.labels_layer, Labels, [NO_LABELS])):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            names = extra + [lay.name for lay in self.viewer.layers
-                             if isinstance(lay, kind) and not lay.name.startswith(OUTPUT) and lay.ndim == 3]
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif kind is Labels and len(names) > 1:
-                combo.setCurrentIndex(1)  # the first label map, rather than none
-            combo.blockSignals(False)
-        self._refresh_tracked()
+
+def _input_3d(layer: Any) -> bool:
+    """A 3D layer that is not one of this dock's results (the baseline and its label map are 3D)."""
+    return layer.ndim == 3 and not layer.name.startswith(OUTPUT)
