@@ -39,3 +39,14 @@ def test_prefer_layer_defaults_to_the_first_layer_and_keeps_none_once_chosen(mak
     viewer.layers.remove("a")
     viewer.layers.remove("c")
     assert combo.currentText() == NONE and combo.layer() is None  # no layer left: none
+
+
+def test_prefer_layer_leaves_none_when_the_first_layer_comes(make_napari_viewer):
+    """A dock opened before any label map: its "none" was no choice of the user's, so the first map is taken."""
+    viewer = make_napari_viewer()
+    combo = LayerCombo(viewer, Labels, none_first=True, prefer_layer=True)
+    assert _items(combo) == [NONE] and combo.currentText() == NONE
+    viewer.add_image(np.zeros((2, 4, 4)), name="image")
+    assert combo.currentText() == NONE
+    viewer.add_labels(np.zeros((2, 4, 4), np.uint8), name="a")
+    assert combo.currentText() == "a"

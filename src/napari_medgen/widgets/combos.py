@@ -17,7 +17,8 @@ NONE = "(none)"
 class LayerCombo(QComboBox):
     """Names of the viewer's layers of one kind (and, with ``accept``, only those it accepts), kept up to date;
     ``optional`` adds ``none`` (NONE unless named) after them, or with ``none_first`` before them (then the
-    default choice, unless ``prefer_layer``: a new or lost choice then falls on the first layer if any)."""
+    default choice, unless ``prefer_layer``: a new or lost choice then falls on the first layer if any, and so
+    does the choice of a list that had no layer yet, "none" being then no choice of the user's)."""
 
     def __init__(self, viewer: Any, kind: type, optional: bool = False, none_first: bool = False,
                  accept: Callable[[Any], bool] | None = None, none: str = NONE, prefer_layer: bool = False):
@@ -32,6 +33,7 @@ class LayerCombo(QComboBox):
         """Rebuild the list, keeping the choice; the change signals fire only when the choice really changed
         (a rebuild passing through "no layer" made the docks forget what the user set for that layer)."""
         current = self.currentText()
+        had_layers = self.count() > int(self.none_first or self.optional)
         self.blockSignals(True)
         try:
             self.clear()
@@ -40,7 +42,7 @@ class LayerCombo(QComboBox):
             self.addItems([self.none, *names] if self.none_first else names + ([self.none] if self.optional else []))
             if current:
                 self.setCurrentText(current)
-            if self.prefer_layer and names and self.currentText() != current:
+            if self.prefer_layer and names and (self.currentText() != current or not had_layers):
                 self.setCurrentText(names[0])
         finally:
             self.blockSignals(False)

@@ -56,7 +56,7 @@ class LongitudinalWidget(QWidget):
         self.prepared: PreparedFollowUps | None = None
         self._tracked_source: Labels | None = None
         self.image_layer = LayerCombo(viewer, Image, accept=_input_3d)
-        # the first label map is the default rather than none (none stays once chosen, or when there was none)
+        # the first label map is the default rather than none (none stays once the user chose it among maps)
         self.labels_layer = LayerCombo(viewer, Labels, none_first=True, accept=_input_3d, prefer_layer=True)
         self.tracked = QComboBox()
         self.model, self.method, self.law = QComboBox(), QComboBox(), QComboBox()
