@@ -96,3 +96,18 @@ def test_usefulness_refusal_is_reported(widget, qtbot):
     widget.run_usefulness()
     assert wait_done(qtbot, widget) == "error"
     assert "at least one test domain" in widget.panel.status.text()
+
+
+def test_layer_lists_follow_the_viewer_and_no_layer_is_refused(widget, monkeypatch):
+    """The image lists are the viewer's image layers (then Folder...); the folder field is usable only with
+    Folder... chosen; an anomaly map without an image layer is refused with a message, no job started."""
+    from napari_medgen.widgets import evaluate as evaluate_widget
+
+    errors: list[str] = []
+    monkeypatch.setattr(evaluate_widget, "show_error", errors.append)
+    assert widget.real_source.currentText() == FOLDER and widget.real_folder.isEnabled()
+    assert widget.run_anomaly() is None and errors and widget.handle is None
+    add_phantom(widget.viewer, "scan", 1)
+    assert [widget.real_source.itemText(i) for i in range(widget.real_source.count())] == ["scan", FOLDER]
+    assert widget.real_source.currentText() == "scan" and not widget.real_folder.isEnabled()
+    assert widget.anomaly_layer.layer() is widget.viewer.layers["scan"]

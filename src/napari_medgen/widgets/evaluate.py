@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from napari.layers import Image
+from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                             QListWidget, QListWidgetItem, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
@@ -22,6 +23,7 @@ from ..atomic import atomic_write_with
 from ..data.phantom import STYLES as PHANTOM_STYLES
 from ..tasks import anomaly, domain_shift, evaluate, quantize
 from .common import ProgressPanel, add_volume, layer_to_volume_of
+from .combos import LayerCombo
 from . import warmup
 from .runner import TaskHandle, run_task
 
@@ -61,13 +63,11 @@ class EvaluateWidget(QWidget):
             layout.addWidget(w)
         layout.addLayout(exports)
         self._set_export_enabled(False)
-        viewer.layers.events.inserted.connect(self._refresh_layers)
-        viewer.layers.events.removed.connect(self._refresh_layers)
-        self._refresh_layers()
 
     # --- tabs -----------------------------------------------------------------------------------
     def _quality_tab(self) -> QWidget:
-        self.real_source, self.synthetic_source = QComboBox(), QComboBox()
+        self.real_source, self.synthetic_source = (
+            LayerCombo(self.viewer, Image, optional=True, none=FOLDER, prefer_layer=True) for _ in range(2))
         self.real_folder, self.synthetic_folder = QLineEdit(), QLineEdit()
         self.extractor = QLineEdit("default")
         self.extractor.setToolTip("'default' (shipped encoder) or a local ResNet/MedicalNet weights file")
@@ -153,7 +153,7 @@ class EvaluateWidget(QWidget):
         return _page(form)
 
     def _anomaly_tab(self) -> QWidget:
-        self.anomaly_layer = QComboBox()
+        self.anomaly_layer = LayerCombo(self.viewer, Image)
         self.anomaly_model = QLineEdit(str(anomaly.DEFAULT_MODEL))
         self.smoothing = _spin(QDoubleSpinBox(), 0.0, 50.0, 3.0, step=0.5, decimals=1)
         run = QPushButton("Anomaly map")
@@ -165,35 +165,24 @@ class EvaluateWidget(QWidget):
         form.addRow(run)
         return _page(form)
 
-    def _source_row(self, combo: QComboBox, folder: QLineEdit) -> QWidget:
+    def _source_row(self, combo: LayerCombo, folder: QLineEdit) -> QWidget:
         browse = QPushButton("...")
         browse.setMaximumWidth(30)
         browse.clicked.connect(lambda: folder.setText(QFileDialog.getExistingDirectory(self, "Folder") or folder.text()))
         combo.currentTextChanged.connect(lambda t: folder.setEnabled(t == FOLDER))
+        folder.setEnabled(combo.currentText() == FOLDER)
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         for w in (combo, folder, browse):
             row.addWidget(w)
         return _page(row)
 
-    def _refresh_layers(self, event: Any = None) -> None:
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        for combo, extra in ((self.real_source, [FOLDER]), (self.synthetic_source, [FOLDER]), (self.anomaly_layer, [])):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names + extra)
-            if current in names + extra:
-                combo.setCurrentText(current)
-            combo.blockSignals(False)
-            combo.currentTextChanged.emit(combo.currentText())
-
     # --- actions ----------------------------------------------------------------------------------
-    def _source(self, combo: QComboBox, folder: QLineEdit) -> Any:
+    def _source(self, combo: LayerCombo, folder: QLineEdit) -> Any:
         """A folder path, or the chosen layer's data as images (n, y, x)."""
         if combo.currentText() == FOLDER:
             return Path(folder.text())
-        vol = layer_to_volume_of(self.viewer.layers[combo.currentText()])
+        vol = layer_to_volume_of(combo.layer())
         return np.asarray(vol.data if vol.data.ndim == 3 else vol.data.reshape(-1, *vol.data.shape[-2:]))
 
     def run_quality(self) -> TaskHandle:
@@ -215,8 +204,11 @@ class EvaluateWidget(QWidget):
         return self._start("resources", lambda c: quantize.quantize(model, n_samples=n, cancel=c),
                            lambda r: self._show_rows(r, r.rows, quantize, quantize.figure(r)))
 
-    def run_anomaly(self) -> TaskHandle:
-        layer = self.viewer.layers[self.anomaly_layer.currentText()]
+    def run_anomaly(self) -> TaskHandle | None:
+        layer = self.anomaly_layer.layer()
+        if layer is None:
+            show_error("Choose an image layer for the anomaly map.")
+            return None
         vol, model, mm = layer_to_volume_of(layer), self.anomaly_model.text().strip(), self.smoothing.value()
         name = f"{layer.name} anomaly"
         return self._start("anomaly map", lambda c: anomaly.anomaly_map(vol, model, smoothing_mm=mm, cancel=c),
