@@ -40,11 +40,9 @@ OMP_NUM_THREADS=1 medgen --device auto --quiet train diffusion --sample phantom 
 # diffusion_phantom3d is not shipped: it loses its ledger (no LV blood pool in 20 samples; bar: every structure in 95 %).
 # Its recipe, for anyone with a GPU to improve on it: train, then python benchmarks/quality.py --only diffusion_phantom3d --model diffusion_phantom3d=medgen-runs/diffusion_phantom3d
 OMP_NUM_THREADS=1 medgen --device auto --quiet train diffusion --sample phantom --steps 700 --batch-size 2 --lr 5e-4 --seed 0 --set dims=3 --set size=32 --set channels=8,16,32 --set groups=8 --set objective=rflow --set ema=0.99 --out medgen-runs/diffusion_phantom3d --workdir medgen-runs/diffusion_phantom3d_work
-# diffusion_brain2d: velocity (v) prediction, UNet 32-64-128 with attention at the lowest level, 3600 steps,
-# 69 min on 2 CPU threads (shared); the card's default sampler is DDPM 1000. Chosen over the previous
-# noise-prediction model on training slices only (python scripts/diffusion_training_check.py OLD NEW --seeds 7);
-# the shipped run wrote to /tmp/runs/db2d_v and was copied
-OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample brain --steps 3600 --batch-size 8 --lr 3e-4 --seed 0 --set dims=2 --set size=80 --set channels=32,64,128 --set attention=0,0,1 --set groups=16 --set ema=0.999 --set prediction=v_prediction --set sampler=ddpm --checkpoint-every 200 --no-resume --workdir medgen-runs/diffusion_brain2d --out src/napari_medgen/sample_data/models/diffusion_brain2d
+# diffusion_brain2d: noise prediction, 3000 steps, 81 min on 1 shared CPU thread; the card's default sampler is DDPM 1000
+# (the shipped run had no --set sampler yet; the key was added to its card; it wrote to /tmp/runs and was copied)
+OMP_NUM_THREADS=1 medgen --device auto --quiet train diffusion --sample brain --steps 3000 --batch-size 8 --lr 3e-4 --seed 0 --set dims=2 --set size=80 --set channels=32,64,64 --set groups=16 --set ema=0.999 --set prediction=epsilon --set sampler=ddpm --checkpoint-every 250 --no-resume --workdir medgen-runs/diffusion_brain2d --out src/napari_medgen/sample_data/models/diffusion_brain2d
 python benchmarks/quality.py --only diffusion_brain2d --record
 OMP_NUM_THREADS=1 medgen --device auto --quiet train temporal --sample phantom --steps 600 --batch-size 4 --lr 2e-3 --seed 0 --set n_subjects=100 --set adv_weight=0.02 --set adv_start=0.5 --checkpoint-every 100 --no-resume --workdir medgen-runs/temporal_phantom --out src/napari_medgen/sample_data/models/temporal_phantom  # shipped run wrote to /tmp/runs/temporal_phantom and was copied (card: training.command)
 OMP_NUM_THREADS=1 medgen --device auto --quiet train temporal --sample phantom --set series=breathing --steps 1500 --batch-size 4 --lr 2e-3 --seed 0 --set n_subjects=100 --set adv_weight=0.02 --set adv_start=0.5 --checkpoint-every 100 --no-resume --workdir medgen-runs/temporal_breathing --out src/napari_medgen/sample_data/models/temporal_breathing
