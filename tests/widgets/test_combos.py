@@ -50,3 +50,16 @@ def test_prefer_layer_leaves_none_when_the_first_layer_comes(make_napari_viewer)
     assert combo.currentText() == NONE
     viewer.add_labels(np.zeros((2, 4, 4), np.uint8), name="a")
     assert combo.currentText() == "a"
+
+
+def test_the_none_entry_is_no_layer_even_beside_a_layer_of_that_name(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((2, 4, 4), np.uint8), name=NONE)
+    first, last = LayerCombo(viewer, Labels, none_first=True), LayerCombo(viewer, Labels, optional=True)
+    assert _items(first) == [NONE, NONE] and first.currentIndex() == 0 and first.layer() is None
+    first.setCurrentIndex(1)
+    assert first.layer() is viewer.layers[NONE]
+    last.setCurrentIndex(1)
+    assert _items(last) == [NONE, NONE] and last.layer() is None
+    last.setCurrentIndex(0)
+    assert last.layer() is viewer.layers[NONE]

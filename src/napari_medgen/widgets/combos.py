@@ -51,7 +51,11 @@ class LayerCombo(QComboBox):
             self.currentTextChanged.emit(self.currentText())
 
     def layer(self) -> Any:
-        name = self.currentText()
+        """The chosen layer, or None for the "none" entry (even beside a layer of the same name)."""
+        index, name = self.currentIndex(), self.currentText()
+        none_at = 0 if self.none_first else self.count() - 1 if self.optional else -1
+        if index == none_at:
+            return None
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
 
