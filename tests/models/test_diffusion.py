@@ -83,18 +83,33 @@ def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
     assert (model.label_nc is not None) == ("conditioned" in extra)
 
 
-def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(tmp_path):
-    """prediction=v_prediction: the target is sqrt(a) * noise - sqrt(1 - a) * x0 (MONAI's get_velocity), and
-    the card's scheduler turns a perfect velocity back into x0."""
+def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(monkeypatch):
+    """prediction=v_prediction: a training step's target is sqrt(a) * noise - sqrt(1 - a) * x0 of the batch it
+    noised, and the card's scheduler turns a perfect velocity back into x0."""
+    from napari_medgen.training import diffusion_trainer
+
     cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
                       extra={**TINY, "prediction": "v_prediction"})
     trainer = DiffusionTrainer(cfg)
     assert trainer.scheduler_spec["prediction_type"] == "v_prediction"
+    seen: dict[str, torch.Tensor] = {}
+    add_noise, mse = trainer.noise_scheduler.add_noise, diffusion_trainer.F.mse_loss
+
+    def recorded_add_noise(x0, noise, t):
+        seen.update(x0=x0, noise=noise, t=t)
+        return add_noise(x0, noise, t)
+
+    def recorded_mse(pred, target):
+        seen["target"] = target
+        return mse(pred, target)
+
+    monkeypatch.setattr(trainer.noise_scheduler, "add_noise", recorded_add_noise)
+    monkeypatch.setattr(diffusion_trainer.F, "mse_loss", recorded_mse)
     assert np.isfinite(trainer.train_step(0)["loss"])
+    a = trainer.noise_scheduler.alphas_cumprod[seen["t"]].view(-1, 1, 1, 1)
+    torch.testing.assert_close(seen["target"], a.sqrt() * seen["noise"] - (1 - a).sqrt() * seen["x0"])
     x0, noise, t = torch.rand(1, 1, 16, 16), torch.randn(1, 1, 16, 16), torch.tensor([600])
-    a = trainer.noise_scheduler.alphas_cumprod[600]
     v = trainer.noise_scheduler.get_velocity(x0, noise, t)
-    torch.testing.assert_close(v, a.sqrt() * noise - (1 - a).sqrt() * x0)
     sched = make_scheduler(trainer.scheduler_spec, "ddim", 1000)
     xt = trainer.noise_scheduler.add_noise(x0, noise, t)
     _, pred_x0 = sched.step(v, 600, xt)
