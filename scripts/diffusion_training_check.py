@@ -1,13 +1,14 @@
 """Compare unconditional diffusion models on their training slices only (never the held-out ones).
 
-    python scripts/diffusion_training_check.py MODEL [MODEL ...] [--seeds 7 8] [--n 16]
+    python scripts/diffusion_training_check.py MODEL [MODEL ...] [--seeds 7 8] [--n 16] [--epsilon-scale 1 1.01]
 
 For each model and seed: ``n`` samples (the card's default sampler) against all training slices, the
 ledger's measures with the training slices in place of the held-out ones: the intensity-histogram
 distance divided by the real-vs-real distance at the same count (median over 50 draws of ``n``
 training slices against the others), and the in-object gradient ratio. This decides between
 candidate models before the ledger (``benchmarks/quality.py``) measures the chosen one once on the
-held-out slices.
+held-out slices. ``--epsilon-scale``: sample each model with each of these divisors of its predicted
+noise (``tasks.sample.epsilon_scaling``; default: the card's).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[7, 8])
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epsilon-scale", type=float, nargs="+", default=[None])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     card = load_card(args.models[0])
@@ -49,13 +51,16 @@ def main() -> None:
     real_vs_real = float(np.median(pairs))
     real_grad = q.gradient_magnitude(train, inner(train), train)
     print(f"real vs real ({args.n} training slices against the others, median of {DRAWS}): {real_vs_real:.4f}")
-    print(f"{'model':<40} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}")
+    print(f"{'model':<40} {'epsilon scale':>13} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}")
     for path in args.models:
-        for seed in args.seeds:
-            s = run_to_completion(sample(path, n=args.n, seed=seed, device="cpu")).data.reshape(args.n, size, size)
-            hist = q.histogram_distance(s, whole(s), train, whole(train), train) / real_vs_real
-            grad = q.gradient_magnitude(s, inner(s), train) / real_grad
-            print(f"{str(path):<40} {seed:>5} {hist:>12.2f} {grad:>16.2f}", flush=True)
+        for scale in args.epsilon_scale:
+            for seed in args.seeds:
+                s = run_to_completion(sample(path, n=args.n, seed=seed, device="cpu", epsilon_scale=scale)
+                                      ).data.reshape(args.n, size, size)
+                hist = q.histogram_distance(s, whole(s), train, whole(train), train) / real_vs_real
+                grad = q.gradient_magnitude(s, inner(s), train) / real_grad
+                shown = "card" if scale is None else f"{scale:g}"
+                print(f"{str(path):<40} {shown:>13} {seed:>5} {hist:>12.2f} {grad:>16.2f}", flush=True)
 
 
 if __name__ == "__main__":

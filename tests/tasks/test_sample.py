@@ -74,6 +74,51 @@ def test_same_as_monai_stock_inferer(fast):
     np.testing.assert_allclose(ours, stock.numpy(), atol=1e-4)
 
 
+class _Divided(torch.nn.Module):
+    """A network whose noise prediction is divided by ``by`` (what epsilon scaling samples with)."""
+
+    def __init__(self, net: torch.nn.Module, by: float):
+        super().__init__()
+        self.net, self.by = net, by
+
+    def forward(self, *args, **kwargs):
+        return self.net(*args, **kwargs) / self.by
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_epsilon_scaling_divides_the_predicted_noise(sampler):
+    """The card's epsilon_scaling samples what MONAI's inferer samples with the network's output divided by it;
+    the override wins over the card, and 1 is plain sampling."""
+    m = tiny()
+    _wake(m.unet)
+    m.extra["card"] = {"epsilon_scaling": 1.05}
+    scaled = run_to_completion(sample(m, sampler=sampler, steps=5, n=2, seed=3, device="cpu", fast=False))
+    noise = torch.randn((2, 1, 16, 16), generator=torch.Generator().manual_seed(3))
+    sched = make_scheduler(DDPM, sampler, 5)
+    gen = {"generator": torch.Generator().manual_seed(4)} if sampler == "ddpm" else {}  # sample()'s step noise: seed + 1
+    x = noise
+    with torch.inference_mode():
+        for t in sched.timesteps:
+            x, _ = sched.step(_Divided(m.unet, 1.05)(x, t.float().expand(2)), t, x, **gen)
+    np.testing.assert_allclose(scaled.data, x.numpy(), atol=1e-4)
+    assert scaled.metadata["epsilon_scaling"] == 1.05
+    plain = run_to_completion(sample(m, sampler=sampler, steps=5, n=2, seed=3, device="cpu", fast=False,
+                                     epsilon_scale=1.0))
+    assert np.abs(plain.data - scaled.data).max() > 1e-3 and "epsilon_scaling" not in plain.metadata
+
+
+def test_epsilon_scaling_refused_where_it_does_not_apply():
+    m = tiny()
+    m.extra["card"] = {"epsilon_scaling": 1.5}
+    with pytest.raises(ModelError, match="between 1 and 1.2"):
+        run_to_completion(sample(m, steps=2, device="cpu"))
+    with pytest.raises(ModelError, match="rflow sampling"):
+        run_to_completion(sample(tiny(sched=RFLOW), steps=2, device="cpu", epsilon_scale=1.01))
+    with pytest.raises(ModelError, match="predicts the noise"):
+        run_to_completion(sample(tiny(sched={**DDPM, "prediction_type": "v_prediction"}), steps=2, device="cpu",
+                                 epsilon_scale=1.01))
+
+
 def test_traced_network_computes_what_the_eager_one_does(monkeypatch):
     """Long runs on CPUs without native bf16 trace the network: same samples, the traced graph used."""
     import napari_medgen.tasks.sample as sample_mod

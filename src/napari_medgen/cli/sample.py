@@ -52,6 +52,9 @@ def register(subparsers: Any) -> None:
                         "e.g. --set output_size_z=256")
     p.add_argument("--scale-factor", type=options.number(above=0.0),
                    help="latent scale factor for latent bundles whose config gives it as an expression")
+    p.add_argument("--epsilon-scale", type=options.number(1.0, 1.2),
+                   help="divide the predicted noise by this while sampling (DDPM/DDIM of noise-predicting models; "
+                        "1: off; default: the card's epsilon_scaling, else 1)")
     options.output(p, "folder", "output folder (samples.nii.gz and sample_NNN.nii.gz); an earlier result there is "
                                 "replaced as a whole only with --overwrite")
     p.set_defaults(func=run)
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     task = sample(args.model, sampler=args.sampler, steps=args.steps, n=args.n, seed=args.seed, mask=mask,
                   condition=args.condition, device=args.device, shape=tuple(args.shape) if args.shape else None,
                   scale_factor=args.scale_factor, slice_index=args.slice_index,
-                  overrides=parse_settings(args.overrides) or None, label_map=args.map)
+                  overrides=parse_settings(args.overrides) or None, label_map=args.map,
+                  epsilon_scale=args.epsilon_scale)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
     for note in [] if args.quiet else vol.metadata.get("notes", []):  # e.g. which class each mask value became
         print(f"medgen: {note}", file=sys.stderr)

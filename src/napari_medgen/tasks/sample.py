@@ -41,6 +41,7 @@ from .sample_inputs import condition_values, default_grid, is_xyz, mask_inputs
 from .sample_maisi import maisi_inputs
 
 MAX_SAMPLES = 64
+EPSILON_SCALING_MAX = 1.2
 # steps x samples from which tracing the network pays back its one-time cost on CPU (about 0.5 s
 # plus two slower first calls, against 15-30 % per call; benchmarks/diffusion.py measures both)
 TRACE_MIN_CALLS = 400
@@ -49,6 +50,29 @@ TRACE_MIN_CALLS = 400
 def default_sampler(model: DiffusionModel) -> str:
     """The card's ``default_sampler``, else DDIM for DDPM-trained models and rectified flow for velocity models."""
     return str(model.extra.get("card", {}).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
+
+
+def epsilon_scaling(model: DiffusionModel, sampler: str, override: float | None = None) -> float:
+    """The divisor of the network's noise prediction while sampling (1: none): ``override``, else the card's
+    ``epsilon_scaling``. Epsilon scaling (Ning et al. 2024, "Elucidating the exposure bias in diffusion
+    models") counters the drift of a noise-predicting model along its own sampling path; it applies to
+    DDPM and DDIM sampling of epsilon models only. Raises ModelError for a value outside [1, 1.2] or a
+    model it does not apply to."""
+    value = override if override is not None else model.extra.get("card", {}).get("epsilon_scaling")
+    if value is None:
+        return 1.0
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 1.0 <= value <= EPSILON_SCALING_MAX:
+        raise ModelError(f"Model '{model.source}': epsilon scaling must be between 1 and {EPSILON_SCALING_MAX}, "
+                         f"got {value}.")
+    if value != 1.0 and (sampler not in ("ddpm", "ddim")
+                         or str(model.scheduler.get("prediction_type", "epsilon")) != "epsilon"):
+        raise ModelError(f"Model '{model.source}': epsilon scaling applies to DDPM/DDIM sampling of a model that "
+                         f"predicts the noise, not to {sampler} sampling of this one.")
+    return value
 
 
 def mask_to_seg(model: DiffusionModel, mask: Volume, label_map: Sequence[str] = ()) -> torch.Tensor:
@@ -116,7 +140,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            preview_every: int = 5, device: str | torch.device = "auto", cancel: CancelToken | None = None,
            fast: bool = True, shape: tuple[int, ...] | None = None,
            scale_factor: float | None = None, slice_index: int | None = None,
-           overrides: dict[str, object] | None = None, label_map: Sequence[str] = ()) -> Generator[Progress, None, Volume]:
+           overrides: dict[str, object] | None = None, label_map: Sequence[str] = (),
+           epsilon_scale: float | None = None) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
@@ -141,6 +166,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     it or to change it (latent models sample latents of shape / their autoencoder's downsampling).
     scale_factor: latent scale, to override the bundle's. overrides: bundle config values
     ({"output_size_xy": 256}), see :func:`..models.families.open_model`.
+    epsilon_scale: divide the predicted noise by this (1: off), instead of the card's
+    ``epsilon_scaling`` (:func:`epsilon_scaling`).
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
@@ -153,6 +180,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     sampler = sampler or default_sampler(m)
     steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
+    eps_divisor = epsilon_scaling(m, sampler, epsilon_scale)
     fields = condition_fields(m)
     named = condition_values(fields, condition, m.source) if fields else {}
     vector = list(named.values()) if fields else condition
@@ -201,7 +229,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
         predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
                                  context)
-    info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named}
+    info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named,
+            **({"epsilon_scaling": eps_divisor} if eps_divisor != 1.0 else {})}
     meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
             **({"modality": m.extra["modality"]} if "modality" in m.extra else {}), **extra}
     # a latent model's starting noise is not decoded: one full-size decode to show noise
@@ -212,6 +241,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             cancel.check()
             with autocast:
                 out = predict(x.contiguous(memory_format=fmt), t.float().expand(n).to(dev), seg, context).float()
+            if eps_divisor != 1.0:
+                out = out / eps_divisor
             if sampler == "rflow":
                 x, x0 = sched.step(out, t, x, nt)
             elif sampler == "ddpm":
