@@ -172,8 +172,10 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
             "hist": q.histogram_distance(images, whole(images), held, whole(held), ref) / real_vs_real,
             "fd": frechet_distance(f_real, encoder_feats[k]),
             "nn": float(np.median(q.nearest_copies(images, train)[1])),
+            "background": q.background_level(images, ref),
         }
-    values["held-out real"] = {"nn": float(np.median(q.nearest_copies(held, train)[1]))}
+    values["held-out real"] = {"nn": float(np.median(q.nearest_copies(held, train)[1])),
+                               "background": q.background_level(held, ref)}
     rows = []
     for base in ("blurred real (2 px)", "shuffled real", "nearest training copy"):
         m, b = values["model"], values[base]
@@ -185,6 +187,8 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
                       values["model"]["hist"], 1.5, "lower"))
     rows.append(q.Row(name, "median distance to nearest training image", "held-out real",
                       values["model"]["nn"], values["held-out real"]["nn"], "higher"))
+    rows.append(q.Row(name, "background level (mean |intensity| 3 px off the object) / range", "held-out real",
+                      values["model"]["background"], values["held-out real"]["background"], "lower"))
     return rows
 
 

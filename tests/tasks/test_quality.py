@@ -85,6 +85,17 @@ def test_foreground_and_background_masks():
     assert bg.sum() < (labels == 0).sum()
 
 
+def test_background_level_is_the_grain_off_the_object():
+    image, labels = discs()
+    lo, hi = np.percentile(image, [1, 99])
+    assert q.background_level(image, image) < 1e-3  # black background (the blur's rim is within the margin)
+    grain = np.abs(np.random.default_rng(0).normal(0.0, 0.05 * (hi - lo), image.shape))
+    grainy = np.where(labels > 0, image, grain)
+    assert q.background_level(grainy, image) == pytest.approx(0.05 * np.sqrt(2 / np.pi), rel=0.1)
+    with pytest.raises(InputError, match="no background"):
+        q.background_level(np.full_like(image, hi), image)
+
+
 def test_nearest_copies_and_masked_correlation():
     image, labels = discs(n=6)
     copies, dist = q.nearest_copies(image[:2], image[2:])

@@ -144,6 +144,18 @@ def foreground(images: np.ndarray, reference: np.ndarray, threshold: float = 0.1
     return out
 
 
+def background_level(images: np.ndarray, reference: np.ndarray, margin: int = 3) -> float:
+    """Mean |intensity| of the pixels more than ``margin`` pixels from each image's own object
+    (:func:`foreground`, not eroded), in the reference set's pooled 1st-99th percentile range: 0 for a
+    black background, the grain's level otherwise."""
+    _, x = unit_scale(reference, images, pooled=True)
+    object_ = foreground(images, reference, erode=0)
+    outside = ~ndimage.binary_dilation(object_, structure=np.ones((1, 3, 3), bool), iterations=margin)
+    if not outside.any():
+        raise InputError("The objects fill the images: no background to measure.")
+    return float(np.abs(x[outside]).mean())
+
+
 def background_mask(labels: np.ndarray, margin: int = 3) -> np.ndarray:
     """Label-0 pixels at least ``margin`` pixels away from every labelled pixel, per slice (n, y, x)."""
     labelled = np.asarray(labels) > 0
