@@ -235,6 +235,7 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     from napari_medgen.models.store import save_model
 
     m = tiny(label_nc=3)
+    _wake(m.unet)  # an output that depends on its input: --epsilon-scale changes the samples
     card = {"family": "diffusion", "network": {"spatial_dims": 2, **NET, "label_nc": 3, "spade_intermediate_channels": 8},
             "shape": [16, 16], "spacing": [2.0, 2.0, 4.0], "scheduler": DDPM}
     save_model(tmp_path / "diffusion_tiny", {"unet": m.unet}, card)
@@ -263,6 +264,14 @@ def test_cli_writes_samples_and_refuses_bad_mask(tmp_path, capsys):
     fewer[fewer.index("--n") + 1] = "1"
     assert main(fewer) == 0
     assert sorted(f.name for f in (tmp_path / "out").glob("*.nii.gz")) == ["sample_000.nii.gz", "samples.nii.gz"]
+    scaled = [*fewer, "--epsilon-scale", "1.1"]
+    scaled[scaled.index("--out") + 1] = str(tmp_path / "scaled")
+    assert main(scaled) == 0
+    assert np.abs(read_volume(tmp_path / "scaled" / "sample_000.nii.gz").data
+                  - read_volume(tmp_path / "out" / "sample_000.nii.gz").data).max() > 1e-3
+    with pytest.raises(SystemExit) as exc:
+        main([*scaled[:-2], "--epsilon-scale", "1.5"])
+    assert exc.value.code == 2 and "--epsilon-scale" in capsys.readouterr().err
     overflow = [*argv, "--overwrite", "--seed", "99999999999999999999999"]
     with pytest.raises(SystemExit) as exc:
         main(overflow)
