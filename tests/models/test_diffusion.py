@@ -119,6 +119,32 @@ def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(m
                                      extra={**TINY, "prediction": "velocity"}))
 
 
+def test_init_starts_from_a_models_weights_and_refuses_another_network(tmp_path):
+    """init=MODEL: the network (and the exported average) start from that model's weights; a model with
+    another network or objective is refused with its name and what differs."""
+    from napari_medgen.errors import InputError
+
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu", extra=dict(TINY))
+    first = DiffusionTrainer(cfg)
+    for _ in range(3):
+        first.train_step(0)
+    first.export(tmp_path / "first", {})
+    saved = load_diffusion(tmp_path / "first").unet.state_dict()
+    tuned = DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu",
+                                         extra={**TINY, "init": str(tmp_path / "first")}))
+    fresh = DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu", extra=dict(TINY)))
+    for name, value in saved.items():
+        torch.testing.assert_close(tuned.unet.state_dict()[name], value.float())
+        torch.testing.assert_close(tuned.ema.state_dict()[name], value.float())
+    assert any(not torch.equal(fresh.unet.state_dict()[k], v.float()) for k, v in saved.items())
+    with pytest.raises(InputError, match=r"first' has another network .*channels"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "channels": "8,16", "init": str(tmp_path / "first")}))
+    with pytest.raises(InputError, match=r"another noise schedule .*prediction_type"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "prediction": "sample", "init": str(tmp_path / "first")}))
+
+
 @pytest.mark.parametrize("name", sorted(shipped_models("diffusion")))
 def test_shipped_models_load(name):
     model = load_diffusion(shipped_models("diffusion")[name])

@@ -117,7 +117,9 @@ class DiffusionSettings:
     classes, default from the data); ema: decay of the exported weights' average; n_subjects: phantom
     subjects of --sample phantom. channels/attention: per level, "32,64,64" or a list; res_blocks,
     groups (default the smallest channel count), head_channels (default the last), spade_channels;
-    sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow)."""
+    sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow).
+    init: a diffusion model (path or shipped name) whose weights the network starts from (fine-tuning); its
+    network and objective must be the ones these settings build."""
 
     dims: int = 2
     size: int = 64
@@ -134,6 +136,22 @@ class DiffusionSettings:
     head_channels: int | None = None
     spade_channels: int = 32
     sampler: str | None = None
+    init: str | None = None
+
+
+def _start_weights(model: str, network: dict[str, Any], scheduler: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The UNet weights (float32) of diffusion ``model`` to fine-tune; InputError naming the model when its
+    network or noise schedule is not the one being trained."""
+    from ..models.store import load_family, resolve_model
+
+    path = resolve_model(model)
+    modules, card = load_family(path, "diffusion", build_unet)
+    for what, theirs, ours in (("network", card["network"], network), ("noise schedule", card.get("scheduler"), scheduler)):
+        if theirs != ours:
+            diff = sorted(k for k in set(theirs or {}) | set(ours) if (theirs or {}).get(k) != ours.get(k))
+            raise InputError(f"init model '{path}' has another {what} than these settings build (differs in: "
+                             f"{', '.join(diff)}): set the same channels, attention, groups and prediction.")
+    return {k: v.float() for k, v in modules["unet"].state_dict().items()}
 
 
 class DiffusionTrainer(AttributeState):
@@ -206,6 +224,8 @@ class DiffusionTrainer(AttributeState):
                                    "sample_method": "logit-normal", "spatial_dim": self.dims}
             self.noise_scheduler = RFlowScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
         self.unet = build_unet(self.network)["unet"].to(self.device)
+        if s.init is not None:
+            self.unet.load_state_dict(_start_weights(s.init, self.network, self.scheduler_spec))
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=float(config.lr), weight_decay=0.0)
         self.generator = torch.Generator().manual_seed(int(config.seed))
