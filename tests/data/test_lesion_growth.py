@@ -92,13 +92,9 @@ def test_the_geodesic_distance_is_skimages_minimum_cost_path_exactly():
 def test_the_geodesic_search_lets_other_threads_run():
     """A viewer's Qt thread waits for the GIL: it must get it every few ms while a worker searches
     (skimage's find_costs alone holds it for the whole search: the main thread's longest gap was the search)."""
-    import importlib.util
-    from pathlib import Path
+    from tests.benchmark_modules import load_benchmark
 
-    spec = importlib.util.spec_from_file_location("gil", Path(__file__).parents[2] / "benchmarks" / "longitudinal_gil.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     lesion, cost, sp = _growth_case()
     phi = lc.signed_distance(lesion, sp, 0)
-    gap, _, wall = bench.longest_gap(lambda: lc.growth_distance(phi, lesion, cost, sp))
+    gap, _, wall = load_benchmark("longitudinal_gil").longest_gap(lambda: lc.growth_distance(phi, lesion, cost, sp))
     assert wall > 50 and gap < 0.5 * wall, (gap, wall)

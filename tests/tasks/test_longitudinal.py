@@ -16,6 +16,7 @@ from napari_medgen.models.temporal import ProgressionBank, TemporalAE
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks.followup import FrameDifference, export_series
 from napari_medgen.tasks.longitudinal import compare_series, predict_followups
+from tests.benchmark_modules import load_benchmark
 
 SIZE, PIXEL = 32, 12.0
 
@@ -162,13 +163,9 @@ DICE_BAR, VOLUME_BAR = 0.8, 0.15  # the issue's bars, at the first follow-ups
 def test_shipped_model_on_heldout_subjects(method):
     """Held-out phantom subjects (never trained on): tumour Dice and volume error at the first follow-ups,
     with the learned direction and with the nearest training progressions."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "benchmarks" / "longitudinal.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     from napari_medgen.models.temporal import TemporalModel
+
+    bench = load_benchmark("longitudinal")
 
     scores = bench.evaluate(TemporalModel.load(SHIPPED), subjects=3, steps=2, method=method, with_labels=True)
     assert scores["dice"][:, 1:].mean(0).min() >= DICE_BAR
@@ -224,15 +221,6 @@ def test_breathing_series_grow_the_lungs_and_the_setting_is_checked():
 SHIPPED_BREATHING = SHIPPED_DIR / "temporal_breathing.json"
 
 
-def _benchmark():
-    """benchmarks/longitudinal.py as a module."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("bench", Path(__file__).parents[2] / "benchmarks" / "longitudinal.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 @pytest.mark.skipif(not SHIPPED_BREATHING.is_file(), reason="shipped breathing model not built")
@@ -244,7 +232,7 @@ def test_shipped_breathing_model_on_heldout_subjects():
     model = TemporalModel.load(SHIPPED_BREATHING)
     assert model.card["series"] == "breathing" and model.tracked == 2 and model.tracked_name == "lung"
     assert "breathing phase" in model.card["time_step"] and model.card["time_rate"] > 0
-    scores = _benchmark().evaluate(model, subjects=3, steps=5, method="direction", with_labels=True)
+    scores = load_benchmark("longitudinal").evaluate(model, subjects=3, steps=5, method="direction", with_labels=True)
     assert scores["dice"][:, 1:3].mean(0).min() >= DICE_BAR
     assert np.abs(scores["volume_error"][:, 1:3]).mean(0).max() <= VOLUME_BAR
     assert np.all(np.diff(scores["pred_ml"], axis=1) > 0)  # the lungs grow at every step

@@ -31,7 +31,7 @@ from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
 from ..models.diffusion import SAMPLERS_OF, build_unet, make_scheduler
-from ..models.store import save_model
+from ..models.store import load_family, resolve_model, save_model
 from .checkpoint import AttributeState
 from .config import TrainConfig, family_settings
 from .source import Sources, TrainingSource
@@ -142,8 +142,6 @@ class DiffusionSettings:
 def _start_weights(model: str, network: dict[str, Any], scheduler: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The UNet weights (float32) of diffusion ``model`` to fine-tune; InputError naming the model when its
     network or noise schedule is not the one being trained."""
-    from ..models.store import load_family, resolve_model
-
     path = resolve_model(model)
     modules, card = load_family(path, "diffusion", build_unet)
     for what, theirs, ours in (("network", card["network"], network), ("noise schedule", card.get("scheduler"), scheduler)):
