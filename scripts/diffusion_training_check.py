@@ -5,7 +5,8 @@
 For each model and seed: ``n`` samples (the card's default sampler) against all training slices, the
 ledger's measures with the training slices in place of the held-out ones: the intensity-histogram
 distance divided by the real-vs-real distance at the same count (median over 50 draws of ``n``
-training slices against the others), and the in-object gradient ratio. This decides between
+training slices against the others), the in-object gradient ratio, and for the brain the share of
+samples with each structure of ``tasks.brain_structures`` over the training slices' share. This decides between
 candidate models before the ledger (``benchmarks/quality.py``) measures the chosen one once on the
 held-out slices. ``--epsilon-scale``: sample each model with each of these divisors of its predicted
 noise (``tasks.sample.epsilon_scaling``; default: the card's).
@@ -21,6 +22,7 @@ import torch
 
 from napari_medgen.models.store import load_card
 from napari_medgen.progress import run_to_completion
+from napari_medgen.tasks import brain_structures as bs
 from napari_medgen.tasks import quality as q
 from napari_medgen.tasks.sample import sample
 from napari_medgen.training.diffusion_trainer import sample_data
@@ -39,7 +41,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     card = load_card(args.models[0])
     size, kind = int(card["shape"][-1]), card["sample"]
-    train = np.stack(sample_data(kind, 2, size)[0]).astype(np.float32)
+    train, train_lab, spacing = sample_data(kind, 2, size)
+    train = np.stack(train).astype(np.float32)
+    structures = None
+    if kind == "brain":
+        ref = bs.reference(train, np.stack(train_lab))
+        structures = lambda x: bs.image_structures(x, ref, spacing[0])  # noqa: E731
+        source = structures(train)
     whole = lambda x: q.foreground(x, train, erode=0, fill=False)  # noqa: E731
     inner = lambda x: q.foreground(x, train)  # noqa: E731
     rng = np.random.default_rng(0)
@@ -51,7 +59,8 @@ def main() -> None:
     real_vs_real = float(np.median(pairs))
     real_grad = q.gradient_magnitude(train, inner(train), train)
     print(f"real vs real ({args.n} training slices against the others, median of {DRAWS}): {real_vs_real:.4f}")
-    print(f"{'model':<40} {'epsilon scale':>13} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}")
+    shown_structures = "".join(f" {k + ' / real':>26}" for k in bs.STRUCTURES) if structures else ""
+    print(f"{'model':<40} {'epsilon scale':>13} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}{shown_structures}")
     for path in args.models:
         for scale in args.epsilon_scale:
             for seed in args.seeds:
@@ -60,7 +69,11 @@ def main() -> None:
                 hist = q.histogram_distance(s, whole(s), train, whole(train), train) / real_vs_real
                 grad = q.gradient_magnitude(s, inner(s), train) / real_grad
                 shown = "card" if scale is None else f"{scale:g}"
-                print(f"{str(path):<40} {shown:>13} {seed:>5} {hist:>12.2f} {grad:>16.2f}", flush=True)
+                kept = ""
+                if structures:
+                    found = structures(s)
+                    kept = "".join(f" {found[k].mean() / source[k].mean():>26.2f}" for k in bs.STRUCTURES)
+                print(f"{str(path):<40} {shown:>13} {seed:>5} {hist:>12.2f} {grad:>16.2f}{kept}", flush=True)
 
 
 if __name__ == "__main__":
