@@ -112,6 +112,9 @@ def test_epsilon_scaling_refused_where_it_does_not_apply():
     m.extra["card"] = {"epsilon_scaling": 1.5}
     with pytest.raises(ModelError, match="between 1 and 1.2"):
         run_to_completion(sample(m, steps=2, device="cpu"))
+    m.extra["card"] = {"epsilon_scaling": "strong"}
+    with pytest.raises(ModelError, match="number between 1 and 1.2, got 'strong'"):
+        run_to_completion(sample(m, steps=2, device="cpu"))
     with pytest.raises(ModelError, match="rflow sampling"):
         run_to_completion(sample(tiny(sched=RFLOW), steps=2, device="cpu", epsilon_scale=1.01))
     with pytest.raises(ModelError, match="predicts the noise"):

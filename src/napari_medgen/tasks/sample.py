@@ -62,12 +62,13 @@ def epsilon_scaling(model: DiffusionModel, sampler: str, override: float | None 
     if value is None:
         return 1.0
     try:
-        value = float(value)
+        number = float(value)
     except (TypeError, ValueError):
-        value = float("nan")
-    if not 1.0 <= value <= EPSILON_SCALING_MAX:
-        raise ModelError(f"Model '{model.source}': epsilon scaling must be between 1 and {EPSILON_SCALING_MAX}, "
-                         f"got {value}.")
+        number = float("nan")
+    if not 1.0 <= number <= EPSILON_SCALING_MAX:
+        raise ModelError(f"Model '{model.source}': epsilon scaling must be a number between 1 and "
+                         f"{EPSILON_SCALING_MAX}, got {value!r}.")
+    value = number
     if value != 1.0 and (sampler not in ("ddpm", "ddim")
                          or str(model.scheduler.get("prediction_type", "epsilon")) != "epsilon"):
         raise ModelError(f"Model '{model.source}': epsilon scaling applies to DDPM/DDIM sampling of a model that "
