@@ -68,6 +68,17 @@ def test_intensities_agree_with_the_label_maps_on_the_training_slices():
     assert bs.image_structures(q.smooth(images, 2.0), ref, spacing[0])["grey/white contrast"].mean() <= 0.1
 
 
+def test_a_deep_csf_piece_needs_its_mirror_image():
+    """Lateral ventricles come in mirrored pairs; a mottled texture's dark spots do not."""
+    y, x = np.mgrid[:80, :80] - 39.5
+    one_side = _brain(ventricle=False)
+    one_side[0][((y / 6) ** 2 + ((x + 6) / 3) ** 2) < 1] = MEANS[0]
+    both_sides = one_side.copy()
+    both_sides[0][((y / 6) ** 2 + ((x - 6) / 3) ** 2) < 1] = MEANS[0]
+    found = bs.image_structures(np.concatenate([one_side, both_sides]), _reference(), PX)["ventricles"]
+    assert found.tolist() == [False, True]
+
+
 def test_ledger_rows_judge_structure_against_each_images_own_source():
     from tests.benchmark_modules import load_benchmark
 
