@@ -30,6 +30,17 @@ def medgen(*argv: str) -> int:
     return cli.main(["--quiet", *argv])
 
 
+def test_card_records_the_commit_the_run_started_with(tmp_path, monkeypatch):
+    """The checkout may move on while a long run trains: the card names the code it started with."""
+    import napari_medgen.tasks.train as train_task
+
+    history = tmp_path / "run" / "history.jsonl"  # written once training has begun: "the checkout moved"
+    monkeypatch.setattr(train_task, "git_commit", lambda: "b" * 40 if history.exists() else "a" * 40)
+    assert medgen("train", "mlp-test", "--sample", "phantom", "--steps", "3", "--out", str(tmp_path / "m"),
+                  "--workdir", str(tmp_path / "run"), "--set", "hidden=8") == 0
+    assert json.loads((tmp_path / "m.json").read_text())["training"]["commit"] == "a" * 40
+
+
 def test_list_shows_registered_families(capsys):
     assert medgen("train", "--list") == 0
     lines = capsys.readouterr().out.splitlines()

@@ -66,6 +66,7 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     """Build, train and (if the run is done and ``job.out`` is set) export; yields the loop's Progress."""
     if job.out is not None:
         check_model_output(job.out, job.overwrite)
+    commit = git_commit()  # the code this run starts with (the checkout may change while it trains)
     yield Progress(0, job.config.steps, f"preparing {job.family} (data, network)")
     trainer = build_trainer(job)
     cancel = distributed.agreed_cancel(cancel, job.config.device)
@@ -80,7 +81,7 @@ def train_model(job: TrainJob, cancel: CancelToken | None = None) -> Generator[P
     data = getattr(trainer, "data_description", None) or TrainingSource.of(job.config).describe()
     device = str(getattr(trainer, "device", job.config.device))  # what the trainer ran on
     with replaced_files(model_files(name), overwrite=job.overwrite) as staged:
-        trainer.export(staged / name.name, {"training": training_record(job, result, data, device),
+        trainer.export(staged / name.name, {"training": training_record(job, result, data, device, commit),
                                             "loss_curve": png.name})
         save_loss_plot(result.history, staged / png.name, title=f"{job.family}: {name.name}")
     return TrainOutcome(result, name, png)
@@ -127,10 +128,11 @@ def run_key(job: TrainJob) -> dict[str, Any]:
     return json.loads(json.dumps(key))  # as the folder will record it (tuples become lists)
 
 
-def training_record(job: TrainJob, result: TrainResult, data: str, device: str) -> dict[str, Any]:
+def training_record(job: TrainJob, result: TrainResult, data: str, device: str, commit: str) -> dict[str, Any]:
     """The card's ``training`` entry. data: plain-words description of the training data (a trainer's
     optional ``data_description`` attribute, else the config's); device: the one the trainer ran on
-    (its ``device`` attribute, else the config's)."""
+    (its ``device`` attribute, else the config's); commit: the checkout's commit when the run (its
+    last resumed part) started."""
     import monai
     import torch
 
@@ -148,7 +150,7 @@ def training_record(job: TrainJob, result: TrainResult, data: str, device: str) 
         "final_losses": {k: v for k, v in last.items() if k != "step"},
         "wall_time_s": round(result.elapsed_s, 3),
         "device": device_name(device),
-        "commit": git_commit(),
+        "commit": commit,
         "torch": torch.__version__,
         "monai": monai.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
