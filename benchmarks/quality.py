@@ -70,8 +70,8 @@ from napari_medgen.models.store import SHIPPED_DIR as SHIPPED_MODELS
 from napari_medgen.models.synthesizer import Synthesizer
 
 PHANTOM_SHAPE = (16, 128, 128)  # (z, y, x) phantom subjects for spade_phantom: its field of view, 16 axial slices
-REDRAW_SEED_OFFSET = 5000
-REAL_DRAWS = 50  # random draws of training slices behind the real-vs-real histogram distance  # render seed offset of the renderer's second draw of a held-out phantom
+REDRAW_SEED_OFFSET = 5000  # render seed offset of the renderer's second draw of a held-out phantom
+REAL_DRAWS = 50  # random draws of training slices behind the real-vs-real histogram distance (spread: histogram_draws.py)
 
 
 def spade_brain(path: Path) -> list[q.Row]:
