@@ -19,7 +19,7 @@ import numpy as np
 from napari_medgen.tasks import quality as q
 from napari_medgen.training.diffusion_trainer import sample_data
 
-LEDGER_DRAWS = 50  # benchmarks/quality.py: REAL_DRAWS
+LEDGER_DRAWS = 50  # benchmarks/quality.py: REAL_DRAWS, its draws made with seed 0 as here
 
 
 def main() -> None:
@@ -32,15 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     train = np.stack(sample_data(args.sample, 2, args.size)[0]).astype(np.float32)
     held = np.stack(sample_data(args.sample, 2, args.size, held_out=True)[0]).astype(np.float32)
-    whole = lambda x: q.foreground(x, held, erode=0, fill=False)  # noqa: E731  (as the ledger measures)
-
-    def distances(seed: int, draws: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        picks = (train[rng.choice(len(train), min(args.n, len(train)), replace=False)] for _ in range(draws))
-        return np.array([q.histogram_distance(x, whole(x), held, whole(held), held) for x in picks])
-
-    ledger_median = float(np.median(distances(0, LEDGER_DRAWS)))  # the ledger's draws (its seed 0)
-    d = distances(1, args.draws)
+    ledger_median = float(np.median(q.drawn_histogram_distances(train, held, args.n, LEDGER_DRAWS, seed=0)))
+    d = q.drawn_histogram_distances(train, held, args.n, args.draws, seed=1)
     ratio = d / np.median(d)
     print(f"{args.draws} draws of {args.n} real training slices against {len(held)} held-out slices "
           f"({args.sample}, {args.size} px)")

@@ -164,10 +164,7 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
     real_grad = q.gradient_magnitude(held, inner(held), ref)
     # real-vs-real at the samples' own count: n random training slices against the held-out ones (median
     # of REAL_DRAWS draws); the whole training set's distance is smaller only because it pools more slices
-    draws = np.random.default_rng(0)
-    real_vs_real = float(np.median([
-        q.histogram_distance(x, whole(x), held, whole(held), ref)
-        for x in (train[draws.choice(len(train), min(n, len(train)), replace=False)] for _ in range(REAL_DRAWS))]))
+    real_vs_real = float(np.median(q.drawn_histogram_distances(train, held, n, REAL_DRAWS, seed=0)))
     encoder_feats = {k: extract_features(v) for k, v in candidates.items()}
     f_real = extract_features(held)
     values: dict[str, dict[str, float]] = {}
@@ -209,14 +206,13 @@ def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np
     ref = bs.reference(train, train_lab)
     found = lambda x: bs.image_structures(x, ref, pixel_mm)  # noqa: E731
     source = {"training": found(train), "held-out": found(held)}
-    shares = {k: found(v) for k, v in candidates.items() if k != "nearest training copy"}
+    kept = {k: bs.relative_shares(found(v), source["training" if k == "model" else "held-out"])
+            for k, v in candidates.items() if k != "nearest training copy"}
     rows = []
     for s in bs.STRUCTURES:
-        kept = {k: v[s].mean() / max(source["training" if k == "model" else "held-out"][s].mean(), 1e-9)
-                for k, v in shares.items()}
         metric = f"share with {s} / share in its real source"
-        rows += [q.Row(name, metric, base, kept["model"], kept[base], "near1") for base in kept if base != "model"]
-        rows.append(q.Row(name, metric, "bar (0.8)", kept["model"], 0.8, "higher"))
+        rows += [q.Row(name, metric, base, kept["model"][s], v[s], "near1") for base, v in kept.items() if base != "model"]
+        rows.append(q.Row(name, metric, "bar (0.8)", kept["model"][s], 0.8, "higher"))
     return rows
 
 

@@ -71,8 +71,8 @@ def main() -> None:
                 shown = "card" if scale is None else f"{scale:g}"
                 kept = ""
                 if structures:
-                    found = structures(s)
-                    kept = "".join(f" {found[k].mean() / source[k].mean():>26.2f}" for k in bs.STRUCTURES)
+                    shares = bs.relative_shares(structures(s), source)
+                    kept = "".join(f" {shares[k]:>26.2f}" for k in bs.STRUCTURES)
                 print(f"{str(path):<40} {shown:>13} {seed:>5} {hist:>12.2f} {grad:>16.2f}{kept}", flush=True)
 
 

@@ -93,3 +93,11 @@ def test_ledger_rows_judge_structure_against_each_images_own_source():
     assert by[("share with grey/white contrast", "shuffled real")].margin < 0  # and loses to real slices
     assert by[("share with grey/white contrast", "shuffled real")].baseline_value == pytest.approx(1.0)
     assert by[("share with ventricles", "blurred real (2 px)")].model_value > 0.3  # blur keeps the ventricles
+
+
+def test_relative_shares_divide_by_the_real_share():
+    found = {"ventricles": np.array([1, 1, 0, 0], bool), "grey/white contrast": np.array([1, 0, 0, 0], bool)}
+    source = {"ventricles": np.array([1, 0], bool), "grey/white contrast": np.array([0, 0], bool)}
+    shares = bs.relative_shares(found, source)
+    assert shares["ventricles"] == pytest.approx(1.0)  # half of the images, as in the real ones
+    assert shares["grey/white contrast"] > 1e6  # present where the real images never have it: far from 1

@@ -221,8 +221,6 @@ def test_breathing_series_grow_the_lungs_and_the_setting_is_checked():
 SHIPPED_BREATHING = SHIPPED_DIR / "temporal_breathing.json"
 
 
-
-
 @pytest.mark.skipif(not SHIPPED_BREATHING.is_file(), reason="shipped breathing model not built")
 def test_shipped_breathing_model_on_heldout_subjects():
     """3 held-out breathing series (never trained on): lung Dice and area error at the first follow-ups, the

@@ -72,6 +72,16 @@ def test_histogram_distance_is_the_shift_in_reference_units():
     assert q.histogram_distance(image + shift, mask, image, mask, image) == pytest.approx(0.1, rel=1e-3)
 
 
+def test_drawn_histogram_distances_measure_each_random_set_against_the_target():
+    image, _ = discs(n=6)
+    whole = q.drawn_histogram_distances(image, image, n=6, draws=3)  # every draw is the whole target
+    np.testing.assert_allclose(whole, 0.0, atol=1e-9)
+    brighter = image * 1.2  # the discs 20 % brighter: every draw differs from the target
+    d = q.drawn_histogram_distances(brighter, image, n=2, draws=20, seed=5)
+    assert d.shape == (20,) and d.min() > 0.02 and len(np.unique(d.round(6))) > 1  # draws of 2 of 6 vary
+    np.testing.assert_array_equal(d, q.drawn_histogram_distances(brighter, image, n=2, draws=20, seed=5))
+
+
 def test_foreground_and_background_masks():
     image, labels = discs()
     fg = q.foreground(image, image, erode=0)

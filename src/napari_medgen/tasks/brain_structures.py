@@ -124,6 +124,13 @@ def structures(tissues: np.ndarray, ref: Reference, pixel_mm: float) -> dict[str
             "grey/white contrast": np.array([has_grey_white_contrast(t, ref) for t in tissues])}
 
 
+def relative_shares(found: dict[str, np.ndarray], source: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per structure, the share of images that hold it (``found``, from :func:`structures`) over the
+    share in the real images they come from (``source``): 1 when the structure is as common as in the
+    real slices, 0 when it is never there (and ``source`` never holds it)."""
+    return {k: float(found[k].mean() / max(source[k].mean(), 1e-9)) for k in STRUCTURES}
+
+
 def image_structures(images: np.ndarray, ref: Reference, pixel_mm: float) -> dict[str, np.ndarray]:
     """:func:`structures` of images (n, y, x), their tissues found by :func:`tissue_classes`."""
     return structures(tissue_classes(images, ref), ref, pixel_mm)

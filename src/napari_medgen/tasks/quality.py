@@ -195,6 +195,18 @@ def histogram_distance(a: np.ndarray, mask_a: np.ndarray, b: np.ndarray, mask_b:
     return float(stats.wasserstein_distance(va, vb))
 
 
+def drawn_histogram_distances(pool: np.ndarray, target: np.ndarray, n: int, draws: int, seed: int = 0,
+                              threshold: float = 0.15) -> np.ndarray:
+    """(draws,) histogram distances (:func:`histogram_distance`) of ``draws`` random sets of ``n`` images
+    of ``pool`` (without replacement) to ``target``, each over its pixels above ``threshold`` of the
+    target's range (:func:`foreground`, not eroded or filled), in the target's pooled range: how far
+    apart real sets of ``n`` images are, the reference of the ledger's histogram row."""
+    rng = np.random.default_rng(seed)
+    whole = lambda x: foreground(x, target, threshold, erode=0, fill=False)  # noqa: E731
+    picks = (pool[rng.choice(len(pool), min(n, len(pool)), replace=False)] for _ in range(draws))
+    return np.array([histogram_distance(x, whole(x), target, whole(target), target) for x in picks])
+
+
 def nearest_copies(queries: np.ndarray, training: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The training image nearest each query (``tasks.evaluate.memorization``): (copies (n, y, x), distances (n,))."""
     dist, nearest, _ = memorization(queries, training)
