@@ -221,7 +221,9 @@ class DiffusionTrainer(AttributeState):
             self.scheduler_spec = {"objective": "rflow", "num_train_timesteps": 1000, "use_discrete_timesteps": False,
                                    "sample_method": "logit-normal", "spatial_dim": self.dims}
             self.noise_scheduler = RFlowScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
-        self.unet = build_unet(self.network)["unet"].to(self.device)
+        # 3D: channels-last memory (a little faster per CPU training step: benchmarks/diffusion3d_train_step.py)
+        self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
+        self.unet = build_unet(self.network)["unet"].to(self.device, memory_format=self.memory_format)
         if s.init is not None:
             self.unet.load_state_dict(_start_weights(s.init, self.network, self.scheduler_spec))
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)
@@ -251,7 +253,7 @@ class DiffusionTrainer(AttributeState):
             u = torch.sigmoid(torch.randn(self.batch_size, generator=g))  # logit-normal timesteps
             t = u * 1000
             xt, target = self.noise_scheduler.add_noise(x0, noise, t), x0 - noise
-        x_in, t_in = xt.to(self.device), t.float().to(self.device)
+        x_in, t_in = xt.to(self.device, memory_format=self.memory_format), t.float().to(self.device)
         self.unet.train()
         if seg is not None:
             pred = self.unet(x_in, timesteps=t_in, seg=self._one_hot(seg).to(self.device))
