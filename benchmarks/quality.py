@@ -45,7 +45,9 @@ data and drives it. Held-out data is the one each model's trainer separates in c
   present when its largest piece has a plausible size and place against the training label maps;
   share of samples with each structure against the held-out phantoms (seeds 1000..) measured the
   same way, and the worst structure against the bar 95 %, shuffled voxels (within the body) and the
-  mean training volume (a template: it has every structure but the tumour).
+  mean training volume (a template: it has every structure but the tumour); and how much the
+  structures' centres vary across the samples (``centre_spread``) over the held-out phantoms' spread,
+  against one template drawn n times (0).
 
 ``--model NAME=PATH`` measures a candidate in place of a shipped model (e.g. a new training run);
 ``--record`` writes each model's figures into its card's ``metrics["ledger"]``.
@@ -306,8 +308,9 @@ def phantom3d_presence_rows(name: str, path: Path, n: int = 20) -> list[q.Row]:
     samples = run_to_completion(sample(path, n=n, seed=0, device="cpu")).data
     flat = lambda x: x.reshape(len(x), -1, x.shape[-1])  # noqa: E731  (volumes as stacks of rows to shuffle)
     shuffled = q.shuffle_in_mask(flat(held), flat(held_lab > 0)).reshape(held.shape)  # voxels within the body
-    rates = {"model": measure.rates(samples), "held-out real": measure.rates(held),
-             "shuffled real": measure.rates(shuffled), "mean training volume": measure.rates([train.mean(0)])}
+    judged = {"model": measure.judge(samples), "held-out real": measure.judge(held),
+              "shuffled real": measure.judge(shuffled), "mean training volume": measure.judge([train.mean(0)])}
+    rates = {k: sp.shares_present(v) for k, v in judged.items()}
     metric = f"share of {n} samples with {{}} present"
     rows = [q.Row(name, metric.format(s), "held-out real", rates["model"][s], rates["held-out real"][s], "higher")
             for s in sp.STRUCTURES.values()]
@@ -315,6 +318,12 @@ def phantom3d_presence_rows(name: str, path: Path, n: int = 20) -> list[q.Row]:
     rows += [q.Row(name, metric.format("every structure") + " (worst)", base, worst["model"],
                    0.95 if base == "bar" else worst[base], "higher")
              for base in ("bar", "shuffled real", "mean training volume")]
+    # variety: a model that drew one template n times would pass presence; its centres would not spread
+    real_spread = sp.centre_spread(judged["held-out real"])
+    template = judged["mean training volume"] * n
+    rows.append(q.Row(name, f"spread of structure centres / held-out real's ({real_spread:.2f} voxels)",
+                      "one template n times", sp.centre_spread(judged["model"]) / real_spread,
+                      sp.centre_spread(template) / real_spread, "near1"))
     return rows
 
 

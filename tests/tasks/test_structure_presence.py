@@ -59,3 +59,17 @@ def test_bias_field_is_recovered_and_bad_input_is_refused(data):
         sp.segment(held[0], measure.means[:3], measure.sigma)
     with pytest.raises(InputError, match="holds no"):
         sp.reference([np.zeros((4, 4, 4), np.uint8)])
+
+
+def test_centres_are_the_structures_and_their_spread_tells_a_template_from_real_variety(data):
+    measure, held, held_lab = data
+    judged = measure.judge(held)
+    for k, centre in judged[0].items():
+        if centre is not None and k in (1, 4, 6):  # body, myocardium, spine: segmented like their labels
+            assert np.linalg.norm(centre - np.argwhere(held_lab[0] == k).mean(0)) < 1.0, sp.STRUCTURES[k]
+    real = sp.centre_spread(judged)
+    assert real > 0.3  # the phantoms' tumour side and place, heart and body size vary between subjects
+    assert sp.centre_spread([judged[0]] * len(held)) < 1e-9  # one volume drawn again and again
+    assert sp.centre_spread(judged[:1] + measure.judge(held[1:3])) > 0
+    with pytest.raises(InputError, match="no spread"):
+        sp.centre_spread(judged[:1])

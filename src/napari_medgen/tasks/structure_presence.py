@@ -10,12 +10,13 @@ within-class spreads (body / RV / LV blood, 0.75 / 0.85 / 0.95 in mr_vendor_a) a
 the intensity averaged over the voxel's neighbours of the same group. Dark voxels connected to the
 volume's border are background, the enclosed ones lung.
 
-Presence (:func:`presence`): counted like ``data.phantom.estimate_factors`` counts volumes (label
+Presence (:func:`judge`): counted like ``data.phantom.estimate_factors`` counts volumes (label
 voxels), on the largest 6-connected piece of the structure's class inside the region where it lies
 in the training maps (dilated by ``PLACE_TOL`` voxels): its count within [SIZE_LOW x smallest,
 SIZE_HIGH x largest] training piece (and at least MIN_VOXELS), its centroid within ``PLACE_TOL`` voxels of a training
 centroid. One piece, so that scattered voxels of the right intensity do not add up to a structure. Labels whose means lie within ``MERGE_GAP`` of each other (spine 0.55, tumour 0.50) count
-as one intensity class there; their regions tell them apart.
+as one intensity class there; their regions tell them apart. Variety (:func:`centre_spread`): how far
+the present structures' centres scatter across a set of volumes (0 for copies of one template).
 """
 
 from __future__ import annotations
@@ -177,25 +178,44 @@ def intensity_classes(means: Sequence[float]) -> dict[int, tuple[int, ...]]:
     return {k: tuple(j for j in STRUCTURES if abs(m[j] - m[k]) < gap) for k in STRUCTURES}
 
 
-def presence(labels: np.ndarray, ref: Reference, classes: dict[int, tuple[int, ...]]) -> dict[int, bool]:
-    """Per structure: is the largest 6-connected piece of its intensity class inside its region of a
-    plausible size (and at least ``MIN_VOXELS``), centred within ``PLACE_TOL`` voxels of a training centroid?"""
-    out: dict[int, bool] = {}
+def judge(labels: np.ndarray, ref: Reference, classes: dict[int, tuple[int, ...]]) -> dict[int, np.ndarray | None]:
+    """Per structure: the centre (z, y, x, voxels) of the largest 6-connected piece of its intensity class
+    inside its region when that piece is present (a plausible size, at least ``MIN_VOXELS``, centred within
+    ``PLACE_TOL`` voxels of a training centroid), else None."""
+    out: dict[int, np.ndarray | None] = {}
     for k in STRUCTURES:
         piece = _largest_piece(np.isin(labels, classes[k]) & ref.regions[k])
         count = int(piece.sum())
         lo, hi = ref.sizes[k]
-        out[k] = bool(max(SIZE_LOW * lo, MIN_VOXELS) <= count <= SIZE_HIGH * hi
-                      and np.min(np.linalg.norm(ref.centroids[k] - np.argwhere(piece).mean(0), axis=1)) <= PLACE_TOL)
+        centre = np.argwhere(piece).mean(0) if count else None
+        ok = (centre is not None and max(SIZE_LOW * lo, MIN_VOXELS) <= count <= SIZE_HIGH * hi
+              and np.min(np.linalg.norm(ref.centroids[k] - centre, axis=1)) <= PLACE_TOL)
+        out[k] = centre if ok else None
     return out
 
 
-def presence_rates(volumes: Sequence[np.ndarray], means: Sequence[float], sigma: float,
-                   ref: Reference) -> dict[str, float]:
-    """Fraction of ``volumes`` (raw intensities, z, y, x) in which each structure is present, by name."""
-    classes = intensity_classes(means)
-    hits = np.array([list(presence(segment(vol, means, sigma), ref, classes).values()) for vol in volumes], float)
-    return {STRUCTURES[k]: float(hits[:, i].mean()) for i, k in enumerate(STRUCTURES)}
+def presence(labels: np.ndarray, ref: Reference, classes: dict[int, tuple[int, ...]]) -> dict[int, bool]:
+    """Per structure: is it present (:func:`judge`)?"""
+    return {k: c is not None for k, c in judge(labels, ref, classes).items()}
+
+
+def shares_present(judged: Sequence[dict[int, np.ndarray | None]]) -> dict[str, float]:
+    """Fraction of the judged volumes (:func:`judge`, one dict each) in which each structure is present, by name."""
+    return {name: float(np.mean([j[k] is not None for j in judged])) for k, name in STRUCTURES.items()}
+
+
+def centre_spread(judged: Sequence[dict[int, np.ndarray | None]]) -> float:
+    """How much the anatomy varies across a set (voxels; 0 for copies of one volume): per structure, the
+    RMS distance of its centres (:func:`judge`, volumes where it is present) from their mean, averaged over
+    the structures present in at least two volumes."""
+    spreads = []
+    for k in STRUCTURES:
+        centres = np.array([j[k] for j in judged if j[k] is not None])
+        if len(centres) >= 2:
+            spreads.append(float(np.sqrt(((centres - centres.mean(0)) ** 2).sum(1).mean())))
+    if not spreads:
+        raise InputError("No structure is present in two of the volumes: no spread of their centres to measure.")
+    return float(np.mean(spreads))
 
 
 @dataclass(frozen=True)
@@ -213,6 +233,11 @@ class Measure:
 
         return cls(class_means(images, labels, len(LABELS)), class_spread(images, labels), reference(list(labels)))
 
+    def judge(self, volumes: Sequence[np.ndarray]) -> list[dict[int, np.ndarray | None]]:
+        """Each volume (raw, z, y, x) segmented (:func:`segment`) and judged (:func:`judge`)."""
+        classes = intensity_classes(self.means)
+        return [judge(segment(vol, self.means, self.sigma), self.ref, classes) for vol in volumes]
+
     def rates(self, volumes: Sequence[np.ndarray]) -> dict[str, float]:
         """Fraction of ``volumes`` (raw, z, y, x) in which each structure is present, by name."""
-        return presence_rates(volumes, self.means, self.sigma, self.ref)
+        return shares_present(self.judge(volumes))
