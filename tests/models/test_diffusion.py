@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_medgen.errors import ModelError
+from napari_medgen.errors import InputError, ModelError
 from napari_medgen.models.diffusion import build_unet, load_diffusion, make_scheduler, speed_up
 from napari_medgen.models.store import shipped_models
 from napari_medgen.training.diffusion_trainer import DiffusionTrainer, resize
@@ -100,6 +100,24 @@ def test_3d_trainer_runs_channels_last_resumes_exactly_and_exports(tmp_path):
     assert b.preview().shape == (8, 8)
     b.export(tmp_path / "m", {"training": {"seed": 3}})
     assert load_diffusion(tmp_path / "m").shape == (8, 8, 8)
+
+
+@pytest.mark.parametrize("prediction, own", [("epsilon", lambda snr: snr), ("sample", lambda snr: 1.0),
+                                               ("v_prediction", lambda snr: snr + 1)])
+def test_min_snr_weighting_weighs_each_timestep_as_min_snr_gamma_in_x0_terms(prediction, own):
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                      extra={**TINY, "prediction": prediction, "min_snr_gamma": "5"})
+    tr = DiffusionTrainer(cfg)
+    t = torch.tensor([0, 300, 999])
+    a = tr.noise_scheduler.alphas_cumprod[t]
+    snr = a / (1 - a)
+    assert snr[0] > 5 > snr[2]  # the cap binds at low noise, not at high noise
+    w = tr._min_snr_weights(t)
+    assert torch.allclose(w * torch.as_tensor(own(snr)), torch.minimum(snr, torch.tensor(5.0)), rtol=1e-5)
+    assert np.isfinite(tr.train_step(0)["loss"])
+    with pytest.raises(InputError, match="min_snr_gamma needs objective=ddpm"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "objective": "rflow", "min_snr_gamma": "5"}))
 
 
 def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(monkeypatch):
