@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_medgen.atomic import atomic_write_figure
+from napari_medgen.models.store import load_card, resolve_model
 from napari_medgen.progress import run_to_completion
 from napari_medgen.tasks import structure_presence as sp
 from napari_medgen.tasks.sample import sample
@@ -26,22 +27,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a trained 3D phantom model (none is shipped: it loses its ledger)")
+    ap.add_argument("--model", required=True, help="a trained 3D phantom model (none is shipped: see docs/sample.md)")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--out", default=str(ROOT / "docs/images/phantom3d_presence.png"))
     args = ap.parse_args()
     from matplotlib.figure import Figure
 
-    train, train_lab = (np.stack(x) for x in sample_data("phantom", 3, 32)[:2])
-    held = np.stack(sample_data("phantom", 3, 32, held_out=True)[0])[: args.n]
+    model = resolve_model(args.model)
+    size = int(load_card(model)["shape"][-1])
+    train, train_lab = (np.stack(x) for x in sample_data("phantom", 3, size)[:2])
+    held = np.stack(sample_data("phantom", 3, size, held_out=True)[0])[: args.n]
     measure = sp.Measure.from_training(train, train_lab)
     classes = sp.intensity_classes(measure.means)
-    samples = run_to_completion(sample(args.model, n=args.n, seed=0, device="cpu")).data
+    samples = run_to_completion(sample(model, n=args.n, seed=0, device="cpu")).data
     z = int(round(float(measure.ref.centroids[3][:, 0].mean())))  # the LV blood pool's mean slice
     vmax = float(np.percentile(held, 99.5))
     fig = Figure(figsize=(1.8 * args.n, 8.2), dpi=100)
     axes = fig.subplots(4, args.n, squeeze=False)
-    for row, (name, volumes) in enumerate((("real (held out)", held), (Path(args.model).name, samples))):
+    for row, (name, volumes) in enumerate((("real (held out)", held), (Path(model).name, samples))):
         for c, vol in enumerate(volumes):
             seg = sp.segment(vol, measure.means, measure.sigma)
             found = sp.presence(seg, measure.ref, classes)
@@ -54,7 +57,7 @@ def main() -> None:
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"axial slice z = {z} of 32; segmentation colours: background blue, body orange, lung green, "
+    fig.suptitle(f"axial slice z = {z} of {size}; segmentation colours: background blue, body orange, lung green, "
                  "LV blood red, myocardium purple, RV brown, spine pink, tumour grey", fontsize=8)
     fig.tight_layout()
     atomic_write_figure(args.out, fig)

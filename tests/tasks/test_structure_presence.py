@@ -10,7 +10,7 @@ from napari_medgen.tasks import quality as q
 from napari_medgen.tasks import structure_presence as sp
 from napari_medgen.training.diffusion_trainer import sample_data
 
-SIZE = 32  # the shipped diffusion_phantom3d's grid
+SIZE = 32  # the grid of the last shipped diffusion_phantom3d (12 mm voxels: the tumour at its limit)
 
 
 @pytest.fixture(scope="module")
