@@ -66,40 +66,27 @@ def test_resize_keeps_aspect_and_labels():
     assert out[:, :2].max() == 0  # padding left and right of the narrow axis
 
 
-@pytest.mark.parametrize("extra", [{"objective": "ddpm"}, {"objective": "rflow", "conditioned": "1"}])
+@pytest.mark.parametrize("extra", [{"objective": "ddpm"}, {"objective": "rflow", "conditioned": "1"},
+                                   {"objective": "ddpm", "dims": "3", "size": "8", "n_subjects": "4"}])
 def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
-    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu", extra={**TINY, **extra})
+    settings = {**TINY, **extra}
+    size, dims = int(settings["size"]), int(settings.get("dims", 2))
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu", extra=settings)
     a = DiffusionTrainer(cfg)
+    if dims == 3:  # 3D trains in channels-last memory (faster on CPU)
+        conv = next(m for m in a.unet.modules() if isinstance(m, torch.nn.Conv3d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     a.train_step(0)
     torch.save(a.state_dict(), tmp_path / "s.pt")  # the loop saves like this and loads with weights_only=True
     loss_a = a.train_step(1)["loss"]
     b = DiffusionTrainer(cfg)
     b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
     assert b.train_step(1)["loss"] == pytest.approx(loss_a, abs=1e-6)
-    assert b.preview().shape == (16, 16)
+    assert b.preview().shape == (size, size)
     b.export(tmp_path / "m", {"training": {"seed": 3}})
     model = load_diffusion(tmp_path / "m")
-    assert model.shape == (16, 16) and model.objective == extra["objective"]
+    assert model.shape == (size,) * dims and model.objective == extra["objective"]
     assert (model.label_nc is not None) == ("conditioned" in extra)
-
-
-def test_3d_trainer_runs_channels_last_resumes_exactly_and_exports(tmp_path):
-    """dims=3 trains in channels-last memory (faster on CPU), resumes to the same loss and exports a
-    contiguous model that loads with its cubic grid."""
-    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
-                      extra={**TINY, "dims": "3", "size": "8", "n_subjects": "4"})
-    a = DiffusionTrainer(cfg)
-    conv = next(m for m in a.unet.modules() if isinstance(m, torch.nn.Conv3d))
-    assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
-    a.train_step(0)
-    torch.save(a.state_dict(), tmp_path / "s.pt")
-    loss_a = a.train_step(1)["loss"]
-    b = DiffusionTrainer(cfg)
-    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
-    assert b.train_step(1)["loss"] == pytest.approx(loss_a, abs=1e-6)
-    assert b.preview().shape == (8, 8)
-    b.export(tmp_path / "m", {"training": {"seed": 3}})
-    assert load_diffusion(tmp_path / "m").shape == (8, 8, 8)
 
 
 @pytest.mark.parametrize("prediction, own", [("epsilon", lambda snr: snr), ("sample", lambda snr: 1.0),
