@@ -119,8 +119,8 @@ class DiffusionSettings:
     groups (default the smallest channel count), head_channels (default the last), spade_channels;
     sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow).
     init: a diffusion model (path or shipped name) whose weights the network starts from (fine-tuning); its
-    network and objective must be the ones these settings build. min_snr_gamma (ddpm): weight each
-    timestep's loss as min(SNR, gamma) does in x0 terms (Hang et al. 2023, "Efficient Diffusion Training via
+    network and objective must be the ones these settings build. min_snr_gamma (ddpm): each
+    timestep's loss weighted as min(SNR, gamma) in x0 terms (Hang et al. 2023, "Efficient Diffusion Training via
     Min-SNR Weighting Strategy"; SNR = alpha_bar / (1 - alpha_bar)): the high-noise steps, whose x0 is
     mostly guessed, no longer dominate the loss, and fine structure gets its share."""
 
