@@ -40,7 +40,7 @@ OMP_NUM_THREADS=1 medgen --device auto --quiet train diffusion --sample phantom 
 # diffusion_phantom3d is not shipped: it loses its ledger (bar: every structure in 95 % of samples). The best recipe so far, for anyone with
 # more compute (docs/sample.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
 # 2 CPU threads), then 2000 more with min-SNR-5 loss weighting from its weights (50 min): in 10 samples (seed 1) LV blood and RV 0.8,
-# spine 1.0, myocardium and tumour 0.0. Stage 1 ran with --steps 5000 and was stopped and re-exported at its step-2000 checkpoint
+# spine 1.0, myocardium and tumour 0.0 (resumed towards 4000 at this constant rate it broke down near step 2750). Stage 1 ran with --steps 5000 and was stopped and re-exported at its step-2000 checkpoint
 # (the learning rate is constant: the same weights). Measure a candidate with
 # python benchmarks/quality.py --only diffusion_phantom3d --model diffusion_phantom3d=medgen-runs/diffusion_phantom3d
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 2000 --batch-size 2 --lr 5e-4 --seed 0 --set dims=3 --set size=48 --set channels=16,32,64 --set groups=8 --set n_subjects=400 --set prediction=sample --set sampler=ddim --set ema=0.999 --checkpoint-every 500 --no-resume --workdir medgen-runs/diffusion_phantom3d_stage1 --out medgen-runs/diffusion_phantom3d_stage1_model
