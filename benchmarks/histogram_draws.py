@@ -19,8 +19,6 @@ import numpy as np
 from napari_medgen.tasks import quality as q
 from napari_medgen.training.diffusion_trainer import sample_data
 
-LEDGER_DRAWS = 50  # benchmarks/quality.py: REAL_DRAWS, its draws made with seed 0 as here
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -32,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
     train = np.stack(sample_data(args.sample, 2, args.size)[0]).astype(np.float32)
     held = np.stack(sample_data(args.sample, 2, args.size, held_out=True)[0]).astype(np.float32)
-    ledger_median = float(np.median(q.drawn_histogram_distances(train, held, args.n, LEDGER_DRAWS, seed=0)))
+    ledger_median = float(np.median(q.drawn_histogram_distances(train, held, args.n, q.REAL_DRAWS, seed=0)))
     d = q.drawn_histogram_distances(train, held, args.n, args.draws, seed=1)
     ratio = d / np.median(d)
     print(f"{args.draws} draws of {args.n} real training slices against {len(held)} held-out slices "
@@ -41,7 +39,7 @@ def main() -> None:
         *np.percentile(ratio, [10, 50, 90, 100])))
     for r in [1.5, *args.ratio]:
         print(f"share of real draws at or above {r:g} x the median: {(ratio >= r).mean():.3f}")
-    print(f"median of the ledger's {LEDGER_DRAWS} draws {ledger_median:.5f} against {np.median(d):.5f} here "
+    print(f"median of the ledger's {q.REAL_DRAWS} draws {ledger_median:.5f} against {np.median(d):.5f} here "
           f"(ratio {ledger_median / np.median(d):.2f})")
 
 

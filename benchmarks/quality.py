@@ -73,7 +73,6 @@ from napari_medgen.models.synthesizer import Synthesizer
 
 PHANTOM_SHAPE = (16, 128, 128)  # (z, y, x) phantom subjects for spade_phantom: its field of view, 16 axial slices
 REDRAW_SEED_OFFSET = 5000  # render seed offset of the renderer's second draw of a held-out phantom
-REAL_DRAWS = 50  # random draws of training slices behind the real-vs-real histogram distance (spread: histogram_draws.py)
 
 
 def spade_brain(path: Path) -> list[q.Row]:
@@ -165,8 +164,8 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
     whole = lambda x: q.foreground(x, ref, erode=0, fill=False)  # noqa: E731  (pixels above the threshold: intensities)
     real_grad = q.gradient_magnitude(held, inner(held), ref)
     # real-vs-real at the samples' own count: n random training slices against the held-out ones (median
-    # of REAL_DRAWS draws); the whole training set's distance is smaller only because it pools more slices
-    real_vs_real = float(np.median(q.drawn_histogram_distances(train, held, n, REAL_DRAWS, seed=0)))
+    # of q.REAL_DRAWS draws); the whole training set's distance is smaller only because it pools more slices
+    real_vs_real = float(np.median(q.drawn_histogram_distances(train, held, n, q.REAL_DRAWS, seed=0)))
     encoder_feats = {k: extract_features(v) for k, v in candidates.items()}
     f_real = extract_features(held)
     values: dict[str, dict[str, float]] = {}

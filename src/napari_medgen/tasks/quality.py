@@ -195,6 +195,9 @@ def histogram_distance(a: np.ndarray, mask_a: np.ndarray, b: np.ndarray, mask_b:
     return float(stats.wasserstein_distance(va, vb))
 
 
+REAL_DRAWS = 50  # draws of training images behind the ledger's real-vs-real histogram distance (seed 0)
+
+
 def drawn_histogram_distances(pool: np.ndarray, target: np.ndarray, n: int, draws: int, seed: int = 0,
                               threshold: float = 0.15) -> np.ndarray:
     """(draws,) histogram distances (:func:`histogram_distance`) of ``draws`` random sets of ``n`` images
