@@ -107,6 +107,27 @@ def test_min_snr_weighting_weighs_each_timestep_as_min_snr_gamma_in_x0_terms(pre
                                      extra={**TINY, "objective": "rflow", "min_snr_gamma": "5"}))
 
 
+def test_class_balance_weighs_rare_labels_up_and_keeps_the_mean_voxel_weight_at_one():
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                      extra={**TINY, "prediction": "sample", "class_balance": "0.5"})
+    tr = DiffusionTrainer(cfg)
+    lab = tr.weight_labels.long()
+    share = torch.bincount(lab.flatten()).double() / lab.numel()
+    w = tr.class_weights.double()
+    assert float(w[lab].mean()) == pytest.approx(1.0, rel=1e-5)
+    present = torch.nonzero(share > 0).flatten()
+    ratio = w[present] * share[present] ** 0.5  # share ** -0.5 up to one factor
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4)
+    assert w[share.argmin()] > 1 > w[share.argmax()]
+    flat = DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                        extra={**TINY, "class_balance": "0"}))
+    assert torch.allclose(flat.class_weights[torch.unique(flat.weight_labels.long())], torch.tensor(1.0))
+    assert np.isfinite(tr.train_step(0)["loss"])
+    with pytest.raises(InputError, match="class_balance must be 0 or more"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "class_balance": "-1"}))
+
+
 def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(monkeypatch):
     """prediction=v_prediction: a training step's target is sqrt(a) * noise - sqrt(1 - a) * x0 of the batch it
     noised, and the card's scheduler turns a perfect velocity back into x0."""
@@ -123,9 +144,9 @@ def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(m
         seen.update(x0=x0, noise=noise, t=t)
         return add_noise(x0, noise, t)
 
-    def recorded_mse(pred, target):
+    def recorded_mse(pred, target, **kwargs):
         seen["target"] = target
-        return mse(pred, target)
+        return mse(pred, target, **kwargs)
 
     monkeypatch.setattr(trainer.noise_scheduler, "add_noise", recorded_add_noise)
     monkeypatch.setattr(diffusion_trainer.F, "mse_loss", recorded_mse)
