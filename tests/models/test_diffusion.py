@@ -128,6 +128,28 @@ def test_class_balance_weighs_rare_labels_up_and_keeps_the_mean_voxel_weight_at_
                                      extra={**TINY, "class_balance": "-1"}))
 
 
+@pytest.mark.parametrize("flip, mirrored", [("1", True), ("0", False)])
+def test_flip_setting_decides_whether_training_items_are_mirrored(monkeypatch, flip, mirrored):
+    """flip=0 trains on the items as they are (lateralised anatomy); the default mirrors about half of them."""
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=8, lr=1e-3, device="cpu", extra={**TINY, "flip": flip})
+    tr = DiffusionTrainer(cfg)
+    seen = {}
+    add_noise = tr.noise_scheduler.add_noise
+
+    def recorded(x0, noise, t):
+        seen["x0"] = x0
+        return add_noise(x0, noise, t)
+
+    monkeypatch.setattr(tr.noise_scheduler, "add_noise", recorded)
+    g = tr.generator.get_state()
+    tr.train_step(0)
+    tr.generator.set_state(g)
+    idx = torch.randint(len(tr.images), (8,), generator=tr.generator)
+    as_is = [bool(torch.equal(a, b)) for a, b in zip(seen["x0"], tr.images[idx])]
+    assert (not all(as_is)) == mirrored
+    assert all(torch.equal(a, b) or torch.equal(a, b.flip(-1)) for a, b in zip(seen["x0"], tr.images[idx]))
+
+
 def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(monkeypatch):
     """prediction=v_prediction: a training step's target is sqrt(a) * noise - sqrt(1 - a) * x0 of the batch it
     noised, and the card's scheduler turns a perfect velocity back into x0."""

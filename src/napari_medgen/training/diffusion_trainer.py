@@ -125,7 +125,9 @@ class DiffusionSettings:
     mostly guessed, no longer dominate the loss, and fine structure gets its share. class_balance: alpha >= 0;
     each voxel's loss weighted by its label's share of the training voxels to the power -alpha (normalised to a mean
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
-    sampling stays unconditional)."""
+    sampling stays unconditional). flip: mirror each training item left-right at random (as the SPADE trainer's
+    flip); turn it off (0) for anatomy that is not left-right symmetric, such as a heart right of the midline, or
+    the model learns both sides and draws mirrored anatomy."""
 
     dims: int = 2
     size: int = 64
@@ -145,6 +147,7 @@ class DiffusionSettings:
     init: str | None = None
     min_snr_gamma: float | None = None
     class_balance: float | None = None
+    flip: bool = True
 
 
 def _class_balance(labels: list[np.ndarray], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,6 +191,7 @@ class DiffusionTrainer(AttributeState):
             raise InputError(f"objective must be ddpm or rflow, not '{self.objective}'.")
         self.conditioned = s.conditioned
         self.ema_decay = s.ema
+        self.flip = s.flip
         self.default_sampler = s.sampler
         if s.sampler is not None and s.sampler not in SAMPLERS_OF[s.objective]:
             raise InputError(f"sampler must be one of {', '.join(SAMPLERS_OF[s.objective])} for a '{s.objective}' "
@@ -278,7 +282,7 @@ class DiffusionTrainer(AttributeState):
         idx = torch.randint(len(self.images), (self.batch_size,), generator=g)
         x0 = self.images[idx]
         seg = self.seg[idx] if self.seg is not None else None
-        flip = torch.rand(self.batch_size, generator=g) < 0.5  # left-right flips
+        flip = torch.rand(self.batch_size, generator=g) < (0.5 if self.flip else 0.0)  # left-right flips
         x0 = torch.where(flip.view(-1, *[1] * (x0.ndim - 1)), x0.flip(-1), x0)
         if seg is not None:
             seg = torch.where(flip.view(-1, *[1] * (seg.ndim - 1)), seg.flip(-1), seg)
