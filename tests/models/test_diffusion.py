@@ -111,7 +111,7 @@ def test_class_balance_weighs_rare_labels_up_and_keeps_the_mean_voxel_weight_at_
     cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
                       extra={**TINY, "prediction": "sample", "class_balance": "0.5"})
     tr = DiffusionTrainer(cfg)
-    lab = tr.weight_labels.long()
+    lab = tr.labels
     share = torch.bincount(lab.flatten()).double() / lab.numel()
     w = tr.class_weights.double()
     assert float(w[lab].mean()) == pytest.approx(1.0, rel=1e-5)
@@ -121,7 +121,7 @@ def test_class_balance_weighs_rare_labels_up_and_keeps_the_mean_voxel_weight_at_
     assert w[share.argmin()] > 1 > w[share.argmax()]
     flat = DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
                                         extra={**TINY, "class_balance": "0"}))
-    assert torch.allclose(flat.class_weights[torch.unique(flat.weight_labels.long())], torch.tensor(1.0))
+    assert torch.allclose(flat.class_weights[torch.unique(flat.labels)], torch.tensor(1.0))
     assert np.isfinite(tr.train_step(0)["loss"])
     with pytest.raises(InputError, match="class_balance must be 0 or more"):
         DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",

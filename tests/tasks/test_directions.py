@@ -235,11 +235,12 @@ def test_style_estimate_separates_vendors_far_more_than_geometry_moves_it():
 
 
 def test_class_balanced_weights_favour_rare_classes_and_default_loss_is_unchanged(tmp_path):
-    from napari_medgen.training.latent_trainers import VAETrainer, balanced_class_weights
+    from napari_medgen.training.latent_trainers import VAETrainer
+    from napari_medgen.training.losses import class_frequency_weights
     from napari_medgen.training.registry import TrainConfig
 
     labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
-    w = balanced_class_weights(labels, 4)
+    w = class_frequency_weights(labels, 4)
     assert w[2] > w[1] > w[0] and w[3] == 0  # rarer classes weigh more; an absent one has nothing to weigh
     assert torch.isclose(w[:3].mean(), torch.tensor(1.0))
     extra = {"n_subjects": 8, "size": 16, "latent_dim": 4, "anatomy_seed": 0}

@@ -34,6 +34,7 @@ from ..models.diffusion import SAMPLERS_OF, build_unet, make_scheduler
 from ..models.store import load_family, resolve_model, save_model
 from .checkpoint import AttributeState
 from .config import TrainConfig, family_settings
+from .losses import class_frequency_weights
 from .source import Sources, TrainingSource
 
 SOURCES = Sources(folders="images[+labels]")
@@ -150,20 +151,9 @@ class DiffusionSettings:
     flip: bool = True
 
 
-def _class_balance(labels: list[np.ndarray], alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per label value, share ** -alpha normalised so that the voxels' mean weight is 1 -> ((classes,) weights,
-    (n, *grid) uint8 label maps)."""
-    if not labels:
-        raise InputError("class_balance needs label maps (--labels DIR or sample data).")
-    if not alpha >= 0:
-        raise InputError(f"class_balance must be 0 or more, not {alpha}.")
-    lab = np.stack(labels)
-    if lab.min() < 0 or lab.max() > 255:
-        raise InputError(f"class_balance needs label values 0..255, found {lab.min()}..{lab.max()}.")
-    share = np.bincount(lab.ravel().astype(np.int64)) / lab.size
-    weights = np.where(share > 0, np.maximum(share, 1e-12) ** -alpha, 0.0)
-    weights /= float((share * weights).sum())
-    return torch.from_numpy(weights.astype(np.float32)), torch.from_numpy(lab.astype(np.uint8))
+def _mirror(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Items of ``batch`` (batch, ...) whose ``flip`` (batch,) bool is set, mirrored along the last axis (x)."""
+    return torch.where(flip.view(-1, *[1] * (batch.ndim - 1)), batch.flip(-1), batch)
 
 
 def _start_weights(model: str, network: dict[str, Any], scheduler: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -218,13 +208,17 @@ class DiffusionTrainer(AttributeState):
         self.normalization = percentile_spec(stack)
         self.images = torch.from_numpy(normalize(stack, self.normalization).astype(np.float32))[:, None]
         self.label_names: dict[str, str] | None = None
-        self.seg: torch.Tensor | None = None
-        if self.conditioned:
+        # (n, *grid) label maps, kept where the network is conditioned on them or the loss is class-balanced
+        self.labels: torch.Tensor | None = None
+        if self.conditioned or s.class_balance is not None:
             if not labels:
-                raise InputError("A mask-conditioned diffusion model needs label maps (--labels DIR or sample data).")
-            lab = torch.from_numpy(np.stack(labels))
-            self.label_nc = int(lab.max()) + 1 if s.label_nc is None else s.label_nc
-            self.seg = lab
+                what = "A mask-conditioned diffusion model" if self.conditioned else "class_balance"
+                raise InputError(f"{what} needs label maps (--labels DIR or sample data).")
+            self.labels = torch.from_numpy(np.stack(labels))
+            if int(self.labels.min()) < 0:
+                raise InputError(f"Label maps hold negative values ({int(self.labels.min())}): labels must be 0 or more.")
+        if self.conditioned:
+            self.label_nc = int(self.labels.max()) + 1 if s.label_nc is None else s.label_nc
             self.label_names = {str(k): v for k, v in source.label_names(label_maps).items()}
         ch = _ints(s.channels)
         att = [bool(v) for v in _ints(s.attention if s.attention is not None else ",".join("0" * len(ch)))]
@@ -249,10 +243,12 @@ class DiffusionTrainer(AttributeState):
             self.scheduler_spec = {"objective": "rflow", "num_train_timesteps": 1000, "use_discrete_timesteps": False,
                                    "sample_method": "logit-normal", "spatial_dim": self.dims}
             self.noise_scheduler = RFlowScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
-        self.class_weights: torch.Tensor | None = None  # (classes,) loss weight per label value
-        self.weight_labels: torch.Tensor | None = None  # (n, *grid) label maps behind the weights
-        if s.class_balance is not None:
-            self.class_weights, self.weight_labels = _class_balance(labels, float(s.class_balance))
+        self.class_weights: torch.Tensor | None = None  # (classes,) loss weight per label value, voxel mean 1
+        if s.class_balance is not None and self.labels is not None:
+            if not float(s.class_balance) >= 0:
+                raise InputError(f"class_balance must be 0 or more, not {s.class_balance}.")
+            self.class_weights = class_frequency_weights(self.labels, int(self.labels.max()) + 1,
+                                                         float(s.class_balance), mean_over="voxels")
         # 3D: channels-last memory (a little faster per CPU training step: benchmarks/diffusion3d_train_step.py)
         self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
         self.min_snr_gamma = None if s.min_snr_gamma is None else float(s.min_snr_gamma)
@@ -281,16 +277,14 @@ class DiffusionTrainer(AttributeState):
         g = self.generator
         idx = torch.randint(len(self.images), (self.batch_size,), generator=g)
         x0 = self.images[idx]
-        seg = self.seg[idx] if self.seg is not None else None
-        flip = torch.rand(self.batch_size, generator=g) < (0.5 if self.flip else 0.0)  # left-right flips
-        x0 = torch.where(flip.view(-1, *[1] * (x0.ndim - 1)), x0.flip(-1), x0)
-        if seg is not None:
-            seg = torch.where(flip.view(-1, *[1] * (seg.ndim - 1)), seg.flip(-1), seg)
-        voxel_w = None  # (batch, 1, *grid) class-balance weights of the flipped batch
-        if self.class_weights is not None and self.weight_labels is not None:
-            wl = self.weight_labels[idx]
-            wl = torch.where(flip.view(-1, *[1] * (wl.ndim - 1)), wl.flip(-1), wl)
-            voxel_w = self.class_weights[wl.long()][:, None].to(self.device)
+        # left-right flips, drawn even when off so that a seed gives the same batches, noise and timesteps
+        flip = torch.rand(self.batch_size, generator=g) < (0.5 if self.flip else 0.0)
+        x0 = _mirror(x0, flip)
+        lab = _mirror(self.labels[idx], flip) if self.labels is not None else None
+        seg = lab if self.conditioned else None
+        voxel_w = None  # (batch, 1, *grid) class-balance weights of the batch
+        if self.class_weights is not None and lab is not None:
+            voxel_w = self.class_weights[lab][:, None].to(self.device)
         noise = torch.randn(x0.shape, generator=g)
         if self.objective == "ddpm":
             t = torch.randint(0, 1000, (self.batch_size,), generator=g)
@@ -330,7 +324,7 @@ class DiffusionTrainer(AttributeState):
         sampler = "ddim" if self.objective == "ddpm" else "rflow"
         sched = make_scheduler(self.scheduler_spec, sampler, 10)
         x = torch.randn((1, 1) + (self.size,) * self.dims, generator=torch.Generator().manual_seed(0)).to(self.device)
-        seg = self._one_hot(self.seg[:1]).to(self.device) if self.seg is not None else None
+        seg = self._one_hot(self.labels[:1]).to(self.device) if self.conditioned and self.labels is not None else None
         self.ema.eval()
         steps = list(sched.timesteps) + [torch.tensor(0)]
         for t, nt in zip(steps[:-1], steps[1:]):

@@ -48,7 +48,7 @@ from ..errors import InputError
 from ..models.latent import ImageLabelGAN, ImageLabelVAE, make_discriminator
 from ..models.store import save_model
 from .checkpoint import AttributeState
-from .losses import gaussian_kl, shared_posteriors, total_correlation
+from .losses import class_frequency_weights, gaussian_kl, shared_posteriors, total_correlation
 from .config import TrainConfig, family_settings
 from .source import Sources, TrainingSource
 
@@ -186,16 +186,6 @@ def volume_slices(pairs: list, size: int) -> tuple[np.ndarray, np.ndarray, float
     return images, labels.numpy().astype(np.uint8), float(min(pairs[0][0].spacing[:2])) * SLICE_SIZE / size
 
 
-def balanced_class_weights(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Cross-entropy weights (n_classes,) proportional to sqrt(1 / pixel frequency), mean 1 over the classes
-    present; absent classes (no target pixel to weigh) get 0. labels: int tensor."""
-    counts = torch.bincount(labels.flatten(), minlength=n_classes).float()
-    present = counts > 0
-    weights = torch.zeros(n_classes)
-    weights[present] = (counts.sum() / counts[present]).sqrt()
-    return weights / weights[present].mean()
-
-
 class _LatentTrainer:
     """Shared data handling, preview and export for the vae and gan trainers."""
 
@@ -269,7 +259,7 @@ class VAETrainer(AttributeState, _LatentTrainer):
         self.latent_dim = self.model.latent_dim
         self.network = self.model.config
         self.beta, self.kl_warmup, self.seg_weight, self.tc_weight = s.beta, s.kl_warmup, s.seg_weight, s.tc_weight
-        self.class_weights = (balanced_class_weights(self.labels.cpu(), self.n_classes).to(self.device)
+        self.class_weights = (class_frequency_weights(self.labels.cpu(), self.n_classes).to(self.device)
                               if s.class_balanced else None)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr)
 

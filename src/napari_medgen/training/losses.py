@@ -7,6 +7,20 @@ import math
 import torch
 
 
+def class_frequency_weights(labels: torch.Tensor, n_classes: int, alpha: float = 0.5,
+                            mean_over: str = "classes") -> torch.Tensor:
+    """Per label value 0..n_classes-1, its share of the label voxels to the power -alpha (rarer classes weigh
+    more), 0 for a class with no voxel -> (n_classes,) float32. Normalised to a mean of 1 over the classes
+    present (``mean_over="classes"``, cross-entropy weights) or over the voxels (``"voxels"``, per-voxel loss
+    weights). labels: int tensor, values >= 0."""
+    counts = torch.bincount(labels.flatten().long(), minlength=n_classes).double()
+    present = counts > 0
+    weights = torch.zeros(len(counts), dtype=torch.float64)
+    weights[present] = (counts[present] / counts.sum()) ** -alpha
+    norm = weights[present].mean() if mean_over == "classes" else (counts * weights).sum() / counts.sum()
+    return (weights / norm).float()
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions, averaged over the batch.
 
