@@ -73,3 +73,16 @@ def test_centres_are_the_structures_and_their_spread_tells_a_template_from_real_
     assert sp.centre_spread(judged[:1] + measure.judge(held[1:3])) > 0
     with pytest.raises(InputError, match="no spread"):
         sp.centre_spread(judged[:1])
+
+
+def test_2d_slices_are_segmented_and_a_mirrored_heart_is_told_from_one_in_place():
+    """The same measure on (y, x) slices (the 2D diffusion trainer's phantoms): held-out real slices have
+    their hearts in place, the same slices mirrored left-right do not, and the body and lungs are found."""
+    train, train_lab = (np.stack(x) for x in sample_data("phantom", 2, 64)[:2])
+    held = np.stack(sample_data("phantom", 2, 64, held_out=True)[0])
+    measure = sp.Measure.from_training(train.astype(np.float32), train_lab)
+    assert measure.hearts_in_place(held).all()
+    assert not measure.hearts_in_place(held[..., ::-1]).any()
+    assert not measure.hearts_in_place([np.zeros_like(held[0])]).any()  # no blood pool: not in place
+    rates = measure.rates(held)
+    assert rates["body"] == rates["lung"] == rates["spine"] == 1.0, rates

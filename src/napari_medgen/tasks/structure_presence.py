@@ -1,5 +1,6 @@
-"""Is each phantom structure there? Segment generated 3D phantom volumes by intensity and check every
-structure's volume and place against the exact label maps of the training phantoms.
+"""Is each phantom structure there? Segment generated phantom volumes (z, y, x) or slices (y, x) by
+intensity and check every structure's size and place against the exact label maps of the training
+phantoms. Everything below reads the same in 2D: "6-connected" is then 4-connected, a voxel a pixel.
 
 Segmentation (:func:`segment`, a volume (z, y, x) in raw intensities): the renderer
 (``data.phantom.render``) paints each label with one mean plus texture, multiplies by a smooth
@@ -38,7 +39,7 @@ BIAS_ROUNDS = 2
 BIAS_WINDOW = 0.3  # first guess of the body: within 30 % of its mean (the renderer's field is 1 +- 0.2)
 GROUP_GAP = 4.0  # x the within-class spread: labels closer than this are one intensity group
 SMOOTH_VOXELS = 0.7  # chosen on training seeds (0..47): RV and LV both found
-BODY, LUNG = 1, 2
+BODY, LUNG, LV_BLOOD = 1, 2, 3
 STRUCTURES: dict[int, str] = {k: v for k, v in LABELS.items() if k > 0}
 
 
@@ -87,9 +88,10 @@ def _largest_piece(mask: np.ndarray) -> np.ndarray:
 
 
 def _quadratic_basis(shape: tuple[int, ...]) -> np.ndarray:
-    """The bias field's 10 terms (1, x, y, z, xy, yz, xz, x^2, y^2, z^2) on a [-1, 1] grid -> (voxels, 10)."""
-    z, y, x = np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij")
-    terms = [np.ones_like(x), x, y, z, x * y, y * z, x * z, x * x, y * y, z * z]
+    """The bias field's terms (1, each axis, each product of two axes, each square; 10 in 3D, 6 in 2D) on a
+    [-1, 1] grid of ``shape`` -> (voxels, terms)."""
+    axes = list(np.meshgrid(*[np.linspace(-1.0, 1.0, n) for n in shape], indexing="ij"))
+    terms = [np.ones(shape)] + axes + [a * b for i, a in enumerate(axes) for b in axes[i:]]
     return np.stack([t.ravel() for t in terms], axis=1)
 
 
@@ -152,13 +154,13 @@ def segment(image: np.ndarray, means: Sequence[float], sigma: float) -> np.ndarr
     """
     img = np.asarray(image, np.float64)
     m = np.asarray(means, np.float64)
-    if img.ndim != 3 or len(m) != len(LABELS) or not np.all(np.isfinite(m)):
-        raise InputError(f"segment needs a (z, y, x) volume and {len(LABELS)} finite class means, got shape "
-                         f"{img.shape} and {len(m)} means.")
+    if img.ndim not in (2, 3) or len(m) != len(LABELS) or not np.all(np.isfinite(m)):
+        raise InputError(f"segment needs a (z, y, x) volume or a (y, x) slice and {len(LABELS)} finite class means, "
+                         f"got shape {img.shape} and {len(m)} means.")
     corrected = img / bias_field(img, float(m[BODY]))
     labels = _classify(corrected, m, sigma)
     dark, n = ndimage.label(np.isin(labels, (0, LUNG)))
-    border = np.unique(np.concatenate([dark[[0, -1]].ravel(), dark[:, [0, -1]].ravel(), dark[..., [0, -1]].ravel()]))
+    border = np.unique(np.concatenate([np.take(dark, [0, -1], axis=a).ravel() for a in range(dark.ndim)]))
     labels[dark > 0] = LUNG
     labels[np.isin(dark, border[border > 0])] = 0
     return labels
@@ -237,6 +239,22 @@ class Measure:
         """Each volume (raw, z, y, x) segmented (:func:`segment`) and judged (:func:`judge`)."""
         classes = intensity_classes(self.means)
         return [judge(segment(vol, self.means, self.sigma), self.ref, classes) for vol in volumes]
+
+    def hearts_in_place(self, volumes: Sequence[np.ndarray]) -> np.ndarray:
+        """Per volume (raw, (z,) y, x): does its blood pool (the largest piece segmented as LV blood) lie on
+        the training hearts' side rather than mirrored left-right (last axis) about the body's centre?
+        False where there is none. -> (n,) bool."""
+        train_x = float(self.ref.centroids[LV_BLOOD][:, -1].mean())
+        out = []
+        for vol in volumes:
+            labels = segment(vol, self.means, self.sigma)
+            pool = _largest_piece(labels == LV_BLOOD)
+            if not pool.any():
+                out.append(False)
+                continue
+            x, centre = np.argwhere(pool)[:, -1].mean(), np.argwhere(labels > 0)[:, -1].mean()
+            out.append(bool(abs(x - train_x) < abs(x - (2 * centre - train_x))))
+        return np.array(out)
 
     def rates(self, volumes: Sequence[np.ndarray]) -> dict[str, float]:
         """Fraction of ``volumes`` (raw, z, y, x) in which each structure is present, by name."""
