@@ -150,6 +150,34 @@ def test_flip_setting_decides_whether_training_items_are_mirrored(monkeypatch, f
     assert all(torch.equal(a, b) or torch.equal(a, b.flip(-1)) for a, b in zip(seen["x0"], tr.images[idx]))
 
 
+def test_acquisition_noise_is_measured_on_the_training_background_and_added_to_samples(tmp_path):
+    """acquisition_noise=rician: the card records the background noise of the training images (the
+    phantom renderer's Rician noise, downsampled); sampling adds it to the noise-free result, reproducibly
+    per seed, and leaves it out when asked."""
+    from napari_medgen.models.acquisition_noise import estimate
+    from napari_medgen.progress import run_to_completion
+    from napari_medgen.tasks.sample import sample
+    from napari_medgen.training.diffusion_trainer import sample_data
+
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                      extra={**TINY, "size": "32", "n_subjects": "8", "acquisition_noise": "rician"})
+    tr = DiffusionTrainer(cfg)  # 32 x 32: enough background 3+ pixels from the body to measure the noise on
+    images, labels, _ = sample_data("phantom", 2, 32, n_subjects=8)
+    assert tr.noise.sigma == pytest.approx(estimate(np.stack(images), np.stack(labels), "rician").sigma)
+    assert tr.noise.sigma > 0
+    tr.export(tmp_path / "m", {"training": {"seed": 3}})
+    draw = lambda **kw: run_to_completion(sample(tmp_path / "m", n=2, steps=3, seed=5, device="cpu", **kw))  # noqa: E731
+    plain, noisy, again = draw(acquisition_noise=False), draw(), draw()
+    assert "acquisition_noise" in noisy.metadata and "acquisition_noise" not in plain.metadata
+    np.testing.assert_array_equal(noisy.data, again.data)
+    added = noisy.data - plain.data
+    assert 0.5 * tr.noise.sigma < added.std() < 3 * tr.noise.sigma
+    assert (noisy.data >= 0).all()  # a magnitude image
+    with pytest.raises(InputError, match="Unknown acquisition noise"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                     extra={**TINY, "acquisition_noise": "poisson"}))
+
+
 def test_velocity_prediction_trains_on_the_velocity_and_the_sampler_inverts_it(monkeypatch):
     """prediction=v_prediction: a training step's target is sqrt(a) * noise - sqrt(1 - a) * x0 of the batch it
     noised, and the card's scheduler turns a perfect velocity back into x0."""

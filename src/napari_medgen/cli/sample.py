@@ -55,6 +55,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--epsilon-scale", type=options.number(1.0, 1.2),
                    help="divide the predicted noise by this while sampling (DDPM/DDIM of noise-predicting models; "
                         "1: off; default: the card's epsilon_scaling, else 1)")
+    p.add_argument("--no-acquisition-noise", action="store_true",
+                   help="leave out the scanner noise that models trained with acquisition_noise add to each sample")
     options.output(p, "folder", "output folder (samples.nii.gz and sample_NNN.nii.gz); an earlier result there is "
                                 "replaced as a whole only with --overwrite")
     p.set_defaults(func=run)
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
                   condition=args.condition, device=args.device, shape=tuple(args.shape) if args.shape else None,
                   scale_factor=args.scale_factor, slice_index=args.slice_index,
                   overrides=parse_settings(args.overrides) or None, label_map=args.map,
-                  epsilon_scale=args.epsilon_scale)
+                  epsilon_scale=args.epsilon_scale, acquisition_noise=not args.no_acquisition_noise)
     vol = run_with_bar(task, desc="sample", disable=args.quiet)
     for note in [] if args.quiet else vol.metadata.get("notes", []):  # e.g. which class each mask value became
         print(f"medgen: {note}", file=sys.stderr)

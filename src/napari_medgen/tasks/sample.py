@@ -30,6 +30,7 @@ from ..models.diffusion import (
     make_scheduler,
     speed_up,
 )
+from ..models.acquisition_noise import NoiseModel
 from ..models.bundle_config import ConditionField
 from ..models.bundle_maisi import MaisiModel
 from ..models.families import open_model
@@ -142,7 +143,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
            fast: bool = True, shape: tuple[int, ...] | None = None,
            scale_factor: float | None = None, slice_index: int | None = None,
            overrides: dict[str, object] | None = None, label_map: Sequence[str] = (),
-           epsilon_scale: float | None = None) -> Generator[Progress, None, Volume]:
+           epsilon_scale: float | None = None, acquisition_noise: bool = True) -> Generator[Progress, None, Volume]:
     """Draw ``n`` samples; yields Progress with ``preview`` = a Volume like the result holding the
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
@@ -169,6 +170,8 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     ({"output_size_xy": 256}), see :func:`..models.families.open_model`.
     epsilon_scale: divide the predicted noise by this (1: off), instead of the card's
     ``epsilon_scaling`` (:func:`epsilon_scaling`).
+    acquisition_noise: add the card's scanner noise (``models.acquisition_noise``, measured on the training
+    images) to the network's noise-free result, drawn from ``seed``; previews stay noise-free.
     """
     cancel = cancel or CancelToken()
     if not 1 <= int(n) <= MAX_SAMPLES:
@@ -230,8 +233,10 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
         predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
                                  context)
+    noise = NoiseModel.from_card(m.extra.get("card", {}).get("acquisition_noise"), m.source) if acquisition_noise else None
     info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named,
-            **({"epsilon_scaling": eps_divisor} if eps_divisor != 1.0 else {})}
+            **({"epsilon_scaling": eps_divisor} if eps_divisor != 1.0 else {}),
+            **({"acquisition_noise": f"{noise.kind}, sigma {noise.sigma:g}"} if noise is not None else {})}
     meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
             **({"modality": m.extra["modality"]} if "modality" in m.extra else {}), **extra}
     # a latent model's starting noise is not decoded: one full-size decode to show noise
@@ -251,12 +256,20 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
             else:
                 x, x0 = sched.step(out, t, x)
             if i + 1 == total:  # the result is the last preview: one decode, in full precision
-                result = grid.volume(_to_image(m, x), **meta, **info)
+                image = _to_image(m, x)
+                result = grid.volume(image if noise is None else with_noise(image, noise, seed), **meta, **info)
                 yield Progress(total, total, f"{sampler} step {total}/{total}", preview=result)
             elif i == 0 or (i + 1) % max(1, preview_every) == 0:
                 preview = grid.volume(_to_image(m, x0, autocast), **meta, **info)
                 yield Progress(i + 1, total, f"{sampler} step {i + 1}/{total}", preview=preview)
     return result
+
+
+def with_noise(images: np.ndarray, noise: NoiseModel, seed: int) -> np.ndarray:
+    """Noise-free samples (n, z, y, x, raw units, each voxel the mean recorded level a model learns) -> the same
+    recorded with ``noise``: the signal whose mean level they are (``signal_for_level``), noise drawn from ``seed``."""
+    signal = torch.from_numpy(noise.signal_for_level(images).astype(np.float32))
+    return noise.apply(signal, torch.Generator().manual_seed(int(seed) + 2)).numpy()
 
 
 def _apply_overrides(m: DiffusionModel, shape: Sequence[int] | None, scale_factor: float | None) -> None:

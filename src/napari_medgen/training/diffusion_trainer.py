@@ -30,6 +30,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
+from ..models.acquisition_noise import KINDS as NOISE_KINDS, NoiseModel, estimate as estimate_noise
 from ..models.diffusion import SAMPLERS_OF, build_unet, make_scheduler
 from ..models.store import load_family, resolve_model, save_model
 from .checkpoint import AttributeState
@@ -128,7 +129,10 @@ class DiffusionSettings:
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
     sampling stays unconditional). flip: mirror each training item left-right at random (as the SPADE trainer's
     flip); turn it off (0) for anatomy that is not left-right symmetric, such as a heart right of the midline, or
-    the model learns both sides and draws mirrored anatomy."""
+    the model learns both sides and draws mirrored anatomy. acquisition_noise: "rician" (MR magnitude) or
+    "gaussian" (CT): the scanner's noise measured on the training images' background (label 0, away from every
+    label; needs label maps, ``models.acquisition_noise``) and recorded in the card, so that sampling adds it to
+    the network's noise-free image (``tasks.sample``); the network is trained as without it."""
 
     dims: int = 2
     size: int = 64
@@ -149,6 +153,7 @@ class DiffusionSettings:
     min_snr_gamma: float | None = None
     class_balance: float | None = None
     flip: bool = True
+    acquisition_noise: str | None = None
 
 
 def _mirror(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -217,6 +222,16 @@ class DiffusionTrainer(AttributeState):
             self.labels = torch.from_numpy(np.stack(labels))
             if int(self.labels.min()) < 0:
                 raise InputError(f"Label maps hold negative values ({int(self.labels.min())}): labels must be 0 or more.")
+        self.noise: NoiseModel | None = None
+        if s.acquisition_noise is not None:
+            if s.acquisition_noise not in NOISE_KINDS:
+                raise InputError(f"Unknown acquisition noise '{s.acquisition_noise}': use {' or '.join(NOISE_KINDS)}.")
+            if not labels:
+                raise InputError("acquisition_noise is measured away from every label: it needs label maps "
+                                 "(--labels DIR or sample data).")
+            raw, lab = np.stack(images), np.stack(labels)
+            self.noise = estimate_noise(raw.reshape(-1, *raw.shape[-2:]), lab.reshape(-1, *lab.shape[-2:]),
+                                        str(s.acquisition_noise))
         if self.conditioned:
             self.label_nc = int(self.labels.max()) + 1 if s.label_nc is None else s.label_nc
             self.label_names = {str(k): v for k, v in source.label_names(label_maps).items()}
@@ -342,6 +357,8 @@ class DiffusionTrainer(AttributeState):
             card["label_names"] = self.label_names
         if self.default_sampler:
             card["default_sampler"] = self.default_sampler
+        if self.noise is not None:
+            card["acquisition_noise"] = self.noise.to_card("background 3+ px from every label of the training images")
         if self.held_out:
             card["training"] = {**card.get("training", {}), "held_out": self.held_out}
         save_model(path, {"unet": self.ema}, card, half=True)
