@@ -220,6 +220,26 @@ def phantom_heart_side_rows(name: str, samples: np.ndarray, train: np.ndarray, t
                   "higher")]
 
 
+def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np.ndarray, train_lab: np.ndarray,
+                         held: np.ndarray, pixel_mm: float) -> list[q.Row]:
+    """Per structure (``tasks.brain_structures``), the share of images that hold it divided by the share
+    in the real slices they come from: the model's samples against the training slices, the baselines
+    (made of held-out slices) against the held-out slices; then the model against the bar (0.8)."""
+    from napari_medgen.tasks import brain_structures as bs
+
+    ref = bs.reference(train, train_lab)
+    found = lambda x: bs.image_structures(x, ref, pixel_mm)  # noqa: E731
+    source = {"training": found(train), "held-out": found(held)}
+    kept = {k: bs.relative_shares(found(v), source["training" if k == "model" else "held-out"])
+            for k, v in candidates.items() if k != "nearest training copy"}
+    rows = []
+    for s in bs.STRUCTURES:
+        metric = f"share with {s} / share in its real source"
+        rows += [q.Row(name, metric, base, kept["model"][s], v[s], "near1") for base, v in kept.items() if base != "model"]
+        rows.append(q.Row(name, metric, "bar (0.8)", kept["model"][s], 0.8, "higher"))
+    return rows
+
+
 # --- inversion ---------------------------------------------------------------------------------
 
 def vae_inversion_rows(name: str, path: Path, n: int = 12, pool: int = 500) -> list[q.Row]:
