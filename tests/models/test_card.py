@@ -20,6 +20,7 @@ def test_shipped_cards_are_current_and_typed(path):
     assert isinstance(card.training, TrainingRecord) and card.training.data and card.training.steps > 0
     assert card.shape is not None and all(s > 0 for s in card.shape)
     assert card.voxel_mm is None or len(card.voxel_mm) in (2, 3) and min(card.voxel_mm) > 0
+    assert card.loss_curve is None or (path.parent / card.loss_curve).is_file(), card.loss_curve  # shipped beside it
 
 
 def test_migrate_gives_each_concept_one_name():

@@ -30,6 +30,12 @@ KINDS = ("rician", "gaussian")
 BACKGROUND_MARGIN_PX = 3  # background pixels at least this far from any label measure the noise
 
 
+def check_kind(kind: str) -> None:
+    """InputError unless ``kind`` is one of KINDS."""
+    if kind not in KINDS:
+        raise InputError(f"Unknown acquisition noise '{kind}': use {' or '.join(KINDS)}.")
+
+
 @dataclass(frozen=True)
 class NoiseModel:
     """Additive acquisition noise of ``kind`` with standard deviation ``sigma`` (raw intensity units)."""
@@ -38,8 +44,7 @@ class NoiseModel:
     sigma: float
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise InputError(f"Unknown acquisition noise '{self.kind}': use {' or '.join(KINDS)}.")
+        check_kind(self.kind)
         if not np.isfinite(self.sigma) or self.sigma < 0:
             raise InputError(f"The acquisition noise sigma must be a finite number >= 0, not {self.sigma}.")
 
@@ -87,7 +92,8 @@ class NoiseModel:
 
 def estimate(images: np.ndarray, labels: np.ndarray, kind: str) -> NoiseModel:
     """Measure the noise of raw ``images`` (n, y, x) in their background: label-0 pixels at least
-    BACKGROUND_MARGIN_PX from any label in ``labels`` (n, y, x). InputError when too few exist."""
+    BACKGROUND_MARGIN_PX from any label in ``labels`` (n, y, x). InputError for an unknown kind or when too few exist."""
+    check_kind(kind)
     far = ~ndimage.binary_dilation(labels > 0, np.ones((1, 3, 3), bool), iterations=BACKGROUND_MARGIN_PX)
     values = np.asarray(images, np.float64)[far]
     if values.size < 1000:

@@ -30,7 +30,7 @@ from ..data.normalize import normalize, percentile_spec
 from ..device import resolve_device
 from ..errors import InputError
 from ..io.volume import Volume
-from ..models.acquisition_noise import KINDS as NOISE_KINDS, NoiseModel, estimate as estimate_noise
+from ..models.acquisition_noise import NoiseModel, estimate as estimate_noise
 from ..models.diffusion import SAMPLERS_OF, build_unet, make_scheduler
 from ..models.store import load_family, resolve_model, save_model
 from .checkpoint import AttributeState
@@ -224,8 +224,6 @@ class DiffusionTrainer(AttributeState):
                 raise InputError(f"Label maps hold negative values ({int(self.labels.min())}): labels must be 0 or more.")
         self.noise: NoiseModel | None = None
         if s.acquisition_noise is not None:
-            if s.acquisition_noise not in NOISE_KINDS:
-                raise InputError(f"Unknown acquisition noise '{s.acquisition_noise}': use {' or '.join(NOISE_KINDS)}.")
             if not labels:
                 raise InputError("acquisition_noise is measured away from every label: it needs label maps "
                                  "(--labels DIR or sample data).")
