@@ -27,6 +27,31 @@ def test_builder_shapes(dims, label_nc):
     assert unet(x, timesteps=torch.tensor([1.0, 500.0]), **kw).shape == x.shape
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_patched_unet_folds_each_block_of_voxels_into_channels_and_back(dims):
+    net = {"spatial_dims": dims, "in_channels": 1, "out_channels": 1, "channels": [8, 8],
+           "attention_levels": [False, True], "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8,
+           "patch": 2}
+    unet = build_unet(net)["unet"].eval()
+    x = torch.arange(8.0 ** dims).reshape(1, 1, *(8,) * dims)
+    folded = unet._fold(x)
+    assert folded.shape == (1, 2 ** dims, *(4,) * dims)
+    corner = x[(0, 0, *[slice(0, 2)] * dims)].flatten()  # the first 2^d block, in C order
+    assert torch.equal(folded[(0, slice(None), *[0] * dims)], corner)
+    assert torch.equal(unet._unfold(folded), x)
+    noisy = torch.randn(2, 1, *(8,) * dims)
+    assert unet(noisy, timesteps=torch.tensor([1.0, 500.0])).shape == noisy.shape
+    with pytest.raises(ModelError, match="patch is for networks without label"):
+        build_unet({**net, "label_nc": 3})
+
+
+def test_trainer_refuses_patch_for_mask_conditioned_models():
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                      extra={**TINY, "conditioned": "1", "patch": "2"})
+    with pytest.raises(InputError, match="patch folds voxels into channels"):
+        DiffusionTrainer(cfg)
+
+
 def test_bad_network_config():
     with pytest.raises(ModelError, match="not valid for MONAI"):
         build_unet({"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8], "bogus": 1})
@@ -67,7 +92,8 @@ def test_resize_keeps_aspect_and_labels():
 
 
 @pytest.mark.parametrize("extra", [{"objective": "ddpm"}, {"objective": "rflow", "conditioned": "1"},
-                                   {"objective": "ddpm", "dims": "3", "size": "8", "n_subjects": "4"}])
+                                   {"objective": "ddpm", "dims": "3", "size": "8", "n_subjects": "4"},
+                                   {"objective": "ddpm", "dims": "3", "size": "8", "n_subjects": "4", "patch": "2"}])
 def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
     settings = {**TINY, **extra}
     size, dims = int(settings["size"]), int(settings.get("dims", 2))
@@ -87,6 +113,10 @@ def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
     model = load_diffusion(tmp_path / "m")
     assert model.shape == (size,) * dims and model.objective == extra["objective"]
     assert (model.label_nc is not None) == ("conditioned" in extra)
+    if "patch" in extra:  # a patched network samples shapes in multiples of patch x its downsampling
+        assert model.network_shape((12,) * dims) == (12,) * dims
+        with pytest.raises(InputError, match="multiple of 4"):
+            model.network_shape((10,) * dims)
 
 
 @pytest.mark.parametrize("prediction, own", [("epsilon", lambda snr: snr), ("sample", lambda snr: 1.0),

@@ -5,7 +5,8 @@ Card keys besides the store's common ones:
 
 * ``network``: ``DiffusionModelUNet`` keyword arguments (``spatial_dims``, ``in_channels``,
   ``out_channels``, ``channels``, ``attention_levels``, ``num_res_blocks``, ``norm_num_groups``,
-  ``num_head_channels``); ``label_nc`` (number of label classes) makes it a SPADE model.
+  ``num_head_channels``); ``label_nc`` (number of label classes) makes it a SPADE model; ``patch``
+  p > 1 runs the UNet on p^d blocks folded into channels (:class:`PatchedUNet`).
 * ``scheduler``: ``{"objective": "ddpm" | "rflow", "num_train_timesteps": 1000, ...}`` plus the
   MONAI scheduler arguments used in training (``schedule``, ``beta_start``, ``beta_end``,
   ``prediction_type`` for DDPM). A "ddpm" model samples with DDPM or DDIM; an "rflow" model
@@ -52,14 +53,56 @@ _NOT_FOR = {"ddpm": ("set_alpha_to_one", "steps_offset"), "ddim": ("variance_typ
 CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, ArithmeticError)
 
 
+class PatchedUNet(torch.nn.Module):
+    """A ``DiffusionModelUNet`` run on non-overlapping blocks of ``patch`` voxels per axis folded into
+    channels (space to depth, as in Hoogeboom et al. 2023, "simple diffusion"): x (B, C, *S) ->
+    (B, C patch^d, *S / patch) -> UNet -> the prediction (B, C_out, *S). The full-resolution levels, most
+    of a 3D network's cost, go; each axis of S must be a multiple of patch x the UNet's downsampling."""
+
+    def __init__(self, patch: int, spatial_dims: int, in_channels: int, out_channels: int, **unet: Any) -> None:
+        super().__init__()
+        if int(patch) < 1:
+            raise ValueError(f"patch must be 1 or more, not {patch}")
+        self.patch, self.spatial_dims = int(patch), int(spatial_dims)
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        k = self.patch ** self.spatial_dims
+        self.unet = DiffusionModelUNet(spatial_dims=spatial_dims, in_channels=in_channels * k,
+                                       out_channels=out_channels * k, **unet)
+        self.block_out_channels = self.unet.block_out_channels
+        self.with_conditioning = self.unet.with_conditioning
+
+    def _fold(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, *S) -> (B, C p^d, *S / p)."""
+        p, d = self.patch, self.spatial_dims
+        b, c, sizes = x.shape[0], x.shape[1], x.shape[2:]
+        x = x.reshape(b, c, *[v for s in sizes for v in (s // p, p)])
+        order = [0, 1, *range(3, 2 + 2 * d, 2), *range(2, 2 + 2 * d, 2)]
+        return x.permute(order).reshape(b, c * p ** d, *[s // p for s in sizes])
+
+    def _unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C p^d, *S / p) -> (B, C, *S), the inverse of :meth:`_fold`."""
+        p, d = self.patch, self.spatial_dims
+        b, sizes = x.shape[0], x.shape[2:]
+        x = x.reshape(b, -1, *[p] * d, *sizes)
+        order = [0, 1, *[v for i in range(d) for v in (2 + d + i, 2 + i)]]
+        return x.permute(order).reshape(b, -1, *[s * p for s in sizes])
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self._unfold(self.unet(self._fold(x), timesteps=timesteps, **kwargs))
+
+
 def build_unet(config: dict[str, Any]) -> dict[str, torch.nn.Module]:
-    """Network config -> {"unet": DiffusionModelUNet | SPADEDiffusionModelUNet}."""
+    """Network config -> {"unet": DiffusionModelUNet | SPADEDiffusionModelUNet | PatchedUNet}."""
     cfg = dict(config)
     label_nc = cfg.pop("label_nc", None)
     try:
+        patch = int(cfg.pop("patch", 1))
         if label_nc:
+            if patch != 1:
+                raise ModelError(f"Diffusion network config {config}: patch is for networks without label "
+                                 "conditioning (label_nc).")
             return {"unet": SPADEDiffusionModelUNet(label_nc=int(label_nc), **cfg)}
-        return {"unet": DiffusionModelUNet(**cfg)}
+        return {"unet": PatchedUNet(patch, **cfg) if patch != 1 else DiffusionModelUNet(**cfg)}
     except OptionalImportError as exc:
         raise ModelError(f"This diffusion network (attention layers) needs an optional package: {str(exc).splitlines()[0]}. "
                          "Install it (e.g. pip install einops) or use a model without attention.") from None
@@ -148,7 +191,7 @@ class DiffusionModel:
         """The network's sample shape for an output image shape. InputError unless each axis is a positive
         multiple of the latent factor times the UNet's downsampling."""
         f = self.latent_factor
-        multiple = f * 2 ** (len(getattr(self.unet, "block_out_channels", [0])) - 1)
+        multiple = f * getattr(self.unet, "patch", 1) * 2 ** (len(getattr(self.unet, "block_out_channels", [0])) - 1)
         if any(int(s) <= 0 or int(s) % multiple for s in image_shape):
             why = f" (latents are decoded to {f}x their size)" if f > 1 else ""
             raise InputError(f"Model '{self.source}' cannot sample the shape {' x '.join(map(str, image_shape))}: each "
