@@ -134,7 +134,7 @@ class DiffusionSettings:
     label; needs label maps, ``models.acquisition_noise``) and recorded in the card, so that sampling adds it to
     the network's noise-free image (``tasks.sample``); the network is trained as without it. patch: p > 1 folds
     blocks of p voxels per axis into channels before the UNet (``models.diffusion.PatchedUNet``): a 3D network
-    without its full-resolution levels, about 2.5 x faster per CPU training step at 48^3 with one more, attended,
+    without its full-resolution levels, about 3 x faster per CPU training step at 48^3 with one more, attended,
     level for the same cost (``benchmarks/diffusion3d_train_step.py``); not with conditioned."""
 
     dims: int = 2
