@@ -26,7 +26,8 @@ from napari_medgen.models.diffusion import build_unet
 def step_seconds(memory_format: torch.memory_format, size: int, channels: list[int], groups: int,
                  batch: int, patch: int = 1) -> Callable[[], float]:
     """A function running one training step in ``memory_format`` and returning its wall time (s); a
-    patched network (patch > 1) attends at its bottom level, as the shipped 3D recipe does."""
+    patched network (patch > 1) attends at its bottom level with 32-channel heads, as the 3D recipe in
+    scripts/train_models.sh does."""
     torch.manual_seed(0)
     attend = [False] * (len(channels) - 1) + [patch > 1]
     network = {"spatial_dims": 3, "in_channels": 1, "out_channels": 1, "channels": channels,

@@ -48,7 +48,7 @@ def test_patched_unet_folds_each_block_of_voxels_into_channels_and_back(dims):
 def test_trainer_refuses_patch_for_mask_conditioned_models():
     cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
                       extra={**TINY, "conditioned": "1", "patch": "2"})
-    with pytest.raises(InputError, match="patch folds voxels into channels"):
+    with pytest.raises(ModelError, match="patch is for networks without label conditioning"):
         DiffusionTrainer(cfg)
 
 

@@ -245,9 +245,7 @@ class DiffusionTrainer(AttributeState):
             "norm_num_groups": min(ch) if s.groups is None else s.groups,
             "num_head_channels": ch[-1] if s.head_channels is None else s.head_channels,
         }
-        if s.patch != 1:
-            if self.conditioned:
-                raise InputError("patch folds voxels into channels; it is not for conditioned (SPADE) models.")
+        if s.patch != 1:  # build_unet refuses it for conditioned (SPADE) networks
             self.network["patch"] = int(s.patch)
         if self.conditioned:
             self.network["label_nc"] = self.label_nc
