@@ -75,6 +75,22 @@ def test_centres_are_the_structures_and_their_spread_tells_a_template_from_real_
         sp.centre_spread(judged[:1])
 
 
+def test_balls_in_the_lungs_count_the_tumours_a_volume_has(data):
+    """Real phantoms have one tumour in the lungs; painting it over leaves none, and a copy of it mirrored
+    into the other lung makes two (what presence, judging the largest piece only, cannot see)."""
+    measure, held, held_lab = data
+    assert measure.lung_balls(held).tolist() == [1] * len(held)
+    vol, lab = held[0].copy(), held_lab[0]
+    tumour = lab == 7
+    mirrored = tumour[..., ::-1]
+    assert (lab[mirrored] == 2).all()  # the mirror image lies in the other lung
+    two = vol.copy()
+    two[mirrored] = vol[tumour].mean()
+    none = vol.copy()
+    none[tumour] = float(measure.means[2])
+    assert measure.lung_balls([two, none]).tolist() == [2, 0]
+
+
 def test_2d_slices_are_segmented_and_a_mirrored_heart_is_told_from_one_in_place():
     """The same measure on (y, x) slices (the 2D diffusion trainer's phantoms): held-out real slices have
     their hearts in place, the same slices mirrored left-right do not, and the body and lungs are found."""

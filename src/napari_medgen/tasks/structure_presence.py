@@ -17,7 +17,9 @@ in the training maps (dilated by ``PLACE_TOL`` voxels): its count within [SIZE_L
 SIZE_HIGH x largest] training piece (and at least MIN_VOXELS), its centroid within ``PLACE_TOL`` voxels of a training
 centroid. One piece, so that scattered voxels of the right intensity do not add up to a structure. Labels whose means lie within ``MERGE_GAP`` of each other (spine 0.55, tumour 0.50) count
 as one intensity class there; their regions tell them apart. Variety (:func:`centre_spread`): how far
-the present structures' centres scatter across a set of volumes (0 for copies of one template).
+the present structures' centres scatter across a set of volumes (0 for copies of one template). Extra
+tumours (:func:`lung_balls`): presence judges the largest piece only, so pieces of any structure's
+intensity, enclosed by lung, are counted (a real phantom has one tumour, or none).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ BIAS_ROUNDS = 2
 BIAS_WINDOW = 0.3  # first guess of the body: within 30 % of its mean (the renderer's field is 1 +- 0.2)
 GROUP_GAP = 4.0  # x the within-class spread: labels closer than this are one intensity group
 SMOOTH_VOXELS = 0.7  # chosen on training seeds (0..47): RV and LV both found
+ENCLOSED = 0.5  # a piece whose shell is more than this share lung lies in the lung (training phantoms: 3-voxel
+# pieces of body texture on the lung's edge have exactly half)
 BODY, LUNG, LV_BLOOD = 1, 2, 3
 STRUCTURES: dict[int, str] = {k: v for k, v in LABELS.items() if k > 0}
 
@@ -166,6 +170,22 @@ def segment(image: np.ndarray, means: Sequence[float], sigma: float) -> np.ndarr
     return labels
 
 
+def lung_balls(labels: np.ndarray) -> int:
+    """Number of 6-connected pieces of at least ``MIN_VOXELS`` of any structure but body and lung in a
+    segmented volume (:func:`segment`, z, y, x) whose shell (the voxels next to them) is more than
+    ``ENCLOSED`` lung: a real phantom's tumour, and any extra one a model draws."""
+    pieces, n = ndimage.label(~np.isin(labels, (0, BODY, LUNG)))
+    count = 0
+    for sl, i in zip(ndimage.find_objects(pieces), range(1, n + 1)):
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+        piece = pieces[box] == i
+        if piece.sum() < MIN_VOXELS:
+            continue
+        shell = ndimage.binary_dilation(piece) & ~piece
+        count += int(np.mean(labels[box][shell] == LUNG) > ENCLOSED)
+    return count
+
+
 def class_spread(images: np.ndarray, labels: np.ndarray) -> float:
     """Pooled within-class standard deviation of training volumes' intensities (the segmentation's noise)."""
     img, lab = np.asarray(images, np.float64), np.asarray(labels).astype(np.int64)
@@ -239,6 +259,10 @@ class Measure:
         """Each volume (raw, z, y, x) segmented (:func:`segment`) and judged (:func:`judge`)."""
         classes = intensity_classes(self.means)
         return [judge(segment(vol, self.means, self.sigma), self.ref, classes) for vol in volumes]
+
+    def lung_balls(self, volumes: Sequence[np.ndarray]) -> np.ndarray:
+        """Per volume (raw, z, y, x): the number of balls in its lungs (:func:`lung_balls`) -> (n,) int."""
+        return np.array([lung_balls(segment(vol, self.means, self.sigma)) for vol in volumes])
 
     def hearts_in_place(self, volumes: Sequence[np.ndarray]) -> np.ndarray:
         """Per volume (raw, (z,) y, x): does its blood pool (the largest piece segmented as LV blood) lie on
