@@ -5,7 +5,8 @@ Usage: python scripts/make_phantom3d_grid.py --model PATH [--n 6] [--out docs/im
 
 Rows: held-out real phantoms (seeds 1000..) and their segmentation, then the model's samples (default
 sampler, seed 0) and theirs; the axial slice through the training phantoms' mean heart centre. Each
-panel's title names the structures judged absent in that volume (all 3D, not only this slice).
+panel's title names the structures judged absent in that volume (all 3D, not only this slice) and the
+number of balls in its lungs (``structure_presence.lung_balls``; real phantoms have one tumour).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, help="a trained 3D phantom model (none is shipped: see docs/sample.md)")
+    ap.add_argument("--model", required=True, help="a 3D phantom diffusion model (shipped name or path)")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--out", default=str(ROOT / "docs/images/phantom3d_presence.png"))
     args = ap.parse_args()
@@ -53,7 +54,8 @@ def main() -> None:
             axes[2 * row + 1, c].imshow(seg[z], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
             axes[2 * row, c].set_title(f"{name} {c}", fontsize=7)
             lines = [", ".join(missing[i:i + 3]) for i in range(0, len(missing), 3)] or ["none"]
-            axes[2 * row + 1, c].set_title("missing: " + "\n".join(lines), fontsize=6)
+            axes[2 * row + 1, c].set_title("missing: " + "\n".join(lines) + f"\nballs in lungs: {sp.lung_balls(seg)}",
+                                           fontsize=6)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

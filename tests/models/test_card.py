@@ -57,3 +57,13 @@ def test_bad_cards_are_refused_naming_file_and_key(tmp_path, card, words):
 def test_a_card_of_a_family_this_version_does_not_list_keeps_its_own_entries(tmp_path):
     card = ModelCard.from_json({"family": "plugin-x", "network": {"a": 1}, "own": [1, 2]}, "x.json")
     assert card.details == {"own": [1, 2]}
+
+
+def test_shipped_models_fit_the_size_budget():
+    """Issue #18's budget: each shipped model (its files by stem) at most 25 MB, all together at most 80 MB."""
+    sizes: dict[str, int] = {}
+    for p in SHIPPED_DIR.iterdir():
+        stem = p.name.split(".")[0]
+        sizes[stem] = sizes.get(stem, 0) + p.stat().st_size
+    assert max(sizes.values()) <= 25e6, sizes
+    assert sum(sizes.values()) <= 80e6, sum(sizes.values())
