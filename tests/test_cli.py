@@ -90,6 +90,9 @@ def test_headless_demo_writes_the_samples_without_napari(tmp_path):
     assert brain_labels.is_label and set(np.unique(brain_labels.data)) == {0, 1, 2, 3}
     phantom_labels = read_volume(tmp_path / "phantom_labels.nii.gz")
     assert set(np.unique(phantom_labels.data)) <= set(range(8)) and phantom_labels.data.max() >= 6
+    drawn = read_volume(tmp_path / "phantom_3D_diffusion_sample.nii.gz")  # the shipped 3D diffusion model's sample
+    assert not drawn.is_label and drawn.data.shape == (48, 48, 48) and np.isfinite(drawn.data).all()
+    assert drawn.spacing == pytest.approx((8.0, 8.0, 20 / 3))  # the card's voxel size, mm
 
 
 def test_gui_demo_without_display_says_what_to_do(monkeypatch, capsys):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import options
 from ..errors import InputError
+from .sample import demo_diffusion
 from .synthesize import demo_synthesis
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def sample_volumes(volumes: dict[str, Volume], *, device: str = "auto") -> dict[
 DEMO_STEPS: list[DemoStep] = [
     sample_volumes,
     demo_synthesis,
+    demo_diffusion,
 ]
 
 

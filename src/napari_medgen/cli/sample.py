@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import run_with_bar
 from . import options
+
+if TYPE_CHECKING:
+    from ..io.volume import Volume
 
 SAMPLERS = options.names("napari_medgen.models.diffusion", "SAMPLERS")
 
@@ -86,3 +89,15 @@ def run(args: argparse.Namespace) -> int:
             write_volume(vol.frame(i), staged / f"sample_{i:03d}.nii.gz")
     print(f"wrote {vol.data.shape[0]} samples to {args.out}")
     return 0
+
+
+def demo_diffusion(volumes: dict[str, Volume], *, device: str = "auto") -> dict[str, Volume]:
+    """``medgen demo`` step: a thorax-phantom volume (48^3, seed 0) drawn by the shipped 3D diffusion model."""
+    from ..models.store import shipped_models
+    from ..progress import run_to_completion
+    from ..tasks.sample import sample
+
+    model = shipped_models("diffusion").get("diffusion_phantom3d")
+    if model is None:
+        return {}
+    return {"phantom 3D diffusion sample": run_to_completion(sample(model, n=1, seed=0, device=device)).frame(0)}
