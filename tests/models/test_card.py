@@ -46,6 +46,7 @@ def _write(tmp_path, card):
     ({"family": "vae", "network": {}, "training": {"steps": "many"}}, ["m.json", "'training.steps'"]),
     ({"family": "vae", "network": {}, "training": {"gpu": "x"}}, ["m.json", "unknown entry 'training.gpu'"]),
     ({"family": "vae", "network": {}, "label_names": {"bg": "background"}}, ["m.json", "'label_names'"]),
+    ({"family": "vae", "network": {}, "known_defects": "blurry"}, ["m.json", "'known_defects' must be a list of strings"]),
     (["not", "a", "card"], ["m.json", "no 'family' entry"]),
 ])
 def test_bad_cards_are_refused_naming_file_and_key(tmp_path, card, words):

@@ -52,6 +52,17 @@ def test_seed_determines_samples():
     assert np.abs(a[0] - a[1]).mean() > 1e-3  # the n samples differ from each other
 
 
+def test_a_cards_known_defects_come_with_every_result():
+    """A model card's ``known_defects`` reach the user as notes on the result (the dock shows them as
+    notifications, ``medgen sample`` prints them), named with the model; a model without them adds no note."""
+    m = tiny()
+    assert "notes" not in run_to_completion(sample(m, steps=2, device="cpu")).metadata
+    m.extra["card"] = {"known_defects": ["draws two tumours"]}
+    m.source = "/models/phantom3d.json"
+    vol = run_to_completion(sample(m, steps=2, device="cpu"))
+    assert vol.metadata["notes"] == ["phantom3d: known defect: draws two tumours"]
+
+
 def test_cancel_within_one_step():
     token = CancelToken()
     task = sample(tiny(), steps=20, n=1, preview_every=1, cancel=token, device="cpu")

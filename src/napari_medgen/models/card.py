@@ -76,6 +76,7 @@ class ModelCard:
     weights_dtype: str = "float32"
     loss_curve: str | None = None
     distributed: dict[str, Any] | None = None
+    known_defects: tuple[str, ...] = ()  # what the model gets wrong, told to the user with every result
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -111,6 +112,7 @@ class ModelCard:
             weights_dtype=_expect(where, "weights_dtype", obj.get("weights_dtype", "float32"), str),
             loss_curve=_expect(where, "loss_curve", obj.get("loss_curve"), str),
             distributed=_expect(where, "distributed", obj.get("distributed"), dict),
+            known_defects=_strings(where, "known_defects", obj.get("known_defects", [])),
             details={k: v for k, v in obj.items() if k not in common},
         )
 
@@ -147,6 +149,13 @@ def _expect(where: str, key: str, value: Any, kind: type) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     raise ModelError(f"Model card '{where}': '{key}' must be {_TYPES[kind]}, not {value!r}.")
+
+
+def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
+    """A list of strings as a tuple, else a ModelError."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ModelError(f"Model card '{where}': '{key}' must be a list of strings, not {value!r}.")
+    return tuple(value)
 
 
 def _numbers(where: str, key: str, value: Any, kind: type, lengths: tuple[int, ...]) -> tuple[Any, ...] | None:

@@ -237,8 +237,10 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named,
             **({"epsilon_scaling": eps_divisor} if eps_divisor != 1.0 else {}),
             **({"acquisition_noise": f"{noise.kind}, sigma {noise.sigma:g}"} if noise is not None else {})}
+    defects = [f"{Path(m.source).name.removesuffix('.json')}: known defect: {d}" for d in m.extra.get("card", {}).get("known_defects", [])]
     meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
-            **({"modality": m.extra["modality"]} if "modality" in m.extra else {}), **extra}
+            **({"modality": m.extra["modality"]} if "modality" in m.extra else {}),
+            **extra, **({"notes": [*extra.get("notes", []), *defects]} if defects else {})}
     # a latent model's starting noise is not decoded: one full-size decode to show noise
     start = grid.volume(_to_image(m, x), **meta, **info) if m.autoencoder is None else None
     yield Progress(0, total, "starting from noise", preview=start)
