@@ -211,14 +211,14 @@ def phantom_heart_side_rows(name: str, samples: np.ndarray, train: np.ndarray, t
     from napari_medgen.tasks import structure_presence as sp
 
     measure = sp.Measure.from_training(train, train_lab)
-    share = lambda x: float(measure.hearts_in_place(x).mean())  # noqa: E731
+    seg = {k: measure.segment(v) for k, v in (("model", samples), ("held", held), ("mirrored", held[..., ::-1]))}
+    share = {k: float(measure.hearts_in_place(v).mean()) for k, v in seg.items()}
     metric = "share of samples with the heart on its side (not mirrored)"
-    model = share(samples)
     ring = "share of samples with the myocardium's ring (structure_presence)"
-    return [q.Row(name, metric, "held-out real", model, share(held), "higher"),
-            q.Row(name, metric, "held-out real mirrored", model, share(held[..., ::-1]), "higher"),
-            q.Row(name, ring, "held-out real", measure.rates(samples)["myocardium"], measure.rates(held)["myocardium"],
-                  "higher")]
+    return [q.Row(name, metric, "held-out real", share["model"], share["held"], "higher"),
+            q.Row(name, metric, "held-out real mirrored", share["model"], share["mirrored"], "higher"),
+            q.Row(name, ring, "held-out real", measure.rates(seg["model"])["myocardium"],
+                  measure.rates(seg["held"])["myocardium"], "higher")]
 
 
 def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np.ndarray, train_lab: np.ndarray,
@@ -331,8 +331,9 @@ def phantom3d_presence_rows(name: str, path: Path, n: int = 20) -> list[q.Row]:
     samples = run_to_completion(sample(path, n=n, seed=0, device="cpu")).data
     flat = lambda x: x.reshape(len(x), -1, x.shape[-1])  # noqa: E731  (volumes as stacks of rows to shuffle)
     shuffled = q.shuffle_in_mask(flat(held), flat(held_lab > 0)).reshape(held.shape)  # voxels within the body
-    judged = {"model": measure.judge(samples), "held-out real": measure.judge(held),
-              "shuffled real": measure.judge(shuffled), "mean training volume": measure.judge([train.mean(0)])}
+    seg = {k: measure.segment(v) for k, v in (("model", samples), ("held-out real", held), ("shuffled real", shuffled),
+                                              ("mean training volume", [train.mean(0)]))}
+    judged = {k: measure.judge(v) for k, v in seg.items()}
     rates = {k: sp.shares_present(v) for k, v in judged.items()}
     metric = f"share of {n} samples with {{}} present"
     rows = [q.Row(name, metric.format(s), "held-out real", rates["model"][s], rates["held-out real"][s], "higher")
@@ -348,7 +349,7 @@ def phantom3d_presence_rows(name: str, path: Path, n: int = 20) -> list[q.Row]:
                       "one template n times", sp.centre_spread(judged["model"]) / real_spread,
                       sp.centre_spread(template) / real_spread, "near1"))
     # presence judges each structure's largest piece: extra tumours pass it unseen
-    extra = {k: float(np.mean(measure.lung_balls(v) > 1)) for k, v in (("model", samples), ("held-out real", held))}
+    extra = {k: float(np.mean([sp.lung_balls(labels) > 1 for labels in seg[k]])) for k in ("model", "held-out real")}
     rows.append(q.Row(name, "share with more than one ball in the lungs (extra tumours)", "held-out real",
                       extra["model"], extra["held-out real"], "lower"))
     return rows

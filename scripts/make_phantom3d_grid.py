@@ -46,8 +46,7 @@ def main() -> None:
     fig = Figure(figsize=(1.8 * args.n, 8.2), dpi=100)
     axes = fig.subplots(4, args.n, squeeze=False)
     for row, (name, volumes) in enumerate((("real (held out)", held), (Path(model).name, samples))):
-        for c, vol in enumerate(volumes):
-            seg = sp.segment(vol, measure.means, measure.sigma)
+        for c, (vol, seg) in enumerate(zip(volumes, measure.segment(volumes))):
             found = sp.presence(seg, measure.ref, classes)
             missing = [sp.STRUCTURES[k] for k, ok in found.items() if not ok]
             axes[2 * row, c].imshow(vol[z], cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")

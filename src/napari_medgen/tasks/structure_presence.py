@@ -255,23 +255,23 @@ class Measure:
 
         return cls(class_means(images, labels, len(LABELS)), class_spread(images, labels), reference(list(labels)))
 
-    def judge(self, volumes: Sequence[np.ndarray]) -> list[dict[int, np.ndarray | None]]:
-        """Each volume (raw, z, y, x) segmented (:func:`segment`) and judged (:func:`judge`)."""
+    def segment(self, volumes: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each volume (raw, (z,) y, x) segmented into the phantom's classes (:func:`segment`): the label
+        maps every other method takes, so that a set is segmented once."""
+        return [segment(vol, self.means, self.sigma) for vol in volumes]
+
+    def judge(self, segmented: Sequence[np.ndarray]) -> list[dict[int, np.ndarray | None]]:
+        """Each label map of :meth:`segment` judged (:func:`judge`): per structure its centre or None."""
         classes = intensity_classes(self.means)
-        return [judge(segment(vol, self.means, self.sigma), self.ref, classes) for vol in volumes]
+        return [judge(labels, self.ref, classes) for labels in segmented]
 
-    def lung_balls(self, volumes: Sequence[np.ndarray]) -> np.ndarray:
-        """Per volume (raw, z, y, x): the number of balls in its lungs (:func:`lung_balls`) -> (n,) int."""
-        return np.array([lung_balls(segment(vol, self.means, self.sigma)) for vol in volumes])
-
-    def hearts_in_place(self, volumes: Sequence[np.ndarray]) -> np.ndarray:
-        """Per volume (raw, (z,) y, x): does its blood pool (the largest piece segmented as LV blood) lie on
-        the training hearts' side rather than mirrored left-right (last axis) about the body's centre?
-        False where there is none. -> (n,) bool."""
+    def hearts_in_place(self, segmented: Sequence[np.ndarray]) -> np.ndarray:
+        """Per label map of :meth:`segment` ((z,) y, x): does its blood pool (the largest piece segmented as
+        LV blood) lie on the training hearts' side rather than mirrored left-right (last axis) about the
+        body's centre? False where there is none. -> (n,) bool."""
         train_x = float(self.ref.centroids[LV_BLOOD][:, -1].mean())
         out = []
-        for vol in volumes:
-            labels = segment(vol, self.means, self.sigma)
+        for labels in segmented:
             pool = _largest_piece(labels == LV_BLOOD)
             if not pool.any():
                 out.append(False)
@@ -280,6 +280,6 @@ class Measure:
             out.append(bool(abs(x - train_x) < abs(x - (2 * centre - train_x))))
         return np.array(out)
 
-    def rates(self, volumes: Sequence[np.ndarray]) -> dict[str, float]:
-        """Fraction of ``volumes`` (raw, z, y, x) in which each structure is present, by name."""
-        return shares_present(self.judge(volumes))
+    def rates(self, segmented: Sequence[np.ndarray]) -> dict[str, float]:
+        """Fraction of the label maps of :meth:`segment` in which each structure is present, by name."""
+        return shares_present(self.judge(segmented))
