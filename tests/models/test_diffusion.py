@@ -268,6 +268,23 @@ def test_init_starts_from_a_models_weights_and_refuses_another_network(tmp_path)
     with pytest.raises(InputError, match=r"another noise schedule .*prediction_type"):
         DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu",
                                      extra={**TINY, "prediction": "sample", "init": str(tmp_path / "first")}))
+    # clip_sample changes sampling only: a fine-tuned model may set it either way
+    unclipped = DiffusionTrainer(TrainConfig(sample="phantom", seed=4, batch_size=2, lr=1e-3, device="cpu",
+                                             extra={**TINY, "clip_sample": False, "init": str(tmp_path / "first")}))
+    assert unclipped.scheduler_spec["clip_sample"] is False and first.scheduler_spec["clip_sample"] is True
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_a_cards_clip_sample_reaches_the_sampler(sampler):
+    """A predicted clean image outside [-1, 1] is clipped by default (MONAI's) and kept with clip_sample false."""
+    spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": "sample",
+            "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
+    x0 = torch.full((1, 1, 4, 4), 3.0)  # the network's prediction (x0 objective)
+    xt = torch.zeros(1, 1, 4, 4)
+    for clip, expected in ((None, 1.0), (True, 1.0), (False, 3.0)):
+        sched = make_scheduler(spec if clip is None else {**spec, "clip_sample": clip}, sampler, 10)
+        _, pred_x0 = sched.step(x0, int(sched.timesteps[0]), xt)
+        torch.testing.assert_close(pred_x0, torch.full_like(x0, expected))
 
 
 @pytest.mark.parametrize("name", sorted(shipped_models("diffusion")))
@@ -290,9 +307,10 @@ def test_shipped_phantom_model_draws_the_heart_on_its_side():
     train, train_lab = (np.stack(x) for x in sample_data("phantom", 2, size)[:2])
     samples = run_to_completion(sample(path, n=8, seed=3, device="cpu")).data[:, 0]  # its default sampler
     measure = sp.Measure.from_training(train, train_lab)
-    in_place = measure.hearts_in_place(samples)
+    segmented = measure.segment(samples)
+    in_place = measure.hearts_in_place(segmented)
     assert in_place.mean() >= 0.75, in_place  # 8 of 8; the model trained on mirrored slices: 2 of 8
-    assert measure.rates(samples)["myocardium"] >= 0.75  # the ring round the blood pool: 8 of 8; 700 steps: 0
+    assert measure.rates(segmented)["myocardium"] >= 0.75  # the ring round the blood pool: 8 of 8; 700 steps: 0
 
 
 def test_shipped_3d_phantom_model_draws_every_structure():
@@ -308,7 +326,8 @@ def test_shipped_3d_phantom_model_draws_every_structure():
     size = load_diffusion(path).shape[-1]
     train, train_lab = (np.stack(x) for x in sample_data("phantom", 3, size)[:2])
     samples = run_to_completion(sample(path, n=4, seed=3, device="cpu")).data  # its default sampler (DDIM 50)
-    rates = sp.Measure.from_training(train, train_lab).rates(samples)
+    measure = sp.Measure.from_training(train, train_lab)
+    rates = measure.rates(measure.segment(samples))
     assert min(rates.values()) >= 0.75, rates  # ledger (20 samples, seed 0): tumour 0.95, the rest 1.0
 
 

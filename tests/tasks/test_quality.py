@@ -80,6 +80,10 @@ def test_drawn_histogram_distances_measure_each_random_set_against_the_target():
     d = q.drawn_histogram_distances(brighter, image, n=2, draws=20, seed=5)
     assert d.shape == (20,) and d.min() > 0.02 and len(np.unique(d.round(6))) > 1  # draws of 2 of 6 vary
     np.testing.assert_array_equal(d, q.drawn_histogram_distances(brighter, image, n=2, draws=20, seed=5))
+    # independent draws of all 6: most sets repeat some images and leave others out, so they differ from
+    # the target, which a draw of all 6 distinct images never does
+    iid = q.drawn_histogram_distances(image, image, n=6, draws=20, seed=5, replace=True)
+    assert iid.shape == (20,) and (iid > 1e-6).mean() > 0.9
 
 
 def test_foreground_and_background_masks():

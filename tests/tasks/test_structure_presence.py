@@ -59,6 +59,8 @@ def test_bias_field_is_recovered_and_bad_input_is_refused(data):
         sp.segment(held[0], measure.means[:3], measure.sigma)
     with pytest.raises(InputError, match="holds no"):
         sp.reference([np.zeros((4, 4, 4), np.uint8)])
+    with pytest.raises(InputError, match="not images"):  # raw volumes where label maps belong
+        measure.rates(held[:1])
 
 
 def test_centres_are_the_structures_and_their_spread_tells_a_template_from_real_variety(data):

@@ -199,14 +199,17 @@ REAL_DRAWS = 50  # draws of training images behind the ledger's real-vs-real his
 
 
 def drawn_histogram_distances(pool: np.ndarray, target: np.ndarray, n: int, draws: int, seed: int = 0,
-                              threshold: float = 0.15) -> np.ndarray:
+                              threshold: float = 0.15, replace: bool = False) -> np.ndarray:
     """(draws,) histogram distances (:func:`histogram_distance`) of ``draws`` random sets of ``n`` images
-    of ``pool`` (without replacement) to ``target``, each over its pixels above ``threshold`` of the
-    target's range (:func:`foreground`, not eroded or filled), in the target's pooled range: how far
-    apart real sets of ``n`` images are, the reference of the ledger's histogram row."""
+    of ``pool`` to ``target``, each over its pixels above ``threshold`` of the target's range
+    (:func:`foreground`, not eroded or filled), in the target's pooled range: how far apart real sets
+    of ``n`` images are, the reference of the ledger's histogram rows. ``replace=False``: distinct images
+    (at most the whole pool); ``replace=True``: each image drawn independently, as a model that had
+    learnt the pool's distribution exactly would draw them (no fewer duplicates, no stratification)."""
     rng = np.random.default_rng(seed)
     whole = lambda x: foreground(x, target, threshold, erode=0, fill=False)  # noqa: E731
-    picks = (pool[rng.choice(len(pool), min(n, len(pool)), replace=False)] for _ in range(draws))
+    size = n if replace else min(n, len(pool))
+    picks = (pool[rng.choice(len(pool), size, replace=replace)] for _ in range(draws))
     return np.array([histogram_distance(x, whole(x), target, whole(target), target) for x in picks])
 
 

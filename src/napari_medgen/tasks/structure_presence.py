@@ -240,6 +240,14 @@ def centre_spread(judged: Sequence[dict[int, np.ndarray | None]]) -> float:
     return float(np.mean(spreads))
 
 
+def _label_maps(segmented: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The label maps of :meth:`Measure.segment`; InputError for raw intensities (float) passed in their place."""
+    maps = [np.asarray(x) for x in segmented]
+    if any(not np.issubdtype(x.dtype, np.integer) for x in maps):
+        raise InputError("Structure presence takes label maps (integers), not images: pass Measure.segment(volumes).")
+    return maps
+
+
 @dataclass(frozen=True)
 class Measure:
     """What presence is judged against, from the training volumes and their exact label maps."""
@@ -263,7 +271,7 @@ class Measure:
     def judge(self, segmented: Sequence[np.ndarray]) -> list[dict[int, np.ndarray | None]]:
         """Each label map of :meth:`segment` judged (:func:`judge`): per structure its centre or None."""
         classes = intensity_classes(self.means)
-        return [judge(labels, self.ref, classes) for labels in segmented]
+        return [judge(labels, self.ref, classes) for labels in _label_maps(segmented)]
 
     def hearts_in_place(self, segmented: Sequence[np.ndarray]) -> np.ndarray:
         """Per label map of :meth:`segment` ((z,) y, x): does its blood pool (the largest piece segmented as
@@ -271,7 +279,7 @@ class Measure:
         body's centre? False where there is none. -> (n,) bool."""
         train_x = float(self.ref.centroids[LV_BLOOD][:, -1].mean())
         out = []
-        for labels in segmented:
+        for labels in _label_maps(segmented):
             pool = _largest_piece(labels == LV_BLOOD)
             if not pool.any():
                 out.append(False)

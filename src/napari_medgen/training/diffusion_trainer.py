@@ -44,6 +44,7 @@ PHANTOM_HELD_OUT_SEED = 1000
 HELD_OUT = {"brain": f"axial slices z with z % {HELD_OUT_EVERY} == 0 (of those > 15 % labelled)",
             "phantom": f"phantom seeds from {PHANTOM_HELD_OUT_SEED} on"}  # by source kind, for the card
 DDPM_SCHEDULE = {"schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
+SAMPLING_ONLY = ("clip_sample",)  # scheduler settings that do not change what the network learns
 
 
 def _ints(text: Any) -> list[int]:
@@ -135,7 +136,10 @@ class DiffusionSettings:
     the network's noise-free image (``tasks.sample``); the network is trained as without it. patch: p > 1 folds
     blocks of p voxels per axis into channels before the UNet (``models.diffusion.PatchedUNet``): a 3D network
     without its full-resolution levels, about 3 x faster per CPU training step at 48^3 with one more, attended,
-    level for the same cost (``benchmarks/diffusion3d_train_step.py``); not with conditioned."""
+    level for the same cost (``benchmarks/diffusion3d_train_step.py``); not with conditioned. clip_sample (ddpm):
+    clip each sampling step's predicted clean image to [-1, 1] (MONAI's default); false keeps the network's
+    own values. It changes sampling only (the card's scheduler), so a model fine-tuned with ``init`` may set it
+    either way."""
 
     dims: int = 2
     size: int = 64
@@ -158,6 +162,7 @@ class DiffusionSettings:
     flip: bool = True
     acquisition_noise: str | None = None
     patch: int = 1
+    clip_sample: bool = True
 
 
 def _mirror(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -170,7 +175,9 @@ def _start_weights(model: str, network: dict[str, Any], scheduler: dict[str, Any
     network or noise schedule is not the one being trained."""
     path = resolve_model(model)
     modules, card = load_family(path, "diffusion", build_unet)
-    for what, theirs, ours in (("network", card["network"], network), ("noise schedule", card.get("scheduler"), scheduler)):
+    schedule = lambda spec: {k: v for k, v in (spec or {}).items() if k not in SAMPLING_ONLY}  # noqa: E731
+    for what, theirs, ours in (("network", card["network"], network),
+                               ("noise schedule", schedule(card.get("scheduler")), schedule(scheduler))):
         if theirs != ours:
             diff = sorted(k for k in set(theirs or {}) | set(ours) if (theirs or {}).get(k) != ours.get(k))
             raise InputError(f"init model '{path}' has another {what} than these settings build (differs in: "
@@ -256,7 +263,7 @@ class DiffusionTrainer(AttributeState):
                 raise InputError("prediction must be epsilon (noise), sample (x0) or v_prediction (velocity), "
                                  f"not '{self.prediction}'.")
             self.scheduler_spec = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": self.prediction,
-                                   **DDPM_SCHEDULE}
+                                   "clip_sample": bool(s.clip_sample), **DDPM_SCHEDULE}
             self.noise_scheduler: Any = DDPMScheduler(**{k: v for k, v in self.scheduler_spec.items() if k != "objective"})
         else:
             self.scheduler_spec = {"objective": "rflow", "num_train_timesteps": 1000, "use_discrete_timesteps": False,
