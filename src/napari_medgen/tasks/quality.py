@@ -205,7 +205,7 @@ def drawn_histogram_distances(pool: np.ndarray, target: np.ndarray, n: int, draw
     (:func:`foreground`, not eroded or filled), in the target's pooled range: how far apart real sets
     of ``n`` images are, the reference of the ledger's histogram rows. ``replace=False``: distinct images
     (at most the whole pool); ``replace=True``: each image drawn independently, as a model that had
-    learnt the pool's distribution exactly would draw them (no fewer duplicates, no stratification)."""
+    learnt the pool's distribution exactly would draw them (repeats allowed, no stratification)."""
     rng = np.random.default_rng(seed)
     whole = lambda x: foreground(x, target, threshold, erode=0, fill=False)  # noqa: E731
     size = n if replace else min(n, len(pool))
