@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,9 +49,20 @@ EPSILON_SCALING_MAX = 1.2
 TRACE_MIN_CALLS = 400
 
 
+def _card(model: DiffusionModel) -> dict[str, Any]:
+    """The model's card entries (validated when loaded); {} for a model without a card (a bundle, a bare network)."""
+    return model.extra.get("card", {})
+
+
+def defect_notes(model: DiffusionModel) -> list[str]:
+    """One note per entry of the card's ``known_defects``, named with the model: told with every result."""
+    name = Path(model.source).name.removesuffix(".json")
+    return [f"{name}: known defect: {d}" for d in _card(model).get("known_defects", [])]
+
+
 def default_sampler(model: DiffusionModel) -> str:
     """The card's ``default_sampler``, else DDIM for DDPM-trained models and rectified flow for velocity models."""
-    return str(model.extra.get("card", {}).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
+    return str(_card(model).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
 
 
 def epsilon_scaling(model: DiffusionModel, sampler: str, override: float | None = None) -> float:
@@ -59,7 +71,7 @@ def epsilon_scaling(model: DiffusionModel, sampler: str, override: float | None 
     models") counters the drift of a noise-predicting model along its own sampling path; it applies to
     DDPM and DDIM sampling of epsilon models only. Raises ModelError for a value outside [1, 1.2] or a
     model it does not apply to."""
-    value = override if override is not None else model.extra.get("card", {}).get("epsilon_scaling")
+    value = override if override is not None else _card(model).get("epsilon_scaling")
     if value is None:
         return 1.0
     try:
@@ -233,11 +245,11 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     if fast and dev.type == "cpu" and not native_bf16_cpu() and total * n >= TRACE_MIN_CALLS:
         predict = traced_predict(m, x.contiguous(memory_format=fmt), timesteps[0].float().expand(n).to(dev), seg,
                                  context)
-    noise = NoiseModel.from_card(m.extra.get("card", {}).get("acquisition_noise"), m.source) if acquisition_noise else None
+    noise = NoiseModel.from_card(_card(m).get("acquisition_noise"), m.source) if acquisition_noise else None
     info = {"sampler": sampler, "steps": steps, "seed": int(seed), **named,
             **({"epsilon_scaling": eps_divisor} if eps_divisor != 1.0 else {}),
             **({"acquisition_noise": f"{noise.kind}, sigma {noise.sigma:g}"} if noise is not None else {})}
-    defects = [f"{Path(m.source).name.removesuffix('.json')}: known defect: {d}" for d in m.extra.get("card", {}).get("known_defects", [])]
+    defects = defect_notes(m)
     meta = {"source": m.source, "stack_axis": "sample", "time_spacing": 1.0,
             **({"modality": m.extra["modality"]} if "modality" in m.extra else {}),
             **extra, **({"notes": [*extra.get("notes", []), *defects]} if defects else {})}
