@@ -33,7 +33,9 @@ data and drives it. Held-out data is the one each model's trainer separates in c
   each structure of ``tasks.brain_structures`` (ventricles; grey/white contrast, found from the
   intensities with the training slices' tissue means), as the share of images that hold it over
   the share in their real source (the model: the training slices; the baselines: the held-out
-  slices); ideal 1, bar 0.8. Phantom only: the share of samples with the heart on its side (the
+  slices); ideal 1, bar 0.8; and the model's share pooled over the same 48 samples as the pooled
+  histogram row (16 perfect samples miss the ventricles' bar by chance about a quarter of the time:
+  ``benchmarks/structure_draws.py``). Phantom only: the share of samples with the heart on its side (the
   blood pool nearer the training hearts than their mirror image, ``structure_presence``) against
   held-out real slices and the same mirrored left-right, and the share with the myocardium's ring.
 * inversion (vae_phantom): 12 held-out phantoms (bank seed 1000) inverted as "invert current
@@ -212,7 +214,7 @@ def diffusion_rows(name: str, path: Path, n: int = 16) -> list[q.Row]:
     rows.append(q.Row(name, "background level (mean |intensity| 3 px off the object) / range", "held-out real",
                       values["model"]["background"], values["held-out real"]["background"], "lower"))
     if kind == "brain":
-        rows += brain_structure_rows(name, candidates, train, np.stack(train_lab), held, spacing[0])
+        rows += brain_structure_rows(name, candidates, train, np.stack(train_lab), held, spacing[0], pooled)
     else:
         rows += phantom_heart_side_rows(name, samples, train, np.stack(train_lab), held)
     return rows
@@ -238,10 +240,13 @@ def phantom_heart_side_rows(name: str, samples: np.ndarray, train: np.ndarray, t
 
 
 def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np.ndarray, train_lab: np.ndarray,
-                         held: np.ndarray, pixel_mm: float) -> list[q.Row]:
+                         held: np.ndarray, pixel_mm: float, pooled: np.ndarray | None = None) -> list[q.Row]:
     """Per structure (``tasks.brain_structures``), the share of images that hold it divided by the share
     in the real slices they come from: the model's samples against the training slices, the baselines
-    (made of held-out slices) against the held-out slices; then the model against the bar (0.8)."""
+    (made of held-out slices) against the held-out slices; then the model against the bar (0.8), and the
+    same for ``pooled`` samples (n, y, x), if given: 16 perfect samples of the training slices miss the
+    bar for the ventricles (in 56 % of them) by chance about a quarter of the time, 48 about one time in
+    twenty (``benchmarks/structure_draws.py``)."""
     from napari_medgen.tasks import brain_structures as bs
 
     ref = bs.reference(train, train_lab)
@@ -249,11 +254,14 @@ def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np
     source = {"training": found(train), "held-out": found(held)}
     kept = {k: bs.relative_shares(found(v), source["training" if k == "model" else "held-out"])
             for k, v in candidates.items() if k != "nearest training copy"}
+    in_pool = bs.relative_shares(found(pooled), source["training"]) if pooled is not None else None
     rows = []
     for s in bs.STRUCTURES:
         metric = f"share with {s} / share in its real source"
         rows += [q.Row(name, metric, base, kept["model"][s], v[s], "near1") for base, v in kept.items() if base != "model"]
         rows.append(q.Row(name, metric, "bar (0.8)", kept["model"][s], 0.8, "higher"))
+        if in_pool is not None:
+            rows.append(q.Row(name, f"{metric}, pooled ({len(pooled)} samples)", "bar (0.8)", in_pool[s], 0.8, "higher"))
     return rows
 
 

@@ -87,8 +87,14 @@ def test_ledger_rows_judge_structure_against_each_images_own_source():
     held = np.stack(sample_data("brain", 2, 80, held_out=True)[0]).astype(np.float32)
     candidates = {"model": q.smooth(train[::3], 2.0),  # a "model" that blurs: no grey/white folds
                   "blurred real (2 px)": q.smooth(held, 2.0), "shuffled real": held[::-1]}  # the real slices again
-    rows = load_benchmark("quality").brain_structure_rows("m", candidates, train, train_lab, held, spacing[0])
-    by = {(r.metric.split(" / ")[0], r.baseline): r for r in rows}
+    pooled = train[::2]  # 25 real training slices as "pooled samples": near the training shares
+    rows = load_benchmark("quality").brain_structure_rows("m", candidates, train, train_lab, held, spacing[0], pooled)
+    by = {(r.metric.split(" / ")[0], r.baseline): r for r in rows if "pooled" not in r.metric}
+    in_pool = {r.metric.split(" / ")[0]: r for r in rows if "pooled (25 samples)" in r.metric}
+    assert set(in_pool) == {f"share with {s}" for s in bs.STRUCTURES}
+    assert in_pool["share with grey/white contrast"].model_value == pytest.approx(1.0, abs=0.1)
+    assert in_pool["share with grey/white contrast"].baseline == "bar (0.8)"
+    assert in_pool["share with ventricles"].model_value > 0.6
     assert by[("share with grey/white contrast", "bar (0.8)")].margin < 0  # the blurring model fails the bar
     assert by[("share with grey/white contrast", "shuffled real")].margin < 0  # and loses to real slices
     assert by[("share with grey/white contrast", "shuffled real")].baseline_value == pytest.approx(1.0)
@@ -101,3 +107,15 @@ def test_relative_shares_divide_by_the_real_share():
     shares = bs.relative_shares(found, source)
     assert shares["ventricles"] == pytest.approx(1.0)  # half of the images, as in the real ones
     assert shares["grey/white contrast"] > 1e6  # present where the real images never have it: far from 1
+
+
+def test_real_draw_ratios_scatter_round_one_and_more_for_fewer_draws():
+    from tests.benchmark_modules import load_benchmark
+
+    draws = load_benchmark("structure_draws").real_draw_ratios
+    present = np.arange(50) % 9 < 5  # in 56 % of the slices, as the ventricles
+    few, many = draws(present, 16, 4000), draws(present, 48, 4000)
+    assert np.median(few) == pytest.approx(1.0, abs=0.1) and np.median(many) == pytest.approx(1.0, abs=0.05)
+    assert (few < 0.8).mean() > 2 * (many < 0.8).mean() > 0
+    with pytest.raises(ValueError, match="no real slice"):
+        draws(np.zeros(5, bool), 4, 10)
