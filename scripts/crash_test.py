@@ -107,9 +107,16 @@ def receive(conn, timeout: float):
 
 
 def crash_test(kills: int, steps: int, every: int, seed: int) -> dict:
+    """Run the kills in a temporary folder (removed afterwards) and return the summary."""
+    with tempfile.TemporaryDirectory(prefix="medgen-crash-") as root:
+        return _crash_test(Path(root), kills, steps, every, seed)
+
+
+def _crash_test(root: Path, kills: int, steps: int, every: int, seed: int) -> dict:
     ctx = mp.get_context("fork")
     rnd = random.Random(seed)
-    workdir = Path(tempfile.mkdtemp(prefix="medgen-crash-"))
+    workdir = root / "run"
+    workdir.mkdir()
     reported, write_kills, lost = 0, 0, []
     for k in range(kills):
         newest = check_folder(workdir)
@@ -145,7 +152,8 @@ def crash_test(kills: int, steps: int, every: int, seed: int) -> dict:
     history = [json.loads(line)["step"] for line in (workdir / "history.jsonl").read_text().splitlines()]
     if history != list(range(1, steps + 1)):
         raise AssertionError("the loss history does not hold each step exactly once")
-    ref_dir = Path(tempfile.mkdtemp(prefix="medgen-crash-ref-"))
+    ref_dir = root / "reference"
+    ref_dir.mkdir()
     proc, conn = run_child(ctx, ref_dir, steps, every)
     while (msg := receive(conn, 300)) is not None and msg[0] != "done":
         pass
