@@ -1,6 +1,7 @@
 """Compare unconditional diffusion models on their training slices only (never the held-out ones).
 
     python scripts/diffusion_training_check.py MODEL [MODEL ...] [--seeds 7 8] [--n 16] [--epsilon-scale 1 1.01]
+        [--sampler ddpm --steps 250] [--save DIR]
 
 For each model and seed: ``n`` samples (the card's default sampler) against all training slices, the
 ledger's measures with the training slices in place of the held-out ones: the intensity-histogram
@@ -9,7 +10,9 @@ training slices against the others), the in-object gradient ratio, and for the b
 samples with each structure of ``tasks.brain_structures`` over the training slices' share. This decides between
 candidate models before the ledger (``benchmarks/quality.py``) measures the chosen one once on the
 held-out slices. ``--epsilon-scale``: sample each model with each of these divisors of its predicted
-noise (``tasks.sample.epsilon_scaling``; default: the card's).
+noise (``tasks.sample.epsilon_scaling``; default: the card's). ``--sampler``/``--steps``: sample with these
+instead of the card's defaults. The brain's structure shares are also printed pooled over the seeds.
+``--save DIR``: each set of samples as ``DIR/<model>_<scale>_<seed>.npy`` (n, y, x), to look at.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epsilon-scale", type=float, nargs="+", default=[None])
+    ap.add_argument("--sampler", default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--save", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     card = load_card(args.models[0])
@@ -63,9 +69,14 @@ def main() -> None:
     print(f"{'model':<40} {'epsilon scale':>13} {'seed':>5} {'hist / real':>12} {'gradient / real':>16}{shown_structures}")
     for path in args.models:
         for scale in args.epsilon_scale:
+            drawn = []
             for seed in args.seeds:
-                s = run_to_completion(sample(path, n=args.n, seed=seed, device="cpu", epsilon_scale=scale)
-                                      ).data.reshape(args.n, size, size)
+                s = run_to_completion(sample(path, n=args.n, seed=seed, device="cpu", epsilon_scale=scale,
+                                             sampler=args.sampler, steps=args.steps)).data.reshape(args.n, size, size)
+                drawn.append(s)
+                if args.save is not None:
+                    args.save.mkdir(parents=True, exist_ok=True)
+                    np.save(args.save / f"{path.stem}_{scale}_{seed}.npy", s)
                 hist = q.histogram_distance(s, whole(s), train, whole(train), train) / real_vs_real
                 grad = q.gradient_magnitude(s, inner(s), train) / real_grad
                 shown = "card" if scale is None else f"{scale:g}"
@@ -74,6 +85,10 @@ def main() -> None:
                     shares = bs.relative_shares(structures(s), source)
                     kept = "".join(f" {shares[k]:>26.2f}" for k in bs.STRUCTURES)
                 print(f"{str(path):<40} {shown:>13} {seed:>5} {hist:>12.2f} {grad:>16.2f}{kept}", flush=True)
+            if structures and len(drawn) > 1:
+                shares = bs.relative_shares(structures(np.concatenate(drawn)), source)
+                print(f"{'  pooled over the seeds':<40} {'':>13} {'all':>5} {'':>12} {'':>16}"
+                      + "".join(f" {shares[k]:>26.2f}" for k in bs.STRUCTURES), flush=True)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,40 @@ def test_scheduler_choice():
         make_scheduler({"objective": "score"}, "ddim", 10)
 
 
+GAUSSIAN_SPEC = {"objective": "ddpm", "num_train_timesteps": 1000, "prediction_type": "epsilon", "clip_sample": False,
+                 "schedule": "scaled_linear_beta", "beta_start": 0.0015, "beta_end": 0.0195}
+
+
+def _sampled_std(sched, sd: float = 0.5, n: int = 20000) -> float:
+    """Std of values sampled with the exact noise predictor of data ~ N(0, sd^2) (E[x0 | x_t] is linear in x_t)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, n, generator=g)
+    for t in sched.timesteps:
+        a, b = sched.alphas_cumprod[t].sqrt(), (1 - sched.alphas_cumprod[t]).sqrt()
+        x0 = a * sd**2 * x / (a**2 * sd**2 + b**2)
+        x, _ = sched.step((x - a * x0) / b, t, x, generator=g)
+    return float(x.std())
+
+
+def test_ddpm_with_fewer_steps_is_respaced_and_draws_the_data_spread():
+    """With the exact noise predictor, DDPM on 250 of 1000 timesteps draws the data's spread (0.5); MONAI's
+    DDPMScheduler stepping 250 times as if each step joined t and t - 1 leaves most of the noise."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    from napari_medgen.models.diffusion import RespacedDDPMScheduler
+
+    ours = make_scheduler(GAUSSIAN_SPEC, "ddpm", 250)
+    assert isinstance(ours, RespacedDDPMScheduler)
+    assert _sampled_std(ours) == pytest.approx(0.5, rel=0.05)
+    monai = DDPMScheduler(**{k: v for k, v in GAUSSIAN_SPEC.items() if k != "objective"})
+    monai.set_timesteps(250)
+    assert _sampled_std(monai) > 0.65
+    full = make_scheduler(GAUSSIAN_SPEC, "ddpm", 1000)  # all timesteps: MONAI's own DDPM
+    assert isinstance(full, DDPMScheduler) and _sampled_std(full) == pytest.approx(0.5, rel=0.05)
+    with pytest.raises(ModelError, match="all 1000 steps"):
+        make_scheduler({**GAUSSIAN_SPEC, "variance_type": "fixed_large"}, "ddpm", 250)
+
+
 def test_speed_up_keeps_outputs():
     net = {"spatial_dims": 2, "in_channels": 1, "out_channels": 1, "channels": [8, 8],
            "attention_levels": [False, True], "num_res_blocks": 1, "norm_num_groups": 8, "num_head_channels": 8}

@@ -118,6 +118,18 @@ def test_epsilon_scaling_divides_the_predicted_noise(sampler):
     assert np.abs(plain.data - scaled.data).max() > 1e-3 and "epsilon_scaling" not in plain.metadata
 
 
+def test_a_cards_default_steps_apply_to_its_default_sampler_only():
+    m = tiny()
+    m.extra["card"] = {"default_sampler": "ddpm", "default_steps": 4}
+    assert run_to_completion(sample(m, n=1, device="cpu")).metadata["steps"] == 4  # its sampler, its steps
+    assert run_to_completion(sample(m, sampler="ddim", n=1, device="cpu")).metadata["steps"] == 50
+    assert run_to_completion(sample(m, steps=3, n=1, device="cpu")).metadata["steps"] == 3  # asked for
+    for bad in (0, 2.5, "many", True):
+        m.extra["card"]["default_steps"] = bad
+        with pytest.raises(ModelError, match="default_steps must be a whole number"):
+            run_to_completion(sample(m, n=1, device="cpu"))
+
+
 def test_epsilon_scaling_refused_where_it_does_not_apply():
     m = tiny()
     m.extra["card"] = {"epsilon_scaling": 1.5}

@@ -32,8 +32,11 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sample", help="draw samples from a diffusion model or a MONAI bundle",
                               description="Sample a diffusion model (napari-medgen model or MONAI bundle folder).")
     p.add_argument("--model", required=True, help="model (NAME, NAME.json) or a MONAI bundle folder")
-    p.add_argument("--sampler", choices=SAMPLERS, help="default: ddim (DDPM-trained models) or rflow")
-    p.add_argument("--steps", type=options.integer(1, 100_000), help="sampling steps (default: 50 ddim, 30 rflow, 1000 ddpm)")
+    p.add_argument("--sampler", choices=SAMPLERS,
+                   help="default: the model card's default_sampler, else ddim (DDPM-trained models) or rflow")
+    p.add_argument("--steps", type=options.integer(1, 100_000),
+                   help="sampling steps (default: the model card's default_steps, else 50 ddim, 30 rflow, 1000 ddpm; "
+                        "fewer ddpm steps are respaced)")
     p.add_argument("--n", type=options.integer(1, 64), default=1, help="number of samples")
     p.add_argument("--seed", type=options.seed, default=0)
     p.add_argument("--mask", type=Path, help="label map conditioning a mask-conditioned model (any size: resampled "

@@ -25,7 +25,8 @@ from ..errors import ModelError
 # The entries each family adds to the common ones (a family not listed here may add any).
 FAMILY_KEYS: dict[str, frozenset[str]] = {
     "anomaly_ae": frozenset(),
-    "diffusion": frozenset({"scheduler", "sample", "default_sampler", "epsilon_scaling", "acquisition_noise"}),
+    "diffusion": frozenset({"scheduler", "sample", "default_sampler", "default_steps", "epsilon_scaling",
+                           "acquisition_noise"}),
     "feature_encoder": frozenset({"feature_dim"}),
     "gan": frozenset({"phantom_bank"}),
     "label_vae": frozenset({"heldout", "latent_prior"}),

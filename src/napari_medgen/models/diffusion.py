@@ -12,6 +12,7 @@ Card keys besides the store's common ones:
   ``prediction_type`` for DDPM). A "ddpm" model samples with DDPM or DDIM; an "rflow" model
   (velocity ``x0 - noise``) with rectified flow.
 * ``shape``: spatial shape of one sample, (y, x) or (z, y, x); ``spacing`` (x, y, z) mm.
+* ``default_sampler``, ``default_steps``: how :func:`..tasks.sample.sample` samples when not told.
 
 A :class:`DiffusionModel` may also be latent (MONAI bundles, :mod:`.bundle`): the UNet then samples
 latents of ``shape`` with ``in_channels`` channels, and a MONAI ``AutoencoderKL`` decodes
@@ -51,6 +52,18 @@ DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "rflow": 30}
 _NOT_FOR = {"ddpm": ("set_alpha_to_one", "steps_offset"), "ddim": ("variance_type",), "rflow": ()}
 # what MONAI's network constructors raise on arguments of the wrong type or value
 CONFIG_ERRORS = (TypeError, ValueError, KeyError, IndexError, ArithmeticError)
+
+
+class RespacedDDPMScheduler(DDIMScheduler):
+    """DDPM's ancestral sampling on an evenly spaced subset of the training timesteps: DDIM with eta = 1
+    (Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 16), whose noise at each step is the
+    posterior variance between the two timesteps it joins. MONAI's ``DDPMScheduler`` with fewer inference
+    steps than training steps moves each step as if it joined t and t - 1 (``alphas_cumprod[t - 1]``,
+    ``betas[t]``), so most of the noise stays; used by :func:`make_scheduler` for sampler "ddpm" then."""
+
+    def step(self, model_output: torch.Tensor, timestep: int, sample: torch.Tensor, eta: float = 1.0,
+             generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().step(model_output, timestep, sample, eta, generator)
 
 
 class PatchedUNet(torch.nn.Module):
@@ -243,7 +256,8 @@ class DiffusionModel:
 
 
 def make_scheduler(spec: dict[str, Any], sampler: str, steps: int, source: str = "the model") -> Scheduler:
-    """A MONAI scheduler for ``sampler`` with ``steps`` inference steps, from a card's scheduler spec.
+    """A MONAI scheduler for ``sampler`` with ``steps`` inference steps, from a card's scheduler spec
+    ("ddpm" with fewer steps than training: :class:`RespacedDDPMScheduler`).
 
     Raises ModelError when the sampler does not fit the model's training objective or the step
     count is out of range.
@@ -256,15 +270,21 @@ def make_scheduler(spec: dict[str, Any], sampler: str, steps: int, source: str =
     if sampler not in SAMPLERS_OF[objective]:
         raise ModelError(f"{source} was trained with the '{objective}' objective: it samples with "
                          f"{' or '.join(SAMPLERS_OF[objective])}, not '{sampler}'.")
-    kwargs = {k: v for k, v in spec.items() if k != "objective" and k not in _NOT_FOR[sampler]}
-    n_train = int(kwargs.get("num_train_timesteps", 1000))
+    n_train = int(spec.get("num_train_timesteps", 1000))
     if not 1 <= int(steps) <= n_train:
         raise ModelError(f"Number of steps must be between 1 and {n_train} for {source}, got {steps}.")
+    respaced = sampler == "ddpm" and int(steps) < n_train
+    if respaced and spec.get("variance_type", "fixed_small") != "fixed_small":
+        raise ModelError(f"{source} samples DDPM with variance_type '{spec['variance_type']}': it runs with all "
+                         f"{n_train} steps only (fewer steps are respaced with the posterior variance).")
+    kwargs = {k: v for k, v in spec.items() if k != "objective" and k not in _NOT_FOR["ddim" if respaced else sampler]}
     try:
         if sampler == "rflow":
             sched: Scheduler = RFlowScheduler(**kwargs)
         elif sampler == "ddim":
             sched = DDIMScheduler(**kwargs)
+        elif respaced:
+            sched = RespacedDDPMScheduler(**kwargs)
         else:
             sched = DDPMScheduler(**kwargs)
     except (TypeError, ValueError) as exc:

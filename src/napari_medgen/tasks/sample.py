@@ -65,6 +65,18 @@ def default_sampler(model: DiffusionModel) -> str:
     return str(_card(model).get("default_sampler") or ("rflow" if model.objective == "rflow" else "ddim"))
 
 
+def default_steps(model: DiffusionModel, sampler: str) -> int:
+    """The card's ``default_steps`` when ``sampler`` is its default sampler, else the sampler's
+    (``DEFAULT_STEPS``: DDIM 50, rectified flow 30, DDPM 1000). ModelError for a card value that is not a
+    whole number above 0."""
+    value = _card(model).get("default_steps")
+    if value is None or sampler != default_sampler(model):
+        return DEFAULT_STEPS.get(sampler, 50)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelError(f"Model '{model.source}': default_steps must be a whole number above 0, got {value!r}.")
+    return value
+
+
 def epsilon_scaling(model: DiffusionModel, sampler: str, override: float | None = None) -> float:
     """The divisor of the network's noise prediction while sampling (1: none): ``override``, else the card's
     ``epsilon_scaling``. Epsilon scaling (Ning et al. 2024, "Elucidating the exposure bias in diffusion
@@ -160,8 +172,9 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     starting noise (step 0; None for latent models), then the x0 estimate (n, z, y, x) after the first
     network step and every ``preview_every`` steps; returns the samples as a 4D Volume.
 
-    sampler: "ddpm" | "ddim" | "rflow" (default: DDIM 50 steps, or rectified flow 30 for rflow
-    models). mask: label map for mask-conditioned models, or a 4D series of them (one sample
+    sampler: "ddpm" | "ddim" | "rflow" (default: the card's ``default_sampler``, else DDIM, or rectified
+    flow for rflow models); steps: default the card's ``default_steps`` for its default sampler, else DDIM 50,
+    rectified flow 30, DDPM 1000 (DDPM with fewer steps is respaced: ``models.diffusion.RespacedDDPMScheduler``). mask: label map for mask-conditioned models, or a 4D series of them (one sample
     each), of any size: it is resampled (nearest neighbour) to the model's grid and the samples back
     to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the middle one).
     Its values become the model's classes by :mod:`..data.label_mapping`'s rules (names, unnamed 0 background,
@@ -194,7 +207,7 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
         raise ModelError(f"Model '{model}' is not a diffusion model: sampling needs one (or a MONAI bundle).")
     _apply_overrides(m, shape, scale_factor)
     sampler = sampler or default_sampler(m)
-    steps = int(steps or DEFAULT_STEPS.get(sampler, 50))
+    steps = int(steps or default_steps(m, sampler))
     sched = make_scheduler(m.scheduler, sampler, steps, source=f"Model '{m.source}'")
     eps_divisor = epsilon_scaling(m, sampler, epsilon_scale)
     fields = condition_fields(m)
