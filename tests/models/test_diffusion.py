@@ -153,6 +153,18 @@ def test_trainer_resume_is_exact_and_exports(tmp_path, extra):
             model.network_shape((10,) * dims)
 
 
+def test_sampler_steps_become_the_cards_default_steps(tmp_path):
+    cfg = lambda **kw: TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",  # noqa: E731
+                                   extra={**TINY, "sampler": "ddpm", **kw})
+    DiffusionTrainer(cfg(sampler_steps="100")).export(tmp_path / "m", {})
+    card = load_diffusion(tmp_path / "m").extra["card"]
+    assert card["default_sampler"] == "ddpm" and card["default_steps"] == 100
+    DiffusionTrainer(cfg()).export(tmp_path / "plain", {})
+    assert "default_steps" not in load_diffusion(tmp_path / "plain").extra["card"]
+    with pytest.raises(InputError, match="sampler_steps must be between 1 and 1000"):
+        DiffusionTrainer(cfg(sampler_steps="0"))
+
+
 @pytest.mark.parametrize("prediction, own", [("epsilon", lambda snr: snr), ("sample", lambda snr: 1.0),
                                                ("v_prediction", lambda snr: snr + 1)])
 def test_min_snr_weighting_weighs_each_timestep_as_min_snr_gamma_in_x0_terms(prediction, own):

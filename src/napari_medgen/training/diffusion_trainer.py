@@ -120,7 +120,9 @@ class DiffusionSettings:
     classes, default from the data); ema: decay of the exported weights' average; n_subjects: phantom
     subjects of --sample phantom. channels/attention: per level, "32,64,64" or a list; res_blocks,
     groups (default the smallest channel count), head_channels (default the last), spade_channels;
-    sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow).
+    sampler: the card's default sampler (ddpm | ddim | rflow; default: DDIM for ddpm, rflow for rflow);
+    sampler_steps: its default number of steps (the card's ``default_steps``; default DDIM 50, rflow 30,
+    DDPM 1000; fewer DDPM steps are respaced, ``models.diffusion.RespacedDDPMScheduler``).
     init: a diffusion model (path or shipped name) whose weights the network starts from (fine-tuning); its
     network and objective must be the ones these settings build. min_snr_gamma (ddpm): each
     timestep's loss weighted as min(SNR, gamma) in x0 terms (Hang et al. 2023, "Efficient Diffusion Training via
@@ -156,6 +158,7 @@ class DiffusionSettings:
     head_channels: int | None = None
     spade_channels: int = 32
     sampler: str | None = None
+    sampler_steps: int | None = None
     init: str | None = None
     min_snr_gamma: float | None = None
     class_balance: float | None = None
@@ -199,6 +202,9 @@ class DiffusionTrainer(AttributeState):
         self.ema_decay = s.ema
         self.flip = s.flip
         self.default_sampler = s.sampler
+        self.default_steps = s.sampler_steps
+        if s.sampler_steps is not None and not 1 <= int(s.sampler_steps) <= 1000:
+            raise InputError(f"sampler_steps must be between 1 and 1000 (the training timesteps), not {s.sampler_steps}.")
         if s.sampler is not None and s.sampler not in SAMPLERS_OF[s.objective]:
             raise InputError(f"sampler must be one of {', '.join(SAMPLERS_OF[s.objective])} for a '{s.objective}' "
                              f"model, not '{s.sampler}'.")
@@ -368,6 +374,8 @@ class DiffusionTrainer(AttributeState):
             card["label_names"] = self.label_names
         if self.default_sampler:
             card["default_sampler"] = self.default_sampler
+        if self.default_steps:
+            card["default_steps"] = int(self.default_steps)
         if self.noise is not None:
             card["acquisition_noise"] = self.noise.to_card("background 3+ px from every label of the training images")
         if self.held_out:
