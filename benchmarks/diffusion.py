@@ -167,7 +167,9 @@ def speed_and_quality(model_path: Path, n: int, strip: Path | None, stock_steps:
     mask, seg = conditioning(m, n)
     seed = 0
     noise = torch.randn((n, 1, *m.shape), generator=torch.Generator().manual_seed(seed))
-    sched = make_scheduler(m.scheduler, "ddpm", stock_steps)
+    # MONAI's own DDPMScheduler at any step count (make_scheduler respaces fewer steps than training)
+    sched = make_scheduler(m.scheduler, "ddpm", int(m.scheduler.get("num_train_timesteps", 1000)))
+    sched.set_timesteps(stock_steps)
     t0 = time.perf_counter()
     stock = DiffusionInferer(sched).sample(noise, m.unet, sched, verbose=False, seg=seg)
     t_stock = time.perf_counter() - t0
