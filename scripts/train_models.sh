@@ -44,7 +44,8 @@ OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom 
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 10000 --batch-size 2 --lr 3e-4 --seed 0 --set dims=3 --set size=48 --set patch=2 --set channels=32,64,64,128 --set attention=0,0,0,1 --set groups=8 --set head_channels=32 --set n_subjects=400 --set prediction=sample --set sampler=ddim --set ema=0.999 --set min_snr_gamma=5 --set class_balance=0.25 --set flip=0 --set acquisition_noise=rician --checkpoint-every 500 --no-resume --workdir medgen-runs/diffusion_phantom3d --out src/napari_medgen/sample_data/models/diffusion_phantom3d
 python benchmarks/quality.py --only diffusion_phantom3d --record
 # (Tried on 2026-12-07, not adopted: the shipped model fine-tuned without class weights, the line above with --steps 1500 --lr 1e-4
-# --seed 5, no --set class_balance, --set init=diffusion_phantom3d: tumour in 1 of 10 monitor samples; docs/sample.md.)
+# --seed 5, no --set class_balance, --set init=diffusion_phantom3d: tumour in 1 of 10 monitor samples; with --steps 500 --lr 5e-5
+# --seed 6: tumour in 6 of 10, lung balls 2.5 a sample (4.2 shipped); docs/sample.md.)
 # The earlier staged recipe (16-32-64 network without patches, not shipped either), for comparison and for anyone with
 # more compute (docs/sample.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
 # 2 CPU threads), then 2000 more with min-SNR-5 loss weighting from its weights (50 min): in 10 samples (seed 1) LV blood and RV 0.8,
