@@ -75,6 +75,20 @@ def test_write_demo_writes_readable_nifti_and_montage(tmp_path, rng):
     assert width > height > 100  # two panels side by side
 
 
+def test_montage_captions_a_shipped_models_result_with_its_ledger_row(rng):
+    from napari_medgen.models.store import load_card, shipped_models
+
+    image = Volume(rng.normal(size=(4, 5, 6)).astype(np.float32))
+    assert demo.ledger_caption(image) is None  # not made by a model
+    for name, row in demo.MONTAGE_ROWS.items():  # each caption's row is in its shipped card's ledger
+        path = shipped_models()[name]
+        model_value, baseline_value = load_card(path)["metrics"]["ledger"][row]
+        made = {"synthesis": {"model": str(path)}} if name.startswith("spade") else {"source": str(path)}
+        caption = demo.ledger_caption(Volume(image.data, metadata=made))
+        assert caption is not None and f": {model_value:.2f} | " in caption and caption.endswith(f"{baseline_value:.2f}")
+    assert demo.ledger_caption(Volume(image.data, metadata={"source": str(shipped_models()["gan_phantom"])})) is None
+
+
 def test_headless_demo_writes_the_samples_without_napari(tmp_path):
     code = ("import sys; from napari_medgen.cli import main; rc = main(['demo', '--out', sys.argv[1]]); "
             "assert not {'napari', 'qtpy', 'PyQt6'} & set(sys.modules), 'the headless demo imported Qt/napari'; "

@@ -16,6 +16,7 @@ import importlib
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,31 @@ def file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "volume"
 
 
+# Under each shipped model's result in the montage: the quality-ledger row (benchmarks/quality.py, recorded in the
+# card's metrics["ledger"]) that the model's bar is judged on, measured on data held out from its training.
+MONTAGE_ROWS = {
+    "spade_brain": "SSIM in brain (24 held-out slices) vs lookup table, blur 1 px",
+    "spade_phantom": "background spectrum, max ratio to renderer [mr_vendor_b] vs bar (2x)",
+    "diffusion_phantom3d": "share of 20 samples with every structure present (worst) vs bar",
+}
+
+
+def ledger_caption(vol: Volume) -> str | None:
+    """The montage caption of a shipped model's result: its :data:`MONTAGE_ROWS` row from the card's ledger,
+    e.g. "SSIM in brain (24 held-out slices): 0.81 | lookup table, blur 1 px: 0.76"; None for other volumes
+    (the model is read from ``metadata["source"]`` of samples or ``metadata["synthesis"]["model"]``)."""
+    from ..models.store import load_card
+
+    synthesis = vol.metadata.get("synthesis")
+    path = vol.metadata.get("source") or (synthesis.get("model") if isinstance(synthesis, dict) else None)
+    row = MONTAGE_ROWS.get(Path(str(path)).name.removesuffix(".json")) if path else None
+    values = load_card(path).get("metrics", {}).get("ledger", {}).get(row) if row else None
+    if not values:
+        return None
+    metric, _, baseline = row.partition(" vs ")
+    return f"{metric}: {values[0]:.2f} | {baseline}: {values[1]:.2f}"
+
+
 def middle_slice(vol: Volume) -> np.ndarray:
     """Middle axial (y, x) slice of the first frame, as napari shows it (anterior up, patient left right)."""
     frame = vol.data[0] if vol.is_time_series else vol.data
@@ -87,7 +113,8 @@ def middle_slice(vol: Volume) -> np.ndarray:
 
 
 def write_montage(volumes: dict[str, Volume], path: Path) -> None:
-    """PNG grid of every volume's middle axial slice, titled with its name, with correct aspect ratio."""
+    """PNG grid of every volume's middle axial slice, titled with its name, with correct aspect ratio; a shipped
+    model's result has its ledger figure beneath (:func:`ledger_caption`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +137,10 @@ def write_montage(volumes: dict[str, Volume], path: Path) -> None:
         else:
             ax.imshow(sl, cmap="gray", aspect=aspect)
         ax.set_title(name)
+        caption = ledger_caption(vol)
+        if caption:
+            ax.text(0.5, -0.02, "\n".join(textwrap.wrap(f"held-out: {caption}", 44)), transform=ax.transAxes,
+                    ha="center", va="top", fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
