@@ -261,7 +261,8 @@ def brain_structure_rows(name: str, candidates: dict[str, np.ndarray], train: np
         rows += [q.Row(name, metric, base, kept["model"][s], v[s], "near1") for base, v in kept.items() if base != "model"]
         rows.append(q.Row(name, metric, "bar (0.8)", kept["model"][s], 0.8, "higher"))
         if in_pool is not None:
-            rows.append(q.Row(name, f"{metric}, pooled ({len(pooled)} samples)", "bar (0.8)", in_pool[s], 0.8, "higher"))
+            rows.append(q.Row(name, f"{metric}, pooled ({len(pooled)} samples)", "bar (0.8)", in_pool[s], 0.8,
+                              "higher"))
     return rows
 
 

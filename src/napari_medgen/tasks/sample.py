@@ -176,8 +176,9 @@ def sample(model: str | Path | DiffusionModel, *, sampler: str | None = None, st
     flow for rflow models); steps: default the card's ``default_steps`` for its default sampler, else DDIM
     50, rectified flow 30, DDPM 1000 (DDPM with fewer steps is respaced:
     ``models.diffusion.RespacedDDPMScheduler``). mask: label map for mask-conditioned models, or a 4D
-    series of them (one sample each), of any size: it is resampled (nearest neighbour) to the model's grid and the samples back
-    to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the middle one).
+    series of them (one sample each), of any size: it is resampled (nearest neighbour) to the model's grid
+    and the samples back to the mask's grid (a 2D model takes slice ``slice_index`` of a 3D mask, default the
+    middle one).
     Its values become the model's classes by :mod:`..data.label_mapping`'s rules (names, unnamed 0 background,
     ``label_map``: "VALUE=CLASS" specs or "identity"; other values are refused). MAISI: the label map, in
     MAISI's classes by the same rules, is resampled onto the bundle's RAS grid of ``shape`` (z, y, x) voxels at

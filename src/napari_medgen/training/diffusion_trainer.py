@@ -204,7 +204,8 @@ class DiffusionTrainer(AttributeState):
         self.default_sampler = s.sampler
         self.default_steps = s.sampler_steps
         if s.sampler_steps is not None and not 1 <= int(s.sampler_steps) <= 1000:
-            raise InputError(f"sampler_steps must be between 1 and 1000 (the training timesteps), not {s.sampler_steps}.")
+            raise InputError(f"sampler_steps must be between 1 and 1000 (the training timesteps), "
+                             f"not {s.sampler_steps}.")
         if s.sampler is not None and s.sampler not in SAMPLERS_OF[s.objective]:
             raise InputError(f"sampler must be one of {', '.join(SAMPLERS_OF[s.objective])} for a '{s.objective}' "
                              f"model, not '{s.sampler}'.")

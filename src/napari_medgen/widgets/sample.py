@@ -64,7 +64,8 @@ class SampleWidget(QWidget):
         self.model.activated.connect(self._maybe_browse)
         self.sampler = QComboBox()
         self.sampler.currentTextChanged.connect(self._sampler_changed)
-        self.steps = _spin(0, 1000, 0, "0 = the model's default (its card's, else DDIM 50, rectified flow 30, DDPM 1000)")
+        self.steps = _spin(0, 1000, 0,
+                           "0 = the model's default (its card's, else DDIM 50, rectified flow 30, DDPM 1000)")
         self.seed = _spin(0, 2**31 - 1, 0)
         self.n = _spin(1, MAX_SAMPLES, 4)
         self.preview_every = _spin(1, 1000, 5, "show the current estimate of the clean image every k steps")
