@@ -9,7 +9,7 @@ import torch
 from napari_medgen.errors import InputError, ModelError
 from napari_medgen.models.diffusion import build_unet, load_diffusion, make_scheduler, speed_up
 from napari_medgen.models.store import shipped_models
-from napari_medgen.training.diffusion_trainer import DiffusionTrainer, resize
+from napari_medgen.training.diffusion_trainer import DiffusionTrainer, learning_rate, resize
 from napari_medgen.training.registry import TrainConfig
 
 TINY = {"channels": "8,8", "groups": "8", "size": "16", "n_subjects": "3"}
@@ -202,6 +202,27 @@ def test_class_balance_weighs_rare_labels_up_and_keeps_the_mean_voxel_weight_at_
     with pytest.raises(InputError, match="class_balance must be 0 or more"):
         DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
                                      extra={**TINY, "class_balance": "-1"}))
+
+
+def test_cosine_lr_schedule_sets_each_steps_rate_and_the_default_keeps_lr():
+    """lr_schedule=cosine: --lr at step 0, half at the middle of the planned steps, near 0 at the end; the optimiser
+    steps with that rate. The default leaves --lr as given."""
+    assert learning_rate(1e-3, "cosine", 0, 100) == pytest.approx(1e-3)
+    assert learning_rate(1e-3, "cosine", 50, 100) == pytest.approx(5e-4)
+    assert learning_rate(1e-3, "cosine", 99, 100) < 1e-6
+    assert learning_rate(1e-3, "constant", 99, 100) == 1e-3
+    cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, steps=4, device="cpu",
+                      extra={**TINY, "lr_schedule": "cosine"})
+    tr = DiffusionTrainer(cfg)
+    for step in range(3):
+        tr.train_step(step)
+    assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 2 / 4)))
+    plain = DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, steps=4, device="cpu",
+                                         extra=TINY))
+    plain.train_step(3)
+    assert plain.optimizer.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(InputError, match="lr_schedule must be one of constant, cosine"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu", extra={**TINY, "lr_schedule": "step"}))
 
 
 @pytest.mark.parametrize("flip, mirrored", [("1", True), ("0", False)])

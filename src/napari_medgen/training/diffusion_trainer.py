@@ -17,6 +17,7 @@ nearest for labels).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,10 @@ class DiffusionSettings:
     level for the same cost (``benchmarks/diffusion3d_train_step.py``); not with conditioned. clip_sample (ddpm):
     clip each sampling step's predicted clean image to [-1, 1] (MONAI's default); false keeps the network's
     own values. It changes sampling only (the card's scheduler), so a model fine-tuned with ``init`` may set it
-    either way."""
+    either way. lr_schedule: "constant" (--lr throughout) or "cosine" (--lr decayed to 0 over the planned --steps,
+    lr * (1 + cos(pi * step / steps)) / 2, Loshchilov & Hutter 2017, without restarts): one run does what stages at
+    falling rates did. A pure function of the step, so resuming needs no saved state; resuming with more --steps
+    stretches the rest of the curve."""
 
     dims: int = 2
     size: int = 64
@@ -166,6 +170,17 @@ class DiffusionSettings:
     acquisition_noise: str | None = None
     patch: int = 1
     clip_sample: bool = True
+    lr_schedule: str = "constant"
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(base: float, schedule: str, step: int, steps: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) of ``steps`` planned under ``schedule``."""
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+    return base
 
 
 def _mirror(batch: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
@@ -293,6 +308,9 @@ class DiffusionTrainer(AttributeState):
             self.unet.load_state_dict(_start_weights(s.init, self.network, self.scheduler_spec))
         self.ema = copy.deepcopy(self.unet).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=float(config.lr), weight_decay=0.0)
+        if s.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not '{s.lr_schedule}'.")
+        self.lr, self.lr_schedule, self.planned_steps = float(config.lr), s.lr_schedule, int(config.steps)
         self.generator = torch.Generator().manual_seed(int(config.seed))
 
     def _one_hot(self, lab: torch.Tensor) -> torch.Tensor:
@@ -342,6 +360,9 @@ class DiffusionTrainer(AttributeState):
         if self.min_snr_gamma is not None:
             per_item = self._min_snr_weights(t).to(self.device) * per_item
         loss = per_item.mean()
+        lr = learning_rate(self.lr, self.lr_schedule, step, self.planned_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
