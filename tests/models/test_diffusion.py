@@ -225,6 +225,19 @@ def test_cosine_lr_schedule_sets_each_steps_rate_and_the_default_keeps_lr():
         DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu", extra={**TINY, "lr_schedule": "step"}))
 
 
+def test_class_balance_steps_weighs_the_first_steps_only():
+    """With class_balance_steps=n, step n and later have the plain loss (same seed: same weights and batch)."""
+    def loss_at(step, **extra):
+        cfg = TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                          extra={**TINY, "prediction": "sample", **extra})
+        return DiffusionTrainer(cfg).train_step(step)["loss"]
+    plain = loss_at(5)
+    assert loss_at(5, class_balance="0.5", class_balance_steps="5") == pytest.approx(plain, rel=1e-6)
+    assert loss_at(4, class_balance="0.5", class_balance_steps="5") != pytest.approx(loss_at(4), rel=1e-3)
+    with pytest.raises(InputError, match="class_balance_steps needs class_balance"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu", extra={**TINY, "class_balance_steps": "5"}))
+
+
 @pytest.mark.parametrize("flip, mirrored", [("1", True), ("0", False)])
 def test_flip_setting_decides_whether_training_items_are_mirrored(monkeypatch, flip, mirrored):
     """flip=0 trains on the items as they are (lateralised anatomy); the default mirrors about half of them."""

@@ -131,7 +131,9 @@ class DiffusionSettings:
     mostly guessed, no longer dominate the loss, and fine structure gets its share. class_balance: alpha >= 0;
     each voxel's loss weighted by its label's share of the training voxels to the power -alpha (normalised to a mean
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
-    sampling stays unconditional). flip: mirror each training item left-right at random (as the SPADE trainer's
+    sampling stays unconditional). class_balance_steps: apply those weights to the first n steps only, then train on
+    with the plain loss, so that one run does what a class-balanced first stage and a plain second stage did
+    (the weights pull small structures' intensities towards themselves: docs/sample.md). flip: mirror each training item left-right at random (as the SPADE trainer's
     flip); turn it off (0) for anatomy that is not left-right symmetric, such as a heart right of the midline, or
     the model learns both sides and draws mirrored anatomy. acquisition_noise: "rician" (MR magnitude) or
     "gaussian" (CT): the scanner's noise measured on the training images' background (label 0, away from every
@@ -166,6 +168,7 @@ class DiffusionSettings:
     init: str | None = None
     min_snr_gamma: float | None = None
     class_balance: float | None = None
+    class_balance_steps: int | None = None
     flip: bool = True
     acquisition_noise: str | None = None
     patch: int = 1
@@ -297,6 +300,10 @@ class DiffusionTrainer(AttributeState):
                 raise InputError(f"class_balance must be 0 or more, not {s.class_balance}.")
             self.class_weights = class_frequency_weights(self.labels, int(self.labels.max()) + 1,
                                                          float(s.class_balance), mean_over="voxels")
+        if s.class_balance_steps is not None and (s.class_balance is None or not int(s.class_balance_steps) >= 0):
+            raise InputError(f"class_balance_steps needs class_balance and a count of 0 or more "
+                             f"(got class_balance {s.class_balance}, class_balance_steps {s.class_balance_steps}).")
+        self.class_balance_steps = s.class_balance_steps
         # 3D: channels-last memory (a little faster per CPU training step: benchmarks/diffusion3d_train_step.py)
         self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
         self.min_snr_gamma = None if s.min_snr_gamma is None else float(s.min_snr_gamma)
@@ -334,7 +341,8 @@ class DiffusionTrainer(AttributeState):
         lab = _mirror(self.labels[idx], flip) if self.labels is not None else None
         seg = lab if self.conditioned else None
         voxel_w = None  # (batch, 1, *grid) class-balance weights of the batch
-        if self.class_weights is not None and lab is not None:
+        balanced = self.class_balance_steps is None or step < int(self.class_balance_steps)
+        if self.class_weights is not None and lab is not None and balanced:
             voxel_w = self.class_weights[lab][:, None].to(self.device)
         noise = torch.randn(x0.shape, generator=g)
         if self.objective == "ddpm":
