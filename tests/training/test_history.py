@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import matplotlib.image
+import numpy as np
 
 from napari_medgen.training.history import LossHistory, loss_series, save_loss_plot
 
@@ -58,3 +59,24 @@ def test_tick_labels_avoid_mathtext():
     assert ax.get_yscale() == "log"
     labels = [t.get_text() for t in ax.get_yticklabels(which="both") if t.get_text()]
     assert labels and not any("$" in label for label in labels)
+
+
+def test_long_curves_get_a_running_mean_over_the_raw_steps():
+    """Under 100 values each loss is one line; from 100 on, the raw steps plus a trailing mean of about 2 %."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from napari_medgen.training.history import draw_losses, running_mean, smoothing_window
+
+    assert running_mean([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert smoothing_window(99) == 1 and smoothing_window(1000) == 20
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    records = [{"step": s, "loss": 1.0 + (s % 2)} for s in range(1, 201)]
+    draw_losses(ax, records)
+    raw, mean = ax.get_lines()
+    assert len(raw.get_ydata()) == 200 and mean.get_label() == "loss (mean of 4 steps)"
+    assert np.allclose(mean.get_ydata()[3:], 1.5)
+    draw_losses(ax, records[:50])
+    assert len(ax.get_lines()) == 1
