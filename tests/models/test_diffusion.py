@@ -235,7 +235,8 @@ def test_class_balance_steps_weighs_the_first_steps_only():
     assert loss_at(5, class_balance="0.5", class_balance_steps="5") == pytest.approx(plain, rel=1e-6)
     assert loss_at(4, class_balance="0.5", class_balance_steps="5") != pytest.approx(loss_at(4), rel=1e-3)
     with pytest.raises(InputError, match="class_balance_steps needs class_balance"):
-        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu", extra={**TINY, "class_balance_steps": "5"}))
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu",
+                                     extra={**TINY, "class_balance_steps": "5"}))
 
 
 @pytest.mark.parametrize("flip, mirrored", [("1", True), ("0", False)])

@@ -133,12 +133,13 @@ class DiffusionSettings:
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
     sampling stays unconditional). class_balance_steps: apply those weights to the first n steps only, then train on
     with the plain loss, so that one run does what a class-balanced first stage and a plain second stage did
-    (the weights pull small structures' intensities towards themselves: docs/sample.md). flip: mirror each training item left-right at random (as the SPADE trainer's
-    flip); turn it off (0) for anatomy that is not left-right symmetric, such as a heart right of the midline, or
-    the model learns both sides and draws mirrored anatomy. acquisition_noise: "rician" (MR magnitude) or
-    "gaussian" (CT): the scanner's noise measured on the training images' background (label 0, away from every
-    label; needs label maps, ``models.acquisition_noise``) and recorded in the card, so that sampling adds it to
-    the network's noise-free image (``tasks.sample``); the network is trained as without it. patch: p > 1 folds
+    (the weights pull small structures' intensities towards themselves: docs/sample.md). flip: mirror each training
+    item left-right at random (as the SPADE trainer's flip); turn it off (0) for anatomy that is not left-right
+    symmetric, such as a heart right of the midline, or the model learns both sides and draws mirrored anatomy.
+    acquisition_noise: "rician" (MR magnitude) or "gaussian" (CT): the scanner's noise measured on the training
+    images' background (label 0, away from every label; needs label maps, ``models.acquisition_noise``) and
+    recorded in the card, so that sampling adds it to the network's noise-free image (``tasks.sample``); the
+    network is trained as without it. patch: p > 1 folds
     blocks of p voxels per axis into channels before the UNet (``models.diffusion.PatchedUNet``): a 3D network
     without its full-resolution levels, about 3 x faster per CPU training step at 48^3 with one more, attended,
     level for the same cost (``benchmarks/diffusion3d_train_step.py``); not with conditioned. clip_sample (ddpm):
