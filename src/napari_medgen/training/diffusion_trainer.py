@@ -301,7 +301,7 @@ class DiffusionTrainer(AttributeState):
                 raise InputError(f"class_balance must be 0 or more, not {s.class_balance}.")
             self.class_weights = class_frequency_weights(self.labels, int(self.labels.max()) + 1,
                                                          float(s.class_balance), mean_over="voxels")
-        if s.class_balance_steps is not None and (s.class_balance is None or not int(s.class_balance_steps) >= 0):
+        if s.class_balance_steps is not None and (s.class_balance is None or s.class_balance_steps < 0):
             raise InputError(f"class_balance_steps needs class_balance and a count of 0 or more "
                              f"(got class_balance {s.class_balance}, class_balance_steps {s.class_balance_steps}).")
         self.class_balance_steps = s.class_balance_steps
@@ -342,7 +342,7 @@ class DiffusionTrainer(AttributeState):
         lab = _mirror(self.labels[idx], flip) if self.labels is not None else None
         seg = lab if self.conditioned else None
         voxel_w = None  # (batch, 1, *grid) class-balance weights of the batch
-        balanced = self.class_balance_steps is None or step < int(self.class_balance_steps)
+        balanced = self.class_balance_steps is None or step < self.class_balance_steps
         if self.class_weights is not None and lab is not None and balanced:
             voxel_w = self.class_weights[lab][:, None].to(self.device)
         noise = torch.randn(x0.shape, generator=g)
