@@ -409,7 +409,7 @@ def test_shipped_3d_phantom_model_draws_every_structure():
     samples = run_to_completion(sample(path, n=4, seed=3, device="cpu")).data  # its default sampler (DDIM 50)
     measure = sp.Measure.from_training(train, train_lab)
     rates = measure.rates(measure.segment(samples))
-    assert min(rates.values()) >= 0.75, rates  # ledger (20 samples, seed 0): tumour 0.95, the rest 1.0
+    assert min(rates.values()) >= 0.75, rates  # ledger (20 samples, seed 0): LV blood 0.95, the rest 1.0
 
 
 def test_shipped_mask_model_respects_the_mask():
