@@ -44,7 +44,7 @@ OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom 
 # The model it replaced: this line with --steps 10000 and no lr_schedule (constant rate), 188 min.
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 6000 --batch-size 2 --lr 3e-4 --seed 0 --set dims=3 --set size=48 --set patch=2 --set channels=32,64,64,128 --set attention=0,0,0,1 --set groups=8 --set head_channels=32 --set n_subjects=400 --set prediction=sample --set sampler=ddim --set ema=0.999 --set min_snr_gamma=5 --set class_balance=0.25 --set flip=0 --set acquisition_noise=rician --set lr_schedule=cosine --checkpoint-every 500 --no-resume --workdir medgen-runs/diffusion_phantom3d --out src/napari_medgen/sample_data/models/diffusion_phantom3d
 python benchmarks/quality.py --only diffusion_phantom3d --record
-# (Tried on 2026-12-07, not adopted: the then-shipped 10000-step model fine-tuned without class weights, the line above with --steps 1500 --lr 1e-4
+# (Tried on 2026-12-07, not adopted: the then-shipped 10000-step model fine-tuned without class weights, the line above without lr_schedule, with --steps 1500 --lr 1e-4
 # --seed 5, no --set class_balance, --set init=diffusion_phantom3d: tumour in 1 of 10 monitor samples; with --steps 500 --lr 5e-5
 # --seed 6: tumour in 6 of 10, lung balls 2.5 a sample (4.2 for that model); docs/sample.md.)
 # The earlier staged recipe (16-32-64 network without patches, not shipped either), for comparison and for anyone with
