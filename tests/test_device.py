@@ -44,6 +44,19 @@ def test_physical_cores_within_the_affinity_mask():
     assert 1 <= n <= len(os.sched_getaffinity(0))
 
 
+def test_the_cpu_model_comes_from_cpuinfo_or_the_platform(monkeypatch, tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R14 96-Core Processor\n")
+    real_path = device.Path
+    monkeypatch.setattr(device, "Path", lambda p: info if p == "/proc/cpuinfo" else real_path(p))
+    assert device.cpu_model() == "AMD EPYC 9R14 96-Core Processor"
+    monkeypatch.setattr(device, "Path", lambda p: tmp_path / "absent")  # no /proc (macOS, Windows)
+    monkeypatch.setattr(device.platform, "processor", lambda: "arm")
+    assert device.cpu_model() == "arm"
+    monkeypatch.setattr(device.platform, "processor", lambda: "")
+    assert device.cpu_model() == "unknown CPU"
+
+
 def test_once_torch_is_loaded_only_an_explicit_count_changes_it():
     code = ("import torch; torch.set_num_threads(1); from napari_medgen import device; "
             "a = device.configure_threads(); b = device.configure_threads(2); print(a, b, torch.get_num_threads())")

@@ -14,7 +14,7 @@ from napari_medgen.io.volume import Volume
 from napari_medgen.io.writers import write_volume
 from napari_medgen.models.store import load_state
 from napari_medgen.training import registry
-from napari_medgen.tasks.train import device_name
+from napari_medgen.tasks.train import device_name, hardware
 
 from .mlp_trainer import make_mlp_trainer
 
@@ -58,6 +58,7 @@ def test_train_exports_model_card_and_loss_curve(tmp_path, capsys):
     assert rec["seed"] == 3 and rec["steps"] == 40 and rec["settings"] == {"hidden": 16}
     assert rec["data"] == "shipped sample 'phantom'" and rec["wall_time_s"] > 0
     assert rec["device"] == device_name("auto") and rec["device"].split()[0] in {"cpu", "cuda", "mps"}
+    assert rec["hardware"] == hardware() and rec["hardware"].endswith(" torch threads")
     assert len(rec["commit"]) == 40 or rec["commit"] == "unknown"
     assert rec["torch"] and rec["monai"] and rec["date"].startswith("20")
     assert card["family"] == "mlp-test" and card["loss_curve"] == "m.loss.png"

@@ -39,7 +39,8 @@ FAMILY_KEYS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """How the model was trained. device: what it actually ran on ("cpu", "cuda (GPU name)")."""
+    """How the model was trained. device: what it actually ran on ("cpu", "cuda (GPU name)"); hardware: the
+    machine's CPU model, logical CPUs and torch threads (wall times differ between machines of one kind)."""
 
     command: str = ""
     family: str = ""
@@ -52,6 +53,7 @@ class TrainingRecord:
     final_losses: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
     device: str = ""
+    hardware: str = ""
     commit: str = ""
     torch: str = ""
     monai: str = ""

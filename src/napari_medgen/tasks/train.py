@@ -150,6 +150,7 @@ def training_record(job: TrainJob, result: TrainResult, data: str, device: str, 
         "final_losses": {k: v for k, v in last.items() if k != "step"},
         "wall_time_s": round(result.elapsed_s, 3),
         "device": device_name(device),
+        "hardware": hardware(),
         "commit": commit,
         "torch": torch.__version__,
         "monai": monai.__version__,
@@ -165,6 +166,16 @@ def device_name(device: str) -> str:
 
     resolved = resolve_device(device)
     return f"cuda ({torch.cuda.get_device_name(resolved)})" if resolved.type == "cuda" else resolved.type
+
+
+def hardware() -> str:
+    """The machine a run trains on, for a card (one step's time differs between machines of one kind), e.g.
+    "AMD EPYC 9R14, 2 logical CPUs, 2 torch threads"."""
+    import torch
+
+    from ..device import cpu_model, usable_cpus
+
+    return f"{cpu_model()}, {usable_cpus()} logical CPUs, {torch.get_num_threads()} torch threads"
 
 
 def git_commit() -> str:
