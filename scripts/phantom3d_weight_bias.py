@@ -47,6 +47,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     model.unet.eval()
     print(f"class weights (alpha {a.alpha}): " + ", ".join(f"{LABELS[k]} {float(weights[k]):.2f}" for k in LABELS))
+    print("class means: " + ", ".join(f"{LABELS[k]} {float(x0[lab == k].mean()):+.3f}" for k in LABELS))
     for t in (999, 900, 700):
         preds = []
         with torch.inference_mode():
