@@ -62,7 +62,8 @@ def main() -> None:
             zone = (p > 0.02) & (p < 0.5) & (p_lung > 0.3)
             if not bool(zone.any()):
                 continue
-            print(f"t={t:4d}  lung voxels where the {LABELS[k]} lies in 2-50 % ({int(zone.sum())} voxels): "
+            print(f"t={t:4d}  lung voxels where the {LABELS[k]} lies in 2-50 % ({int(zone.sum())} voxels, "
+                  f"{float(p[zone].mean()):.3f} on average): "
                   f"model {float(mean_pred[zone].mean()):+.3f}, plain mean {float(plain[zone].mean()):+.3f}, "
                   f"class-weighted mean {float(weighted[zone].mean()):+.3f}")
 
