@@ -435,3 +435,25 @@ def test_shipped_mask_model_respects_the_mask():
                for m in (a, b)]
     corr = np.corrcoef((samples[0] - samples[1]).ravel(), (means[a] - means[b]).ravel())[0, 1]
     assert corr > 0.5  # measured 0.79 for these masks (0.71-0.79 over three pairs)
+
+
+def test_class_balance_fade_keeps_the_weights_at_low_noise_and_drops_them_at_high():
+    """class_balance_fade: each item's weights are 1 + (w - 1) * alpha_bar_t, so full at t=0, about 1 at t=999;
+    train_step uses them (same seed, another loss); it needs class_balance and the ddpm objective."""
+    def trainer(**extra):
+        return DiffusionTrainer(TrainConfig(sample="phantom", seed=3, batch_size=2, lr=1e-3, device="cpu",
+                                            extra={**TINY, "prediction": "sample", "class_balance": "0.5", **extra}))
+    tr = trainer(class_balance_fade="1")
+    lab = tr.labels[:2]
+    full = tr.class_weights[lab][:, None]
+    assert float(full.max()) > 2  # the rare labels weigh more: there is something to fade
+    w = tr._voxel_weights(lab, torch.tensor([0, 999]), step=0)
+    alpha_bar = tr.noise_scheduler.alphas_cumprod
+    assert torch.allclose(w[0], 1 + (full[0] - 1) * alpha_bar[0]) and float(alpha_bar[0]) > 0.99
+    assert float((w[1] - 1).abs().max()) < 0.01 * float((full[1] - 1).abs().max())
+    assert torch.equal(trainer()._voxel_weights(lab, torch.tensor([0, 999]), step=0), full)
+    assert tr.train_step(0)["loss"] != pytest.approx(trainer().train_step(0)["loss"], rel=1e-4)
+    with pytest.raises(InputError, match="class_balance_fade needs class_balance"):
+        DiffusionTrainer(TrainConfig(sample="phantom", seed=3, device="cpu", extra={**TINY, "class_balance_fade": "1"}))
+    with pytest.raises(InputError, match="class_balance_fade needs class_balance and objective=ddpm"):
+        trainer(class_balance_fade="1", objective="rflow")

@@ -133,7 +133,11 @@ class DiffusionSettings:
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
     sampling stays unconditional). class_balance_steps: apply those weights to the first n steps only, then train on
     with the plain loss, so that one run does what a class-balanced first stage and a plain second stage did
-    (the weights pull small structures' intensities towards themselves: docs/sample.md). flip: mirror each training
+    (the weights pull small structures' intensities towards themselves: docs/sample.md). class_balance_fade
+    (ddpm): fade each item's weights with the noise, w_t = 1 + (w - 1) * alpha_bar_t: full weights where the noisy
+    input still shows where each structure lies, none at the highest noise, where a weighted loss would pull the
+    learnt mean image towards rare structures' intensities wherever they may lie
+    (``scripts/phantom3d_weight_bias.py``). flip: mirror each training
     item left-right at random (as the SPADE trainer's flip); turn it off (0) for anatomy that is not left-right
     symmetric, such as a heart right of the midline, or the model learns both sides and draws mirrored anatomy.
     acquisition_noise: "rician" (MR magnitude) or "gaussian" (CT): the scanner's noise measured on the training
@@ -170,6 +174,7 @@ class DiffusionSettings:
     min_snr_gamma: float | None = None
     class_balance: float | None = None
     class_balance_steps: int | None = None
+    class_balance_fade: bool = False
     flip: bool = True
     acquisition_noise: str | None = None
     patch: int = 1
@@ -305,6 +310,10 @@ class DiffusionTrainer(AttributeState):
             raise InputError(f"class_balance_steps needs class_balance and a count of 0 or more "
                              f"(got class_balance {s.class_balance}, class_balance_steps {s.class_balance_steps}).")
         self.class_balance_steps = s.class_balance_steps
+        if s.class_balance_fade and (s.class_balance is None or self.objective != "ddpm"):
+            raise InputError(f"class_balance_fade needs class_balance and objective=ddpm (got class_balance "
+                             f"{s.class_balance}, objective '{self.objective}').")
+        self.class_balance_fade = bool(s.class_balance_fade)
         # 3D: channels-last memory (a little faster per CPU training step: benchmarks/diffusion3d_train_step.py)
         self.memory_format = torch.channels_last_3d if self.dims == 3 else torch.contiguous_format
         self.min_snr_gamma = None if s.min_snr_gamma is None else float(s.min_snr_gamma)
@@ -332,6 +341,18 @@ class DiffusionTrainer(AttributeState):
         own = {"epsilon": snr, "sample": torch.ones_like(snr), "v_prediction": snr + 1}[self.prediction]
         return snr.clamp(max=self.min_snr_gamma) / own
 
+    def _voxel_weights(self, lab: torch.Tensor | None, t: torch.Tensor, step: int) -> torch.Tensor | None:
+        """(batch, 1, *grid) class-balance loss weights of a batch's label maps ``lab`` (batch, *grid) at
+        timesteps ``t`` (batch,), or None where the loss is plain (no weights, or past class_balance_steps)."""
+        balanced = self.class_balance_steps is None or step < self.class_balance_steps
+        if self.class_weights is None or lab is None or not balanced:
+            return None
+        w = self.class_weights[lab][:, None]
+        if self.class_balance_fade:
+            signal = self.noise_scheduler.alphas_cumprod[t.long()].float().view(-1, *[1] * (w.ndim - 1))
+            w = 1 + (w - 1) * signal
+        return w.to(self.device)
+
     def train_step(self, step: int) -> dict[str, float]:
         g = self.generator
         idx = torch.randint(len(self.images), (self.batch_size,), generator=g)
@@ -341,10 +362,6 @@ class DiffusionTrainer(AttributeState):
         x0 = _mirror(x0, flip)
         lab = _mirror(self.labels[idx], flip) if self.labels is not None else None
         seg = lab if self.conditioned else None
-        voxel_w = None  # (batch, 1, *grid) class-balance weights of the batch
-        balanced = self.class_balance_steps is None or step < self.class_balance_steps
-        if self.class_weights is not None and lab is not None and balanced:
-            voxel_w = self.class_weights[lab][:, None].to(self.device)
         noise = torch.randn(x0.shape, generator=g)
         if self.objective == "ddpm":
             t = torch.randint(0, 1000, (self.batch_size,), generator=g)
@@ -356,6 +373,7 @@ class DiffusionTrainer(AttributeState):
             u = torch.sigmoid(torch.randn(self.batch_size, generator=g))  # logit-normal timesteps
             t = u * 1000
             xt, target = self.noise_scheduler.add_noise(x0, noise, t), x0 - noise
+        voxel_w = self._voxel_weights(lab, t, step)
         x_in, t_in = xt.to(self.device, memory_format=self.memory_format), t.float().to(self.device)
         self.unet.train()
         if seg is not None:
