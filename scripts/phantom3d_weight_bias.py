@@ -7,7 +7,7 @@ voxels where a tumour or the heart sometimes lies are pulled towards their inten
 mean x0 prediction (normalised intensities, [-1, 1]) beside both means, in lung voxels where a structure lies in
 2-50 % of the training phantoms. Training phantoms only (seeds 0..n-1), nothing held out:
 
-    python scripts/phantom3d_weight_bias.py [--model diffusion_phantom3d] [--n 100] [--alpha 0.25]
+    python scripts/phantom3d_weight_bias.py [--model diffusion_phantom3d] [--n 100] [--alpha A]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from napari_medgen.data.normalize import normalize
 from napari_medgen.data.phantom import LABELS
 from napari_medgen.models.diffusion import load_diffusion, make_scheduler
-from napari_medgen.models.store import resolve_model
+from napari_medgen.models.store import load_card, resolve_model
 from napari_medgen.training.diffusion_trainer import sample_data
 from napari_medgen.training.losses import class_frequency_weights
 
@@ -31,22 +31,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="diffusion_phantom3d")
     ap.add_argument("--n", type=int, default=100, help="training phantoms for the means (seeds 0..n-1)")
-    ap.add_argument("--alpha", type=float, default=0.25, help="the class_balance the model was trained with")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="class weights' exponent (default: the card's class_balance, else 0.25)")
     ap.add_argument("--draws", type=int, default=16, help="noisy inputs per timestep")
     a = ap.parse_args()
-    model = load_diffusion(resolve_model(a.model))
+    path = resolve_model(a.model)
+    model = load_diffusion(path)
+    settings = load_card(path).get("training", {}).get("settings", {})
+    alpha = a.alpha if a.alpha is not None else float(settings.get("class_balance", 0.25))
     edge = int(model.shape[0])
     images, labels, _ = sample_data("phantom", 3, edge, n_subjects=a.n)
     x0 = torch.from_numpy(normalize(np.stack(images).astype(np.float32), model.normalization).astype(np.float32))
     lab = torch.from_numpy(np.stack(labels))
-    weights = class_frequency_weights(lab, len(LABELS), a.alpha, mean_over="voxels")
+    weights = class_frequency_weights(lab, len(LABELS), alpha, mean_over="voxels")
     w = weights[lab]
     plain, weighted = x0.mean(0), (w * x0).sum(0) / w.sum(0)
     p_lung = (lab == LUNG).float().mean(0)
     scheduler = make_scheduler(model.scheduler, "ddim", 50)  # only its add_noise (the training noise schedule)
     generator = torch.Generator().manual_seed(0)
     model.unet.eval()
-    print(f"class weights (alpha {a.alpha}): " + ", ".join(f"{LABELS[k]} {float(weights[k]):.2f}" for k in LABELS))
+    print(f"class weights (alpha {alpha}): " + ", ".join(f"{LABELS[k]} {float(weights[k]):.2f}" for k in LABELS))
     print("class means: " + ", ".join(f"{LABELS[k]} {float(x0[lab == k].mean()):+.3f}" for k in LABELS))
     for t in (999, 900, 700):
         preds = []

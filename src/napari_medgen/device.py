@@ -27,7 +27,7 @@ def physical_cores() -> int:
     """Physical CPU cores this process may run on (hyper-threads counted once; Linux reads the
     sysfs topology of the CPUs in its affinity mask), else the logical CPU count."""
     if not hasattr(os, "sched_getaffinity"):
-        return os.cpu_count() or 1
+        return usable_cpus()
     allowed = os.sched_getaffinity(0)
     cores = set()
     for cpu in allowed:
