@@ -37,7 +37,7 @@ medgen --device auto train feature_encoder --sample phantom --set also_brain=tru
 OMP_NUM_THREADS=1 medgen --device auto --quiet train label_vae --sample phantom --steps 2000 --batch-size 8 --lr 0.002 --seed 0 --out src/napari_medgen/sample_data/models/label_vae_phantom --workdir /tmp/live_runs/label_vae_phantom_v3 --no-resume --set subjects=24 --set heldout_subjects=4
 OMP_NUM_THREADS=1 medgen --device auto --quiet train diffusion --sample phantom --steps 700 --batch-size 6 --lr 5e-4 --seed 0 --set dims=2 --set size=48 --set channels=16,32,64 --set groups=16 --set conditioned=1 --set spade_channels=16 --set ema=0.99 --set prediction=sample --out src/napari_medgen/sample_data/models/diffusion_phantom2d_mask --workdir /tmp/medgen-runs/diffusion_phantom2d_mask_x0
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 2000 --batch-size 8 --lr 5e-4 --seed 0 --set dims=2 --set size=64 --set channels=16,32,64 --set groups=16 --set ema=0.99 --set prediction=sample --set flip=0 --set min_snr_gamma=5 --set acquisition_noise=rician --set clip_sample=false --checkpoint-every 250 --no-resume --out src/napari_medgen/sample_data/models/diffusion_phantom2d --workdir medgen-runs/diffusion_phantom2d  # no mirroring: the heart lies right of the midline (2026-12-07; 13 min); shipped run wrote to /tmp/runs/p2d_v2 and was copied (card: training.command); clip_sample=false set on the card afterwards (sampling only)
-# diffusion_phantom3d (shipped 2026-12-07, evening): a patched 3D network (docs/sample.md, "A patched network from random weights" and
+# diffusion_phantom3d (shipped 2026-12-07, evening): a patched 3D network (docs/phantom3d_experiments.md, "A patched network from random weights" and
 # "One cosine run of 6000 steps"), one run from random weights with a cosine learning rate, 102 min on 2 CPU threads. Ledger: LV blood
 # in 19 of 20 samples, the rest 20 (bar 0.95); known defect: a ball in each lung in every sample. The shipped run wrote to
 # medgen-runs/diffusion_phantom3d_cos (workdir) and medgen-runs/diffusion_phantom3d_cos_model and was copied (card: training.command).
@@ -46,16 +46,16 @@ OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom 
 python benchmarks/quality.py --only diffusion_phantom3d --record
 # (Tried on 2026-12-07, not adopted: the then-shipped 10000-step model fine-tuned without class weights, the line above without lr_schedule, with --steps 1500 --lr 1e-4
 # --seed 5, no --set class_balance, --set init=diffusion_phantom3d: tumour in 1 of 10 monitor samples; with --steps 500 --lr 5e-5
-# --seed 6: tumour in 6 of 10, lung balls 2.5 a sample (4.2 for that model); docs/sample.md.)
+# --seed 6: tumour in 6 of 10, lung balls 2.5 a sample (4.2 for that model); docs/phantom3d_experiments.md.)
 # The earlier staged recipe (16-32-64 network without patches, not shipped either), for comparison and for anyone with
-# more compute (docs/sample.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
+# more compute (docs/phantom3d_experiments.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
 # 2 CPU threads), then 2000 more with min-SNR-5 loss weighting from its weights (50 min): in 10 samples (seed 1) LV blood and RV 0.8,
 # spine 1.0, myocardium and tumour 0.0 (resumed towards 4000 at this constant rate it broke down near step 2750). Stage 1 ran with --steps 5000 and was stopped and re-exported at its step-2000 checkpoint
 # (the learning rate is constant: the same weights). Measure a candidate with
 # python benchmarks/quality.py --only diffusion_phantom3d --model diffusion_phantom3d=medgen-runs/diffusion_phantom3d_stage5_model
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 2000 --batch-size 2 --lr 5e-4 --seed 0 --set dims=3 --set size=48 --set channels=16,32,64 --set groups=8 --set n_subjects=400 --set prediction=sample --set sampler=ddim --set ema=0.999 --checkpoint-every 500 --no-resume --workdir medgen-runs/diffusion_phantom3d_stage1 --out medgen-runs/diffusion_phantom3d_stage1_model
 OMP_NUM_THREADS=2 medgen --device auto --quiet train diffusion --sample phantom --steps 2000 --batch-size 2 --lr 5e-4 --seed 1 --set dims=3 --set size=48 --set channels=16,32,64 --set groups=8 --set n_subjects=400 --set prediction=sample --set sampler=ddim --set ema=0.999 --set min_snr_gamma=5 --set init=medgen-runs/diffusion_phantom3d_stage1_model --checkpoint-every 250 --no-resume --workdir medgen-runs/diffusion_phantom3d_stage2 --out medgen-runs/diffusion_phantom3d_stage2_model
-# Stage 3 (docs/sample.md, "Mirrored hearts"): class-balanced loss, 1500 steps (about 50 min) -> the myocardium and tumour are drawn, too large.
+# Stage 3 (docs/phantom3d_experiments.md, "Mirrored hearts"): class-balanced loss, 1500 steps (about 50 min) -> the myocardium and tumour are drawn, too large.
 # Stage 4: no left-right mirroring and no class weights, 1000 steps (about 27 min) -> heart in place (LV 0.9, myocardium 0.9, RV 1.0 of 10
 # seed-1 samples), tumour 0.3. The stage-1 and -2 runs above mirrored their items (the default): a recipe with --set flip=0 throughout is untried.
 # Stage 5: class weights 0.25, 500 steps (about 16 min) -> heart kept (LV 0.9, myocardium 1.0, RV 1.0), tumour 0.3 (drawn too large or twice).

@@ -133,16 +133,6 @@ def test_viewer_gets_the_demo_layers_and_importable_widgets(make_napari_viewer):
     assert len(docked) == len(names)
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/index.md", "docs/getting_started.md"])
-def test_relative_links_point_to_files(page):
-    path = ROOT / page
-    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", path.read_text())
-    local = [t for t in targets if "://" not in t]
-    assert local, f"{page} links to nothing"
-    missing = [t for t in local if not (path.parent / t).exists()]
-    assert not missing, f"{page} links to missing files: {missing}"
-
-
 HEAVY = ("torch", "monai", "napari", "qtpy", "numpy", "scipy", "SimpleITK", "nibabel", "matplotlib")
 
 

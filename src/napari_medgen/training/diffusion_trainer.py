@@ -133,7 +133,7 @@ class DiffusionSettings:
     weight of 1 over the training set), so that small structures count for more than their size (needs label maps;
     sampling stays unconditional). class_balance_steps: apply those weights to the first n steps only, then train on
     with the plain loss, so that one run does what a class-balanced first stage and a plain second stage did
-    (the weights pull small structures' intensities towards themselves: docs/sample.md). class_balance_fade
+    (the weights pull small structures' intensities towards themselves: docs/phantom3d_experiments.md). class_balance_fade
     (ddpm): fade each item's weights with the noise, w_t = 1 + (w - 1) * alpha_bar_t: full weights where the noisy
     input still shows where each structure lies, none at the highest noise, where a weighted loss would pull the
     learnt mean image towards rare structures' intensities wherever they may lie
