@@ -47,6 +47,9 @@ python benchmarks/quality.py --only diffusion_phantom3d --record
 # (Tried on 2026-12-07, not adopted: the then-shipped 10000-step model fine-tuned without class weights, the line above without lr_schedule, with --steps 1500 --lr 1e-4
 # --seed 5, no --set class_balance, --set init=diffusion_phantom3d: tumour in 1 of 10 monitor samples; with --steps 500 --lr 5e-5
 # --seed 6: tumour in 6 of 10, lung balls 2.5 a sample (4.2 for that model); docs/phantom3d_experiments.md.)
+# (Tried on 2026-12-08, not adopted: the shipped line above with --set class_balance_fade=1, 66 min: the class weights' pull on the
+# high-noise mean went, the lung balls did not (4.9 a sample on training phantoms against 4.1) and the tumour fell to 6 of 10;
+# docs/phantom3d_experiments.md, "Class weights that fade with the noise".)
 # The earlier staged recipe (16-32-64 network without patches, not shipped either), for comparison and for anyone with
 # more compute (docs/phantom3d_experiments.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
 # 2 CPU threads), then 2000 more with min-SNR-5 loss weighting from its weights (50 min): in 10 samples (seed 1) LV blood and RV 0.8,
