@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_block(marker: str) -> str:
     """The command inside README's ```bash block between <!-- marker --> and <!-- /marker -->."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     m = re.search(rf"<!-- {marker} -->\s*```bash\n(.*?)\n```\s*<!-- /{marker} -->", text, re.S)
     assert m, f"README.md has no {marker} block"
     return m.group(1).strip()

@@ -14,7 +14,7 @@ LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
 
 def heading_anchors(page: Path) -> set[str]:
     """GitHub's anchors for a page's headings: lower case, punctuation dropped, spaces to hyphens."""
-    titles = re.findall(r"^#+\s+(.*?)\s*$", page.read_text(), re.M)
+    titles = re.findall(r"^#+\s+(.*?)\s*$", page.read_text(encoding="utf-8"), re.M)
     return {re.sub(r"[^\w\- ]", "", t.lower()).replace(" ", "-") for t in titles}
 
 
@@ -26,7 +26,8 @@ def test_the_anchor_rule_matches_githubs():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
 def test_relative_links_point_to_files_and_headings(page):
-    links = [(t, a) for t, a in LINK.findall(page.read_text()) if "://" not in t and not t.startswith("mailto:")]
+    text = page.read_text(encoding="utf-8")  # not the locale's: a test before may have set an ASCII one
+    links = [(t, a) for t, a in LINK.findall(text) if "://" not in t and not t.startswith("mailto:")]
     broken = []
     for target, anchor in links:
         path = (page.parent / target) if target else page
