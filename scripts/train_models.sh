@@ -50,6 +50,8 @@ python benchmarks/quality.py --only diffusion_phantom3d --record
 # (Tried on 2026-12-08, not adopted: the shipped line above with --set class_balance_fade=1, 66 min: the class weights' pull on the
 # high-noise mean went, the lung balls did not (4.9 a sample on training phantoms against 4.1) and the tumour fell to 6 of 10;
 # docs/phantom3d_experiments.md, "Class weights that fade with the noise".)
+# (Tried on 2026-12-08, not adopted: the shipped line above without --set class_balance=0.25, 68 min: lung balls 1.5 a sample,
+# but the tumour in 0 of 10 samples; docs/phantom3d_experiments.md, "No class weights at all".)
 # The earlier staged recipe (16-32-64 network without patches, not shipped either), for comparison and for anyone with
 # more compute (docs/phantom3d_experiments.md, "A finer grid and min-SNR weighting"): the 48^3 grid, 400 phantoms, x0 prediction, 2000 steps (43 min on
 # 2 CPU threads), then 2000 more with min-SNR-5 loss weighting from its weights (50 min): in 10 samples (seed 1) LV blood and RV 0.8,
