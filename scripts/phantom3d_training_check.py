@@ -44,9 +44,9 @@ def main() -> None:
     for spec in args.sampler:
         sampler, steps = (spec.split(":")[0], int(spec.split(":")[1])) if spec else (None, None)
         start = time.perf_counter()
-        every = args.trajectory or 10**6
+        previews = {"preview_every": args.trajectory} if args.trajectory else {}
         seen, drawn = collect(sample(args.model, n=args.n, seed=args.seed, device="cpu", sampler=sampler,
-                                     steps=steps, preview_every=every))
+                                     steps=steps, **previews))
         seconds = time.perf_counter() - start
         estimates = [p for p in seen if p.preview is not None and 0 < p.step < p.total] if args.trajectory else []
         for p in estimates:  # not the start noise, not the result (printed below)

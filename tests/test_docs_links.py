@@ -18,7 +18,7 @@ def heading_anchors(page: Path) -> set[str]:
     return {re.sub(r"[^\w\- ]", "", t.lower()).replace(" ", "-") for t in titles}
 
 
-def test_the_anchor_rule_matches_githubs():
+def test_heading_anchors_drop_punctuation_and_hyphenate_spaces():
     page = ROOT / "docs" / "sample.md"
     assert "3d-phantom-is-every-structure-there" in heading_anchors(page)
     assert "fewer-ddpm-steps-respaced-tried-as-the-default-and-not-adopted" in heading_anchors(page)
